@@ -1,0 +1,21 @@
+//! The C driver boundary.
+//!
+//! This is the one crate of the workspace where `unsafe` is allowed, and it is
+//! kept small so that it can be read whole. It owns:
+//! - the driver ABI, `include/sensegate_driver.h` (the contract), mirrored in
+//!   [`abi`];
+//! - [`record`]: the parser for the records a driver writes, which treats that
+//!   output exactly as it treats network input.
+//!
+//! The safe `Driver` wrapper (dynamic loading, ABI check, open/read/close with
+//! every return checked) joins them when the driver host is built. Every
+//! `unsafe` block carries a `// SAFETY:` comment naming the invariant it relies
+//! on, and the crate's tests run under Miri in CI.
+#![deny(unsafe_op_in_unsafe_fn)]
+#![allow(
+    unsafe_code,
+    reason = "this crate is the workspace's only FFI boundary; each unsafe block is justified where it stands"
+)]
+
+pub mod abi;
+pub mod record;

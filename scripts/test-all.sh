@@ -1,0 +1,65 @@
+#!/usr/bin/env bash
+# The whole test suite, from a fresh clone: installs the tools it needs, then
+# runs every check CI runs. Usage: scripts/test-all.sh
+#
+# Environment:
+#   FUZZ_SECONDS  seconds per fuzz target (default 20; 0 skips fuzzing)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+FUZZ_SECONDS=${FUZZ_SECONDS:-20}
+export CARGO_TERM_COLOR=${CARGO_TERM_COLOR:-never}
+
+step() { printf '\n==> %s\n' "$*"; }
+have() { command -v "$1" >/dev/null 2>&1; }
+
+step "tools"
+have cargo-nextest || cargo install cargo-nextest --locked
+rustup toolchain list | grep -q '^nightly' || rustup toolchain install nightly --profile minimal
+rustup component list --toolchain nightly --installed | grep -q '^miri' \
+  || rustup component add --toolchain nightly miri rust-src
+have cargo-deny || cargo install cargo-deny --locked
+if [ "$FUZZ_SECONDS" != 0 ]; then have cargo-fuzz || cargo install cargo-fuzz --locked; fi
+
+step "format"
+cargo fmt --all -- --check
+
+step "unsafe only in crates/ffi"
+scripts/check-unsafe.sh
+
+step "clippy (all targets, warnings are errors)"
+cargo clippy --workspace --all-targets --all-features --locked -- -D warnings
+
+step "tests"
+mkdir -p target
+cargo nextest run --workspace --all-features --locked --no-fail-fast 2>&1 | tee target/nextest.log
+summary=$(grep -E '^ *Summary' target/nextest.log | tail -n 1)
+passed=$(sed -n -E 's/.* ([0-9]+) passed.*/\1/p' <<<"$summary")
+failed=$(sed -n -E 's/.* ([0-9]+) failed.*/\1/p' <<<"$summary")
+
+step "dependency policy (licences, bans, sources)"
+cargo deny --all-features check licenses bans sources
+
+step "miri: the ffi crate"
+cargo +nightly miri test -p sensegate-ffi --locked
+
+if [ "$FUZZ_SECONDS" != 0 ]; then
+  step "fuzz: ${FUZZ_SECONDS}s per target"
+  ( cd fuzz
+    for target in $(cargo +nightly fuzz list); do
+      mkdir -p "corpus/$target"
+      log="target/fuzz-$target.log"
+      mkdir -p target
+      if ! cargo +nightly fuzz run -O "$target" "corpus/$target" -- \
+          -max_total_time="$FUZZ_SECONDS" -rss_limit_mb=2048 >"$log" 2>&1; then
+        tail -n 60 "$log"
+        echo "fuzz target $target failed" >&2
+        exit 1
+      fi
+      printf '%s: %s\n' "$target" "$(grep -E '^Done' "$log" || echo 'finished')"
+    done )
+fi
+
+step "all checks passed"
+# The plain closing line CI reads: the workspace test count from nextest.
+echo "tests: ${passed:-0} passed, ${failed:-0} failed"
