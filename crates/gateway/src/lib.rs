@@ -14,6 +14,7 @@
 #![forbid(unsafe_code)]
 
 pub mod auth;
+pub mod config;
 pub mod pattern;
 pub mod policy;
 

@@ -1,0 +1,589 @@
+//! Configuration, in two tiers: [`RawConfig`] is the TOML file as serde reads
+//! it (unknown keys rejected), and [`Config`] is what the rest of the daemon
+//! trusts: every value range-checked, every address parsed.
+//!
+//! The file is input like any other: its size is capped before it is read,
+//! and every error names the key and, where it can be found, the line.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use sensegate_proto::frame::HARD_MAX_FRAME_BYTES;
+use sensegate_proto::{FrameLimit, MessageLimits};
+use serde::Deserialize;
+
+const K_FRAME: &str = "limits.max_frame_bytes";
+const K_LAG: &str = "limits.lag_policy";
+
+/// Largest config file read.
+pub const MAX_CONFIG_BYTES: u64 = 1 << 20;
+
+/// Default port of the native protocol.
+pub const DEFAULT_NATIVE_PORT: u16 = 7420;
+/// Default port of the HTTP API.
+pub const DEFAULT_HTTP_PORT: u16 = 7421;
+
+/// The file as written. Every section and key is optional; defaults fill in.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    /// `[server]`
+    #[serde(default)]
+    pub server: RawServer,
+    /// `[native]`
+    #[serde(default)]
+    pub native: RawNative,
+    /// `[limits]`
+    #[serde(default)]
+    pub limits: RawLimits,
+}
+
+/// `[server]`
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawServer {
+    /// Name shown to clients.
+    pub name: Option<String>,
+    /// Where tokens, history and keys live.
+    pub data_dir: Option<PathBuf>,
+}
+
+/// `[native]`
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawNative {
+    /// Address to listen on.
+    pub listen: Option<String>,
+    /// PEM certificate chain; TLS is on when set (with `tls_key`).
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key.
+    pub tls_key: Option<PathBuf>,
+}
+
+/// `[limits]`: every cap a peer can run into. See `docs/security.md`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[allow(
+    missing_docs,
+    reason = "each key is documented in docs/security.md and deploy/sensegate.toml"
+)]
+pub struct RawLimits {
+    pub max_frame_bytes: Option<u64>,
+    pub max_name_bytes: Option<u64>,
+    pub max_pattern_bytes: Option<u64>,
+    pub max_token_bytes: Option<u64>,
+    pub max_text_bytes: Option<u64>,
+    pub max_readings: Option<u64>,
+    pub max_list_items: Option<u64>,
+    pub max_connections: Option<u64>,
+    pub max_connections_per_address: Option<u64>,
+    pub auth_timeout_ms: Option<u64>,
+    pub idle_timeout_secs: Option<u64>,
+    pub frame_timeout_ms: Option<u64>,
+    pub max_subscriptions: Option<u64>,
+    pub max_push_batch: Option<u64>,
+    pub push_rate_per_sec: Option<u64>,
+    pub inflight_bytes_per_connection: Option<u64>,
+    pub inflight_bytes_total: Option<u64>,
+    pub subscriber_queue: Option<u64>,
+    pub lag_policy: Option<String>,
+    pub auth_failures_per_minute: Option<u64>,
+    pub max_tokens: Option<u64>,
+}
+
+/// What a subscriber that falls behind gets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LagPolicy {
+    /// Lose the oldest readings, and be told how many.
+    DropOldest,
+    /// Be disconnected with a goodbye.
+    Disconnect,
+}
+
+/// The validated configuration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    /// Name shown to clients.
+    pub server_name: String,
+    /// Data directory.
+    pub data_dir: PathBuf,
+    /// Native listener address.
+    pub native_listen: SocketAddr,
+    /// TLS certificate and key, when TLS is on.
+    pub tls: Option<(PathBuf, PathBuf)>,
+    /// The caps.
+    pub limits: Limits,
+}
+
+/// Every cap, validated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[allow(
+    missing_docs,
+    reason = "each field mirrors the `limits` key of the same name"
+)]
+pub struct Limits {
+    pub frame: FrameLimit,
+    pub message: MessageLimits,
+    pub max_connections: usize,
+    pub max_connections_per_address: usize,
+    pub auth_timeout: Duration,
+    pub idle_timeout: Duration,
+    pub frame_timeout: Duration,
+    pub max_subscriptions: usize,
+    pub max_push_batch: usize,
+    pub push_rate_per_sec: u32,
+    pub inflight_bytes_per_connection: usize,
+    pub inflight_bytes_total: usize,
+    pub subscriber_queue: usize,
+    pub lag_policy: LagPolicy,
+    pub auth_failures_per_minute: u32,
+    pub max_tokens: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            frame: FrameLimit::DEFAULT,
+            message: MessageLimits::DEFAULT,
+            max_connections: 10_000,
+            max_connections_per_address: 64,
+            auth_timeout: Duration::from_secs(5),
+            idle_timeout: Duration::from_secs(300),
+            frame_timeout: Duration::from_secs(10),
+            max_subscriptions: 64,
+            max_push_batch: 1_000,
+            push_rate_per_sec: 10_000,
+            inflight_bytes_per_connection: 1 << 20,
+            inflight_bytes_total: 256 << 20,
+            subscriber_queue: 1_024,
+            lag_policy: LagPolicy::DropOldest,
+            auth_failures_per_minute: 10,
+            max_tokens: 10_000,
+        }
+    }
+}
+
+/// A configuration that cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The failure.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The file is larger than [`MAX_CONFIG_BYTES`].
+    #[error("{path}: {size} bytes, over the cap of {MAX_CONFIG_BYTES}")]
+    TooLarge {
+        /// The file.
+        path: PathBuf,
+        /// Its size.
+        size: u64,
+    },
+    /// The file is not valid TOML for this schema (unknown key, wrong type).
+    /// toml's message names the key and the line.
+    #[error("{path}: {message}")]
+    Syntax {
+        /// The file.
+        path: PathBuf,
+        /// toml's description, with line and column.
+        message: String,
+    },
+    /// A value is out of range.
+    #[error("{path}:{}: `{key}` {problem}", line.map_or_else(|| "?".to_owned(), |l| l.to_string()))]
+    Invalid {
+        /// The file.
+        path: PathBuf,
+        /// The key, as `section.key`.
+        key: &'static str,
+        /// The line it is on, when found.
+        line: Option<usize>,
+        /// What is wrong.
+        problem: String,
+    },
+}
+
+impl Config {
+    /// Reads and validates the config file at `path`.
+    ///
+    /// # Errors
+    /// [`ConfigError`] for the first problem found.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let io = |source| ConfigError::Io {
+            path: path.to_owned(),
+            source,
+        };
+        let size = std::fs::metadata(path).map_err(io)?.len();
+        if size > MAX_CONFIG_BYTES {
+            return Err(ConfigError::TooLarge {
+                path: path.to_owned(),
+                size,
+            });
+        }
+        let text = std::fs::read_to_string(path).map_err(io)?;
+        Self::parse(&text, path)
+    }
+
+    /// Parses and validates config text; `path` is only for messages.
+    ///
+    /// # Errors
+    /// [`ConfigError`] for the first problem found.
+    pub fn parse(text: &str, path: &Path) -> Result<Self, ConfigError> {
+        let raw: RawConfig = toml::from_str(text).map_err(|e| ConfigError::Syntax {
+            path: path.to_owned(),
+            message: e.to_string().trim_end().to_owned(),
+        })?;
+        Validator { text, path }.config(raw)
+    }
+
+    /// The configuration with every default (the demo's, before overrides).
+    #[must_use]
+    pub fn with_defaults(data_dir: PathBuf) -> Self {
+        Self {
+            server_name: "sensegate".to_owned(),
+            data_dir,
+            native_listen: SocketAddr::from(([127, 0, 0, 1], DEFAULT_NATIVE_PORT)),
+            tls: None,
+            limits: Limits::default(),
+        }
+    }
+}
+
+struct Validator<'a> {
+    text: &'a str,
+    path: &'a Path,
+}
+
+impl Validator<'_> {
+    fn config(&self, raw: RawConfig) -> Result<Config, ConfigError> {
+        let defaults = Config::with_defaults(PathBuf::from("/var/lib/sensegate"));
+        let server_name = match raw.server.name {
+            Some(n) if n.is_empty() || n.len() > 64 || n.chars().any(char::is_control) => {
+                return Err(self.invalid("server.name", "must be 1 to 64 printable characters"));
+            }
+            Some(n) => n,
+            None => defaults.server_name,
+        };
+        let data_dir = raw.server.data_dir.unwrap_or(defaults.data_dir);
+        let native_listen = match raw.native.listen {
+            Some(s) => s.parse().map_err(|_| {
+                self.invalid("native.listen", "must be an address like 0.0.0.0:7420")
+            })?,
+            None => defaults.native_listen,
+        };
+        let tls = match (raw.native.tls_cert, raw.native.tls_key) {
+            (Some(c), Some(k)) => Some((c, k)),
+            (None, None) => None,
+            (Some(_), None) => {
+                return Err(self.invalid("native.tls_key", "is required with tls_cert"));
+            }
+            (None, Some(_)) => {
+                return Err(self.invalid("native.tls_cert", "is required with tls_key"));
+            }
+        };
+        let limits = self.limits(&raw.limits)?;
+        Ok(Config {
+            server_name,
+            data_dir,
+            native_listen,
+            tls,
+            limits,
+        })
+    }
+
+    fn limits(&self, r: &RawLimits) -> Result<Limits, ConfigError> {
+        let mut l = Limits::default();
+        let max = u64::from(HARD_MAX_FRAME_BYTES);
+        let frame_bytes =
+            self.range(K_FRAME, r.max_frame_bytes, u64::from(l.frame.get()), 1, max)?;
+        l.frame = FrameLimit::new(u32::try_from(frame_bytes).unwrap_or(u32::MAX))
+            .map_err(|e| self.invalid(K_FRAME, &e.to_string()))?;
+        l.message = self.message(r)?;
+        l.lag_policy = match r.lag_policy.as_deref() {
+            None => l.lag_policy,
+            Some("drop-oldest") => LagPolicy::DropOldest,
+            Some("disconnect") => LagPolicy::Disconnect,
+            Some(_) => return Err(self.invalid(K_LAG, "must be \"drop-oldest\" or \"disconnect\"")),
+        };
+        self.connection_caps(r, &mut l)?;
+        self.flow_caps(r, &mut l)?;
+        Ok(l)
+    }
+
+    /// Connections and their timers.
+    fn connection_caps(&self, r: &RawLimits, l: &mut Limits) -> Result<(), ConfigError> {
+        let k = "limits.max_connections";
+        l.max_connections = self.size(k, r.max_connections, l.max_connections, 1, 1_000_000)?;
+        let k = "limits.max_connections_per_address";
+        let v = r.max_connections_per_address;
+        l.max_connections_per_address =
+            self.size(k, v, l.max_connections_per_address, 1, 1_000_000)?;
+        let k = "limits.auth_timeout_ms";
+        l.auth_timeout = self.millis(k, r.auth_timeout_ms, l.auth_timeout, 100, 60_000)?;
+        let k = "limits.idle_timeout_secs";
+        let secs = self.range(k, r.idle_timeout_secs, l.idle_timeout.as_secs(), 1, 86_400)?;
+        l.idle_timeout = Duration::from_secs(secs);
+        let k = "limits.frame_timeout_ms";
+        l.frame_timeout = self.millis(k, r.frame_timeout_ms, l.frame_timeout, 100, 600_000)?;
+        let k = "limits.auth_failures_per_minute";
+        let v = r.auth_failures_per_minute;
+        l.auth_failures_per_minute = self.small(k, v, l.auth_failures_per_minute, 1, 1_000_000)?;
+        let k = "limits.max_tokens";
+        l.max_tokens = self.size(k, r.max_tokens, l.max_tokens, 1, 1_000_000)?;
+        Ok(())
+    }
+
+    /// Subscriptions, pushes and buffered bytes.
+    fn flow_caps(&self, r: &RawLimits, l: &mut Limits) -> Result<(), ConfigError> {
+        let k = "limits.max_subscriptions";
+        l.max_subscriptions = self.size(k, r.max_subscriptions, l.max_subscriptions, 1, 10_000)?;
+        let k = "limits.max_push_batch";
+        let most = l.message.max_readings;
+        l.max_push_batch = self.size(k, r.max_push_batch, l.max_push_batch, 1, most)?;
+        let k = "limits.push_rate_per_sec";
+        l.push_rate_per_sec =
+            self.small(k, r.push_rate_per_sec, l.push_rate_per_sec, 1, 10_000_000)?;
+        let k = "limits.inflight_bytes_per_connection";
+        let v = r.inflight_bytes_per_connection;
+        l.inflight_bytes_per_connection =
+            self.size(k, v, l.inflight_bytes_per_connection, 4096, 1 << 30)?;
+        let k = "limits.inflight_bytes_total";
+        let v = r.inflight_bytes_total;
+        l.inflight_bytes_total = self.size(k, v, l.inflight_bytes_total, 1 << 16, 1 << 40)?;
+        let k = "limits.subscriber_queue";
+        l.subscriber_queue = self.size(k, r.subscriber_queue, l.subscriber_queue, 1, 1 << 20)?;
+        Ok(())
+    }
+
+    fn millis(
+        &self,
+        key: &'static str,
+        v: Option<u64>,
+        def: Duration,
+        min: u64,
+        max: u64,
+    ) -> Result<Duration, ConfigError> {
+        let def = u64::try_from(def.as_millis()).unwrap_or(u64::MAX);
+        Ok(Duration::from_millis(self.range(key, v, def, min, max)?))
+    }
+
+    fn message(&self, r: &RawLimits) -> Result<MessageLimits, ConfigError> {
+        let dm = MessageLimits::DEFAULT;
+        Ok(MessageLimits {
+            max_name_bytes: self.size(
+                "limits.max_name_bytes",
+                r.max_name_bytes,
+                dm.max_name_bytes,
+                1,
+                1024,
+            )?,
+            max_pattern_bytes: self.size(
+                "limits.max_pattern_bytes",
+                r.max_pattern_bytes,
+                dm.max_pattern_bytes,
+                1,
+                4096,
+            )?,
+            max_token_bytes: self.size(
+                "limits.max_token_bytes",
+                r.max_token_bytes,
+                dm.max_token_bytes,
+                128,
+                4096,
+            )?,
+            max_text_bytes: self.size(
+                "limits.max_text_bytes",
+                r.max_text_bytes,
+                dm.max_text_bytes,
+                64,
+                65_536,
+            )?,
+            max_readings: self.size(
+                "limits.max_readings",
+                r.max_readings,
+                dm.max_readings,
+                1,
+                1_000_000,
+            )?,
+            max_list_items: self.size(
+                "limits.max_list_items",
+                r.max_list_items,
+                dm.max_list_items,
+                1,
+                1_000_000,
+            )?,
+        })
+    }
+
+    fn range(
+        &self,
+        key: &'static str,
+        v: Option<u64>,
+        def: u64,
+        min: u64,
+        max: u64,
+    ) -> Result<u64, ConfigError> {
+        match v {
+            None => Ok(def),
+            Some(v) if (min..=max).contains(&v) => Ok(v),
+            Some(v) => Err(self.invalid(key, &format!("is {v}, must be between {min} and {max}"))),
+        }
+    }
+
+    fn size(
+        &self,
+        key: &'static str,
+        v: Option<u64>,
+        def: usize,
+        min: usize,
+        max: usize,
+    ) -> Result<usize, ConfigError> {
+        let wide = |n: usize| u64::try_from(n).unwrap_or(u64::MAX);
+        let n = self.range(key, v, wide(def), wide(min), wide(max))?;
+        Ok(usize::try_from(n).unwrap_or(usize::MAX))
+    }
+
+    fn small(
+        &self,
+        key: &'static str,
+        v: Option<u64>,
+        def: u32,
+        min: u32,
+        max: u32,
+    ) -> Result<u32, ConfigError> {
+        let n = self.range(key, v, u64::from(def), u64::from(min), u64::from(max))?;
+        Ok(u32::try_from(n).unwrap_or(u32::MAX))
+    }
+
+    fn invalid(&self, key: &'static str, problem: &str) -> ConfigError {
+        ConfigError::Invalid {
+            path: self.path.to_owned(),
+            key,
+            line: find_line(self.text, key),
+            problem: problem.to_owned(),
+        }
+    }
+}
+
+/// The 1-based line where `section.key` is set: the first line assigning
+/// `key` after a `[section]` header and before the next header. Covers the
+/// plain layout of the example config; dotted or inline forms get no line.
+fn find_line(text: &str, dotted: &str) -> Option<usize> {
+    let (section, key) = dotted.split_once('.')?;
+    let header = format!("[{section}]");
+    let mut in_section = false;
+    for (i, line) in text.lines().enumerate() {
+        let t = line.trim();
+        if t.starts_with('[') {
+            in_section = t == header;
+        } else if in_section
+            && t.strip_prefix(key)
+                .is_some_and(|rest| rest.trim_start().starts_with('='))
+        {
+            return Some(i + 1);
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Config, ConfigError> {
+        Config::parse(text, Path::new("test.toml"))
+    }
+
+    #[test]
+    fn empty_file_gives_defaults() {
+        let c = parse("").unwrap();
+        assert_eq!(c.limits, Limits::default());
+        assert_eq!(c.native_listen.port(), DEFAULT_NATIVE_PORT);
+        assert!(c.tls.is_none());
+    }
+
+    #[test]
+    fn values_are_read() {
+        let c = parse(
+            "[server]\nname = \"gw\"\n[native]\nlisten = \"127.0.0.1:9000\"\n[limits]\nmax_frame_bytes = 4096\nlag_policy = \"disconnect\"\nauth_timeout_ms = 250\n",
+        )
+        .unwrap();
+        assert_eq!(c.server_name, "gw");
+        assert_eq!(c.native_listen.port(), 9000);
+        assert_eq!(c.limits.frame.get(), 4096);
+        assert_eq!(c.limits.lag_policy, LagPolicy::Disconnect);
+        assert_eq!(c.limits.auth_timeout, Duration::from_millis(250));
+    }
+
+    #[test]
+    fn unknown_key_names_key_and_line() {
+        let err = parse("[limits]\nmax_frame_bytes = 10\nmax_frame_bytez = 3\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("max_frame_bytez"), "{err}");
+        assert!(err.contains("line 3"), "{err}");
+        let err = parse("[limitz]\n").unwrap_err().to_string();
+        assert!(err.contains("limitz") && err.contains("line 1"), "{err}");
+    }
+
+    #[test]
+    fn out_of_range_names_key_and_line() {
+        let err = parse("[server]\nname = \"x\"\n\n[limits]\nmax_frame_bytes = 16777217\n")
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            err,
+            "test.toml:5: `limits.max_frame_bytes` is 16777217, must be between 1 and 16777216"
+        );
+        let err = parse("[limits]\nmax_frame_bytes = 0\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with("test.toml:2: `limits.max_frame_bytes` is 0"),
+            "{err}"
+        );
+        let err = parse("[limits]\nlag_policy = \"maybe\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.starts_with("test.toml:2: `limits.lag_policy`"), "{err}");
+    }
+
+    #[test]
+    fn wrong_type_names_key() {
+        let err = parse("[limits]\nmax_connections = \"lots\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("max_connections") && err.contains("line 2"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn tls_needs_both_files_and_address_must_parse() {
+        let err = parse("[native]\ntls_cert = \"c.pem\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("native.tls_key"), "{err}");
+        let err = parse("[native]\nlisten = \"nowhere\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.starts_with("test.toml:2: `native.listen`"), "{err}");
+    }
+
+    #[test]
+    fn oversized_file_is_refused_before_reading() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("big.toml");
+        let f = std::fs::File::create(&path).unwrap();
+        f.set_len(MAX_CONFIG_BYTES + 1).unwrap();
+        assert!(matches!(
+            Config::load(&path),
+            Err(ConfigError::TooLarge { .. })
+        ));
+    }
+}
