@@ -255,7 +255,7 @@ impl Check<'_> {
     /// A pattern: name characters plus `*` and `?`; never empty.
     fn pattern(&self, field: &'static str, s: &str) -> Result<(), MessageError> {
         bounded(field, s, self.l.max_pattern_bytes, true)?;
-        chars(field, s, |b| is_name_byte(b) || b == b'*' || b == b'?')
+        chars(field, s, is_pattern_byte)
     }
 
     fn optional_pattern(&self, field: &'static str, s: &str) -> Result<(), MessageError> {
@@ -399,4 +399,10 @@ fn bucket(b: &Bucket) -> Result<(), MessageError> {
 #[must_use]
 pub const fn is_name_byte(b: u8) -> bool {
     b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-' | b':' | b'/')
+}
+
+/// Bytes a sensor-name pattern may hold: name bytes plus `*` and `?`.
+#[must_use]
+pub const fn is_pattern_byte(b: u8) -> bool {
+    is_name_byte(b) || b == b'*' || b == b'?'
 }

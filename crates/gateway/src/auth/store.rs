@@ -322,7 +322,7 @@ impl TokenStore {
                     name: r.name,
                     role: r.role,
                     scope: r.scope.as_str().to_owned(),
-                    sha256: hex_encode(&r.hash),
+                    sha256: token::hex(&r.hash),
                     created_at_us: r.created_at_us,
                     revoked: r.revoked,
                 })
@@ -400,10 +400,7 @@ fn valid_name(s: &str, max: usize) -> bool {
 }
 
 fn valid_pattern(s: &str, max: usize) -> bool {
-    !s.is_empty()
-        && s.len() <= max
-        && s.bytes()
-            .all(|b| sensegate_proto::envelope::is_name_byte(b) || b == b'*' || b == b'?')
+    !s.is_empty() && s.len() <= max && s.bytes().all(sensegate_proto::envelope::is_pattern_byte)
 }
 
 fn dummy_record() -> TokenRecord {
@@ -416,16 +413,6 @@ fn dummy_record() -> TokenRecord {
         created_at_us: 0,
         revoked: true,
     }
-}
-
-fn hex_encode(bytes: &[u8]) -> String {
-    use std::fmt::Write as _;
-    bytes
-        .iter()
-        .fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
-            let _ = write!(s, "{b:02x}");
-            s
-        })
 }
 
 fn hex_decode_32(s: &str) -> Option<[u8; 32]> {

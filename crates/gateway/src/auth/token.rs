@@ -119,7 +119,8 @@ pub fn hash_matches(text: &str, stored: &TokenHash) -> Choice {
     hash(text).ct_eq(stored)
 }
 
-fn hex(bytes: &[u8]) -> String {
+/// Lower-case hex of `bytes`.
+pub(crate) fn hex(bytes: &[u8]) -> String {
     const DIGITS: &[u8; 16] = b"0123456789abcdef";
     let mut out = String::with_capacity(bytes.len() * 2);
     for b in bytes {
