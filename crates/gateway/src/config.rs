@@ -217,14 +217,13 @@ impl Config {
             path: path.to_owned(),
             source,
         };
-        let size = std::fs::metadata(path).map_err(io)?.len();
-        if size > MAX_CONFIG_BYTES {
-            return Err(ConfigError::TooLarge {
+        let text = crate::file::read_capped(path, MAX_CONFIG_BYTES).map_err(|e| match e {
+            crate::file::CappedReadError::Io(source) => io(source),
+            crate::file::CappedReadError::TooLarge { size } => ConfigError::TooLarge {
                 path: path.to_owned(),
                 size,
-            });
-        }
-        let text = std::fs::read_to_string(path).map_err(io)?;
+            },
+        })?;
         Self::parse(&text, path)
     }
 

@@ -14,6 +14,7 @@ use subtle::Choice;
 
 use super::token::{self, NewToken, SecretToken, TokenHash};
 use super::{AuthError, Principal, Role};
+use crate::file::CappedReadError;
 use crate::pattern::Pattern;
 
 /// Largest token file the daemon reads.
@@ -149,21 +150,20 @@ impl TokenStore {
             path: path.to_owned(),
             source,
         };
-        let size = match fs::metadata(path) {
-            Ok(m) => m.len(),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+        let text = match crate::file::read_capped(path, MAX_FILE_BYTES) {
+            Ok(text) => text,
+            Err(CappedReadError::Io(e)) if e.kind() == std::io::ErrorKind::NotFound => {
                 store.save()?;
                 return Ok(store);
             }
-            Err(e) => return Err(io(e)),
+            Err(CappedReadError::Io(e)) => return Err(io(e)),
+            Err(CappedReadError::TooLarge { size }) => {
+                return Err(StoreError::TooLarge {
+                    path: path.to_owned(),
+                    size,
+                });
+            }
         };
-        if size > MAX_FILE_BYTES {
-            return Err(StoreError::TooLarge {
-                path: path.to_owned(),
-                size,
-            });
-        }
-        let text = fs::read_to_string(path).map_err(io)?;
         let invalid = |reason: String| StoreError::Invalid {
             path: path.to_owned(),
             reason,
