@@ -37,6 +37,23 @@ pub struct RawConfig {
     /// `[limits]`
     #[serde(default)]
     pub limits: RawLimits,
+    /// `[sim]`
+    #[serde(default)]
+    pub sim: RawSim,
+}
+
+/// `[sim]`: the simulated sensor source.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSim {
+    /// Whether the simulated sensors run.
+    pub enabled: Option<bool>,
+    /// How many simulated sensors.
+    pub sensors: Option<u64>,
+    /// Readings per second per sensor.
+    pub rate_hz: Option<f64>,
+    /// Seed of the noise.
+    pub seed: Option<u64>,
 }
 
 /// `[server]`
@@ -47,6 +64,8 @@ pub struct RawServer {
     pub name: Option<String>,
     /// Where tokens, history and keys live.
     pub data_dir: Option<PathBuf>,
+    /// The audit log (JSON lines); empty turns it off.
+    pub audit_log: Option<PathBuf>,
 }
 
 /// `[native]`
@@ -90,6 +109,7 @@ pub struct RawLimits {
     pub lag_policy: Option<String>,
     pub auth_failures_per_minute: Option<u64>,
     pub max_tokens: Option<u64>,
+    pub max_sensors: Option<u64>,
 }
 
 /// What a subscriber that falls behind gets.
@@ -102,7 +122,7 @@ pub enum LagPolicy {
 }
 
 /// The validated configuration.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Config {
     /// Name shown to clients.
     pub server_name: String,
@@ -112,8 +132,36 @@ pub struct Config {
     pub native_listen: SocketAddr,
     /// TLS certificate and key, when TLS is on.
     pub tls: Option<(PathBuf, PathBuf)>,
+    /// The audit log, when on.
+    pub audit_log: Option<PathBuf>,
     /// The caps.
     pub limits: Limits,
+    /// The simulated source.
+    pub sim: SimConfig,
+}
+
+/// The simulated sensor source, validated.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct SimConfig {
+    /// Whether it runs.
+    pub enabled: bool,
+    /// How many sensors (1 to 1000).
+    pub sensors: usize,
+    /// Readings per second per sensor (0.1 to 1000).
+    pub rate_hz: f64,
+    /// Seed of the noise.
+    pub seed: u64,
+}
+
+impl Default for SimConfig {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            sensors: 4,
+            rate_hz: 10.0,
+            seed: 1,
+        }
+    }
 }
 
 /// Every cap, validated.
@@ -139,6 +187,7 @@ pub struct Limits {
     pub lag_policy: LagPolicy,
     pub auth_failures_per_minute: u32,
     pub max_tokens: usize,
+    pub max_sensors: usize,
 }
 
 impl Default for Limits {
@@ -160,6 +209,7 @@ impl Default for Limits {
             lag_policy: LagPolicy::DropOldest,
             auth_failures_per_minute: 10,
             max_tokens: 10_000,
+            max_sensors: 10_000,
         }
     }
 }
@@ -241,13 +291,15 @@ impl Config {
 
     /// The configuration with every default (the demo's, before overrides).
     #[must_use]
-    pub fn with_defaults(data_dir: PathBuf) -> Self {
+    pub fn with_defaults(data_dir: &Path) -> Self {
         Self {
             server_name: "sensegate".to_owned(),
-            data_dir,
+            data_dir: data_dir.to_owned(),
             native_listen: SocketAddr::from(([127, 0, 0, 1], DEFAULT_NATIVE_PORT)),
             tls: None,
+            audit_log: Some(data_dir.join("audit.jsonl")),
             limits: Limits::default(),
+            sim: SimConfig::default(),
         }
     }
 }
@@ -259,7 +311,7 @@ struct Validator<'a> {
 
 impl Validator<'_> {
     fn config(&self, raw: RawConfig) -> Result<Config, ConfigError> {
-        let defaults = Config::with_defaults(PathBuf::from("/var/lib/sensegate"));
+        let defaults = Config::with_defaults(Path::new("/var/lib/sensegate"));
         let server_name = match raw.server.name {
             Some(n) if n.is_empty() || n.len() > 64 || n.chars().any(char::is_control) => {
                 return Err(self.invalid("server.name", "must be 1 to 64 printable characters"));
@@ -285,12 +337,36 @@ impl Validator<'_> {
             }
         };
         let limits = self.limits(&raw.limits)?;
+        let audit_log = match raw.server.audit_log {
+            Some(p) if p.as_os_str().is_empty() => None,
+            Some(p) => Some(p),
+            None => Some(data_dir.join("audit.jsonl")),
+        };
+        let sim = self.sim(&raw.sim)?;
         Ok(Config {
             server_name,
             data_dir,
             native_listen,
             tls,
+            audit_log,
             limits,
+            sim,
+        })
+    }
+
+    fn sim(&self, r: &RawSim) -> Result<SimConfig, ConfigError> {
+        let d = SimConfig::default();
+        let sensors = self.size("sim.sensors", r.sensors, d.sensors, 1, 1_000)?;
+        let rate_hz = match r.rate_hz {
+            None => d.rate_hz,
+            Some(v) if (0.1..=1_000.0).contains(&v) => v,
+            Some(_) => return Err(self.invalid("sim.rate_hz", "must be 0.1 to 1000")),
+        };
+        Ok(SimConfig {
+            enabled: r.enabled.unwrap_or(d.enabled),
+            sensors,
+            rate_hz,
+            seed: r.seed.unwrap_or(d.seed),
         })
     }
 
@@ -333,6 +409,8 @@ impl Validator<'_> {
         l.auth_failures_per_minute = self.small(k, v, l.auth_failures_per_minute, 1, 1_000_000)?;
         let k = "limits.max_tokens";
         l.max_tokens = self.size(k, r.max_tokens, l.max_tokens, 1, 1_000_000)?;
+        let k = "limits.max_sensors";
+        l.max_sensors = self.size(k, r.max_sensors, l.max_sensors, 1, 1_000_000)?;
         Ok(())
     }
 

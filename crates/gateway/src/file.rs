@@ -25,19 +25,53 @@ pub enum CappedReadError {
 /// # Errors
 /// [`CappedReadError`].
 pub fn read_capped(path: &Path, max: u64) -> Result<String, CappedReadError> {
+    let bytes = read_capped_bytes(path, max)?;
+    String::from_utf8(bytes).map_err(|e| {
+        CappedReadError::Io(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            e.utf8_error(),
+        ))
+    })
+}
+
+/// Reads `path`, refusing more than `max` bytes.
+///
+/// # Errors
+/// [`CappedReadError`].
+pub fn read_capped_bytes(path: &Path, max: u64) -> Result<Vec<u8>, CappedReadError> {
     let file = std::fs::File::open(path).map_err(CappedReadError::Io)?;
     let reported = file.metadata().map_err(CappedReadError::Io)?.len();
     if reported > max {
         return Err(CappedReadError::TooLarge { size: reported });
     }
-    let mut text = String::new();
+    let mut bytes = Vec::new();
     file.take(max + 1)
-        .read_to_string(&mut text)
+        .read_to_end(&mut bytes)
         .map_err(CappedReadError::Io)?;
-    if text.len() as u64 > max {
+    if bytes.len() as u64 > max {
         return Err(CappedReadError::TooLarge { size: max + 1 });
     }
-    Ok(text)
+    Ok(bytes)
+}
+
+/// What is wrong with a file's permissions, if anything: a secret (token
+/// store, key) must not be readable by group or others; a config file must
+/// not be readable or writable by others.
+#[must_use]
+pub fn permission_problem(path: &Path, secret: bool) -> Option<&'static str> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        let mode = std::fs::metadata(path).ok()?.permissions().mode();
+        if secret && mode & 0o077 != 0 {
+            return Some("is readable by other users; chmod 600 it");
+        }
+        if !secret && mode & 0o006 != 0 {
+            return Some("is readable or writable by other users; chmod o-rw it");
+        }
+    }
+    let _ = (path, secret);
+    None
 }
 
 #[cfg(test)]
@@ -54,6 +88,23 @@ mod tests {
                 Err(CappedReadError::TooLarge { size: 4097 })
             ));
         }
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn open_permissions_are_reported() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("f");
+        std::fs::write(&p, "x").unwrap();
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o644)).unwrap();
+        assert!(permission_problem(&p, true).is_some());
+        assert!(permission_problem(&p, false).is_some());
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o640)).unwrap();
+        assert!(permission_problem(&p, true).is_some());
+        assert!(permission_problem(&p, false).is_none());
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600)).unwrap();
+        assert!(permission_problem(&p, true).is_none());
     }
 
     #[test]

@@ -1,22 +1,39 @@
 //! The sensegate daemon as a library.
 //!
-//! What it owns so far, by module:
-//! - [`pattern`]: sensor-name patterns (`*`, `?`) for scopes and
-//!   subscriptions;
+//! Data flows sources -> [`service`] -> [`hub`] -> front ends. By module:
+//! - [`config`]: the two-tier configuration (raw TOML, then validated);
 //! - [`auth`]: tokens (random, hashed, checked in constant time) and the
-//!   token store;
-//! - [`policy`]: the one function that decides every action.
+//!   token store; [`policy`]: the one function that decides every action;
+//! - [`service`]: the application core every front end calls, with the
+//!   [`catalog`] of sensors, the [`hub`] that fans readings out through
+//!   bounded queues, the connection [`registry`], the rate caps in
+//!   [`throttle`], and the [`audit`] log;
+//! - [`session`]: one native-protocol session as a state machine without
+//!   I/O; [`native`]: the listener and the thin connection task around it;
+//!   [`inflight`]: the global byte budget; [`tls`]: TLS 1.3 and certificates;
+//! - [`sim`]: the simulated sensor source; [`daemon`]: wiring and shutdown.
 //!
-//! The configuration, the service core, the connection registry, the hub, the
-//! native and HTTP front ends, sources and the store join it as they are
-//! built (see `docs/decisions.md`). Tokens are never logged: [`auth::token`]
-//! redacts them in `Debug` and no error carries one.
+//! Tokens are never logged: [`auth::token`] redacts them in `Debug`, no
+//! error carries one, and the audit log has no field for one.
 #![forbid(unsafe_code)]
 
+pub mod audit;
 pub mod auth;
+pub mod catalog;
 pub mod config;
+pub mod daemon;
 pub mod file;
+pub mod hub;
+pub mod inflight;
+pub mod native;
 pub mod pattern;
 pub mod policy;
+pub mod reading;
+pub mod registry;
+pub mod service;
+pub mod session;
+pub mod sim;
+pub mod throttle;
+pub mod tls;
 
 pub use sensegate_proto::{FrameLimit, MessageLimits};

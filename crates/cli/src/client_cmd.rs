@@ -1,0 +1,415 @@
+//! The client commands: token, sensors, read, watch, push, connections,
+//! kick. Each resolves its settings, connects, does one thing, and maps
+//! failures to an exit status.
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use sensegate_client::pin::{TlsOptions, parse_fingerprint};
+use sensegate_client::settings::{ClientSettings, resolve_token};
+use sensegate_client::wire::{self as v1};
+use sensegate_client::{Client, ClientError, ConnectOptions};
+use tokio::io::{AsyncBufReadExt as _, AsyncReadExt as _};
+
+use crate::{ConnArgs, EX_CONFIG, EX_DATAERR, EX_UNAVAILABLE};
+
+/// Readings per push from `sensegate push`.
+const PUSH_BATCH: usize = 500;
+/// Longest line `sensegate push` accepts.
+const MAX_LINE: usize = 4096;
+/// How often `watch` pings so the idle timeout does not close it.
+const KEEPALIVE: Duration = Duration::from_secs(30);
+/// Default server address.
+const DEFAULT_ADDR: &str = "127.0.0.1:7420";
+
+/// A failure with its exit status.
+struct Failure(u8, String);
+
+impl From<ClientError> for Failure {
+    fn from(e: ClientError) -> Self {
+        let status = match e {
+            ClientError::Io(_) | ClientError::Timeout | ClientError::Tls(_) => EX_UNAVAILABLE,
+            _ => 1,
+        };
+        Self(status, e.to_string())
+    }
+}
+
+fn finish(result: Result<(), Failure>) -> ExitCode {
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(Failure(status, message)) => {
+            eprintln!("sensegate: {message}");
+            ExitCode::from(status)
+        }
+    }
+}
+
+fn options(args: &ConnArgs) -> Result<ConnectOptions, Failure> {
+    let config_path = args
+        .client_config
+        .clone()
+        .or_else(ClientSettings::default_path);
+    let settings = match &config_path {
+        Some(p) if args.client_config.is_some() || p.is_file() => {
+            ClientSettings::load(p).map_err(|e| Failure(EX_CONFIG, e.to_string()))?
+        }
+        _ => ClientSettings::default(),
+    };
+    let token = resolve_token(args.token_file.as_deref(), &settings)
+        .map_err(|e| Failure(EX_CONFIG, e.to_string()))?;
+    let address = args
+        .addr
+        .clone()
+        .or_else(|| settings.address.clone())
+        .unwrap_or_else(|| DEFAULT_ADDR.to_owned());
+    let mut tls = settings.tls.clone();
+    if let Some(fp) = &args.fingerprint {
+        let pin = parse_fingerprint(fp).map_err(|m| Failure(EX_CONFIG, m))?;
+        tls = Some(TlsOptions {
+            pin: Some(pin),
+            ..tls.unwrap_or_default()
+        });
+    }
+    if args.plain {
+        tls = None;
+    }
+    let mut o = ConnectOptions::plain(address, token);
+    o.tls = tls;
+    o.client_name = "sensegate-cli".into();
+    Ok(o)
+}
+
+async fn connect(args: &ConnArgs) -> Result<Client, Failure> {
+    let o = options(args)?;
+    Ok(Client::connect(&o).await?)
+}
+
+fn role_name(role: i32) -> &'static str {
+    match v1::Role::try_from(role) {
+        Ok(v1::Role::Admin) => "admin",
+        Ok(v1::Role::Reader) => "reader",
+        Ok(v1::Role::Device) => "device",
+        _ => "?",
+    }
+}
+
+fn time(us: i64) -> String {
+    if us == 0 {
+        return "-".into();
+    }
+    let secs = us.div_euclid(1_000_000);
+    let micros = us.rem_euclid(1_000_000);
+    format!("{secs}.{micros:06}")
+}
+
+pub async fn token_create(args: &ConnArgs, role: &str, scope: &str, name: &str) -> ExitCode {
+    finish(
+        async {
+            let role = match role {
+                "admin" => v1::Role::Admin,
+                "reader" => v1::Role::Reader,
+                "device" => v1::Role::Device,
+                _ => {
+                    return Err(Failure(
+                        EX_DATAERR,
+                        "role must be admin, reader or device".into(),
+                    ));
+                }
+            };
+            let mut c = connect(args).await?;
+            let reply = c.create_token(name, role, scope).await?;
+            let info = reply.token.unwrap_or_default();
+            eprintln!(
+                "token {} ({}, scope {}) created; the secret is shown this once:",
+                info.id,
+                role_name(info.role),
+                info.scope
+            );
+            println!("{}", reply.secret);
+            Ok(())
+        }
+        .await,
+    )
+}
+
+pub async fn token_list(args: &ConnArgs) -> ExitCode {
+    finish(
+        async {
+            let mut c = connect(args).await?;
+            println!(
+                "{:<16}  {:<7}  {:<8}  {:<20}  {:<24}  NAME",
+                "ID", "ROLE", "STATE", "SCOPE", "CREATED"
+            );
+            for t in c.list_tokens().await? {
+                let state = if t.revoked { "revoked" } else { "live" };
+                println!(
+                    "{:<16}  {:<7}  {:<8}  {:<20}  {:<24}  {}",
+                    t.id,
+                    role_name(t.role),
+                    state,
+                    t.scope,
+                    time(t.created_at_us),
+                    t.name
+                );
+            }
+            Ok(())
+        }
+        .await,
+    )
+}
+
+pub async fn token_revoke(args: &ConnArgs, id: &str) -> ExitCode {
+    finish(
+        async {
+            let mut c = connect(args).await?;
+            let n = c.revoke_token(id).await?;
+            println!("token {id} revoked; {n} session(s) disconnected");
+            Ok(())
+        }
+        .await,
+    )
+}
+
+pub async fn sensors(args: &ConnArgs, pattern: &str) -> ExitCode {
+    finish(
+        async {
+            let mut c = connect(args).await?;
+            println!(
+                "{:<28}  {:<6}  {:<8}  {:<10}  {:<18}  REASON",
+                "NAME", "UNIT", "SOURCE", "STATE", "LAST"
+            );
+            for s in c.list_sensors(pattern).await? {
+                let state = match v1::SensorState::try_from(s.state) {
+                    Ok(v1::SensorState::Ok) => "ok",
+                    Ok(v1::SensorState::Faulted) => "faulted",
+                    Ok(v1::SensorState::Restarting) => "restarting",
+                    Ok(v1::SensorState::Idle) => "idle",
+                    _ => "?",
+                };
+                println!(
+                    "{:<28}  {:<6}  {:<8}  {:<10}  {:<18}  {}",
+                    s.name,
+                    s.unit,
+                    s.source,
+                    state,
+                    time(s.last_timestamp_us),
+                    s.fault_reason
+                );
+            }
+            Ok(())
+        }
+        .await,
+    )
+}
+
+/// Writes readings to stdout; an error means stdout is gone (a closed pipe).
+fn print_readings(readings: &[v1::Reading]) -> std::io::Result<()> {
+    use std::io::Write as _;
+    let mut out = std::io::stdout().lock();
+    for r in readings {
+        let quality = match v1::Quality::try_from(r.quality) {
+            Ok(v1::Quality::Good) => "",
+            Ok(v1::Quality::Uncertain) => " (uncertain)",
+            _ => " (bad)",
+        };
+        writeln!(
+            out,
+            "{}  {}  {}{quality}",
+            time(r.timestamp_us),
+            r.sensor,
+            r.value
+        )?;
+    }
+    out.flush()
+}
+
+pub async fn read(args: &ConnArgs, sensor: &str) -> ExitCode {
+    finish(
+        async {
+            let mut c = connect(args).await?;
+            let reading = c.latest(sensor).await?;
+            print_readings(std::slice::from_ref(&reading)).map_err(|e| Failure(1, e.to_string()))
+        }
+        .await,
+    )
+}
+
+pub async fn watch(args: &ConnArgs, patterns: &[String]) -> ExitCode {
+    finish(async {
+        let mut c = connect(args).await?;
+        let patterns: Vec<&str> = patterns.iter().map(String::as_str).collect();
+        c.subscribe(&patterns).await?;
+        let mut keepalive = tokio::time::interval(KEEPALIVE);
+        keepalive.tick().await;
+        loop {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {
+                    let _ = c.close().await;
+                    return Ok(());
+                }
+                _ = keepalive.tick() => c.ping().await?,
+                batch = c.next_batch() => {
+                    let batch = batch?;
+                    if batch.dropped > 0 {
+                        eprintln!("({} readings lost: this terminal fell behind)", batch.dropped);
+                    }
+                    if print_readings(&batch.readings).is_err() {
+                        // The reader of our output went away (`| head`).
+                        let _ = c.close().await;
+                        return Ok(());
+                    }
+                }
+            }
+        }
+    }
+    .await)
+}
+
+/// Parses `SENSOR VALUE [TIMESTAMP_US]`.
+fn parse_line(line: &str, now_us: i64) -> Result<v1::Reading, &'static str> {
+    let mut parts = line.split_whitespace();
+    let sensor = parts.next().ok_or("empty line")?;
+    let value: f64 = parts
+        .next()
+        .ok_or("missing value")?
+        .parse()
+        .map_err(|_| "value is not a number")?;
+    if !value.is_finite() {
+        return Err("value is not finite");
+    }
+    let timestamp_us = match parts.next() {
+        Some(t) => t.parse().map_err(|_| "timestamp is not an integer")?,
+        None => now_us,
+    };
+    if parts.next().is_some() {
+        return Err("too many fields");
+    }
+    Ok(v1::Reading {
+        sensor: sensor.to_owned(),
+        timestamp_us,
+        value,
+        quality: v1::Quality::Good.into(),
+    })
+}
+
+fn now_us() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX))
+}
+
+pub async fn push(args: &ConnArgs) -> ExitCode {
+    finish(
+        async {
+            let mut c = connect(args).await?;
+            let mut lines = tokio::io::BufReader::new(tokio::io::stdin());
+            let mut batch = Vec::new();
+            let mut total = 0u64;
+            let mut number = 0usize;
+            let mut line = Vec::new();
+            loop {
+                line.clear();
+                let n = (&mut lines)
+                    .take(MAX_LINE as u64 + 1)
+                    .read_until(b'\n', &mut line)
+                    .await
+                    .map_err(|e| Failure(EX_DATAERR, format!("stdin: {e}")))?;
+                if n == 0 {
+                    break;
+                }
+                number += 1;
+                if line.len() > MAX_LINE {
+                    return Err(Failure(
+                        EX_DATAERR,
+                        format!("line {number}: longer than {MAX_LINE} bytes"),
+                    ));
+                }
+                let text = std::str::from_utf8(&line)
+                    .map_err(|_| Failure(EX_DATAERR, format!("line {number}: not UTF-8")))?
+                    .trim();
+                if text.is_empty() || text.starts_with('#') {
+                    continue;
+                }
+                let reading = parse_line(text, now_us())
+                    .map_err(|m| Failure(EX_DATAERR, format!("line {number}: {m}")))?;
+                batch.push(reading);
+                if batch.len() >= PUSH_BATCH {
+                    total += u64::from(c.push(std::mem::take(&mut batch)).await?);
+                }
+            }
+            if !batch.is_empty() {
+                total += u64::from(c.push(batch).await?);
+            }
+            eprintln!("{total} reading(s) accepted");
+            Ok(())
+        }
+        .await,
+    )
+}
+
+pub async fn connections(args: &ConnArgs) -> ExitCode {
+    finish(
+        async {
+            let mut c = connect(args).await?;
+            println!(
+                "{:>6}  {:<22}  {:<7}  {:<16}  {:>5}  {:>10}  {:>10}",
+                "ID", "PEER", "ROLE", "PRINCIPAL", "SUBS", "FRAMES IN", "FRAMES OUT"
+            );
+            for k in c.list_connections().await? {
+                println!(
+                    "{:>6}  {:<22}  {:<7}  {:<16}  {:>5}  {:>10}  {:>10}",
+                    k.id,
+                    k.peer,
+                    role_name(k.role),
+                    k.principal,
+                    k.subscriptions,
+                    k.frames_in,
+                    k.frames_out
+                );
+            }
+            Ok(())
+        }
+        .await,
+    )
+}
+
+pub async fn kick(args: &ConnArgs, id: u64) -> ExitCode {
+    finish(
+        async {
+            let mut c = connect(args).await?;
+            c.kick(id).await?;
+            println!("connection {id} disconnected");
+            Ok(())
+        }
+        .await,
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn push_lines_parse_or_say_why_not() {
+        let r = parse_line("room/t 21.5 1700000000000000", 0).unwrap();
+        assert_eq!(
+            (r.sensor.as_str(), r.value, r.timestamp_us),
+            ("room/t", 21.5, 1_700_000_000_000_000)
+        );
+        assert_eq!(parse_line("room/t 1", 42).unwrap().timestamp_us, 42);
+        assert_eq!(parse_line("room/t", 0).unwrap_err(), "missing value");
+        assert_eq!(
+            parse_line("room/t x", 0).unwrap_err(),
+            "value is not a number"
+        );
+        assert_eq!(
+            parse_line("room/t NaN", 0).unwrap_err(),
+            "value is not finite"
+        );
+        assert_eq!(
+            parse_line("room/t 1 2 3", 0).unwrap_err(),
+            "too many fields"
+        );
+    }
+}

@@ -1,0 +1,161 @@
+//! `serve`, `demo` and `check-config`: the daemon side of the command.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use sensegate_gateway::config::Config;
+use sensegate_gateway::daemon::{Daemon, create_private_dir, warn_permissions, write_secret};
+use sensegate_gateway::tls;
+
+use crate::{DemoArgs, EX_CONFIG, EX_UNAVAILABLE};
+
+/// How long connections get to drain at shutdown.
+const DRAIN: Duration = Duration::from_secs(5);
+
+pub fn check_config(file: &Path) -> ExitCode {
+    match Config::load(file) {
+        Ok(config) => {
+            println!(
+                "{}: ok (native listener {}, tls {}, max frame {} bytes)",
+                file.display(),
+                config.native_listen,
+                if config.tls.is_some() { "on" } else { "off" },
+                config.limits.frame.get()
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("{e}");
+            ExitCode::from(EX_CONFIG)
+        }
+    }
+}
+
+/// Waits for SIGINT or SIGTERM.
+async fn signalled() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+pub async fn serve(path: &Path) -> ExitCode {
+    let config = match Config::load(path) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::from(EX_CONFIG);
+        }
+    };
+    warn_permissions(path, false);
+    let daemon = match Daemon::start(&config).await {
+        Ok(d) => d,
+        Err(e) => {
+            tracing::error!("{e}");
+            return ExitCode::from(EX_UNAVAILABLE);
+        }
+    };
+    let token_path = config.data_dir.join("admin.token");
+    if daemon.service().token_count() == 0 {
+        match daemon.ensure_admin_token(&token_path) {
+            Ok(_) => tracing::info!(
+                path = %token_path.display(),
+                "no tokens yet: created an admin token (the file is mode 0600)"
+            ),
+            Err(e) => {
+                tracing::error!("{e}");
+                return ExitCode::FAILURE;
+            }
+        }
+    }
+    signalled().await;
+    tracing::info!("shutting down");
+    daemon.shutdown(DRAIN).await;
+    ExitCode::SUCCESS
+}
+
+fn demo_dir(args: &DemoArgs) -> Option<PathBuf> {
+    args.data_dir
+        .clone()
+        .or_else(sensegate_client::settings::default_data_dir)
+}
+
+pub async fn demo(args: DemoArgs) -> ExitCode {
+    let Some(dir) = demo_dir(&args) else {
+        eprintln!("sensegate demo: no data directory; pass --data-dir DIR");
+        return ExitCode::from(EX_CONFIG);
+    };
+    if let Err(e) = create_private_dir(&dir) {
+        eprintln!("sensegate demo: {e}");
+        return ExitCode::FAILURE;
+    }
+    let (cert, key) = match tls::ensure_self_signed(&dir) {
+        Ok(pair) => pair,
+        Err(e) => {
+            eprintln!("sensegate demo: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let mut config = Config::with_defaults(&dir);
+    config.native_listen = args.native_addr;
+    config.tls = Some((cert, key));
+    config.sim.enabled = true;
+    let daemon = match Daemon::start(&config).await {
+        Ok(d) => d,
+        Err(e) => {
+            eprintln!("sensegate demo: {e}");
+            return ExitCode::from(EX_UNAVAILABLE);
+        }
+    };
+    let token_path = dir.join("admin.token");
+    let token = match daemon.ensure_admin_token(&token_path) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("sensegate demo: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let fingerprint = daemon.fingerprint().unwrap_or_default().to_owned();
+    let client_path = dir.join("client.toml");
+    let client_toml = format!(
+        "# Written by `sensegate demo`: how the CLI reaches the demo gateway.\n\
+         address = \"{}\"\ntoken_file = \"admin.token\"\ntls = true\nfingerprint = \"{fingerprint}\"\nserver_name = \"localhost\"\n",
+        daemon.native_addr()
+    );
+    if let Err(e) = write_secret(&client_path, client_toml.trim_end()) {
+        eprintln!("sensegate demo: {}: {e}", client_path.display());
+        return ExitCode::FAILURE;
+    }
+    println!("sensegate demo gateway");
+    println!("  native protocol (TLS 1.3): {}", daemon.native_addr());
+    println!(
+        "  HTTP API:                  {} (not built yet)",
+        args.http_addr
+    );
+    println!("  certificate SHA-256:       {fingerprint}");
+    println!("  admin token:               {}", token.expose());
+    println!("  token file:                {}", token_path.display());
+    println!("  client config:             {}", client_path.display());
+    println!();
+    println!("In another terminal: sensegate watch 'sim/*'   (Ctrl-C here stops the demo)");
+    signalled().await;
+    println!("shutting down");
+    daemon.shutdown(DRAIN).await;
+    ExitCode::SUCCESS
+}

@@ -1,0 +1,239 @@
+//! The sensor catalog: every sensor the daemon knows, its metadata, state and
+//! latest reading.
+//!
+//! Sources register their sensors; a device's first push of a new name adds
+//! it, up to `limits.max_sensors`, so a device cannot grow the catalog
+//! without bound. The lock is a plain `std` lock, never held across an
+//! `.await`.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, RwLock};
+
+use crate::pattern::Pattern;
+use crate::reading::Reading;
+
+/// A sensor's state, as `sensegate sensors` shows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SensorState {
+    /// Delivering readings.
+    Ok,
+    /// Its source failed; see the reason.
+    Faulted,
+    /// Its source is being restarted.
+    Restarting,
+    /// Known, but no reading yet.
+    Idle,
+}
+
+/// What the catalog holds for one sensor.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SensorEntry {
+    /// Its name.
+    pub name: Arc<str>,
+    /// Unit of its values (may be empty).
+    pub unit: String,
+    /// Which source feeds it: `sim`, `push`, ...
+    pub source: String,
+    /// Its state.
+    pub state: SensorState,
+    /// Why it is faulted; empty otherwise.
+    pub fault_reason: String,
+    /// The latest reading, if any.
+    pub latest: Option<Reading>,
+}
+
+/// The catalog is full: a new sensor name was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("the sensor catalog is full ({max} sensors)")]
+pub struct CatalogFull {
+    /// The cap.
+    pub max: usize,
+}
+
+/// Every known sensor, by name.
+#[derive(Debug)]
+pub struct Catalog {
+    sensors: RwLock<BTreeMap<Arc<str>, SensorEntry>>,
+    max: usize,
+}
+
+impl Catalog {
+    /// An empty catalog holding at most `max` sensors.
+    #[must_use]
+    pub fn new(max: usize) -> Self {
+        Self {
+            sensors: RwLock::new(BTreeMap::new()),
+            max,
+        }
+    }
+
+    /// Registers a sensor fed by a source; returns its shared name.
+    ///
+    /// # Errors
+    /// [`CatalogFull`] when the catalog is at its cap.
+    pub fn register(&self, name: &str, unit: &str, source: &str) -> Result<Arc<str>, CatalogFull> {
+        let mut map = self
+            .sensors
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some((k, _)) = map.get_key_value(name) {
+            return Ok(k.clone());
+        }
+        if map.len() >= self.max {
+            return Err(CatalogFull { max: self.max });
+        }
+        let key: Arc<str> = Arc::from(name);
+        map.insert(
+            key.clone(),
+            SensorEntry {
+                name: key.clone(),
+                unit: unit.to_owned(),
+                source: source.to_owned(),
+                state: SensorState::Idle,
+                fault_reason: String::new(),
+                latest: None,
+            },
+        );
+        Ok(key)
+    }
+
+    /// The shared name of `name`, registering it as a pushed sensor if new.
+    ///
+    /// # Errors
+    /// [`CatalogFull`] when it is new and the catalog is at its cap.
+    pub fn intern_pushed(&self, name: &str) -> Result<Arc<str>, CatalogFull> {
+        {
+            let map = self
+                .sensors
+                .read()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            if let Some((k, _)) = map.get_key_value(name) {
+                return Ok(k.clone());
+            }
+        }
+        self.register(name, "", "push")
+    }
+
+    /// Records a reading as its sensor's latest (if it is newer).
+    pub fn record(&self, reading: &Reading) {
+        let mut map = self
+            .sensors
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(entry) = map.get_mut(&*reading.sensor) {
+            let newer = entry
+                .latest
+                .as_ref()
+                .is_none_or(|l| l.timestamp_us <= reading.timestamp_us);
+            if newer {
+                entry.latest = Some(reading.clone());
+            }
+            if entry.state == SensorState::Idle {
+                entry.state = SensorState::Ok;
+            }
+        }
+    }
+
+    /// The entry for `name`.
+    #[must_use]
+    pub fn entry(&self, name: &str) -> Option<SensorEntry> {
+        let map = self
+            .sensors
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        map.get(name).cloned()
+    }
+
+    /// Entries whose names match `pattern` and pass `allowed`, by name, at
+    /// most `max`.
+    pub fn list(
+        &self,
+        pattern: &Pattern,
+        max: usize,
+        allowed: impl Fn(&str) -> bool,
+    ) -> Vec<SensorEntry> {
+        let map = self
+            .sensors
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        map.values()
+            .filter(|e| pattern.matches(&e.name) && allowed(&e.name))
+            .take(max)
+            .cloned()
+            .collect()
+    }
+
+    /// Number of sensors.
+    #[must_use]
+    pub fn len(&self) -> usize {
+        self.sensors
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .len()
+    }
+
+    /// Whether no sensor is known.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::reading::Quality;
+
+    fn reading(sensor: &Arc<str>, ts: i64) -> Reading {
+        Reading {
+            sensor: sensor.clone(),
+            timestamp_us: ts,
+            value: 1.0,
+            quality: Quality::Good,
+        }
+    }
+
+    #[test]
+    fn a_new_pushed_name_past_the_cap_is_refused_and_known_names_still_work() {
+        let c = Catalog::new(2);
+        let a = c.intern_pushed("a").unwrap();
+        c.intern_pushed("b").unwrap();
+        assert_eq!(c.intern_pushed("c"), Err(CatalogFull { max: 2 }));
+        assert!(Arc::ptr_eq(&a, &c.intern_pushed("a").unwrap()));
+        assert_eq!(c.len(), 2);
+    }
+
+    #[test]
+    fn latest_keeps_the_newest_reading() {
+        let c = Catalog::new(4);
+        let s = c.register("room/t", "C", "sim").unwrap();
+        assert_eq!(c.entry("room/t").unwrap().state, SensorState::Idle);
+        c.record(&reading(&s, 20));
+        c.record(&reading(&s, 10));
+        let e = c.entry("room/t").unwrap();
+        assert_eq!(e.latest.unwrap().timestamp_us, 20);
+        assert_eq!(e.state, SensorState::Ok);
+    }
+
+    #[test]
+    fn list_filters_by_pattern_and_permission() {
+        let c = Catalog::new(8);
+        for n in ["a/1", "a/2", "b/1"] {
+            c.register(n, "", "sim").unwrap();
+        }
+        let names = |v: Vec<SensorEntry>| {
+            v.into_iter()
+                .map(|e| e.name.to_string())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            names(c.list(&Pattern::new("a/*"), 10, |_| true)),
+            ["a/1", "a/2"]
+        );
+        assert_eq!(
+            names(c.list(&Pattern::any(), 10, |n| n != "a/2")),
+            ["a/1", "b/1"]
+        );
+        assert_eq!(names(c.list(&Pattern::any(), 1, |_| true)), ["a/1"]);
+    }
+}

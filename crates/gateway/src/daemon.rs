@@ -1,0 +1,275 @@
+//! The daemon: builds the service from a [`Config`], binds the native
+//! listener, starts the sources, and shuts everything down on request.
+//!
+//! Shutdown is one [`CancellationToken`]: the listener stops accepting,
+//! every connection sends a goodbye and closes, sources stop; then
+//! [`Daemon::shutdown`] waits for the tasks under a deadline.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio_rustls::TlsAcceptor;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::audit::Audit;
+use crate::auth::Role;
+use crate::auth::store::{StoreError, TokenStore};
+use crate::auth::token::SecretToken;
+use crate::config::Config;
+use crate::file::permission_problem;
+use crate::inflight::InflightBudget;
+use crate::native::connection::Shared;
+use crate::service::{Service, ServiceError};
+use crate::tls::{self, TlsError};
+
+/// The daemon could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The data directory could not be created.
+    #[error("data directory {path}: {source}")]
+    DataDir {
+        /// The directory.
+        path: PathBuf,
+        /// The failure.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The token store could not be opened.
+    #[error("token store: {0}")]
+    Tokens(#[from] StoreError),
+    /// The audit log could not be opened.
+    #[error("audit log {path}: {source}")]
+    Audit {
+        /// The file.
+        path: PathBuf,
+        /// The failure.
+        #[source]
+        source: std::io::Error,
+    },
+    /// TLS could not be set up.
+    #[error("tls: {0}")]
+    Tls(#[from] TlsError),
+    /// The listener could not be bound.
+    #[error("listen on {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// The failure.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The first admin token could not be created.
+    #[error("admin token: {0}")]
+    Bootstrap(ServiceError),
+}
+
+/// A running daemon.
+#[derive(Debug)]
+pub struct Daemon {
+    service: Arc<Service>,
+    native_addr: SocketAddr,
+    fingerprint: Option<String>,
+    shutdown: CancellationToken,
+    tracker: TaskTracker,
+}
+
+/// The token store file in a data directory.
+#[must_use]
+pub fn token_store_path(data_dir: &Path) -> PathBuf {
+    data_dir.join("tokens.json")
+}
+
+impl Daemon {
+    /// Starts the daemon described by `config`.
+    ///
+    /// # Errors
+    /// [`StartError`] for the first thing that cannot be set up.
+    pub async fn start(config: &Config) -> Result<Self, StartError> {
+        create_private_dir(&config.data_dir)?;
+        let store_path = token_store_path(&config.data_dir);
+        warn_permissions(&store_path, true);
+        let tokens = TokenStore::open(&store_path, config.limits.max_tokens)?;
+        let audit = match &config.audit_log {
+            Some(path) => Audit::open(path).map_err(|source| StartError::Audit {
+                path: path.clone(),
+                source,
+            })?,
+            None => Audit::disabled(),
+        };
+        let (tls, fingerprint) = match &config.tls {
+            Some((cert, key)) => {
+                warn_permissions(key, true);
+                let server = tls::server_config(cert, key)?;
+                let certs = tls::load_certs(cert)?;
+                (
+                    Some(TlsAcceptor::from(server)),
+                    certs.first().map(tls::fingerprint),
+                )
+            }
+            None => (None, None),
+        };
+        let service = Arc::new(Service::new(
+            config.server_name.clone(),
+            config.limits,
+            tokens,
+            audit,
+        ));
+        let listener = TcpListener::bind(config.native_listen)
+            .await
+            .map_err(|source| StartError::Bind {
+                addr: config.native_listen,
+                source,
+            })?;
+        let native_addr = listener.local_addr().map_err(|source| StartError::Bind {
+            addr: config.native_listen,
+            source,
+        })?;
+        let shutdown = service.shutdown_token();
+        let tracker = TaskTracker::new();
+        let shared = Shared {
+            service: service.clone(),
+            inflight: InflightBudget::new(config.limits.inflight_bytes_total),
+            shutdown: shutdown.clone(),
+        };
+        tracker.spawn(crate::native::listener::run(
+            listener,
+            shared,
+            tls,
+            tracker.clone(),
+        ));
+        tracker.spawn(reap_idle(service.clone(), shutdown.clone()));
+        if config.sim.enabled {
+            tracker.spawn(crate::sim::run(
+                service.clone(),
+                config.sim,
+                shutdown.clone(),
+            ));
+        }
+        tracing::info!(addr = %native_addr, tls = fingerprint.is_some(), "native listener up");
+        Ok(Self {
+            service,
+            native_addr,
+            fingerprint,
+            shutdown,
+            tracker,
+        })
+    }
+
+    /// The bound native address (useful with port 0).
+    #[must_use]
+    pub const fn native_addr(&self) -> SocketAddr {
+        self.native_addr
+    }
+
+    /// The certificate fingerprint, when TLS is on.
+    #[must_use]
+    pub fn fingerprint(&self) -> Option<&str> {
+        self.fingerprint.as_deref()
+    }
+
+    /// The service core.
+    #[must_use]
+    pub const fn service(&self) -> &Arc<Service> {
+        &self.service
+    }
+
+    /// Creates an admin token with scope `*` when the store has none that is
+    /// live in `saved` (the token file), writes it there with mode 0600, and
+    /// returns it. Reuses the saved token when it still authenticates.
+    ///
+    /// # Errors
+    /// [`StartError::Bootstrap`] or a write failure.
+    pub fn ensure_admin_token(&self, saved: &Path) -> Result<SecretToken, StartError> {
+        if let Ok(text) = crate::file::read_capped(saved, 1024) {
+            let text = text.trim();
+            if self.service.token_is_live(text) {
+                return Ok(SecretToken::from_text(text));
+            }
+        }
+        let (_, secret) = self
+            .service
+            .bootstrap_token("admin", Role::Admin, "*")
+            .map_err(StartError::Bootstrap)?;
+        write_secret(saved, secret.expose()).map_err(|source| StartError::DataDir {
+            path: saved.to_owned(),
+            source,
+        })?;
+        Ok(secret)
+    }
+
+    /// A token that resolves when shutdown starts.
+    #[must_use]
+    pub fn shutdown_token(&self) -> CancellationToken {
+        self.shutdown.clone()
+    }
+
+    /// Stops accepting, says goodbye to every client, and waits up to
+    /// `drain` for the tasks to end.
+    pub async fn shutdown(self, drain: Duration) {
+        self.shutdown.cancel();
+        self.tracker.close();
+        if tokio::time::timeout(drain, self.tracker.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!("shutdown drain deadline passed; dropping remaining connections");
+        }
+    }
+}
+
+/// Closes idle authenticated connections, checking once a second (or more
+/// often for idle timeouts under four seconds).
+async fn reap_idle(service: Arc<Service>, shutdown: CancellationToken) {
+    let idle = service.limits().idle_timeout;
+    let period = (idle / 4).clamp(Duration::from_millis(100), Duration::from_secs(1));
+    let mut tick = tokio::time::interval(period);
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        let n = service.registry().reap_idle(idle);
+        if n > 0 {
+            tracing::debug!(closed = n, "idle connections closed");
+        }
+    }
+}
+
+/// Writes a secret to a new 0600 file (replacing any old one).
+///
+/// # Errors
+/// The I/O error.
+pub fn write_secret(path: &Path, secret: &str) -> std::io::Result<()> {
+    use std::io::Write as _;
+    let mut f = crate::auth::store::private_file(path)?;
+    f.write_all(secret.as_bytes())?;
+    f.write_all(b"\n")?;
+    f.sync_all()
+}
+
+/// Creates a directory (and its parents) with mode 0700 if it is missing.
+///
+/// # Errors
+/// [`StartError::DataDir`].
+pub fn create_private_dir(path: &Path) -> Result<(), StartError> {
+    let err = |source| StartError::DataDir {
+        path: path.to_owned(),
+        source,
+    };
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+    builder.create(path).map_err(err)
+}
+
+/// Logs a warning when a file's permissions are too open.
+pub fn warn_permissions(path: &Path, secret: bool) {
+    if let Some(problem) = permission_problem(path, secret) {
+        tracing::warn!(path = %path.display(), "{problem}");
+    }
+}

@@ -1,0 +1,354 @@
+//! The connection task: a thin loop around a [`Session`].
+//!
+//! It reads bytes, cuts frames with the sans-IO decoder, hands each payload
+//! to the session and writes what comes back; it also drains the
+//! subscriber's queue into reading batches and keeps three clocks: the hello
+//! deadline, the idle timeout, and the time a started frame has to finish.
+//!
+//! Memory: the read buffer is released whenever it holds no partial frame,
+//! and the write buffer after every write, so an idle connection holds
+//! neither. A frame's declared length is checked against the per-connection
+//! and global in-flight caps as soon as its header arrives, before any of its
+//! payload is buffered.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::BytesMut;
+use sensegate_proto::FrameDecoder;
+use sensegate_proto::frame::{self, HEADER_LEN};
+use sensegate_proto::v1::{self, ErrorCode};
+use std::pin::Pin;
+
+use tokio::time::{Instant, Sleep, sleep_until, timeout};
+use tokio_util::sync::CancellationToken;
+
+use super::transport::Transport;
+use crate::hub::{Delivery, Subscriber};
+use crate::inflight::{InflightBudget, InflightPermit};
+use crate::registry::Admission;
+use crate::service::Service;
+use crate::session::{self, Session, State, Step};
+
+/// Read reservation when the socket is readable.
+const READ_CHUNK: usize = 4096;
+/// Largest read reservation for a large frame in progress.
+const MAX_READ_CHUNK: usize = 64 * 1024;
+/// How long a goodbye or error frame may take to leave before the
+/// connection is dropped anyway.
+const FAREWELL_TIMEOUT: Duration = Duration::from_secs(1);
+/// Upper bound of one encoded reading beyond its sensor name.
+const READING_OVERHEAD: usize = 32;
+
+/// Everything a connection task needs from the daemon.
+#[derive(Debug, Clone)]
+pub struct Shared {
+    /// The service core.
+    pub service: Arc<Service>,
+    /// The global in-flight budget.
+    pub inflight: Arc<InflightBudget>,
+    /// Cancelled when the daemon shuts down.
+    pub shutdown: CancellationToken,
+}
+
+/// Why the loop ended, for the log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum End {
+    Closed,
+    Error,
+    Timeout,
+    Stopped,
+}
+
+struct Conn {
+    shared: Shared,
+    session: Session,
+    transport: Transport,
+    decoder: FrameDecoder,
+    inbuf: BytesMut,
+    /// Reservation for the frame whose header arrived.
+    frame_permit: Option<InflightPermit>,
+    /// When the first byte of the frame in progress arrived.
+    frame_started: Option<Instant>,
+    /// When the last whole frame arrived (or the connection was accepted).
+    last_frame: Instant,
+    replies: Vec<v1::Envelope>,
+}
+
+/// Runs one admitted connection to its end.
+pub async fn run(shared: Shared, admission: Admission, transport: Transport, accepted: Instant) {
+    let connection = admission.connection().clone();
+    let mut conn = Conn {
+        decoder: FrameDecoder::new(shared.service.limits().frame),
+        session: Session::new(connection.clone()),
+        shared,
+        transport,
+        inbuf: BytesMut::new(),
+        frame_permit: None,
+        frame_started: None,
+        last_frame: accepted,
+        replies: Vec::new(),
+    };
+    let end = conn.serve().await;
+    tracing::debug!(conn_id = connection.id, peer = %connection.peer, ?end, "connection ended");
+    conn.shared.service.disconnected(&connection);
+    conn.transport.shutdown().await;
+    drop(admission);
+}
+
+impl Conn {
+    fn limits(&self) -> &crate::config::Limits {
+        self.shared.service.limits()
+    }
+
+    /// The deadline this connection's own timer must watch: the hello
+    /// deadline, or the end of the frame in progress. An authenticated
+    /// connection between frames has none: its idle timeout is enforced by
+    /// the daemon's reaper from `last_active`, so an idle connection holds
+    /// no timer at all.
+    fn deadline(&self) -> Option<Instant> {
+        let hello = matches!(self.session.state(), State::ExpectHello)
+            .then(|| self.last_frame + self.limits().auth_timeout);
+        let frame = self.frame_started.map(|t| t + self.limits().frame_timeout);
+        match (hello, frame) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// The loop. Only the wait itself lives in this future: every handler
+    /// runs in a boxed future of its own, so what an idle connection's task
+    /// holds is just the select below (see `docs/performance.md`).
+    async fn serve(&mut self) -> End {
+        let connection = self.session.connection().clone();
+        let mut timer: Option<Pin<Box<Sleep>>> = None;
+        loop {
+            let subscriber = self.session.subscriber().cloned();
+            let max_batch = self.max_batch();
+            let chunk = self.read_chunk();
+            match (self.deadline(), timer.as_mut()) {
+                (Some(d), Some(t)) => t.as_mut().reset(d),
+                (Some(d), None) => timer = Some(Box::pin(sleep_until(d))),
+                (None, _) => timer = None,
+            }
+            tokio::select! {
+                biased;
+                reason = connection.stopped() => {
+                    Box::pin(self.farewell(session::goodbye_envelope(reason.message()))).await;
+                    return End::Stopped;
+                }
+                read = self.transport.read_some(&mut self.inbuf, chunk) => {
+                    match read {
+                        Ok(0) => return Box::pin(self.ended_by_peer()).await,
+                        Err(_) => return End::Closed,
+                        Ok(_) => {}
+                    }
+                    if let Some(end) = Box::pin(self.handle_input()).await {
+                        return end;
+                    }
+                }
+                delivery = next_delivery(subscriber.as_deref(), max_batch), if subscriber.is_some() => {
+                    if let Some(end) = Box::pin(self.deliver(delivery)).await {
+                        return end;
+                    }
+                }
+                () = wait(timer.as_mut()), if timer.is_some() => {
+                    return Box::pin(self.timed_out()).await;
+                }
+            }
+        }
+    }
+
+    fn read_chunk(&self) -> usize {
+        self.decoder
+            .bytes_needed(&self.inbuf)
+            .map_or(READ_CHUNK, |n| n.clamp(READ_CHUNK, MAX_READ_CHUNK))
+    }
+
+    fn max_batch(&self) -> usize {
+        let l = self.limits();
+        let per_reading = l.message.max_name_bytes + READING_OVERHEAD;
+        (l.inflight_bytes_per_connection / per_reading).clamp(1, l.message.max_readings)
+    }
+
+    /// Cuts and handles every whole frame in the buffer.
+    async fn handle_input(&mut self) -> Option<End> {
+        let now = Instant::now();
+        loop {
+            if self.frame_started.is_none() && !self.inbuf.is_empty() {
+                self.frame_started = Some(now);
+            }
+            if let Some(error) = self.admit_frame() {
+                self.farewell(error).await;
+                return Some(End::Error);
+            }
+            match self.decoder.decode(&mut self.inbuf) {
+                Ok(Some(frame)) => {
+                    self.frame_permit = None;
+                    self.frame_started = None;
+                    self.last_frame = now;
+                    self.session
+                        .connection()
+                        .touch(&self.shared.service.registry().clock());
+                    let step = self.session.on_frame(
+                        &self.shared.service,
+                        frame.payload(),
+                        now.into_std(),
+                        &mut self.replies,
+                    );
+                    if step == Step::Close {
+                        let replies = std::mem::take(&mut self.replies);
+                        for r in replies {
+                            self.farewell(r).await;
+                        }
+                        return Some(End::Closed);
+                    }
+                }
+                Ok(None) => break,
+                Err(e) => {
+                    let envelope = session::error_envelope(0, e.code(), &e.to_string());
+                    self.farewell(envelope).await;
+                    return Some(End::Error);
+                }
+            }
+        }
+        if self.inbuf.is_empty() {
+            // Give the buffer back: an idle connection holds none.
+            self.inbuf = BytesMut::new();
+        }
+        if self.replies.is_empty() {
+            return None;
+        }
+        let replies = std::mem::take(&mut self.replies);
+        self.send(&replies).await
+    }
+
+    /// The peer closed its side: a frame cut short gets its error.
+    async fn ended_by_peer(&mut self) -> End {
+        match self.decoder.decode_eof(&mut self.inbuf) {
+            Err(e) => {
+                let envelope = session::error_envelope(0, e.code(), &e.to_string());
+                self.farewell(envelope).await;
+                End::Error
+            }
+            Ok(_) => End::Closed,
+        }
+    }
+
+    /// Checks a frame's declared length against the in-flight caps once its
+    /// header is in; returns the error to send when it does not fit.
+    fn admit_frame(&mut self) -> Option<v1::Envelope> {
+        if self.frame_permit.is_some() || self.inbuf.len() < HEADER_LEN {
+            return None;
+        }
+        let mut header = [0u8; HEADER_LEN];
+        header.copy_from_slice(&self.inbuf[..HEADER_LEN]);
+        let declared = u32::from_le_bytes(header) as usize;
+        if declared == 0 || declared > self.limits().frame.get() as usize {
+            return None; // the decoder reports it
+        }
+        // The payload counts against the connection's cap (so the default
+        // cap admits one frame of the default maximum size); header and
+        // payload count against the global budget.
+        if declared > self.limits().inflight_bytes_per_connection {
+            return Some(session::error_envelope(
+                0,
+                ErrorCode::Overloaded,
+                "frame over the connection's in-flight limit",
+            ));
+        }
+        match self.shared.inflight.try_reserve(declared + HEADER_LEN) {
+            Some(p) => {
+                self.frame_permit = Some(p);
+                None
+            }
+            None => Some(session::error_envelope(
+                0,
+                ErrorCode::Overloaded,
+                "server busy",
+            )),
+        }
+    }
+
+    async fn deliver(&mut self, delivery: Delivery) -> Option<End> {
+        match delivery {
+            Delivery::Lagged => {
+                self.farewell(session::goodbye_envelope("subscriber fell behind"))
+                    .await;
+                Some(End::Stopped)
+            }
+            Delivery::Batch { readings, dropped } => {
+                let envelope = session::batch_envelope(&readings, dropped);
+                drop(readings);
+                self.send(std::slice::from_ref(&envelope)).await
+            }
+        }
+    }
+
+    /// Encodes and writes envelopes, bounded by the idle timeout so a peer
+    /// that stops reading cannot hold the task forever.
+    async fn send(&mut self, envelopes: &[v1::Envelope]) -> Option<End> {
+        let mut out = BytesMut::new();
+        let limit = self.limits().frame;
+        for e in envelopes {
+            if frame::encode_message(e, limit, &mut out).is_err() {
+                let too_big = session::error_envelope(
+                    e.request_id,
+                    ErrorCode::Internal,
+                    "reply over the frame limit",
+                );
+                if frame::encode_message(&too_big, limit, &mut out).is_err() {
+                    return Some(End::Error);
+                }
+            }
+        }
+        let Some(_permit) = self.shared.inflight.try_reserve(out.len()) else {
+            return Some(End::Error);
+        };
+        let connection = self.session.connection().clone();
+        let stall = self.limits().idle_timeout;
+        tokio::select! {
+            r = timeout(stall, self.transport.write_all(&out)) => match r {
+                Ok(Ok(())) => {
+                    connection.count_out(envelopes.len() as u64, out.len());
+                    None
+                }
+                _ => Some(End::Error),
+            },
+            _ = connection.stopped() => Some(End::Stopped),
+        }
+    }
+
+    /// Sends one last frame, briefly, before closing.
+    async fn farewell(&mut self, envelope: v1::Envelope) {
+        let mut out = BytesMut::new();
+        if frame::encode_message(&envelope, self.limits().frame, &mut out).is_ok() {
+            let _ = timeout(FAREWELL_TIMEOUT, self.transport.write_all(&out)).await;
+        }
+    }
+
+    async fn timed_out(&mut self) -> End {
+        let envelope = match self.session.state() {
+            State::ExpectHello => {
+                session::error_envelope(0, ErrorCode::Unauthenticated, "no hello in time")
+            }
+            _ => session::error_envelope(0, ErrorCode::Malformed, "frame not completed in time"),
+        };
+        self.farewell(envelope).await;
+        End::Timeout
+    }
+}
+
+async fn wait(timer: Option<&mut Pin<Box<Sleep>>>) {
+    match timer {
+        Some(t) => t.as_mut().await,
+        None => std::future::pending().await,
+    }
+}
+
+async fn next_delivery(subscriber: Option<&Subscriber>, max: usize) -> Delivery {
+    match subscriber {
+        Some(s) => s.next_batch(max).await,
+        None => std::future::pending().await,
+    }
+}

@@ -1,0 +1,15 @@
+//! The native protocol front end: the TCP (and TLS) listener and the thin
+//! connection task that drives a [`crate::session::Session`].
+//!
+//! - [`listener`]: accepts, admits through the registry (refusing past the
+//!   connection caps with one `OVERLOADED` frame), runs the TLS handshake
+//!   under the hello deadline, and spawns a connection task.
+//! - [`transport`]: TCP or TLS behind one type, with a read that reserves
+//!   buffer space only once bytes are ready, so an idle connection holds no
+//!   read buffer.
+//! - [`connection`]: the per-connection loop: read, decode frames, call the
+//!   session, write replies and reading batches, enforce the timers.
+
+pub mod connection;
+pub mod listener;
+pub mod transport;

@@ -1,0 +1,73 @@
+//! TCP or TLS behind one type.
+//!
+//! Plain TCP reads wait for readiness first and reserve buffer space only
+//! when bytes are there, so an idle connection holds no read buffer at all.
+//! TLS reads go through tokio-rustls, whose session keeps its own buffers.
+
+use std::io;
+
+use bytes::BytesMut;
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+use tokio::net::TcpStream;
+use tokio_rustls::server::TlsStream;
+
+/// A native connection's byte stream.
+#[derive(Debug)]
+pub enum Transport {
+    /// Plain TCP.
+    Tcp(TcpStream),
+    /// TLS 1.3 over TCP.
+    Tls(Box<TlsStream<TcpStream>>),
+}
+
+impl Transport {
+    /// Reads what is available into `buf`, reserving `chunk` bytes only once
+    /// the socket is readable (TCP). Returns 0 at the end of the stream.
+    /// Cancel-safe: no bytes are lost if the future is dropped.
+    ///
+    /// # Errors
+    /// The socket's error.
+    pub async fn read_some(&mut self, buf: &mut BytesMut, chunk: usize) -> io::Result<usize> {
+        match self {
+            Self::Tcp(s) => loop {
+                s.readable().await?;
+                buf.reserve(chunk);
+                match s.try_read_buf(buf) {
+                    Ok(n) => return Ok(n),
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                        if buf.is_empty() {
+                            *buf = BytesMut::new();
+                        }
+                    }
+                    Err(e) => return Err(e),
+                }
+            },
+            Self::Tls(s) => {
+                buf.reserve(chunk);
+                s.read_buf(buf).await
+            }
+        }
+    }
+
+    /// Writes all of `data` and flushes it.
+    ///
+    /// # Errors
+    /// The socket's error.
+    pub async fn write_all(&mut self, data: &[u8]) -> io::Result<()> {
+        match self {
+            Self::Tcp(s) => s.write_all(data).await,
+            Self::Tls(s) => {
+                s.write_all(data).await?;
+                s.flush().await
+            }
+        }
+    }
+
+    /// Closes the write side (TLS: sends `close_notify`).
+    pub async fn shutdown(&mut self) {
+        let _ = match self {
+            Self::Tcp(s) => s.shutdown().await,
+            Self::Tls(s) => s.shutdown().await,
+        };
+    }
+}

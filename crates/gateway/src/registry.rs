@@ -1,0 +1,391 @@
+//! The connection registry: per-connection state keyed by a `u64` id, for
+//! every front end.
+//!
+//! Admission happens here: [`Registry::admit`] refuses a connection past
+//! `limits.max_connections` in total or `limits.max_connections_per_address`
+//! from one source address, and returns an [`Admission`] that removes the
+//! entry when dropped, so a connection task that ends for any reason (panic
+//! included) frees its place. Admins list connections and stop one; revoking
+//! a token stops every session that authenticated with it.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
+
+use tokio_util::sync::CancellationToken;
+
+use crate::auth::Principal;
+
+/// Why a connection was refused at the door.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum AdmitError {
+    /// `limits.max_connections` reached.
+    #[error("too many connections")]
+    Total,
+    /// `limits.max_connections_per_address` reached for this address.
+    #[error("too many connections from this address")]
+    PerAddress,
+}
+
+/// Why a connection is being stopped from outside its task.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StopReason {
+    /// An admin kicked it.
+    Kicked,
+    /// Its token was revoked.
+    Revoked,
+    /// It sent nothing for `limits.idle_timeout`.
+    Idle,
+    /// The daemon is shutting down.
+    Shutdown,
+}
+
+impl StopReason {
+    /// The goodbye text.
+    #[must_use]
+    pub const fn message(self) -> &'static str {
+        match self {
+            Self::Kicked => "disconnected by an administrator",
+            Self::Revoked => "token revoked",
+            Self::Idle => "idle timeout",
+            Self::Shutdown => "server shutting down",
+        }
+    }
+}
+
+/// What the registry knows of one connection. Counters are updated by the
+/// connection task and read by `list connections`.
+#[derive(Debug)]
+pub struct Connection {
+    /// Its id, unique for the daemon's lifetime.
+    pub id: u64,
+    /// Source address.
+    pub peer: SocketAddr,
+    /// `native` or `http`.
+    pub frontend: &'static str,
+    /// When it was accepted, microseconds since the epoch.
+    pub connected_at_us: i64,
+    principal: OnceLock<Arc<Principal>>,
+    /// Frames received.
+    pub frames_in: AtomicU64,
+    /// Frames sent.
+    pub frames_out: AtomicU64,
+    /// Bytes received.
+    pub bytes_in: AtomicU64,
+    /// Bytes sent.
+    pub bytes_out: AtomicU64,
+    /// Active subscription patterns.
+    pub subscriptions: AtomicU32,
+    /// When it last sent a whole frame, in [`Clock`] milliseconds.
+    last_active_ms: AtomicU64,
+    stop: CancellationToken,
+    stop_reason: OnceLock<StopReason>,
+}
+
+impl Connection {
+    /// The principal, once authenticated.
+    #[must_use]
+    pub fn principal(&self) -> Option<&Principal> {
+        self.principal.get().map(|p| &**p)
+    }
+
+    /// Records the principal after a successful hello (once).
+    pub fn set_principal(&self, principal: Arc<Principal>) {
+        let _ = self.principal.set(principal);
+    }
+
+    /// Asks the connection's task to say goodbye and close.
+    pub fn stop(&self, reason: StopReason) {
+        let _ = self.stop_reason.set(reason);
+        self.stop.cancel();
+    }
+
+    /// Resolves when [`Connection::stop`] was called or the daemon shuts
+    /// down (the connection's token is a child of the daemon's).
+    pub async fn stopped(&self) -> StopReason {
+        self.stop.cancelled().await;
+        self.stop_reason
+            .get()
+            .copied()
+            .unwrap_or(StopReason::Shutdown)
+    }
+
+    /// Records that a whole frame arrived now.
+    pub fn touch(&self, clock: &Clock) {
+        self.last_active_ms.store(clock.now_ms(), Ordering::Relaxed);
+    }
+
+    /// Adds to the inbound counters.
+    pub fn count_in(&self, bytes: usize) {
+        self.frames_in.fetch_add(1, Ordering::Relaxed);
+        self.bytes_in.fetch_add(bytes as u64, Ordering::Relaxed);
+    }
+
+    /// Adds to the outbound counters.
+    pub fn count_out(&self, frames: u64, bytes: usize) {
+        self.frames_out.fetch_add(frames, Ordering::Relaxed);
+        self.bytes_out.fetch_add(bytes as u64, Ordering::Relaxed);
+    }
+}
+
+/// Every open connection.
+#[derive(Debug)]
+pub struct Registry {
+    next_id: AtomicU64,
+    inner: Mutex<Inner>,
+    max_total: usize,
+    max_per_address: usize,
+    shutdown: CancellationToken,
+    clock: Clock,
+}
+
+/// Milliseconds since the registry was made, from the monotonic clock:
+/// what `last_active` is kept in, so it fits an atomic.
+#[derive(Debug, Clone, Copy)]
+pub struct Clock(tokio::time::Instant);
+
+impl Clock {
+    /// Milliseconds since the epoch of this clock.
+    #[must_use]
+    pub fn now_ms(&self) -> u64 {
+        u64::try_from(self.0.elapsed().as_millis()).unwrap_or(u64::MAX)
+    }
+}
+
+#[derive(Debug, Default)]
+struct Inner {
+    connections: HashMap<u64, Arc<Connection>>,
+    per_address: HashMap<IpAddr, usize>,
+}
+
+/// A connection's place in the registry; dropping it frees the place.
+#[derive(Debug)]
+pub struct Admission {
+    connection: Arc<Connection>,
+    registry: Arc<Registry>,
+}
+
+impl Admission {
+    /// The connection's shared state.
+    #[must_use]
+    pub fn connection(&self) -> &Arc<Connection> {
+        &self.connection
+    }
+}
+
+impl Drop for Admission {
+    fn drop(&mut self) {
+        self.registry.remove(&self.connection);
+    }
+}
+
+impl Registry {
+    /// An empty registry with the two connection caps; cancelling
+    /// `shutdown` stops every connection.
+    #[must_use]
+    pub fn new(max_total: usize, max_per_address: usize, shutdown: CancellationToken) -> Self {
+        Self {
+            next_id: AtomicU64::new(1),
+            inner: Mutex::new(Inner::default()),
+            max_total,
+            max_per_address,
+            shutdown,
+            clock: Clock(tokio::time::Instant::now()),
+        }
+    }
+
+    /// The clock `last_active` is kept in.
+    #[must_use]
+    pub const fn clock(&self) -> Clock {
+        self.clock
+    }
+
+    /// Stops every authenticated connection that sent no frame for
+    /// `idle`; returns how many. The daemon runs this about once a second,
+    /// so idle connections need no timer of their own.
+    pub fn reap_idle(&self, idle: std::time::Duration) -> usize {
+        let now = self.clock.now_ms();
+        let idle_ms = u64::try_from(idle.as_millis()).unwrap_or(u64::MAX);
+        let idle_ones: Vec<_> = self
+            .lock()
+            .connections
+            .values()
+            .filter(|c| {
+                c.principal().is_some()
+                    && now.saturating_sub(c.last_active_ms.load(Ordering::Relaxed)) >= idle_ms
+            })
+            .cloned()
+            .collect();
+        for c in &idle_ones {
+            c.stop(StopReason::Idle);
+        }
+        idle_ones.len()
+    }
+
+    /// Admits a new connection from `peer`, or refuses it past a cap.
+    ///
+    /// # Errors
+    /// [`AdmitError`] naming the cap.
+    pub fn admit(
+        self: &Arc<Self>,
+        peer: SocketAddr,
+        frontend: &'static str,
+        now_us: i64,
+    ) -> Result<Admission, AdmitError> {
+        let mut inner = self.lock();
+        if inner.connections.len() >= self.max_total {
+            return Err(AdmitError::Total);
+        }
+        let from_here = inner.per_address.get(&peer.ip()).copied().unwrap_or(0);
+        if from_here >= self.max_per_address {
+            return Err(AdmitError::PerAddress);
+        }
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let connection = Arc::new(Connection {
+            id,
+            peer,
+            frontend,
+            connected_at_us: now_us,
+            principal: OnceLock::new(),
+            frames_in: AtomicU64::new(0),
+            frames_out: AtomicU64::new(0),
+            bytes_in: AtomicU64::new(0),
+            bytes_out: AtomicU64::new(0),
+            subscriptions: AtomicU32::new(0),
+            last_active_ms: AtomicU64::new(self.clock.now_ms()),
+            stop: self.shutdown.child_token(),
+            stop_reason: OnceLock::new(),
+        });
+        inner.connections.insert(id, connection.clone());
+        *inner.per_address.entry(peer.ip()).or_insert(0) += 1;
+        Ok(Admission {
+            connection,
+            registry: self.clone(),
+        })
+    }
+
+    fn remove(&self, connection: &Connection) {
+        let mut inner = self.lock();
+        if inner.connections.remove(&connection.id).is_some() {
+            let ip = connection.peer.ip();
+            if let Some(n) = inner.per_address.get_mut(&ip) {
+                *n -= 1;
+                if *n == 0 {
+                    inner.per_address.remove(&ip);
+                }
+            }
+        }
+    }
+
+    /// Every connection, by id, at most `max`.
+    #[must_use]
+    pub fn list(&self, max: usize) -> Vec<Arc<Connection>> {
+        let mut all: Vec<_> = self.lock().connections.values().cloned().collect();
+        all.sort_by_key(|c| c.id);
+        all.truncate(max);
+        all
+    }
+
+    /// Stops connection `id`; returns whether it was open.
+    pub fn kick(&self, id: u64) -> bool {
+        let found = self.lock().connections.get(&id).cloned();
+        found.is_some_and(|c| {
+            c.stop(StopReason::Kicked);
+            true
+        })
+    }
+
+    /// Stops every session authenticated with token `token_id`; returns how
+    /// many.
+    pub fn stop_token(&self, token_id: &str) -> usize {
+        let hit: Vec<_> = self
+            .lock()
+            .connections
+            .values()
+            .filter(|c| c.principal().is_some_and(|p| p.token_id == token_id))
+            .cloned()
+            .collect();
+        for c in &hit {
+            c.stop(StopReason::Revoked);
+        }
+        hit.len()
+    }
+
+    /// Open connections.
+    #[must_use]
+    pub fn len(&self) -> usize {
+        self.lock().connections.len()
+    }
+
+    /// Whether none is open.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::auth::Role;
+    use crate::pattern::Pattern;
+
+    fn addr(last: u8, port: u16) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, last], port))
+    }
+
+    #[test]
+    fn caps_total_and_per_address_and_frees_places_on_drop() {
+        let reg = Arc::new(Registry::new(3, 2, CancellationToken::new()));
+        let first = reg.admit(addr(1, 1), "native", 0).unwrap();
+        let second = reg.admit(addr(1, 2), "native", 0).unwrap();
+        assert_eq!(
+            reg.admit(addr(1, 3), "native", 0).unwrap_err(),
+            AdmitError::PerAddress
+        );
+        let other = reg.admit(addr(2, 1), "native", 0).unwrap();
+        assert_eq!(
+            reg.admit(addr(3, 1), "native", 0).unwrap_err(),
+            AdmitError::Total
+        );
+        drop(first);
+        assert_eq!(reg.len(), 2);
+        let again = reg.admit(addr(1, 4), "native", 0).unwrap();
+        assert_ne!(again.connection().id, second.connection().id);
+        drop((second, other, again));
+        assert!(reg.is_empty());
+        assert!(reg.lock().per_address.is_empty());
+    }
+
+    #[tokio::test]
+    async fn kick_and_revocation_stop_the_right_connections() {
+        let parent = CancellationToken::new();
+        let r = Arc::new(Registry::new(10, 10, parent.clone()));
+        let a = r.admit(addr(1, 1), "native", 0).unwrap();
+        let b = r.admit(addr(1, 2), "native", 0).unwrap();
+        let c = r.admit(addr(1, 3), "native", 0).unwrap();
+        for (adm, token) in [(&a, "aaaa"), (&b, "bbbb"), (&c, "aaaa")] {
+            adm.connection().set_principal(Arc::new(Principal {
+                token_id: token.into(),
+                name: "n".into(),
+                role: Role::Reader,
+                scope: Pattern::any(),
+            }));
+        }
+        assert_eq!(r.stop_token("aaaa"), 2);
+        assert_eq!(a.connection().stopped().await, StopReason::Revoked);
+        assert_eq!(c.connection().stopped().await, StopReason::Revoked);
+        assert!(!b.connection().stop.is_cancelled());
+        assert!(r.kick(b.connection().id));
+        assert_eq!(b.connection().stopped().await, StopReason::Kicked);
+        assert!(!r.kick(999));
+        let late = r.admit(addr(1, 4), "native", 0).unwrap();
+        parent.cancel();
+        assert_eq!(late.connection().stopped().await, StopReason::Shutdown);
+    }
+}

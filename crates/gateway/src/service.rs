@@ -1,0 +1,540 @@
+//! The service core: every operation a front end can ask for, each checked
+//! by [`policy::decide`] before it does anything.
+//!
+//! The native protocol calls it today and the HTTP API will call the same
+//! functions, so no access rule lives in a front end. Results are typed
+//! values; front ends serialise them. Errors are [`ServiceError`], mapped to
+//! a wire code in one place ([`ServiceError::code`]).
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Instant;
+
+use sensegate_proto::v1::ErrorCode;
+
+use crate::audit::{Audit, AuditEvent};
+use crate::auth::store::{StoreError, TokenRecord, TokenStore};
+use crate::auth::token::SecretToken;
+use crate::auth::{Principal, Role};
+use crate::catalog::{Catalog, SensorEntry};
+use crate::config::Limits;
+use crate::hub::Hub;
+use crate::pattern::Pattern;
+use crate::policy::{self, Action};
+use crate::reading::{Quality, Reading, now_us};
+use crate::registry::{Connection, Registry};
+use crate::throttle::{AuthThrottle, PushRate};
+
+/// Why an operation was refused. Messages are fixed text: never input, never
+/// a secret.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum ServiceError {
+    /// The token did not authenticate.
+    #[error("authentication failed")]
+    Unauthenticated,
+    /// Too many failed authentications from this address.
+    #[error("too many failed authentications; try later")]
+    AuthThrottled,
+    /// The policy said no.
+    #[error("not allowed")]
+    Forbidden,
+    /// No such sensor, token or connection (or no reading yet).
+    #[error("not found")]
+    NotFound,
+    /// Pushed faster than `limits.push_rate_per_sec`.
+    #[error("push rate over the limit")]
+    PushRate,
+    /// A push with more than `limits.max_push_batch` readings.
+    #[error("push batch over the limit")]
+    PushBatch,
+    /// More subscription patterns than `limits.max_subscriptions`.
+    #[error("too many subscriptions")]
+    Subscriptions,
+    /// The sensor catalog is full.
+    #[error("too many sensors")]
+    SensorsFull,
+    /// The token store is full.
+    #[error("too many tokens")]
+    TokensFull,
+    /// A field of the request is not acceptable (bad name or pattern).
+    #[error("invalid request")]
+    Invalid,
+    /// Something failed on the server side (store write).
+    #[error("internal error")]
+    Internal,
+}
+
+impl ServiceError {
+    /// The wire code: the one mapping from service errors to the outside.
+    #[must_use]
+    pub const fn code(self) -> ErrorCode {
+        match self {
+            Self::Unauthenticated => ErrorCode::Unauthenticated,
+            Self::AuthThrottled | Self::PushRate => ErrorCode::RateLimited,
+            Self::Forbidden => ErrorCode::Forbidden,
+            Self::NotFound => ErrorCode::NotFound,
+            Self::PushBatch | Self::Subscriptions | Self::SensorsFull | Self::TokensFull => {
+                ErrorCode::Overloaded
+            }
+            Self::Invalid => ErrorCode::Malformed,
+            Self::Internal => ErrorCode::Internal,
+        }
+    }
+}
+
+/// Who is asking, from where: what audit lines need besides the principal.
+#[derive(Debug, Clone, Copy)]
+pub struct Caller<'a> {
+    /// The authenticated principal.
+    pub principal: &'a Principal,
+    /// Its source address.
+    pub peer: SocketAddr,
+}
+
+/// A reading as pushed by a device, before it is accepted.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PushedReading {
+    /// Sensor name (validated on decode).
+    pub sensor: String,
+    /// Microseconds since the epoch.
+    pub timestamp_us: i64,
+    /// Finite value.
+    pub value: f64,
+    /// Quality.
+    pub quality: Quality,
+}
+
+/// The application core shared by every front end.
+#[derive(Debug)]
+pub struct Service {
+    limits: Limits,
+    server_name: String,
+    tokens: Mutex<TokenStore>,
+    catalog: Catalog,
+    hub: Hub,
+    registry: Arc<Registry>,
+    shutdown: tokio_util::sync::CancellationToken,
+    /// One shared principal per live token, so a thousand sessions of one
+    /// token hold one copy. Bounded by the token store's cap; revocation
+    /// removes the entry.
+    principals: Mutex<std::collections::HashMap<String, Arc<Principal>>>,
+    audit: Audit,
+    auth_throttle: AuthThrottle,
+    push_rate: PushRate,
+}
+
+impl Service {
+    /// A service over a token store, with the caps in `limits`.
+    #[must_use]
+    pub fn new(server_name: String, limits: Limits, tokens: TokenStore, audit: Audit) -> Self {
+        let shutdown = tokio_util::sync::CancellationToken::new();
+        Self {
+            server_name,
+            tokens: Mutex::new(tokens),
+            catalog: Catalog::new(limits.max_sensors),
+            hub: Hub::new(limits.subscriber_queue, limits.lag_policy),
+            registry: Arc::new(Registry::new(
+                limits.max_connections,
+                limits.max_connections_per_address,
+                shutdown.clone(),
+            )),
+            shutdown,
+            principals: Mutex::new(std::collections::HashMap::new()),
+            audit,
+            auth_throttle: AuthThrottle::new(limits.auth_failures_per_minute),
+            push_rate: PushRate::new(limits.push_rate_per_sec),
+            limits,
+        }
+    }
+
+    /// The caps.
+    #[must_use]
+    pub const fn limits(&self) -> &Limits {
+        &self.limits
+    }
+
+    /// The server's name, for the welcome.
+    #[must_use]
+    pub fn server_name(&self) -> &str {
+        &self.server_name
+    }
+
+    /// The connection registry.
+    #[must_use]
+    pub fn registry(&self) -> &Arc<Registry> {
+        &self.registry
+    }
+
+    /// Cancelled when the daemon shuts down; every connection's stop
+    /// token is its child.
+    #[must_use]
+    pub fn shutdown_token(&self) -> tokio_util::sync::CancellationToken {
+        self.shutdown.clone()
+    }
+
+    /// The hub.
+    #[must_use]
+    pub const fn hub(&self) -> &Hub {
+        &self.hub
+    }
+
+    /// The sensor catalog.
+    #[must_use]
+    pub const fn catalog(&self) -> &Catalog {
+        &self.catalog
+    }
+
+    fn tokens(&self) -> std::sync::MutexGuard<'_, TokenStore> {
+        self.tokens.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Checks a hello's token, throttling failures per source address.
+    ///
+    /// # Errors
+    /// [`ServiceError::AuthThrottled`] while `peer` is throttled (the token is
+    /// not even checked), [`ServiceError::Unauthenticated`] otherwise.
+    pub fn authenticate(
+        &self,
+        token: &str,
+        peer: SocketAddr,
+        now: Instant,
+    ) -> Result<Arc<Principal>, ServiceError> {
+        if self.auth_throttle.is_throttled(peer.ip(), now) {
+            self.audit.record(&AuditEvent::AuthFailure {
+                peer,
+                reason: "throttled",
+            });
+            return Err(ServiceError::AuthThrottled);
+        }
+        let verified = self.tokens().verify(token);
+        verified.map(|p| self.shared_principal(p)).map_err(|_| {
+            self.auth_throttle.record_failure(peer.ip(), now);
+            self.audit.record(&AuditEvent::AuthFailure {
+                peer,
+                reason: "bad_token",
+            });
+            ServiceError::Unauthenticated
+        })
+    }
+
+    fn shared_principal(&self, principal: Principal) -> Arc<Principal> {
+        let mut map = self
+            .principals
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        match map.get(&principal.token_id) {
+            Some(p) if **p == principal => p.clone(),
+            _ => {
+                let p = Arc::new(principal);
+                map.insert(p.token_id.clone(), p.clone());
+                p
+            }
+        }
+    }
+
+    fn allow(principal: &Principal, action: Action<'_>) -> Result<(), ServiceError> {
+        if policy::decide(principal, action).is_allowed() {
+            Ok(())
+        } else {
+            Err(ServiceError::Forbidden)
+        }
+    }
+
+    /// Sensors matching `pattern` that the caller may read.
+    ///
+    /// # Errors
+    /// [`ServiceError::Forbidden`] for a role that may not list sensors.
+    pub fn list_sensors(
+        &self,
+        caller: Caller<'_>,
+        pattern: &Pattern,
+    ) -> Result<Vec<SensorEntry>, ServiceError> {
+        Self::allow(caller.principal, Action::ListSensors)?;
+        let p = caller.principal;
+        Ok(self
+            .catalog
+            .list(pattern, self.limits.message.max_list_items, |name| {
+                policy::decide(p, Action::ReadSensor(name)).is_allowed()
+            }))
+    }
+
+    /// The latest reading of a sensor.
+    ///
+    /// # Errors
+    /// [`ServiceError::Forbidden`] out of scope (whether or not the sensor
+    /// exists), [`ServiceError::NotFound`] for no sensor or no reading yet.
+    pub fn latest(&self, caller: Caller<'_>, sensor: &str) -> Result<Reading, ServiceError> {
+        Self::allow(caller.principal, Action::ReadSensor(sensor))?;
+        self.catalog
+            .entry(sensor)
+            .and_then(|e| e.latest)
+            .ok_or(ServiceError::NotFound)
+    }
+
+    /// History of a sensor. The store that keeps history is not built yet
+    /// (it comes with the HTTP API); until then the policy is still asked
+    /// first and the answer is `NOT_FOUND`.
+    ///
+    /// # Errors
+    /// [`ServiceError::Forbidden`] out of scope, [`ServiceError::NotFound`].
+    pub fn history(
+        &self,
+        caller: Caller<'_>,
+        sensor: &str,
+    ) -> Result<sensegate_proto::v1::HistoryReply, ServiceError> {
+        Self::allow(caller.principal, Action::ReadSensor(sensor))?;
+        Err(ServiceError::NotFound)
+    }
+
+    /// Adds subscription patterns for a connection; returns the active count.
+    ///
+    /// # Errors
+    /// [`ServiceError::Forbidden`] for a role that may not subscribe,
+    /// [`ServiceError::Subscriptions`] past `limits.max_subscriptions`.
+    pub fn subscribe(
+        &self,
+        caller: Caller<'_>,
+        connection: &Connection,
+        patterns: &[Pattern],
+    ) -> Result<(Arc<crate::hub::Subscriber>, usize), ServiceError> {
+        Self::allow(caller.principal, Action::Subscribe)?;
+        let sub = self.hub.subscriber(connection.id, caller.principal);
+        let active = self
+            .hub
+            .add_patterns(&sub, patterns, self.limits.max_subscriptions)
+            .ok_or(ServiceError::Subscriptions)?;
+        connection.subscriptions.store(
+            u32::try_from(active).unwrap_or(u32::MAX),
+            std::sync::atomic::Ordering::Relaxed,
+        );
+        Ok((sub, active))
+    }
+
+    /// Removes subscription patterns; returns the active count.
+    pub fn unsubscribe(
+        &self,
+        connection: &Connection,
+        sub: &crate::hub::Subscriber,
+        patterns: &[Pattern],
+    ) -> usize {
+        let active = self.hub.remove_patterns(sub, patterns);
+        connection.subscriptions.store(
+            u32::try_from(active).unwrap_or(u32::MAX),
+            std::sync::atomic::Ordering::Relaxed,
+        );
+        active
+    }
+
+    /// A connection ended: forget its subscriber.
+    pub fn disconnected(&self, connection: &Connection) {
+        self.hub.remove(connection.id);
+    }
+
+    /// Accepts a device's readings: all or nothing. Returns how many.
+    ///
+    /// # Errors
+    /// [`ServiceError::PushBatch`] over `limits.max_push_batch`,
+    /// [`ServiceError::Forbidden`] if any sensor is not the caller's,
+    /// [`ServiceError::PushRate`] over `limits.push_rate_per_sec`,
+    /// [`ServiceError::SensorsFull`] when a new sensor does not fit.
+    pub fn push(
+        &self,
+        caller: Caller<'_>,
+        readings: &[PushedReading],
+        now: Instant,
+    ) -> Result<usize, ServiceError> {
+        if readings.len() > self.limits.max_push_batch {
+            return Err(ServiceError::PushBatch);
+        }
+        for r in readings {
+            Self::allow(caller.principal, Action::Push(&r.sensor))?;
+        }
+        if !self
+            .push_rate
+            .try_take(&caller.principal.token_id, readings.len(), now)
+        {
+            return Err(ServiceError::PushRate);
+        }
+        let mut accepted = Vec::with_capacity(readings.len());
+        for r in readings {
+            let sensor = self
+                .catalog
+                .intern_pushed(&r.sensor)
+                .map_err(|_| ServiceError::SensorsFull)?;
+            accepted.push(Reading {
+                sensor,
+                timestamp_us: r.timestamp_us,
+                value: r.value,
+                quality: r.quality,
+            });
+        }
+        for r in &accepted {
+            self.ingest(r);
+        }
+        Ok(accepted.len())
+    }
+
+    /// A source's reading: into the catalog and out through the hub.
+    pub fn ingest(&self, reading: &Reading) {
+        self.catalog.record(reading);
+        self.hub.publish(reading);
+    }
+
+    fn admin<T>(
+        &self,
+        caller: Caller<'_>,
+        action: Action<'_>,
+        name: &'static str,
+        target: Option<String>,
+        run: impl FnOnce() -> Result<T, ServiceError>,
+    ) -> Result<T, ServiceError> {
+        let result = Self::allow(caller.principal, action).and_then(|()| run());
+        let outcome = match &result {
+            Ok(_) => "ok",
+            Err(ServiceError::Forbidden) => "denied",
+            Err(ServiceError::NotFound) => "not_found",
+            Err(_) => "failed",
+        };
+        self.audit.record(&AuditEvent::Admin {
+            peer: caller.peer,
+            token_id: &caller.principal.token_id,
+            principal: &caller.principal.name,
+            action: name,
+            target,
+            outcome,
+        });
+        result
+    }
+
+    /// Creates a token; the secret is returned this once.
+    ///
+    /// # Errors
+    /// [`ServiceError::Forbidden`], [`ServiceError::Invalid`] for a bad name
+    /// or scope, [`ServiceError::TokensFull`], [`ServiceError::Internal`]
+    /// when the store cannot be saved.
+    pub fn create_token(
+        &self,
+        caller: Caller<'_>,
+        name: &str,
+        role: Role,
+        scope: &str,
+    ) -> Result<(TokenRecord, SecretToken), ServiceError> {
+        self.admin(caller, Action::CreateToken, "create_token", None, || {
+            self.tokens()
+                .create(name, role, scope, now_us())
+                .map_err(store_error)
+        })
+    }
+
+    /// Every token (no secrets: only ids, names, roles, scopes).
+    ///
+    /// # Errors
+    /// [`ServiceError::Forbidden`].
+    pub fn list_tokens(&self, caller: Caller<'_>) -> Result<Vec<TokenRecord>, ServiceError> {
+        self.admin(caller, Action::ListTokens, "list_tokens", None, || {
+            Ok(self.tokens().list())
+        })
+    }
+
+    /// Revokes a token and disconnects its sessions; returns how many.
+    ///
+    /// # Errors
+    /// [`ServiceError::Forbidden`], [`ServiceError::NotFound`],
+    /// [`ServiceError::Internal`] when the store cannot be saved.
+    pub fn revoke_token(&self, caller: Caller<'_>, id: &str) -> Result<usize, ServiceError> {
+        self.admin(
+            caller,
+            Action::RevokeToken,
+            "revoke_token",
+            Some(id.to_owned()),
+            || {
+                let revoked = self.tokens().revoke(id).map_err(store_error)?;
+                if !revoked {
+                    return Err(ServiceError::NotFound);
+                }
+                self.push_rate.forget(id);
+                self.principals
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .remove(id);
+                Ok(self.registry.stop_token(id))
+            },
+        )
+    }
+
+    /// Open connections.
+    ///
+    /// # Errors
+    /// [`ServiceError::Forbidden`].
+    pub fn list_connections(
+        &self,
+        caller: Caller<'_>,
+    ) -> Result<Vec<Arc<Connection>>, ServiceError> {
+        self.admin(
+            caller,
+            Action::ListConnections,
+            "list_connections",
+            None,
+            || Ok(self.registry.list(self.limits.message.max_list_items)),
+        )
+    }
+
+    /// Disconnects one connection.
+    ///
+    /// # Errors
+    /// [`ServiceError::Forbidden`], [`ServiceError::NotFound`].
+    pub fn kick(&self, caller: Caller<'_>, id: u64) -> Result<(), ServiceError> {
+        self.admin(
+            caller,
+            Action::KickConnection,
+            "kick",
+            Some(id.to_string()),
+            || {
+                if self.registry.kick(id) {
+                    Ok(())
+                } else {
+                    Err(ServiceError::NotFound)
+                }
+            },
+        )
+    }
+
+    /// Creates a token without a caller: the daemon's own bootstrap of the
+    /// first admin token. Not reachable from any front end.
+    ///
+    /// # Errors
+    /// As [`Service::create_token`].
+    pub fn bootstrap_token(
+        &self,
+        name: &str,
+        role: Role,
+        scope: &str,
+    ) -> Result<(TokenRecord, SecretToken), ServiceError> {
+        self.tokens()
+            .create(name, role, scope, now_us())
+            .map_err(store_error)
+    }
+
+    /// Tokens in the store, revoked ones included.
+    #[must_use]
+    pub fn token_count(&self) -> usize {
+        self.tokens().len()
+    }
+
+    /// Whether a presented token is live (used to reuse a saved demo token).
+    #[must_use]
+    pub fn token_is_live(&self, token: &str) -> bool {
+        self.tokens().verify(token).is_ok()
+    }
+}
+
+fn store_error(e: StoreError) -> ServiceError {
+    match e {
+        StoreError::Full { .. } => ServiceError::TokensFull,
+        StoreError::BadField { .. } => ServiceError::Invalid,
+        other => {
+            tracing::error!(error = %other, "token store");
+            ServiceError::Internal
+        }
+    }
+}

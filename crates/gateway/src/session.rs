@@ -1,0 +1,618 @@
+//! One native-protocol session as a state machine without I/O.
+//!
+//! [`Session::on_frame`] takes one frame's payload and the current time,
+//! calls the service, and pushes the replies to send; the connection task
+//! around it reads, writes and keeps the clocks. States are named for what
+//! they wait for: [`State::ExpectHello`], then [`State::Serving`].
+//!
+//! Two kinds of error: a protocol error (a payload that is not an envelope,
+//! a first frame that is not a hello, a bad token) gets one error frame and
+//! the session ends; a request error (forbidden, not found, over a cap) gets
+//! an error reply carrying the request id and the session goes on.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use sensegate_proto::v1::{self, ErrorCode, envelope::Body};
+use sensegate_proto::{PROTOCOL_VERSION, decode_envelope};
+
+use crate::auth::Role;
+use crate::hub::Subscriber;
+use crate::pattern::Pattern;
+use crate::reading::{Quality, Reading};
+use crate::registry::Connection;
+use crate::service::{Caller, PushedReading, Service, ServiceError};
+
+/// Where the session is.
+#[derive(Debug)]
+pub enum State {
+    /// Waiting for the client's hello (within `limits.auth_timeout`).
+    ExpectHello,
+    /// Authenticated; serving requests. The principal lives in the
+    /// registry's connection entry, not here, so it is held once.
+    Serving(Serving),
+    /// Ended; nothing more is read.
+    Closed,
+}
+
+/// An authenticated session.
+#[derive(Debug)]
+pub struct Serving {
+    subscriber: Option<Arc<Subscriber>>,
+}
+
+/// What the connection task does after a frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Step {
+    /// Send the replies and keep reading.
+    Continue,
+    /// Send the replies, then close.
+    Close,
+}
+
+/// A session over one connection.
+#[derive(Debug)]
+pub struct Session {
+    connection: Arc<Connection>,
+    state: State,
+}
+
+/// An error envelope with fixed text.
+#[must_use]
+pub fn error_envelope(request_id: u64, code: ErrorCode, message: &str) -> v1::Envelope {
+    v1::Envelope {
+        request_id,
+        body: Some(Body::Error(v1::Error {
+            code: code.into(),
+            message: message.to_owned(),
+        })),
+    }
+}
+
+/// A goodbye envelope.
+#[must_use]
+pub fn goodbye_envelope(reason: &str) -> v1::Envelope {
+    v1::Envelope {
+        request_id: 0,
+        body: Some(Body::Goodbye(v1::Goodbye {
+            reason: reason.to_owned(),
+        })),
+    }
+}
+
+/// A reading batch for a subscriber.
+#[must_use]
+pub fn batch_envelope(readings: &[Reading], dropped: u64) -> v1::Envelope {
+    v1::Envelope {
+        request_id: 0,
+        body: Some(Body::Readings(v1::ReadingBatch {
+            readings: readings.iter().map(Reading::to_wire).collect(),
+            dropped,
+        })),
+    }
+}
+
+fn reply(request_id: u64, body: Body) -> v1::Envelope {
+    v1::Envelope {
+        request_id,
+        body: Some(body),
+    }
+}
+
+fn service_error(request_id: u64, e: ServiceError) -> v1::Envelope {
+    error_envelope(request_id, e.code(), &e.to_string())
+}
+
+impl Session {
+    /// A new session on an admitted connection.
+    #[must_use]
+    pub const fn new(connection: Arc<Connection>) -> Self {
+        Self {
+            connection,
+            state: State::ExpectHello,
+        }
+    }
+
+    /// The state.
+    #[must_use]
+    pub const fn state(&self) -> &State {
+        &self.state
+    }
+
+    /// The connection.
+    #[must_use]
+    pub const fn connection(&self) -> &Arc<Connection> {
+        &self.connection
+    }
+
+    /// How long the peer may stay silent in this state before it is closed.
+    #[must_use]
+    pub fn silence_allowed(&self, service: &Service) -> Duration {
+        match self.state {
+            State::ExpectHello | State::Closed => service.limits().auth_timeout,
+            State::Serving(_) => service.limits().idle_timeout,
+        }
+    }
+
+    /// The subscriber, once the session subscribed.
+    #[must_use]
+    pub fn subscriber(&self) -> Option<&Arc<Subscriber>> {
+        match &self.state {
+            State::Serving(s) => s.subscriber.as_ref(),
+            _ => None,
+        }
+    }
+
+    /// Handles one frame's payload; pushes the replies onto `out`.
+    pub fn on_frame(
+        &mut self,
+        service: &Service,
+        payload: &[u8],
+        now: Instant,
+        out: &mut Vec<v1::Envelope>,
+    ) -> Step {
+        self.connection
+            .count_in(payload.len() + sensegate_proto::frame::HEADER_LEN);
+        let envelope = match decode_envelope(payload, &service.limits().message) {
+            Ok(e) => e,
+            Err(e) => {
+                out.push(error_envelope(0, e.code(), &e.to_string()));
+                self.state = State::Closed;
+                return Step::Close;
+            }
+        };
+        let id = envelope.request_id;
+        let Some(body) = envelope.body else {
+            out.push(error_envelope(
+                id,
+                ErrorCode::Malformed,
+                "envelope has no known body",
+            ));
+            self.state = State::Closed;
+            return Step::Close;
+        };
+        let peer = self.connection.peer;
+        match &mut self.state {
+            State::Closed => Step::Close,
+            State::ExpectHello => {
+                let step = self.hello(service, id, body, now, out);
+                if step == Step::Close {
+                    self.state = State::Closed;
+                }
+                step
+            }
+            State::Serving(serving) => {
+                let connection = self.connection.clone();
+                let Some(principal) = connection.principal() else {
+                    self.state = State::Closed;
+                    return Step::Close;
+                };
+                let caller = Caller { principal, peer };
+                let step = serving.request(service, &connection, caller, id, body, now, out);
+                if step == Step::Close {
+                    self.state = State::Closed;
+                }
+                step
+            }
+        }
+    }
+
+    fn hello(
+        &mut self,
+        service: &Service,
+        id: u64,
+        body: Body,
+        now: Instant,
+        out: &mut Vec<v1::Envelope>,
+    ) -> Step {
+        let Body::Hello(hello) = body else {
+            out.push(error_envelope(
+                id,
+                ErrorCode::Unauthenticated,
+                "hello expected first",
+            ));
+            return Step::Close;
+        };
+        if hello.protocol_version != PROTOCOL_VERSION {
+            out.push(error_envelope(
+                id,
+                ErrorCode::Malformed,
+                "unsupported protocol version",
+            ));
+            return Step::Close;
+        }
+        match service.authenticate(&hello.token, self.connection.peer, now) {
+            Ok(principal) => {
+                out.push(reply(
+                    id,
+                    Body::Welcome(v1::Welcome {
+                        protocol_version: PROTOCOL_VERSION,
+                        principal: principal.name.clone(),
+                        role: principal.role.to_wire().into(),
+                        scope: principal.scope.as_str().to_owned(),
+                        connection_id: self.connection.id,
+                        max_frame_bytes: service.limits().frame.get(),
+                        server_name: service.server_name().to_owned(),
+                    }),
+                ));
+                self.connection.set_principal(principal);
+                self.state = State::Serving(Serving { subscriber: None });
+                Step::Continue
+            }
+            Err(e) => {
+                out.push(service_error(id, e));
+                Step::Close
+            }
+        }
+    }
+}
+
+impl Serving {
+    #[allow(
+        clippy::too_many_arguments,
+        reason = "the session's context, passed down once"
+    )]
+    fn request(
+        &mut self,
+        service: &Service,
+        connection: &Connection,
+        caller: Caller<'_>,
+        id: u64,
+        body: Body,
+        now: Instant,
+        out: &mut Vec<v1::Envelope>,
+    ) -> Step {
+        let result = match body {
+            Body::Ping(p) => Ok(Body::Pong(v1::Pong { nonce: p.nonce })),
+            Body::Goodbye(_) => return Step::Close,
+            Body::Hello(_) => {
+                out.push(error_envelope(
+                    id,
+                    ErrorCode::Malformed,
+                    "already authenticated",
+                ));
+                return Step::Close;
+            }
+            Body::ListSensors(r) => list_sensors(service, caller, &r),
+            Body::Latest(r) => service.latest(caller, &r.sensor).map(|reading| {
+                Body::LatestReply(v1::LatestReply {
+                    reading: Some(reading.to_wire()),
+                })
+            }),
+            Body::Subscribe(r) => {
+                let patterns: Vec<Pattern> = r.patterns.into_iter().map(Pattern::new).collect();
+                service
+                    .subscribe(caller, connection, &patterns)
+                    .map(|(sub, active)| {
+                        self.subscriber = Some(sub);
+                        Body::Subscribed(v1::SubscribeReply {
+                            active: u32::try_from(active).unwrap_or(u32::MAX),
+                        })
+                    })
+            }
+            Body::Unsubscribe(r) => {
+                let patterns: Vec<Pattern> = r.patterns.into_iter().map(Pattern::new).collect();
+                let active = self
+                    .subscriber
+                    .as_ref()
+                    .map_or(0, |s| service.unsubscribe(connection, s, &patterns));
+                Ok(Body::Unsubscribed(v1::UnsubscribeReply {
+                    active: u32::try_from(active).unwrap_or(u32::MAX),
+                }))
+            }
+            Body::History(r) => service.history(caller, &r.sensor).map(Body::HistoryReply),
+            Body::Push(r) => push(service, caller, r, now),
+            Body::CreateToken(r) => create_token(service, caller, &r),
+            Body::ListTokens(_) => service.list_tokens(caller).map(|tokens| {
+                Body::Tokens(v1::ListTokensReply {
+                    tokens: tokens.iter().map(token_info).collect(),
+                })
+            }),
+            Body::RevokeToken(r) => service.revoke_token(caller, &r.id).map(|n| {
+                Body::TokenRevoked(v1::RevokeTokenReply {
+                    disconnected: u32::try_from(n).unwrap_or(u32::MAX),
+                })
+            }),
+            Body::ListConnections(_) => service.list_connections(caller).map(|conns| {
+                Body::Connections(v1::ListConnectionsReply {
+                    connections: conns.iter().map(|c| connection_info(c)).collect(),
+                })
+            }),
+            Body::Kick(r) => service
+                .kick(caller, r.id)
+                .map(|()| Body::Kicked(v1::KickReply { found: true })),
+            Body::Welcome(_)
+            | Body::Error(_)
+            | Body::Pong(_)
+            | Body::Sensors(_)
+            | Body::LatestReply(_)
+            | Body::Subscribed(_)
+            | Body::Unsubscribed(_)
+            | Body::Readings(_)
+            | Body::HistoryReply(_)
+            | Body::PushAck(_)
+            | Body::TokenCreated(_)
+            | Body::Tokens(_)
+            | Body::TokenRevoked(_)
+            | Body::Connections(_)
+            | Body::Kicked(_) => {
+                out.push(error_envelope(
+                    id,
+                    ErrorCode::Malformed,
+                    "a server message sent by a client",
+                ));
+                return Step::Close;
+            }
+        };
+        out.push(match result {
+            Ok(body) => reply(id, body),
+            Err(e) => service_error(id, e),
+        });
+        Step::Continue
+    }
+}
+
+fn list_sensors(
+    service: &Service,
+    caller: Caller<'_>,
+    r: &v1::ListSensorsRequest,
+) -> Result<Body, ServiceError> {
+    let pattern = if r.pattern.is_empty() {
+        Pattern::any()
+    } else {
+        Pattern::new(r.pattern.as_str())
+    };
+    let entries = service.list_sensors(caller, &pattern)?;
+    Ok(Body::Sensors(v1::ListSensorsReply {
+        sensors: entries
+            .iter()
+            .map(|e| v1::SensorInfo {
+                name: e.name.to_string(),
+                unit: e.unit.clone(),
+                source: e.source.clone(),
+                state: match e.state {
+                    crate::catalog::SensorState::Ok => v1::SensorState::Ok,
+                    crate::catalog::SensorState::Faulted => v1::SensorState::Faulted,
+                    crate::catalog::SensorState::Restarting => v1::SensorState::Restarting,
+                    crate::catalog::SensorState::Idle => v1::SensorState::Idle,
+                }
+                .into(),
+                fault_reason: e.fault_reason.clone(),
+                last_timestamp_us: e.latest.as_ref().map_or(0, |r| r.timestamp_us),
+            })
+            .collect(),
+    }))
+}
+
+fn push(
+    service: &Service,
+    caller: Caller<'_>,
+    r: v1::PushRequest,
+    now: Instant,
+) -> Result<Body, ServiceError> {
+    let readings: Vec<PushedReading> = r
+        .readings
+        .into_iter()
+        .map(|w| PushedReading {
+            sensor: w.sensor,
+            timestamp_us: w.timestamp_us,
+            value: w.value,
+            quality: Quality::from_wire(w.quality),
+        })
+        .collect();
+    let n = service.push(caller, &readings, now)?;
+    Ok(Body::PushAck(v1::PushAck {
+        accepted: u32::try_from(n).unwrap_or(u32::MAX),
+    }))
+}
+
+fn create_token(
+    service: &Service,
+    caller: Caller<'_>,
+    r: &v1::CreateTokenRequest,
+) -> Result<Body, ServiceError> {
+    let role = Role::from_wire(r.role).ok_or(ServiceError::Invalid)?;
+    let (record, secret) = service.create_token(caller, &r.name, role, &r.scope)?;
+    Ok(Body::TokenCreated(v1::CreateTokenReply {
+        token: Some(token_info(&record)),
+        secret: secret.expose().to_owned(),
+    }))
+}
+
+fn token_info(t: &crate::auth::store::TokenRecord) -> v1::TokenInfo {
+    v1::TokenInfo {
+        id: t.id.clone(),
+        name: t.name.clone(),
+        role: t.role.to_wire().into(),
+        scope: t.scope.as_str().to_owned(),
+        created_at_us: t.created_at_us,
+        revoked: t.revoked,
+    }
+}
+
+fn connection_info(c: &Connection) -> v1::ConnectionInfo {
+    use std::sync::atomic::Ordering::Relaxed;
+    let (principal, role) = c
+        .principal()
+        .map_or((String::new(), v1::Role::Unspecified), |p| {
+            (p.name.clone(), p.role.to_wire())
+        });
+    v1::ConnectionInfo {
+        id: c.id,
+        principal,
+        role: role.into(),
+        peer: c.peer.to_string(),
+        frontend: c.frontend.to_owned(),
+        connected_at_us: c.connected_at_us,
+        subscriptions: c.subscriptions.load(Relaxed),
+        frames_in: c.frames_in.load(Relaxed),
+        frames_out: c.frames_out.load(Relaxed),
+        bytes_in: c.bytes_in.load(Relaxed),
+        bytes_out: c.bytes_out.load(Relaxed),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::SocketAddr;
+
+    use prost::Message as _;
+
+    use super::*;
+    use crate::audit::Audit;
+    use crate::auth::store::TokenStore;
+    use crate::config::Limits;
+    use crate::registry::Admission;
+
+    fn service() -> (Arc<Service>, String) {
+        let svc = Service::new(
+            "t".into(),
+            Limits::default(),
+            TokenStore::in_memory(8),
+            Audit::disabled(),
+        );
+        let (_, secret) = svc.bootstrap_token("admin", Role::Admin, "*").unwrap();
+        (Arc::new(svc), secret.expose().to_owned())
+    }
+
+    fn session(svc: &Service) -> (Session, Admission) {
+        let peer: SocketAddr = "127.0.0.1:1".parse().unwrap();
+        let admission = svc.registry().admit(peer, "native", 0).unwrap();
+        (Session::new(admission.connection().clone()), admission)
+    }
+
+    fn payload(id: u64, body: Body) -> Vec<u8> {
+        v1::Envelope {
+            request_id: id,
+            body: Some(body),
+        }
+        .encode_to_vec()
+    }
+
+    fn hello(token: &str) -> Vec<u8> {
+        payload(
+            1,
+            Body::Hello(v1::Hello {
+                protocol_version: 1,
+                token: token.into(),
+                client_name: String::new(),
+            }),
+        )
+    }
+
+    fn error_code(e: &v1::Envelope) -> ErrorCode {
+        match &e.body {
+            Some(Body::Error(err)) => ErrorCode::try_from(err.code).unwrap(),
+            other => panic!("expected an error, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_request_before_hello_is_unauthenticated_and_ends_the_session() {
+        let (svc, _) = service();
+        let (mut s, _a) = session(&svc);
+        let mut out = Vec::new();
+        let step = s.on_frame(
+            &svc,
+            &payload(5, Body::Ping(v1::Ping { nonce: 1 })),
+            Instant::now(),
+            &mut out,
+        );
+        assert_eq!(step, Step::Close);
+        assert_eq!(error_code(&out[0]), ErrorCode::Unauthenticated);
+        assert!(matches!(s.state(), State::Closed));
+    }
+
+    #[test]
+    fn hello_moves_to_serving_and_the_silence_allowed_becomes_the_idle_timeout() {
+        let (svc, token) = service();
+        let (mut s, _a) = session(&svc);
+        assert_eq!(s.silence_allowed(&svc), svc.limits().auth_timeout);
+        let mut out = Vec::new();
+        assert_eq!(
+            s.on_frame(&svc, &hello(&token), Instant::now(), &mut out),
+            Step::Continue
+        );
+        assert!(matches!(&out[0].body, Some(Body::Welcome(w)) if w.principal == "admin"));
+        assert_eq!(s.silence_allowed(&svc), svc.limits().idle_timeout);
+        out.clear();
+        let ping = payload(9, Body::Ping(v1::Ping { nonce: 3 }));
+        assert_eq!(
+            s.on_frame(&svc, &ping, Instant::now(), &mut out),
+            Step::Continue
+        );
+        assert_eq!(out[0].request_id, 9);
+        assert!(matches!(
+            out[0].body,
+            Some(Body::Pong(v1::Pong { nonce: 3 }))
+        ));
+        // A second hello is a protocol error.
+        out.clear();
+        assert_eq!(
+            s.on_frame(&svc, &hello(&token), Instant::now(), &mut out),
+            Step::Close
+        );
+        assert_eq!(error_code(&out[0]), ErrorCode::Malformed);
+    }
+
+    #[test]
+    fn bad_tokens_bad_versions_and_garbage_end_the_session_with_their_code() {
+        let (svc, token) = service();
+        let cases: [(Vec<u8>, ErrorCode); 4] = [
+            (hello("sgt_0000000000000000_00"), ErrorCode::Unauthenticated),
+            (
+                payload(
+                    1,
+                    Body::Hello(v1::Hello {
+                        protocol_version: 2,
+                        token,
+                        client_name: String::new(),
+                    }),
+                ),
+                ErrorCode::Malformed,
+            ),
+            (vec![0xFF, 0xFF, 0xFF], ErrorCode::Malformed),
+            (
+                payload(1, Body::Pong(v1::Pong { nonce: 0 })),
+                ErrorCode::Unauthenticated,
+            ),
+        ];
+        for (bytes, code) in cases {
+            let (mut s, _a) = session(&svc);
+            let mut out = Vec::new();
+            assert_eq!(
+                s.on_frame(&svc, &bytes, Instant::now(), &mut out),
+                Step::Close
+            );
+            assert_eq!(error_code(&out[0]), code);
+        }
+    }
+
+    #[test]
+    fn a_request_error_keeps_the_session_and_carries_the_request_id() {
+        let (svc, token) = service();
+        let (mut s, _a) = session(&svc);
+        let mut out = Vec::new();
+        s.on_frame(&svc, &hello(&token), Instant::now(), &mut out);
+        out.clear();
+        let latest = payload(
+            42,
+            Body::Latest(v1::LatestRequest {
+                sensor: "nope".into(),
+            }),
+        );
+        assert_eq!(
+            s.on_frame(&svc, &latest, Instant::now(), &mut out),
+            Step::Continue
+        );
+        assert_eq!(out[0].request_id, 42);
+        assert_eq!(error_code(&out[0]), ErrorCode::NotFound);
+        // A server-only message from a client ends it.
+        out.clear();
+        let pong = payload(43, Body::Pong(v1::Pong { nonce: 0 }));
+        assert_eq!(
+            s.on_frame(&svc, &pong, Instant::now(), &mut out),
+            Step::Close
+        );
+    }
+}

@@ -1,0 +1,166 @@
+//! Shared harness: a real daemon on 127.0.0.1:0 in a temporary directory,
+//! raw sockets for hostile peers, and the client crate for normal ones.
+#![allow(
+    dead_code,
+    reason = "each test file uses a different part of the harness"
+)]
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+use bytes::BytesMut;
+use prost::Message as _;
+use sensegate_client::wire::{self as v1, ErrorCode, envelope::Body};
+use sensegate_client::{Client, ConnectOptions, Secret};
+use sensegate_gateway::config::Config;
+use sensegate_gateway::daemon::Daemon;
+use sensegate_proto::FrameDecoder;
+use tempfile::TempDir;
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+use tokio::net::TcpStream;
+
+pub struct TestDaemon {
+    pub daemon: Daemon,
+    pub admin: Secret,
+    pub dir: TempDir,
+}
+
+impl TestDaemon {
+    /// A daemon with the given `[limits]` lines (and any other sections
+    /// after them).
+    pub async fn start(extra: &str) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let text = format!(
+            "[server]\ndata_dir = {:?}\n[native]\nlisten = \"127.0.0.1:0\"\n{extra}\n",
+            dir.path().display().to_string()
+        );
+        let config = Config::parse(&text, Path::new("test.toml")).unwrap();
+        let daemon = Daemon::start(&config).await.unwrap();
+        let admin = daemon
+            .ensure_admin_token(&dir.path().join("admin.token"))
+            .unwrap();
+        Self {
+            daemon,
+            admin: Secret::new(admin.expose()),
+            dir,
+        }
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.daemon.native_addr()
+    }
+
+    pub fn options(&self, token: &Secret) -> ConnectOptions {
+        let mut o = ConnectOptions::plain(self.addr().to_string(), token.clone());
+        o.timeout = Duration::from_secs(20);
+        o
+    }
+
+    pub async fn admin(&self) -> Client {
+        Client::connect(&self.options(&self.admin)).await.unwrap()
+    }
+
+    /// A new token of `role` with `scope`, made by the admin.
+    pub async fn token(&self, role: v1::Role, scope: &str) -> (String, Secret) {
+        let mut admin = self.admin().await;
+        let reply = admin.create_token("t", role, scope).await.unwrap();
+        (reply.token.unwrap().id, Secret::new(reply.secret))
+    }
+
+    /// A normal client is still served: connect, ping, list.
+    pub async fn assert_served(&self) {
+        let mut c = self.admin().await;
+        c.ping().await.unwrap();
+        c.list_sensors("").await.unwrap();
+        c.close().await.unwrap();
+    }
+
+    pub async fn raw(&self) -> TcpStream {
+        TcpStream::connect(self.addr()).await.unwrap()
+    }
+
+    pub async fn raw_from(&self, ip: [u8; 4]) -> TcpStream {
+        let s = tokio::net::TcpSocket::new_v4().unwrap();
+        s.bind(SocketAddr::from((ip, 0))).unwrap();
+        s.connect(self.addr()).await.unwrap()
+    }
+}
+
+/// Encodes one envelope as a frame.
+pub fn frame(body: Body, request_id: u64) -> Vec<u8> {
+    let payload = v1::Envelope {
+        request_id,
+        body: Some(body),
+    }
+    .encode_to_vec();
+    let mut out = (u32::try_from(payload.len()).unwrap())
+        .to_le_bytes()
+        .to_vec();
+    out.extend_from_slice(&payload);
+    out
+}
+
+pub fn hello(token: &Secret) -> Vec<u8> {
+    frame(
+        Body::Hello(v1::Hello {
+            protocol_version: 1,
+            token: token.expose().to_owned(),
+            client_name: "raw".into(),
+        }),
+        1,
+    )
+}
+
+/// Reads envelopes until the server closes (or 10 s pass); returns them.
+pub async fn read_until_closed(s: &mut TcpStream) -> Vec<v1::Envelope> {
+    let mut buf = BytesMut::new();
+    let mut out = Vec::new();
+    let decoder = FrameDecoder::new(sensegate_proto::FrameLimit::DEFAULT);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        while let Ok(Some(f)) = decoder.decode(&mut buf) {
+            out.push(v1::Envelope::decode(f.payload()).unwrap());
+        }
+        let mut chunk = [0u8; 4096];
+        match tokio::time::timeout_at(deadline, s.read(&mut chunk)).await {
+            Ok(Ok(0) | Err(_)) => return out,
+            Ok(Ok(n)) => buf.extend_from_slice(&chunk[..n]),
+            Err(elapsed) => panic!("server did not close ({elapsed}); got {out:?}"),
+        }
+    }
+}
+
+/// Reads one envelope.
+pub async fn read_one(s: &mut TcpStream) -> v1::Envelope {
+    let mut header = [0u8; 4];
+    tokio::time::timeout(Duration::from_secs(10), s.read_exact(&mut header))
+        .await
+        .unwrap()
+        .unwrap();
+    let mut payload = vec![0u8; u32::from_le_bytes(header) as usize];
+    s.read_exact(&mut payload).await.unwrap();
+    v1::Envelope::decode(payload.as_slice()).unwrap()
+}
+
+/// The error code of the last envelope, which must be an error.
+pub fn last_error(envelopes: &[v1::Envelope]) -> (ErrorCode, String) {
+    match envelopes.last().and_then(|e| e.body.clone()) {
+        Some(Body::Error(e)) => (ErrorCode::try_from(e.code).unwrap(), e.message),
+        other => panic!("expected an error frame, got {other:?} in {envelopes:?}"),
+    }
+}
+
+/// Writes bytes, ignoring a reset (the server may close first).
+pub async fn send(s: &mut TcpStream, bytes: &[u8]) {
+    let _ = s.write_all(bytes).await;
+}
+
+pub fn reading(sensor: &str, ts: i64, value: f64) -> v1::Reading {
+    v1::Reading {
+        sensor: sensor.into(),
+        timestamp_us: ts,
+        value,
+        quality: 0,
+    }
+}

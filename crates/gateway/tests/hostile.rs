@@ -1,0 +1,402 @@
+//! Hostile peers against a real daemon on 127.0.0.1, each followed by a
+//! check that a normal client is still served.
+#![allow(clippy::unwrap_used, reason = "tests fail loudly on purpose")]
+
+mod common;
+
+use std::time::Duration;
+
+use common::{TestDaemon, frame, hello, last_error, read_one, read_until_closed, reading, send};
+use sensegate_client::wire::{self as v1, ErrorCode, envelope::Body};
+use sensegate_client::{Client, ClientError};
+use tokio::io::AsyncWriteExt as _;
+
+async fn expect_close_with(d: &TestDaemon, bytes: &[u8], code: ErrorCode) -> String {
+    let mut s = d.raw().await;
+    send(&mut s, bytes).await;
+    let got = read_until_closed(&mut s).await;
+    let (c, message) = last_error(&got);
+    assert_eq!(c, code, "{message}");
+    message
+}
+
+#[tokio::test]
+async fn framing_attacks_get_one_error_frame_and_the_daemon_goes_on() {
+    let d = TestDaemon::start("").await;
+    // A length prefix of 0xFFFFFFFF.
+    expect_close_with(&d, &[0xFF; 4], ErrorCode::FrameTooLarge).await;
+    d.assert_served().await;
+    // One byte over the cap.
+    let over = (1u32 << 20) + 1;
+    expect_close_with(&d, &over.to_le_bytes(), ErrorCode::FrameTooLarge).await;
+    d.assert_served().await;
+    // Zero length.
+    expect_close_with(&d, &[0, 0, 0, 0], ErrorCode::Malformed).await;
+    d.assert_served().await;
+    // A valid frame whose payload is not an envelope.
+    let mut junk = 6u32.to_le_bytes().to_vec();
+    junk.extend_from_slice(&[0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF]);
+    expect_close_with(&d, &junk, ErrorCode::Malformed).await;
+    d.assert_served().await;
+    // Random bytes (a fixed xorshift stream, 64 KiB).
+    let mut x: u64 = 0x2545_F491_4F6C_DD1D;
+    let random: Vec<u8> = (0..65_536)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x.to_le_bytes()[0]
+        })
+        .collect();
+    let mut s = d.raw().await;
+    send(&mut s, &random).await;
+    let (code, _) = last_error(&read_until_closed(&mut s).await);
+    assert!(
+        matches!(code, ErrorCode::FrameTooLarge | ErrorCode::Malformed),
+        "{code:?}"
+    );
+    d.assert_served().await;
+}
+
+#[tokio::test]
+async fn a_frame_cut_short_then_eof_is_malformed() {
+    let d = TestDaemon::start("").await;
+    let mut s = d.raw().await;
+    let mut partial = 100u32.to_le_bytes().to_vec();
+    partial.extend_from_slice(&[1, 2, 3]);
+    send(&mut s, &partial).await;
+    s.shutdown().await.unwrap();
+    let (code, message) = last_error(&read_until_closed(&mut s).await);
+    assert_eq!(code, ErrorCode::Malformed);
+    assert!(
+        message.starts_with("stream ended inside a frame"),
+        "{message}"
+    );
+    d.assert_served().await;
+}
+
+#[tokio::test]
+async fn no_hello_in_time_is_unauthenticated() {
+    let d = TestDaemon::start("[limits]\nauth_timeout_ms = 300").await;
+    let mut s = d.raw().await;
+    let started = std::time::Instant::now();
+    let (code, message) = last_error(&read_until_closed(&mut s).await);
+    assert_eq!(code, ErrorCode::Unauthenticated);
+    assert_eq!(message, "no hello in time");
+    assert!(started.elapsed() < Duration::from_secs(5));
+    // A request before the hello is refused the same way.
+    let ping = frame(Body::Ping(v1::Ping { nonce: 1 }), 7);
+    let message = expect_close_with(&d, &ping, ErrorCode::Unauthenticated).await;
+    assert_eq!(message, "hello expected first");
+    d.assert_served().await;
+}
+
+#[tokio::test]
+async fn a_slowly_trickled_large_frame_is_cut_off() {
+    let d = TestDaemon::start("[limits]\nframe_timeout_ms = 500").await;
+    let mut s = d.raw().await;
+    send(&mut s, &hello(&d.admin)).await;
+    assert!(matches!(
+        read_one(&mut s).await.body,
+        Some(Body::Welcome(_))
+    ));
+    // A header announcing 1 MiB, then one byte every 200 ms.
+    send(&mut s, &(1u32 << 20).to_le_bytes()).await;
+    let trickle = async {
+        for _ in 0..50 {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            if s.write_all(&[0]).await.is_err() {
+                break;
+            }
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(5), trickle)
+        .await
+        .ok();
+    let (code, message) = last_error(&read_until_closed(&mut s).await);
+    assert_eq!(code, ErrorCode::Malformed);
+    assert_eq!(message, "frame not completed in time");
+    d.assert_served().await;
+}
+
+#[tokio::test]
+async fn the_hello_deadline_also_bounds_a_slow_hello() {
+    let d = TestDaemon::start("[limits]\nauth_timeout_ms = 300\nframe_timeout_ms = 60000").await;
+    let mut s = d.raw().await;
+    send(&mut s, &50u32.to_le_bytes()).await;
+    let (code, _) = last_error(&read_until_closed(&mut s).await);
+    assert_eq!(code, ErrorCode::Unauthenticated);
+}
+
+#[tokio::test]
+async fn connections_past_the_total_cap_are_refused() {
+    let d = TestDaemon::start("[limits]\nmax_connections = 3").await;
+    let mut held = Vec::new();
+    for _ in 0..3 {
+        let mut s = d.raw().await;
+        send(&mut s, &hello(&d.admin)).await;
+        assert!(matches!(
+            read_one(&mut s).await.body,
+            Some(Body::Welcome(_))
+        ));
+        held.push(s);
+    }
+    let mut s = d.raw().await;
+    let (code, message) = last_error(&read_until_closed(&mut s).await);
+    assert_eq!(code, ErrorCode::Overloaded);
+    assert_eq!(message, "too many connections");
+    drop(held);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    d.assert_served().await;
+}
+
+#[tokio::test]
+async fn connections_past_the_per_address_cap_are_refused_for_that_address_only() {
+    let d = TestDaemon::start("[limits]\nmax_connections_per_address = 2").await;
+    let _a = d.raw_from([127, 0, 0, 2]).await;
+    let _b = d.raw_from([127, 0, 0, 2]).await;
+    let mut c = d.raw_from([127, 0, 0, 2]).await;
+    let (code, message) = last_error(&read_until_closed(&mut c).await);
+    assert_eq!(code, ErrorCode::Overloaded);
+    assert_eq!(message, "too many connections from this address");
+    d.assert_served().await;
+}
+
+#[tokio::test]
+async fn a_wrong_token_repeated_is_throttled_per_address() {
+    let d = TestDaemon::start("[limits]\nauth_failures_per_minute = 3").await;
+    let wrong = sensegate_client::Secret::new(format!("sgt_{}_{}", "0".repeat(16), "1".repeat(64)));
+    let mut opts = d.options(&wrong);
+    opts.local_ip = Some("127.0.0.3".parse().unwrap());
+    for _ in 0..3 {
+        let e = Client::connect(&opts).await.unwrap_err();
+        assert_eq!(e.code(), Some(ErrorCode::Unauthenticated), "{e}");
+    }
+    let e = Client::connect(&opts).await.unwrap_err();
+    assert_eq!(e.code(), Some(ErrorCode::RateLimited), "{e}");
+    // Even the right token waits out the window from that address...
+    let mut right = d.options(&d.admin);
+    right.local_ip = opts.local_ip;
+    let e = Client::connect(&right).await.unwrap_err();
+    assert_eq!(e.code(), Some(ErrorCode::RateLimited), "{e}");
+    // ...while everyone else is served.
+    d.assert_served().await;
+    let audit = std::fs::read_to_string(d.dir.path().join("audit.jsonl")).unwrap();
+    assert_eq!(audit.matches("\"reason\":\"bad_token\"").count(), 3);
+    assert_eq!(audit.matches("\"reason\":\"throttled\"").count(), 2);
+    assert!(!audit.contains(wrong.expose()) && !audit.contains(d.admin.expose()));
+}
+
+#[tokio::test]
+async fn a_reader_asking_for_admin_operations_is_forbidden_and_keeps_its_session() {
+    let d = TestDaemon::start("").await;
+    let (_, token) = d.token(v1::Role::Reader, "sim/*").await;
+    let mut reader = Client::connect(&d.options(&token)).await.unwrap();
+    for result in [
+        reader.list_tokens().await.map(|_| ()),
+        reader
+            .create_token("x", v1::Role::Admin, "*")
+            .await
+            .map(|_| ()),
+        reader.list_connections().await.map(|_| ()),
+        reader.kick(1).await,
+        reader.revoke_token("0000000000000000").await.map(|_| ()),
+        reader
+            .push(vec![reading("sim/x", 1, 1.0)])
+            .await
+            .map(|_| ()),
+        reader.latest("other/x").await.map(|_| ()),
+    ] {
+        assert_eq!(result.unwrap_err().code(), Some(ErrorCode::Forbidden));
+    }
+    reader.ping().await.unwrap();
+    let audit = std::fs::read_to_string(d.dir.path().join("audit.jsonl")).unwrap();
+    assert!(
+        audit.contains("\"action\":\"list_tokens\"") && audit.contains("\"outcome\":\"denied\"")
+    );
+    d.assert_served().await;
+}
+
+#[tokio::test]
+async fn a_device_may_push_only_to_its_own_sensors() {
+    let d = TestDaemon::start("").await;
+    let (_, token) = d.token(v1::Role::Device, "dev1/*").await;
+    let mut device = Client::connect(&d.options(&token)).await.unwrap();
+    assert_eq!(
+        device.push(vec![reading("dev1/t", 1, 20.5)]).await.unwrap(),
+        1
+    );
+    let e = device
+        .push(vec![reading("dev1/t", 2, 1.0), reading("dev2/t", 2, 1.0)])
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Some(ErrorCode::Forbidden));
+    // All or nothing: the in-scope half of the refused push was not kept.
+    let mut admin = d.admin().await;
+    assert_eq!(admin.latest("dev1/t").await.unwrap().timestamp_us, 1);
+    assert_eq!(
+        admin.latest("dev2/t").await.unwrap_err().code(),
+        Some(ErrorCode::NotFound)
+    );
+    // A device reads nothing.
+    assert_eq!(
+        device.latest("dev1/t").await.unwrap_err().code(),
+        Some(ErrorCode::Forbidden)
+    );
+    d.assert_served().await;
+}
+
+#[tokio::test]
+async fn revoking_a_token_ends_its_open_sessions_at_once() {
+    let d = TestDaemon::start("").await;
+    let (id, token) = d.token(v1::Role::Reader, "*").await;
+    let mut first = Client::connect(&d.options(&token)).await.unwrap();
+    let mut second = Client::connect(&d.options(&token)).await.unwrap();
+    first.subscribe(&["*"]).await.unwrap();
+    let mut admin = d.admin().await;
+    assert_eq!(admin.revoke_token(&id).await.unwrap(), 2);
+    for c in [&mut first, &mut second] {
+        let e = tokio::time::timeout(Duration::from_secs(5), c.next_batch())
+            .await
+            .unwrap()
+            .unwrap_err();
+        assert!(
+            matches!(&e, ClientError::Goodbye(r) if r == "token revoked"),
+            "{e}"
+        );
+    }
+    let e = Client::connect(&d.options(&token)).await.unwrap_err();
+    assert_eq!(e.code(), Some(ErrorCode::Unauthenticated));
+    assert_eq!(
+        admin.revoke_token(&id).await.unwrap_err().code(),
+        Some(ErrorCode::NotFound)
+    );
+    d.assert_served().await;
+}
+
+#[tokio::test]
+async fn an_admin_can_list_and_kick_connections() {
+    let d = TestDaemon::start("").await;
+    let (_, token) = d.token(v1::Role::Reader, "*").await;
+    let mut victim = Client::connect(&d.options(&token)).await.unwrap();
+    let victim_id = victim.welcome().connection_id;
+    let mut admin = d.admin().await;
+    let list = admin.list_connections().await.unwrap();
+    let entry = list.iter().find(|c| c.id == victim_id).unwrap();
+    assert_eq!(entry.role, i32::from(v1::Role::Reader));
+    assert_eq!(entry.frontend, "native");
+    admin.kick(victim_id).await.unwrap();
+    let e = victim.next_batch().await.unwrap_err();
+    assert!(
+        matches!(&e, ClientError::Goodbye(r) if r.contains("administrator")),
+        "{e}"
+    );
+    assert_eq!(
+        admin.kick(victim_id).await.unwrap_err().code(),
+        Some(ErrorCode::NotFound)
+    );
+}
+
+#[tokio::test]
+async fn an_idle_session_is_closed_after_the_idle_timeout() {
+    let d = TestDaemon::start("[limits]\nidle_timeout_secs = 1").await;
+    let mut c = d.admin().await;
+    let e = tokio::time::timeout(Duration::from_secs(5), c.next_batch())
+        .await
+        .unwrap()
+        .unwrap_err();
+    assert!(
+        matches!(&e, ClientError::Goodbye(r) if r == "idle timeout"),
+        "{e}"
+    );
+}
+
+#[tokio::test]
+async fn subscriptions_past_the_cap_are_refused() {
+    let d = TestDaemon::start("[limits]\nmax_subscriptions = 2").await;
+    let mut c = d.admin().await;
+    assert_eq!(c.subscribe(&["a", "b"]).await.unwrap(), 2);
+    assert_eq!(
+        c.subscribe(&["c"]).await.unwrap_err().code(),
+        Some(ErrorCode::Overloaded)
+    );
+    assert_eq!(c.unsubscribe(&["a"]).await.unwrap(), 1);
+    assert_eq!(c.subscribe(&["c"]).await.unwrap(), 2);
+}
+
+#[tokio::test]
+async fn push_batch_size_and_rate_are_capped_per_token() {
+    let d = TestDaemon::start("[limits]\nmax_push_batch = 5\npush_rate_per_sec = 10").await;
+    let (_, token) = d.token(v1::Role::Device, "d/*").await;
+    let mut dev = Client::connect(&d.options(&token)).await.unwrap();
+    let batch = |n: i64| (0..n).map(|i| reading("d/x", i, 0.0)).collect::<Vec<_>>();
+    assert_eq!(
+        dev.push(batch(6)).await.unwrap_err().code(),
+        Some(ErrorCode::Overloaded)
+    );
+    assert_eq!(dev.push(batch(5)).await.unwrap(), 5);
+    assert_eq!(dev.push(batch(5)).await.unwrap(), 5);
+    assert_eq!(
+        dev.push(batch(5)).await.unwrap_err().code(),
+        Some(ErrorCode::RateLimited)
+    );
+    // The rate is per token: another device is unaffected.
+    let (_, other) = d.token(v1::Role::Device, "d/*").await;
+    let mut dev2 = Client::connect(&d.options(&other)).await.unwrap();
+    assert_eq!(dev2.push(batch(5)).await.unwrap(), 5);
+}
+
+#[tokio::test]
+async fn a_frame_over_the_connection_inflight_cap_is_overloaded() {
+    let d = TestDaemon::start("[limits]\ninflight_bytes_per_connection = 4096").await;
+    let message = expect_close_with(&d, &8000u32.to_le_bytes(), ErrorCode::Overloaded).await;
+    assert_eq!(message, "frame over the connection's in-flight limit");
+    d.assert_served().await;
+}
+
+#[tokio::test]
+async fn frames_past_the_global_inflight_budget_are_overloaded() {
+    let d = TestDaemon::start("[limits]\ninflight_bytes_total = 65536").await;
+    let mut first = d.raw().await;
+    send(&mut first, &40_000u32.to_le_bytes()).await;
+    send(&mut first, &[0; 100]).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let message = expect_close_with(&d, &40_000u32.to_le_bytes(), ErrorCode::Overloaded).await;
+    assert_eq!(message, "server busy");
+    drop(first);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    d.assert_served().await;
+}
+
+#[tokio::test]
+async fn new_sensors_past_the_catalog_cap_are_refused() {
+    let d = TestDaemon::start("[limits]\nmax_sensors = 2").await;
+    let (_, token) = d.token(v1::Role::Device, "*").await;
+    let mut dev = Client::connect(&d.options(&token)).await.unwrap();
+    dev.push(vec![reading("a", 1, 0.0), reading("b", 1, 0.0)])
+        .await
+        .unwrap();
+    assert_eq!(
+        dev.push(vec![reading("c", 1, 0.0)])
+            .await
+            .unwrap_err()
+            .code(),
+        Some(ErrorCode::Overloaded)
+    );
+    assert_eq!(dev.push(vec![reading("a", 2, 0.0)]).await.unwrap(), 1);
+}
+
+#[tokio::test]
+async fn tokens_past_the_store_cap_are_refused() {
+    let d = TestDaemon::start("[limits]\nmax_tokens = 2").await;
+    let mut admin = d.admin().await;
+    admin
+        .create_token("one", v1::Role::Reader, "*")
+        .await
+        .unwrap();
+    let e = admin
+        .create_token("two", v1::Role::Reader, "*")
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Some(ErrorCode::Overloaded));
+}
