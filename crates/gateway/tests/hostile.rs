@@ -59,6 +59,16 @@ async fn framing_attacks_get_one_error_frame_and_the_daemon_goes_on() {
 }
 
 #[tokio::test]
+async fn before_authentication_only_a_hello_sized_frame_is_accepted() {
+    let d = TestDaemon::start("").await;
+    // Default caps: token 256 B + client name 1 KiB + 64 B of framing.
+    let message = expect_close_with(&d, &1400u32.to_le_bytes(), ErrorCode::FrameTooLarge).await;
+    assert_eq!(message, "frame too large before authentication");
+    // After the hello the full frame cap applies (see the trickle test).
+    d.assert_served().await;
+}
+
+#[tokio::test]
 async fn a_frame_cut_short_then_eof_is_malformed() {
     let d = TestDaemon::start("").await;
     let mut s = d.raw().await;
@@ -349,7 +359,15 @@ async fn push_batch_size_and_rate_are_capped_per_token() {
 #[tokio::test]
 async fn a_frame_over_the_connection_inflight_cap_is_overloaded() {
     let d = TestDaemon::start("[limits]\ninflight_bytes_per_connection = 4096").await;
-    let message = expect_close_with(&d, &8000u32.to_le_bytes(), ErrorCode::Overloaded).await;
+    let mut s = d.raw().await;
+    send(&mut s, &hello(&d.admin)).await;
+    assert!(matches!(
+        read_one(&mut s).await.body,
+        Some(Body::Welcome(_))
+    ));
+    send(&mut s, &8000u32.to_le_bytes()).await;
+    let (code, message) = last_error(&read_until_closed(&mut s).await);
+    assert_eq!(code, ErrorCode::Overloaded);
     assert_eq!(message, "frame over the connection's in-flight limit");
     d.assert_served().await;
 }
@@ -358,10 +376,23 @@ async fn a_frame_over_the_connection_inflight_cap_is_overloaded() {
 async fn frames_past_the_global_inflight_budget_are_overloaded() {
     let d = TestDaemon::start("[limits]\ninflight_bytes_total = 65536").await;
     let mut first = d.raw().await;
+    send(&mut first, &hello(&d.admin)).await;
+    assert!(matches!(
+        read_one(&mut first).await.body,
+        Some(Body::Welcome(_))
+    ));
     send(&mut first, &40_000u32.to_le_bytes()).await;
     send(&mut first, &[0; 100]).await;
     tokio::time::sleep(Duration::from_millis(200)).await;
-    let message = expect_close_with(&d, &40_000u32.to_le_bytes(), ErrorCode::Overloaded).await;
+    let mut second = d.raw().await;
+    send(&mut second, &hello(&d.admin)).await;
+    assert!(matches!(
+        read_one(&mut second).await.body,
+        Some(Body::Welcome(_))
+    ));
+    send(&mut second, &40_000u32.to_le_bytes()).await;
+    let (code, message) = last_error(&read_until_closed(&mut second).await);
+    assert_eq!(code, ErrorCode::Overloaded);
     assert_eq!(message, "server busy");
     drop(first);
     tokio::time::sleep(Duration::from_millis(200)).await;

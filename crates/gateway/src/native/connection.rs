@@ -37,6 +37,9 @@ const MAX_READ_CHUNK: usize = 64 * 1024;
 /// How long a goodbye or error frame may take to leave before the
 /// connection is dropped anyway.
 const FAREWELL_TIMEOUT: Duration = Duration::from_secs(1);
+/// Bytes of a hello beyond its token and client name (tags, lengths,
+/// version, request id), rounded up.
+const HELLO_OVERHEAD: usize = 64;
 /// Upper bound of one encoded reading beyond its sensor name.
 const READING_OVERHEAD: usize = 32;
 
@@ -246,6 +249,17 @@ impl Conn {
         let declared = u32::from_le_bytes(header) as usize;
         if declared == 0 || declared > self.limits().frame.get() as usize {
             return None; // the decoder reports it
+        }
+        // Before the hello is accepted a peer may send only a hello, which
+        // is small: it cannot make the daemon hold a large frame for it.
+        let message = &self.limits().message;
+        let max_hello = message.max_token_bytes + message.max_text_bytes + HELLO_OVERHEAD;
+        if matches!(self.session.state(), State::ExpectHello) && declared > max_hello {
+            return Some(session::error_envelope(
+                0,
+                ErrorCode::FrameTooLarge,
+                "frame too large before authentication",
+            ));
         }
         // The payload counts against the connection's cap (so the default
         // cap admits one frame of the default maximum size); header and
