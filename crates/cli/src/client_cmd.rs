@@ -9,6 +9,7 @@ use sensegate_client::pin::{TlsOptions, parse_fingerprint};
 use sensegate_client::settings::{ClientSettings, resolve_token};
 use sensegate_client::wire::{self as v1};
 use sensegate_client::{Client, ClientError, ConnectOptions};
+use sensegate_gateway::reading::now_us;
 use tokio::io::{AsyncBufReadExt as _, AsyncReadExt as _};
 
 use crate::{ConnArgs, EX_CONFIG, EX_DATAERR, EX_UNAVAILABLE};
@@ -291,12 +292,6 @@ fn parse_line(line: &str, now_us: i64) -> Result<v1::Reading, &'static str> {
         value,
         quality: v1::Quality::Good.into(),
     })
-}
-
-fn now_us() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX))
 }
 
 pub async fn push(args: &ConnArgs) -> ExitCode {

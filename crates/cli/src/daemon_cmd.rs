@@ -5,7 +5,8 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use sensegate_gateway::config::Config;
-use sensegate_gateway::daemon::{Daemon, create_private_dir, warn_permissions, write_secret};
+use sensegate_gateway::daemon::{Daemon, create_private_dir, warn_permissions};
+use sensegate_gateway::file::write_private;
 use sensegate_gateway::tls;
 
 use crate::{DemoArgs, EX_CONFIG, EX_UNAVAILABLE};
@@ -138,7 +139,7 @@ pub async fn demo(args: DemoArgs) -> ExitCode {
          address = \"{}\"\ntoken_file = \"admin.token\"\ntls = true\nfingerprint = \"{fingerprint}\"\nserver_name = \"localhost\"\n",
         daemon.native_addr()
     );
-    if let Err(e) = write_secret(&client_path, client_toml.trim_end()) {
+    if let Err(e) = write_private(&client_path, client_toml.as_bytes()) {
         eprintln!("sensegate demo: {}: {e}", client_path.display());
         return ExitCode::FAILURE;
     }

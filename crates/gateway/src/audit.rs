@@ -11,10 +11,14 @@ use std::io::Write as _;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::{Mutex, PoisonError};
+use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
 use crate::reading::now_us;
+
+/// The window over which denials are counted against their cap.
+pub const DENIAL_WINDOW: Duration = Duration::from_secs(60);
 
 /// One audited event.
 #[derive(Debug, Clone, Serialize)]
@@ -42,6 +46,13 @@ pub enum AuditEvent<'a> {
         /// `ok`, `denied`, `not_found` or `failed`.
         outcome: &'static str,
     },
+    /// Denials (failed authentications, refused admin requests) past
+    /// `limits.audit_denials_per_minute` in the last window were counted,
+    /// not written.
+    DenialsSuppressed {
+        /// How many.
+        count: u64,
+    },
 }
 
 #[derive(Serialize)]
@@ -55,6 +66,16 @@ struct Line<'a> {
 #[derive(Debug)]
 pub struct Audit {
     file: Option<Mutex<File>>,
+    denials_per_window: u32,
+    denials: Mutex<DenialWindow>,
+}
+
+/// Denials written in the current window, and those counted instead.
+#[derive(Debug, Default)]
+struct DenialWindow {
+    start: Option<Instant>,
+    written: u32,
+    suppressed: u64,
 }
 
 impl Audit {
@@ -62,20 +83,59 @@ impl Audit {
     ///
     /// # Errors
     /// When the file cannot be opened.
-    pub fn open(path: &Path) -> std::io::Result<Self> {
+    /// Denials (what a peer can cause without permission: failed
+    /// authentications, refused admin requests) are written up to
+    /// `denials_per_minute` per minute and counted past it, so a flood of
+    /// them cannot fill the disk.
+    pub fn open(path: &Path, denials_per_minute: u32) -> std::io::Result<Self> {
         let mut opts = OpenOptions::new();
         opts.create(true).append(true);
         #[cfg(unix)]
         std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
         Ok(Self {
             file: Some(Mutex::new(opts.open(path)?)),
+            denials_per_window: denials_per_minute,
+            denials: Mutex::new(DenialWindow::default()),
         })
     }
 
     /// An audit log that drops everything (tests, and `audit_log = ""`).
     #[must_use]
-    pub const fn disabled() -> Self {
-        Self { file: None }
+    pub fn disabled() -> Self {
+        Self {
+            file: None,
+            denials_per_window: 0,
+            denials: Mutex::new(DenialWindow::default()),
+        }
+    }
+
+    /// Writes a denial, within the per-minute cap; past it the denial is
+    /// counted, and the count is written when the next window opens.
+    pub fn record_denial(&self, event: &AuditEvent<'_>, now: Instant) {
+        if self.file.is_none() {
+            return;
+        }
+        let mut w = self.denials.lock().unwrap_or_else(PoisonError::into_inner);
+        if w.start
+            .is_none_or(|s| now.saturating_duration_since(s) >= DENIAL_WINDOW)
+        {
+            let suppressed = std::mem::take(&mut w.suppressed);
+            *w = DenialWindow {
+                start: Some(now),
+                written: 0,
+                suppressed: 0,
+            };
+            if suppressed > 0 {
+                self.record(&AuditEvent::DenialsSuppressed { count: suppressed });
+            }
+        }
+        if w.written >= self.denials_per_window {
+            w.suppressed += 1;
+            return;
+        }
+        w.written += 1;
+        drop(w);
+        self.record(event);
     }
 
     /// Writes one event.
@@ -104,7 +164,7 @@ mod tests {
     fn writes_one_json_object_per_line_and_escapes_peer_text() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("audit.jsonl");
-        let audit = Audit::open(&path).unwrap();
+        let audit = Audit::open(&path, 10).unwrap();
         let peer: SocketAddr = "127.0.0.1:9".parse().unwrap();
         audit.record(&AuditEvent::AuthFailure {
             peer,
@@ -135,5 +195,48 @@ mod tests {
             let mode = std::fs::metadata(&path).unwrap().permissions().mode();
             assert_eq!(mode & 0o077, 0);
         }
+    }
+
+    #[test]
+    fn denials_past_the_cap_are_counted_and_the_count_is_written_later() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.jsonl");
+        let audit = Audit::open(&path, 2).unwrap();
+        let peer: SocketAddr = "127.0.0.1:9".parse().unwrap();
+        let failure = AuditEvent::AuthFailure {
+            peer,
+            reason: "bad_token",
+        };
+        let now = Instant::now();
+        for _ in 0..5 {
+            audit.record_denial(&failure, now);
+        }
+        // Allowed admin actions are never capped.
+        audit.record(&AuditEvent::Admin {
+            peer,
+            token_id: "00aa",
+            principal: "admin",
+            action: "list_tokens",
+            target: None,
+            outcome: "ok",
+        });
+        audit.record_denial(&failure, now + DENIAL_WINDOW);
+        let lines: Vec<serde_json::Value> = std::fs::read_to_string(&path)
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        let events: Vec<&str> = lines.iter().map(|l| l["event"].as_str().unwrap()).collect();
+        assert_eq!(
+            events,
+            [
+                "auth_failure",
+                "auth_failure",
+                "admin",
+                "denials_suppressed",
+                "auth_failure"
+            ]
+        );
+        assert_eq!(lines[3]["count"], 3);
     }
 }

@@ -114,13 +114,17 @@ impl Catalog {
         self.register(name, "", "push")
     }
 
-    /// Records a reading as its sensor's latest (if it is newer).
-    pub fn record(&self, reading: &Reading) {
+    /// Records readings as their sensors' latest (each if it is newer),
+    /// under one lock for the whole batch.
+    pub fn record(&self, readings: &[Reading]) {
         let mut map = self
             .sensors
             .write()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if let Some(entry) = map.get_mut(&*reading.sensor) {
+        for reading in readings {
+            let Some(entry) = map.get_mut(&*reading.sensor) else {
+                continue;
+            };
             let newer = entry
                 .latest
                 .as_ref()
@@ -208,8 +212,8 @@ mod tests {
         let c = Catalog::new(4);
         let s = c.register("room/t", "C", "sim").unwrap();
         assert_eq!(c.entry("room/t").unwrap().state, SensorState::Idle);
-        c.record(&reading(&s, 20));
-        c.record(&reading(&s, 10));
+        c.record(&[reading(&s, 20)]);
+        c.record(&[reading(&s, 10)]);
         let e = c.entry("room/t").unwrap();
         assert_eq!(e.latest.unwrap().timestamp_us, 20);
         assert_eq!(e.state, SensorState::Ok);

@@ -110,6 +110,7 @@ pub struct RawLimits {
     pub auth_failures_per_minute: Option<u64>,
     pub max_tokens: Option<u64>,
     pub max_sensors: Option<u64>,
+    pub audit_denials_per_minute: Option<u64>,
 }
 
 /// What a subscriber that falls behind gets.
@@ -188,6 +189,7 @@ pub struct Limits {
     pub auth_failures_per_minute: u32,
     pub max_tokens: usize,
     pub max_sensors: usize,
+    pub audit_denials_per_minute: u32,
 }
 
 impl Default for Limits {
@@ -210,6 +212,7 @@ impl Default for Limits {
             auth_failures_per_minute: 10,
             max_tokens: 10_000,
             max_sensors: 10_000,
+            audit_denials_per_minute: 600,
         }
     }
 }
@@ -411,6 +414,9 @@ impl Validator<'_> {
         l.max_tokens = self.size(k, r.max_tokens, l.max_tokens, 1, 1_000_000)?;
         let k = "limits.max_sensors";
         l.max_sensors = self.size(k, r.max_sensors, l.max_sensors, 1, 1_000_000)?;
+        let k = "limits.audit_denials_per_minute";
+        let v = r.audit_denials_per_minute;
+        l.audit_denials_per_minute = self.small(k, v, l.audit_denials_per_minute, 1, 1_000_000)?;
         Ok(())
     }
 

@@ -94,10 +94,14 @@ impl Daemon {
         warn_permissions(&store_path, true);
         let tokens = TokenStore::open(&store_path, config.limits.max_tokens)?;
         let audit = match &config.audit_log {
-            Some(path) => Audit::open(path).map_err(|source| StartError::Audit {
-                path: path.clone(),
-                source,
-            })?,
+            Some(path) => {
+                Audit::open(path, config.limits.audit_denials_per_minute).map_err(|source| {
+                    StartError::Audit {
+                        path: path.clone(),
+                        source,
+                    }
+                })?
+            }
             None => Audit::disabled(),
         };
         let (tls, fingerprint) = match &config.tls {
@@ -244,11 +248,7 @@ async fn reap_idle(service: Arc<Service>, shutdown: CancellationToken) {
 /// # Errors
 /// The I/O error.
 pub fn write_secret(path: &Path, secret: &str) -> std::io::Result<()> {
-    use std::io::Write as _;
-    let mut f = crate::auth::store::private_file(path)?;
-    f.write_all(secret.as_bytes())?;
-    f.write_all(b"\n")?;
-    f.sync_all()
+    crate::file::write_private(path, format!("{secret}\n").as_bytes())
 }
 
 /// Creates a directory (and its parents) with mode 0700 if it is missing.

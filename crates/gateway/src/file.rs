@@ -54,6 +54,17 @@ pub fn read_capped_bytes(path: &Path, max: u64) -> Result<Vec<u8>, CappedReadErr
     Ok(bytes)
 }
 
+/// Writes `data` to `path` (replacing it) with mode 0600 and syncs it.
+///
+/// # Errors
+/// The I/O error.
+pub fn write_private(path: &Path, data: &[u8]) -> std::io::Result<()> {
+    use std::io::Write as _;
+    let mut f = crate::auth::store::private_file(path)?;
+    f.write_all(data)?;
+    f.sync_all()
+}
+
 /// What is wrong with a file's permissions, if anything: a secret (token
 /// store, key) must not be readable by group or others; a config file must
 /// not be readable or writable by others.

@@ -193,20 +193,27 @@ impl Hub {
         patterns: &[Pattern],
         max: usize,
     ) -> Option<usize> {
-        let active = {
-            let mut mine = lock(&sub.patterns);
-            let new: Vec<&Pattern> = patterns.iter().filter(|p| !mine.contains(p)).collect();
-            if mine.len() + new.len() > max {
+        let mut mine = lock(&sub.patterns);
+        // Work stays within `max` per pattern whatever the request's length:
+        // the scan stops at the first pattern that would not fit.
+        let room = max.saturating_sub(mine.len());
+        let mut added: Vec<&Pattern> = Vec::new();
+        for p in patterns {
+            if mine.contains(p) || added.contains(&p) {
+                continue;
+            }
+            if added.len() == room {
                 return None;
             }
-            for p in new {
-                if !mine.contains(p) {
-                    mine.push(p.clone());
-                }
-            }
-            mine.len()
-        };
-        self.clear_routes();
+            added.push(p);
+        }
+        let changed = !added.is_empty();
+        mine.extend(added.into_iter().cloned());
+        let active = mine.len();
+        drop(mine);
+        if changed {
+            self.clear_routes();
+        }
         Some(active)
     }
 
@@ -382,6 +389,14 @@ mod tests {
         );
         assert_eq!(hub.add_patterns(&s, &[Pattern::new("a")], 2), Some(2));
         assert_eq!(hub.add_patterns(&s, &[Pattern::new("c")], 2), None);
+        // A pattern repeated in one request counts once.
+        assert_eq!(hub.remove_patterns(&s, &[Pattern::new("b")]), 1);
+        assert_eq!(
+            hub.add_patterns(&s, &[Pattern::new("c"), Pattern::new("c")], 2),
+            Some(2)
+        );
+        assert_eq!(hub.remove_patterns(&s, &[Pattern::new("c")]), 1);
+        hub.add_patterns(&s, &[Pattern::new("b")], 2);
         assert_eq!(hub.remove_patterns(&s, &[Pattern::new("a")]), 1);
         hub.publish(&reading("a", 1));
         assert!(s.try_batch(10).is_none());

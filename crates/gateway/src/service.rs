@@ -200,19 +200,21 @@ impl Service {
         now: Instant,
     ) -> Result<Arc<Principal>, ServiceError> {
         if self.auth_throttle.is_throttled(peer.ip(), now) {
-            self.audit.record(&AuditEvent::AuthFailure {
+            let event = AuditEvent::AuthFailure {
                 peer,
                 reason: "throttled",
-            });
+            };
+            self.audit.record_denial(&event, now);
             return Err(ServiceError::AuthThrottled);
         }
         let verified = self.tokens().verify(token);
         verified.map(|p| self.shared_principal(p)).map_err(|_| {
             self.auth_throttle.record_failure(peer.ip(), now);
-            self.audit.record(&AuditEvent::AuthFailure {
+            let event = AuditEvent::AuthFailure {
                 peer,
                 reason: "bad_token",
-            });
+            };
+            self.audit.record_denial(&event, now);
             ServiceError::Unauthenticated
         })
     }
@@ -368,16 +370,17 @@ impl Service {
                 quality: r.quality,
             });
         }
-        for r in &accepted {
-            self.ingest(r);
-        }
+        self.ingest(&accepted);
         Ok(accepted.len())
     }
 
-    /// A source's reading: into the catalog and out through the hub.
-    pub fn ingest(&self, reading: &Reading) {
-        self.catalog.record(reading);
-        self.hub.publish(reading);
+    /// A source's readings: into the catalog (one lock for the batch) and
+    /// out through the hub.
+    pub fn ingest(&self, readings: &[Reading]) {
+        self.catalog.record(readings);
+        for r in readings {
+            self.hub.publish(r);
+        }
     }
 
     fn admin<T>(
@@ -395,14 +398,20 @@ impl Service {
             Err(ServiceError::NotFound) => "not_found",
             Err(_) => "failed",
         };
-        self.audit.record(&AuditEvent::Admin {
+        let event = AuditEvent::Admin {
             peer: caller.peer,
             token_id: &caller.principal.token_id,
             principal: &caller.principal.name,
             action: name,
             target,
             outcome,
-        });
+        };
+        if outcome == "denied" {
+            // A non-admin can ask as often as it likes: capped.
+            self.audit.record_denial(&event, Instant::now());
+        } else {
+            self.audit.record(&event);
+        }
         result
     }
 

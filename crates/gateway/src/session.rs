@@ -125,13 +125,13 @@ impl Session {
         &self.connection
     }
 
-    /// How long the peer may stay silent in this state before it is closed.
+    /// How long the peer has to send its hello, while the session waits
+    /// for one. `None` once authenticated: the idle timeout of a serving
+    /// session is enforced by the daemon's reaper
+    /// ([`crate::registry::Registry::reap_idle`]), not by a timer here.
     #[must_use]
-    pub fn silence_allowed(&self, service: &Service) -> Duration {
-        match self.state {
-            State::ExpectHello | State::Closed => service.limits().auth_timeout,
-            State::Serving(_) => service.limits().idle_timeout,
-        }
+    pub fn hello_timeout(&self, service: &Service) -> Option<Duration> {
+        matches!(self.state, State::ExpectHello).then(|| service.limits().auth_timeout)
     }
 
     /// The subscriber, once the session subscribed.
@@ -524,17 +524,17 @@ mod tests {
     }
 
     #[test]
-    fn hello_moves_to_serving_and_the_silence_allowed_becomes_the_idle_timeout() {
+    fn hello_moves_to_serving_and_lifts_the_hello_deadline() {
         let (svc, token) = service();
         let (mut s, _a) = session(&svc);
-        assert_eq!(s.silence_allowed(&svc), svc.limits().auth_timeout);
+        assert_eq!(s.hello_timeout(&svc), Some(svc.limits().auth_timeout));
         let mut out = Vec::new();
         assert_eq!(
             s.on_frame(&svc, &hello(&token), Instant::now(), &mut out),
             Step::Continue
         );
         assert!(matches!(&out[0].body, Some(Body::Welcome(w)) if w.principal == "admin"));
-        assert_eq!(s.silence_allowed(&svc), svc.limits().idle_timeout);
+        assert_eq!(s.hello_timeout(&svc), None);
         out.clear();
         let ping = payload(9, Body::Ping(v1::Ping { nonce: 3 }));
         assert_eq!(

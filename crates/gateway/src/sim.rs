@@ -107,6 +107,7 @@ pub async fn run(service: Arc<Service>, config: SimConfig, shutdown: Cancellatio
             }
         }
     }
+    let mut batch = Vec::with_capacity(sensors.len());
     let mut tick = tokio::time::interval(Duration::from_secs_f64(1.0 / config.rate_hz));
     tick.set_missed_tick_behavior(MissedTickBehavior::Skip);
     loop {
@@ -115,15 +116,14 @@ pub async fn run(service: Arc<Service>, config: SimConfig, shutdown: Cancellatio
             _ = tick.tick() => {}
         }
         let ts = now_us();
-        for (name, s) in &mut sensors {
-            let reading = Reading {
-                sensor: name.clone(),
-                timestamp_us: ts,
-                value: s.sample(ts),
-                quality: Quality::Good,
-            };
-            service.ingest(&reading);
-        }
+        batch.clear();
+        batch.extend(sensors.iter_mut().map(|(name, s)| Reading {
+            sensor: name.clone(),
+            timestamp_us: ts,
+            value: s.sample(ts),
+            quality: Quality::Good,
+        }));
+        service.ingest(&batch);
     }
 }
 

@@ -102,11 +102,9 @@ pub fn server_config(cert: &Path, key: &Path) -> Result<Arc<rustls::ServerConfig
 /// The SHA-256 fingerprint of a DER certificate, as `AB:CD:...`.
 #[must_use]
 pub fn fingerprint(cert: &CertificateDer<'_>) -> String {
-    let digest = Sha256::digest(cert.as_ref());
-    let hex = crate::auth::token::hex(&digest).to_ascii_uppercase();
-    hex.as_bytes()
-        .chunks(2)
-        .map(|p| std::str::from_utf8(p).unwrap_or("??"))
+    Sha256::digest(cert.as_ref())
+        .iter()
+        .map(|b| format!("{b:02X}"))
         .collect::<Vec<_>>()
         .join(":")
 }
@@ -133,17 +131,10 @@ pub fn ensure_self_signed(dir: &Path) -> Result<(PathBuf, PathBuf), TlsError> {
         let path = path.to_owned();
         move |source| TlsError::Io { path, source }
     };
-    write_new(&key_path, certified.signing_key.serialize_pem().as_bytes())
+    crate::file::write_private(&key_path, certified.signing_key.serialize_pem().as_bytes())
         .map_err(io(&key_path))?;
     std::fs::write(&cert_path, certified.cert.pem()).map_err(io(&cert_path))?;
     Ok((cert_path, key_path))
-}
-
-fn write_new(path: &Path, data: &[u8]) -> std::io::Result<()> {
-    use std::io::Write as _;
-    let mut f = crate::auth::store::private_file(path)?;
-    f.write_all(data)?;
-    f.sync_all()
 }
 
 #[cfg(test)]

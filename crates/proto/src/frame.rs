@@ -189,6 +189,16 @@ impl FrameDecoder {
         })
     }
 
+    /// The checked payload length the frame at the front of `buf` declares,
+    /// or `None` when its header has not arrived. An I/O loop uses it to
+    /// account for a frame as soon as its header is in, before its payload.
+    ///
+    /// # Errors
+    /// As [`decode`](Self::decode) for a bad header.
+    pub fn declared_len(&self, buf: &[u8]) -> Result<Option<usize>, FrameError> {
+        Ok(self.frame_len(buf)?.map(|total| total - HEADER_LEN))
+    }
+
     /// Total length (header included) of the frame at the front of `buf`, or
     /// `None` when its header has not arrived. Checks the header.
     fn frame_len(self, buf: &[u8]) -> Result<Option<usize>, FrameError> {
@@ -288,6 +298,21 @@ mod tests {
             })
         );
         assert_eq!(FrameLimit::default().get(), 1 << 20);
+    }
+
+    #[test]
+    fn declared_len_reads_a_checked_header_without_the_payload() {
+        let d = FrameDecoder::new(limit(8));
+        assert_eq!(d.declared_len(b"\x05\x00\x00"), Ok(None));
+        assert_eq!(d.declared_len(b"\x05\x00\x00\x00ab"), Ok(Some(5)));
+        assert_eq!(d.declared_len(b"\x00\x00\x00\x00"), Err(FrameError::Empty));
+        assert_eq!(
+            d.declared_len(b"\x09\x00\x00\x00"),
+            Err(FrameError::TooLarge {
+                declared: 9,
+                max: 8
+            })
+        );
     }
 
     #[test]

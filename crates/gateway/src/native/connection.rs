@@ -2,8 +2,9 @@
 //!
 //! It reads bytes, cuts frames with the sans-IO decoder, hands each payload
 //! to the session and writes what comes back; it also drains the
-//! subscriber's queue into reading batches and keeps three clocks: the hello
-//! deadline, the idle timeout, and the time a started frame has to finish.
+//! subscriber's queue into reading batches and keeps two clocks: the hello
+//! deadline and the time a started frame has to finish. The idle timeout is
+//! the reaper's (`Registry::reap_idle`), from the stamp taken per frame.
 //!
 //! Memory: the read buffer is released whenever it holds no partial frame,
 //! and the write buffer after every write, so an idle connection holds
@@ -73,8 +74,9 @@ struct Conn {
     frame_permit: Option<InflightPermit>,
     /// When the first byte of the frame in progress arrived.
     frame_started: Option<Instant>,
-    /// When the last whole frame arrived (or the connection was accepted).
-    last_frame: Instant,
+    /// When the connection was accepted: the hello deadline counts from it.
+    /// (Activity after the hello is stamped in the registry for the reaper.)
+    accepted: Instant,
     replies: Vec<v1::Envelope>,
 }
 
@@ -89,7 +91,7 @@ pub async fn run(shared: Shared, admission: Admission, transport: Transport, acc
         inbuf: BytesMut::new(),
         frame_permit: None,
         frame_started: None,
-        last_frame: accepted,
+        accepted,
         replies: Vec::new(),
     };
     let end = conn.serve().await;
@@ -110,8 +112,10 @@ impl Conn {
     /// the daemon's reaper from `last_active`, so an idle connection holds
     /// no timer at all.
     fn deadline(&self) -> Option<Instant> {
-        let hello = matches!(self.session.state(), State::ExpectHello)
-            .then(|| self.last_frame + self.limits().auth_timeout);
+        let hello = self
+            .session
+            .hello_timeout(&self.shared.service)
+            .map(|t| self.accepted + t);
         let frame = self.frame_started.map(|t| t + self.limits().frame_timeout);
         match (hello, frame) {
             (Some(a), Some(b)) => Some(a.min(b)),
@@ -189,7 +193,6 @@ impl Conn {
                 Ok(Some(frame)) => {
                     self.frame_permit = None;
                     self.frame_started = None;
-                    self.last_frame = now;
                     self.session
                         .connection()
                         .touch(&self.shared.service.registry().clock());
@@ -241,15 +244,13 @@ impl Conn {
     /// Checks a frame's declared length against the in-flight caps once its
     /// header is in; returns the error to send when it does not fit.
     fn admit_frame(&mut self) -> Option<v1::Envelope> {
-        if self.frame_permit.is_some() || self.inbuf.len() < HEADER_LEN {
+        if self.frame_permit.is_some() {
             return None;
         }
-        let mut header = [0u8; HEADER_LEN];
-        header.copy_from_slice(&self.inbuf[..HEADER_LEN]);
-        let declared = u32::from_le_bytes(header) as usize;
-        if declared == 0 || declared > self.limits().frame.get() as usize {
-            return None; // the decoder reports it
-        }
+        // A bad header is left to `decode`, which reports it.
+        let Ok(Some(declared)) = self.decoder.declared_len(&self.inbuf) else {
+            return None;
+        };
         // Before the hello is accepted a peer may send only a hello, which
         // is small: it cannot make the daemon hold a large frame for it.
         let message = &self.limits().message;
