@@ -21,6 +21,13 @@ rustup component list --toolchain nightly --installed | grep -q '^miri' \
 have cargo-deny || cargo install cargo-deny --locked
 if [ "$FUZZ_SECONDS" != 0 ]; then have cargo-fuzz || cargo install cargo-fuzz --locked; fi
 
+# A C compiler with AddressSanitizer for the reference drivers (Debian's gcc
+# brings libasan and libubsan).
+if ! have cc; then
+  if have apt-get; then apt-get update -qq && apt-get install -y -qq gcc libc6-dev; else
+    echo "a C compiler (cc) is required" >&2; exit 1; fi
+fi
+
 step "format"
 cargo fmt --all -- --check
 
@@ -39,6 +46,9 @@ failed=$(sed -n -E 's/.* ([0-9]+) failed.*/\1/p' <<<"$summary")
 
 step "dependency policy (licences, bans, sources)"
 cargo deny --all-features check licenses bans sources
+
+step "reference C drivers under AddressSanitizer and UBSan"
+scripts/check-drivers.sh
 
 step "miri: the ffi crate"
 cargo +nightly miri test -p sensegate-ffi --locked

@@ -104,6 +104,39 @@ fn time(us: i64) -> String {
     format!("{secs}.{micros:06}")
 }
 
+/// A timestamp as RFC 3339 UTC with milliseconds, `-` for none.
+fn utc(us: i64) -> String {
+    if us <= 0 {
+        return "-".into();
+    }
+    let secs = us.div_euclid(1_000_000);
+    let millis = us.rem_euclid(1_000_000) / 1000;
+    let days = secs.div_euclid(86_400);
+    let rem = secs.rem_euclid(86_400);
+    let (y, m, d) = civil_from_days(days);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{millis:03}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+/// Days since 1970-01-01 to (year, month, day), proleptic Gregorian
+/// (Howard Hinnant's `civil_from_days`).
+fn civil_from_days(days: i64) -> (i64, i64, i64) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    (y, m, d)
+}
+
 pub async fn token_create(args: &ConnArgs, role: &str, scope: &str, name: &str) -> ExitCode {
     finish(
         async {
@@ -177,8 +210,8 @@ pub async fn sensors(args: &ConnArgs, pattern: &str) -> ExitCode {
         async {
             let mut c = connect(args).await?;
             println!(
-                "{:<28}  {:<6}  {:<8}  {:<10}  {:<18}  REASON",
-                "NAME", "UNIT", "SOURCE", "STATE", "LAST"
+                "{:<24}  {:<6}  {:<14}  {:<10}  {:<24}  REASON",
+                "NAME", "UNIT", "SOURCE", "STATE", "LAST READING (UTC)"
             );
             for s in c.list_sensors(pattern).await? {
                 let state = match v1::SensorState::try_from(s.state) {
@@ -189,12 +222,12 @@ pub async fn sensors(args: &ConnArgs, pattern: &str) -> ExitCode {
                     _ => "?",
                 };
                 println!(
-                    "{:<28}  {:<6}  {:<8}  {:<10}  {:<18}  {}",
+                    "{:<24}  {:<6}  {:<14}  {:<10}  {:<24}  {}",
                     s.name,
                     s.unit,
                     s.source,
                     state,
-                    time(s.last_timestamp_us),
+                    utc(s.last_timestamp_us),
                     s.fault_reason
                 );
             }
@@ -384,6 +417,16 @@ pub async fn kick(args: &ConnArgs, id: u64) -> ExitCode {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn utc_times_are_rfc3339() {
+        assert_eq!(utc(0), "-");
+        assert_eq!(utc(1), "1970-01-01T00:00:00.000Z");
+        // 2026-11-23T21:58:29.551Z
+        assert_eq!(utc(1_795_471_109_551_003), "2026-11-23T21:58:29.551Z");
+        // A leap day.
+        assert_eq!(utc(951_782_400_000_000), "2000-02-29T00:00:00.000Z");
+    }
 
     #[test]
     fn push_lines_parse_or_say_why_not() {

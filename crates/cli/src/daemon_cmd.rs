@@ -7,6 +7,7 @@ use std::time::Duration;
 use sensegate_gateway::config::Config;
 use sensegate_gateway::daemon::{Daemon, create_private_dir, warn_permissions};
 use sensegate_gateway::file::write_private;
+use sensegate_gateway::sources::config::DriverSource;
 use sensegate_gateway::tls;
 
 use crate::{DemoArgs, EX_CONFIG, EX_UNAVAILABLE};
@@ -97,6 +98,28 @@ fn demo_dir(args: &DemoArgs) -> Option<PathBuf> {
         .or_else(sensegate_client::settings::default_data_dir)
 }
 
+/// Installs the reference C `sim` driver under `dir/drivers` and returns a
+/// source that runs it through a driver host, so that every demo exercises
+/// the C boundary.
+fn install_sim_driver(dir: &Path) -> std::io::Result<DriverSource> {
+    let drivers = dir.join("drivers");
+    create_private_dir(&drivers).map_err(std::io::Error::other)?;
+    let path = drivers.join(sensegate_ffi::reference::SIM_FILE_NAME);
+    // Written aside and renamed over: a host of an earlier demo may still
+    // have the old file mapped, and truncating it under that host would
+    // crash it.
+    let fresh = drivers.join(format!("{}.new", sensegate_ffi::reference::SIM_FILE_NAME));
+    write_private(&fresh, sensegate_ffi::reference::SIM_SO)?;
+    std::fs::rename(&fresh, &path)?;
+    let sensors = (0..3).map(|i| format!("driver/sim-{i}")).collect();
+    Ok(DriverSource::new(
+        "c-sim",
+        path,
+        "channels=3;rate_hz=10;seed=1",
+        sensors,
+    ))
+}
+
 pub async fn demo(args: DemoArgs) -> ExitCode {
     let Some(dir) = demo_dir(&args) else {
         eprintln!("sensegate demo: no data directory; pass --data-dir DIR");
@@ -117,6 +140,13 @@ pub async fn demo(args: DemoArgs) -> ExitCode {
     config.native_listen = args.native_addr;
     config.tls = Some((cert, key));
     config.sim.enabled = true;
+    match install_sim_driver(&dir) {
+        Ok(source) => config.sources.drivers.push(source),
+        Err(e) => {
+            eprintln!("sensegate demo: installing the C sim driver: {e}");
+            return ExitCode::FAILURE;
+        }
+    }
     let daemon = match Daemon::start(&config).await {
         Ok(d) => d,
         Err(e) => {
@@ -154,7 +184,16 @@ pub async fn demo(args: DemoArgs) -> ExitCode {
     println!("  token file:                {}", token_path.display());
     println!("  client config:             {}", client_path.display());
     println!();
-    println!("In another terminal: sensegate watch 'sim/*'   (Ctrl-C here stops the demo)");
+    println!(
+        "  C driver (sandboxed host):  driver/sim-0..2, from {}",
+        dir.join("drivers")
+            .join(sensegate_ffi::reference::SIM_FILE_NAME)
+            .display()
+    );
+    println!();
+    println!(
+        "In another terminal: sensegate watch 'sim/*' 'driver/*'   (Ctrl-C here stops the demo)"
+    );
     signalled().await;
     println!("shutting down");
     daemon.shutdown(DRAIN).await;

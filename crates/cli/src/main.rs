@@ -42,6 +42,10 @@ enum Command {
     },
     /// Run a demo gateway: simulated sensors, TLS on, nothing to configure.
     Demo(DemoArgs),
+    /// Internal: run one C driver in a sandbox, for the daemon. Speaks frames
+    /// on stdin and stdout; not for people.
+    #[command(hide = true)]
+    DriverHost,
     /// Check a configuration file and report the first error with its key and line.
     CheckConfig {
         /// The TOML file.
@@ -168,11 +172,17 @@ fn init_logging() {
     tracing_subscriber::fmt()
         .with_max_level(level)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if matches!(cli.command, Command::DriverHost) {
+        // Before any runtime or logger: the host must stay one thread and
+        // never write to stderr.
+        return sensegate_gateway::sources::host::run();
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -196,6 +206,7 @@ async fn run(command: Command) -> ExitCode {
             init_logging();
             daemon_cmd::demo(args).await
         }
+        Command::DriverHost => sensegate_gateway::sources::host::run(),
         Command::CheckConfig { file } => daemon_cmd::check_config(&file),
         Command::Token(TokenCommand::Create {
             role,

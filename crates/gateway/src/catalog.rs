@@ -132,8 +132,25 @@ impl Catalog {
             if newer {
                 entry.latest = Some(reading.clone());
             }
-            if entry.state == SensorState::Idle {
+            if entry.state != SensorState::Ok {
                 entry.state = SensorState::Ok;
+                entry.fault_reason.clear();
+            }
+        }
+    }
+
+    /// Sets the state of `names` (a source's sensors), with the reason for a
+    /// fault or a restart.
+    pub fn set_state(&self, names: &[Arc<str>], state: SensorState, reason: &str) {
+        let mut map = self
+            .sensors
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        for name in names {
+            if let Some(entry) = map.get_mut(&**name) {
+                entry.state = state;
+                entry.fault_reason.clear();
+                entry.fault_reason.push_str(reason);
             }
         }
     }

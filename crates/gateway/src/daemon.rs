@@ -24,6 +24,7 @@ use crate::file::permission_problem;
 use crate::inflight::InflightBudget;
 use crate::native::connection::Shared;
 use crate::service::{Service, ServiceError};
+use crate::sources::supervisor::HostCommand;
 use crate::tls::{self, TlsError};
 
 /// The daemon could not start.
@@ -65,6 +66,9 @@ pub enum StartError {
     /// The first admin token could not be created.
     #[error("admin token: {0}")]
     Bootstrap(ServiceError),
+    /// The driver host program could not be found.
+    #[error("driver host: {0}")]
+    DriverHost(std::io::Error),
 }
 
 /// A running daemon.
@@ -153,6 +157,7 @@ impl Daemon {
                 shutdown.clone(),
             ));
         }
+        spawn_sources(config, &service, &tracker, &shutdown)?;
         tracing::info!(addr = %native_addr, tls = fingerprint.is_some(), "native listener up");
         Ok(Self {
             service,
@@ -241,6 +246,31 @@ async fn reap_idle(service: Arc<Service>, shutdown: CancellationToken) {
             tracing::debug!(closed = n, "idle connections closed");
         }
     }
+}
+
+/// Starts the driver, serial and hwmon sources.
+fn spawn_sources(
+    config: &Config,
+    service: &Arc<Service>,
+    tracker: &TaskTracker,
+    shutdown: &CancellationToken,
+) -> Result<(), StartError> {
+    let sources = &config.sources;
+    if !sources.drivers.is_empty() {
+        let host = match &config.driver_host {
+            Some(h) => h.clone(),
+            None => HostCommand::current_exe().map_err(StartError::DriverHost)?,
+        };
+        for source in &sources.drivers {
+            tracker.spawn(crate::sources::supervisor::run(
+                service.clone(),
+                source.clone(),
+                host.clone(),
+                shutdown.clone(),
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// Writes a secret to a new 0600 file (replacing any old one).

@@ -11,7 +11,8 @@
 //! - [`session`]: one native-protocol session as a state machine without
 //!   I/O; [`native`]: the listener and the thin connection task around it;
 //!   [`inflight`]: the global byte budget; [`tls`]: TLS 1.3 and certificates;
-//! - [`sim`]: the simulated sensor source; [`daemon`]: wiring and shutdown.
+//! - [`sim`]: the simulated sensor source; [`sources`]: C drivers in sandboxed
+//!   driver hosts, serial devices and hwmon; [`daemon`]: wiring and shutdown.
 //!
 //! Tokens are never logged: [`auth::token`] redacts them in `Debug`, no
 //! error carries one, and the audit log has no field for one.
@@ -33,6 +34,7 @@ pub mod registry;
 pub mod service;
 pub mod session;
 pub mod sim;
+pub mod sources;
 pub mod throttle;
 pub mod tls;
 

@@ -1,0 +1,379 @@
+//! C drivers under a running daemon, through the built binary: every fault of
+//! the deliberately faulty driver is contained in its sandboxed host while a
+//! healthy sensor keeps streaming; the sandbox refuses sockets, exec and
+//! fork and leaves the host only its pipe; crash loops leave the daemon's
+//! memory and descriptors as they were.
+#![allow(
+    clippy::unwrap_used,
+    reason = "test code: a failed unwrap is a failed test"
+)]
+
+use std::collections::BTreeMap;
+use std::io::{BufRead as _, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use sensegate_client::{Client, ConnectOptions, Secret};
+use sensegate_ffi::reference::{FAULTY_PATH, SIM_PATH};
+
+/// A `sensegate serve` child with its log lines collected.
+struct Gateway {
+    child: Child,
+    dir: tempfile::TempDir,
+    addr: String,
+    log: Arc<Mutex<Vec<String>>>,
+}
+
+impl Gateway {
+    fn start(sources: &str) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("data");
+        let config = dir.path().join("sensegate.toml");
+        let text = format!(
+            "[server]\ndata_dir = \"{}\"\n[native]\nlisten = \"127.0.0.1:0\"\n{sources}",
+            data.display()
+        );
+        std::fs::write(&config, text).unwrap();
+        let mut child = Command::new(env!("CARGO_BIN_EXE_sensegate"))
+            .arg("serve")
+            .arg("--config")
+            .arg(&config)
+            .env("SENSEGATE_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let stderr = BufReader::new(child.stderr.take().unwrap());
+        let sink = log.clone();
+        std::thread::spawn(move || {
+            for line in stderr.lines() {
+                let Ok(line) = line else { break };
+                sink.lock().unwrap().push(line);
+            }
+        });
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let addr = loop {
+            let found = log
+                .lock()
+                .unwrap()
+                .iter()
+                .find_map(|l| field(l, "addr").filter(|_| l.contains("native listener up")));
+            if let Some(addr) = found {
+                break addr;
+            }
+            assert!(Instant::now() < deadline, "the daemon did not start");
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        while !data.join("admin.token").exists() {
+            assert!(Instant::now() < deadline, "no admin token");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Self {
+            child,
+            dir,
+            addr,
+            log,
+        }
+    }
+
+    async fn client(&self) -> Client {
+        let token = std::fs::read_to_string(self.dir.path().join("data/admin.token")).unwrap();
+        let mut o = ConnectOptions::plain(self.addr.clone(), Secret::new(token.trim()));
+        o.timeout = Duration::from_secs(20);
+        Client::connect(&o).await.unwrap()
+    }
+
+    /// `(restarts, delay_ms)` of each restart logged for `source`.
+    fn restarts(&self, source: &str) -> Vec<(u64, u64)> {
+        self.log
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|l| {
+                l.contains("driver host failed") && field(l, "source").as_deref() == Some(source)
+            })
+            .filter_map(|l| {
+                Some((
+                    field(l, "restarts")?.parse().ok()?,
+                    field(l, "delay_ms")?.parse().ok()?,
+                ))
+            })
+            .collect()
+    }
+
+    fn wait_restarts(&self, source: &str, n: u64, within: Duration) {
+        let deadline = Instant::now() + within;
+        while self.restarts(source).last().map_or(0, |r| r.0) < n {
+            assert!(
+                Instant::now() < deadline,
+                "{source}: fewer than {n} restarts in {within:?}"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    fn status(&self, key: &str) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap();
+        status
+            .lines()
+            .find_map(|l| {
+                l.strip_prefix(key)?
+                    .trim()
+                    .strip_suffix(" kB")?
+                    .parse()
+                    .ok()
+            })
+            .unwrap()
+    }
+
+    /// The daemon's open descriptors, the fewest seen over 200 ms: a host
+    /// being started holds a pipe or two for a moment, a leak holds them
+    /// for good.
+    fn open_descriptors(&self) -> usize {
+        (0..40)
+            .map(|_| {
+                std::thread::sleep(Duration::from_millis(5));
+                std::fs::read_dir(format!("/proc/{}/fd", self.child.id()))
+                    .unwrap()
+                    .count()
+            })
+            .min()
+            .unwrap()
+    }
+
+    /// Children of the daemon that have exited but were not reaped.
+    fn zombies(&self) -> usize {
+        let me = self.child.id().to_string();
+        std::fs::read_dir("/proc")
+            .unwrap()
+            .filter_map(Result::ok)
+            .filter_map(|e| std::fs::read_to_string(e.path().join("stat")).ok())
+            .filter(|stat| {
+                // pid (comm) state ppid ...: comm may hold spaces, so split
+                // after its closing parenthesis.
+                let rest = stat.rsplit_once(") ").map_or("", |(_, r)| r);
+                let mut f = rest.split_whitespace();
+                let state = f.next();
+                let ppid = f.next();
+                state == Some("Z") && ppid == Some(me.as_str())
+            })
+            .count()
+    }
+}
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The value of `key=value` in a log line (values end at whitespace).
+fn field(line: &str, key: &str) -> Option<String> {
+    let start = line.find(&format!(" {key}="))? + key.len() + 2;
+    Some(line[start..].split_whitespace().next()?.to_owned())
+}
+
+fn driver(name: &str, path: &str, config: &str, sensors: &[&str], extra: &str) -> String {
+    let sensors: Vec<String> = sensors.iter().map(|s| format!("\"{s}\"")).collect();
+    format!(
+        "[[driver]]\nname = \"{name}\"\npath = \"{path}\"\nconfig = \"{config}\"\nsensors = [{}]\n{extra}\n",
+        sensors.join(", ")
+    )
+}
+
+/// Each mode of the faulty driver and a phrase of the reason it must give.
+const MODES: &[(&str, &str)] = &[
+    ("segv", "SIGSEGV"),
+    ("overclaim", "claimed"),
+    ("garbage", "bad records"),
+    ("ragged", "whole number"),
+    ("overrun", "past the end"),
+    ("error", "SG_E_IO"),
+    ("hang", "hung"),
+    ("spin", "hung"),
+    ("leak", "SG_E_INTERNAL"),
+    ("abort_open", "SIGABRT"),
+    ("null_open", "without a handle"),
+];
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_fault_is_contained_while_a_healthy_sensor_streams() {
+    // The healthy sensor: the C sim driver in its own host, 20 Hz.
+    let period = Duration::from_millis(50);
+    let mut sources = driver(
+        "healthy",
+        SIM_PATH,
+        "channels=1;rate_hz=20",
+        &["healthy"],
+        "",
+    );
+    let timing =
+        "restart_initial_ms = 50\nrestart_max_ms = 400\nread_timeout_ms = 500\nmemory_mb = 256";
+    for (mode, _) in MODES {
+        let config = format!("mode={mode};after=2;leak_mb=32");
+        let sensor = format!("faulty.{mode}");
+        sources.push_str(&driver(
+            &format!("f-{mode}"),
+            FAULTY_PATH,
+            &config,
+            &[&sensor],
+            timing,
+        ));
+    }
+    let gw = Gateway::start(&sources);
+    let mut subscriber = gw.client().await;
+    subscriber.subscribe(&["healthy"]).await.unwrap();
+    let mut observer = gw.client().await;
+
+    let window = Duration::from_secs(6);
+    let start = Instant::now();
+    let mut last_arrival: Option<Instant> = None;
+    let mut last_ts: Option<i64> = None;
+    let mut worst_gap = Duration::ZERO;
+    let mut readings = 0usize;
+    let mut reasons: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    let mut next_poll = Instant::now();
+    while start.elapsed() < window {
+        if Instant::now() >= next_poll {
+            for s in observer.list_sensors("faulty.*").await.unwrap() {
+                if !s.fault_reason.is_empty() {
+                    reasons.entry(s.name).or_default().push(s.fault_reason);
+                }
+            }
+            next_poll = Instant::now() + Duration::from_millis(100);
+        }
+        let Ok(batch) =
+            tokio::time::timeout(Duration::from_millis(100), subscriber.next_batch()).await
+        else {
+            continue;
+        };
+        let batch = batch.unwrap();
+        assert_eq!(batch.dropped, 0, "the healthy subscriber lost readings");
+        let now = Instant::now();
+        for r in &batch.readings {
+            if let Some(prev) = last_ts {
+                // Consecutive samples: none lost between driver and client.
+                assert_eq!(r.timestamp_us - prev, 50_000, "a sample went missing");
+            }
+            last_ts = Some(r.timestamp_us);
+            readings += 1;
+        }
+        if let Some(prev) = last_arrival {
+            worst_gap = worst_gap.max(now - prev);
+        }
+        last_arrival = Some(now);
+    }
+    eprintln!("healthy stream: {readings} readings, worst gap {worst_gap:?}");
+    assert!(
+        readings >= 100,
+        "only {readings} healthy readings in {window:?}"
+    );
+    assert!(
+        worst_gap <= period + Duration::from_millis(100),
+        "the healthy stream stalled for {worst_gap:?}"
+    );
+
+    for (mode, phrase) in MODES {
+        let sensor = format!("faulty.{mode}");
+        let seen = reasons.get(&sensor).cloned().unwrap_or_default();
+        assert!(
+            seen.iter().any(|r| r.contains(phrase)),
+            "{sensor}: no reason with {phrase:?} among {seen:?}"
+        );
+        let restarts = gw.restarts(&format!("f-{mode}"));
+        assert!(
+            restarts.len() >= 2,
+            "{mode}: restarted {} times",
+            restarts.len()
+        );
+    }
+    // Backoff: the delay doubles from restart_initial_ms up to restart_max_ms.
+    let delays: Vec<u64> = gw.restarts("f-segv").iter().map(|r| r.1).take(5).collect();
+    assert_eq!(delays[..4], [50, 100, 200, 400], "{delays:?}");
+
+    let healthy = observer.list_sensors("healthy").await.unwrap();
+    assert_eq!(
+        healthy[0].state,
+        sensegate_client::wire::SensorState::Ok as i32
+    );
+    assert!(
+        gw.restarts("healthy").is_empty(),
+        "the healthy host was restarted"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_host_cannot_open_sockets_exec_or_fork_and_holds_only_its_pipes() {
+    let sensors = ["p.inet", "p.exec", "p.fds", "p.pipes", "p.fork", "p.unix"];
+    let gw = Gateway::start(&driver("probe", FAULTY_PATH, "mode=probe", &sensors, ""));
+    let mut c = gw.client().await;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let values = loop {
+        let mut values = BTreeMap::new();
+        for s in sensors {
+            if let Ok(r) = c.latest(s).await {
+                // Small integers, printed exactly.
+                values.insert(s, r.value.to_string());
+            }
+        }
+        if values.len() == sensors.len() {
+            break values;
+        }
+        assert!(Instant::now() < deadline, "the probe reported nothing");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let eperm = "-1";
+    assert_eq!(values["p.inet"], eperm, "socket(AF_INET) was not refused");
+    assert_eq!(values["p.unix"], eperm, "socket(AF_UNIX) was not refused");
+    assert_eq!(values["p.exec"], eperm, "execve was not refused");
+    assert_eq!(values["p.fork"], eperm, "fork was not refused");
+    assert_eq!(
+        values["p.fds"], "2",
+        "the host sees descriptors beyond stdin and stdout"
+    );
+    assert_eq!(
+        values["p.pipes"], "1",
+        "stdin and stdout are not both pipes"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hundred_crashes_leave_the_daemons_memory_and_descriptors_unchanged() {
+    let timing = "restart_initial_ms = 1\nrestart_max_ms = 5";
+    let gw = Gateway::start(&driver(
+        "crasher",
+        FAULTY_PATH,
+        "mode=segv",
+        &["crasher"],
+        timing,
+    ));
+    // Warm up: the first restarts size the allocator's pools and the log.
+    gw.wait_restarts("crasher", 10, Duration::from_secs(60));
+    let rss_before = gw.status("VmRSS:");
+    let fds_before = gw.open_descriptors();
+    let started = Instant::now();
+    gw.wait_restarts("crasher", 110, Duration::from_secs(120));
+    let per_restart = started.elapsed() / 100;
+    let rss_after = gw.status("VmRSS:");
+    let fds_after = gw.open_descriptors();
+    eprintln!(
+        "100 crashes: RSS {rss_before} kB -> {rss_after} kB, descriptors {fds_before} -> {fds_after}, \
+         {per_restart:?} per crash-and-restart cycle (backoff 5 ms)"
+    );
+    assert!(
+        rss_after <= rss_before + 512,
+        "RSS grew from {rss_before} kB to {rss_after} kB over 100 crashes"
+    );
+    assert_eq!(fds_after, fds_before, "descriptors leaked");
+    assert_eq!(gw.zombies(), 0, "unreaped driver hosts");
+    let mut c = gw.client().await;
+    let s = c.list_sensors("crasher").await.unwrap();
+    assert!(
+        s[0].fault_reason.contains("SIGSEGV"),
+        "{:?}",
+        s[0].fault_reason
+    );
+}

@@ -1,0 +1,113 @@
+//! The driver host: the body of `sensegate driver-host`, a child process that
+//! runs one vendor driver so that the daemon never does.
+//!
+//! It reads one [`v1::HostStart`] frame from stdin, enters the sandbox
+//! ([`sensegate_ffi::sandbox`]: descriptors other than stdin and stdout
+//! closed, resource limits, seccomp), loads and opens the driver, and then
+//! forwards what the driver reads as [`v1::HostEvent`] frames on stdout:
+//! records, a heartbeat when there is nothing to say, or the reason it failed
+//! just before it exits. Plain blocking I/O on one thread: the sandbox
+//! forbids creating threads, and there is nothing to do concurrently.
+//!
+//! The host re-encodes the records it parsed rather than forwarding the
+//! driver's bytes, and the daemon parses them again: it trusts a host no more
+//! than the driver inside it.
+
+use std::io::{Read, Write};
+use std::path::Path;
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use bytes::BytesMut;
+use prost::Message;
+use sensegate_ffi::sandbox::{self, Limits};
+use sensegate_ffi::{Driver, Library, record};
+use sensegate_proto::frame::{FrameDecoder, FrameLimit, encode_message};
+use sensegate_proto::v1::{self, host_event::Body};
+
+/// Largest frame either side sends: a full read buffer plus framing.
+pub const HOST_FRAME_LIMIT: u32 = 128 << 10;
+
+/// Exit status when the host reports a failure it detected.
+const EXIT_FAILED: u8 = 2;
+
+/// Runs the host on the process's stdin and stdout. Writes nothing to
+/// stderr, ever: after the sandbox is entered descriptor 2 is closed and may
+/// be reused by the driver.
+#[must_use]
+pub fn run() -> ExitCode {
+    std::panic::set_hook(Box::new(|_| {}));
+    let mut input = std::io::stdin().lock();
+    let mut output = std::io::stdout().lock();
+    match serve(&mut input, &mut output) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(reason) => {
+            // Best effort: the daemon also sees the exit status.
+            let _ = send(&mut output, Body::Failed(v1::HostFailed { reason }));
+            ExitCode::from(EXIT_FAILED)
+        }
+    }
+}
+
+fn serve(input: &mut impl Read, output: &mut impl Write) -> Result<(), String> {
+    let start = read_start(input)?;
+    let limits = Limits {
+        address_space_bytes: start.address_space_bytes,
+        cpu_seconds: start.cpu_seconds,
+        open_files: start.open_files,
+    };
+    sandbox::enter(&[0, 1], limits).map_err(|e| e.to_string())?;
+    let library = Library::load(Path::new(&start.driver_path)).map_err(|e| e.to_string())?;
+    let mut driver = Driver::open(&library, &start.config).map_err(|e| e.to_string())?;
+    send(output, Body::Ready(v1::HostReady {}))?;
+    let heartbeat = Duration::from_millis(u64::from(start.heartbeat_ms.max(10)));
+    let idle = Duration::from_millis(u64::from(start.idle_poll_ms.clamp(1, 1000)));
+    let mut last_sent = Instant::now();
+    loop {
+        let records = driver.read().map_err(|e| e.to_string())?;
+        if records.is_empty() {
+            if last_sent.elapsed() >= heartbeat {
+                send(output, Body::Heartbeat(v1::HostHeartbeat {}))?;
+                last_sent = Instant::now();
+            }
+            std::thread::sleep(idle);
+        } else {
+            send(output, Body::Records(record::encode(&records).into()))?;
+            last_sent = Instant::now();
+        }
+    }
+}
+
+/// Reads the one start frame.
+fn read_start(input: &mut impl Read) -> Result<v1::HostStart, String> {
+    let decoder = FrameDecoder::new(limit());
+    let mut buf = BytesMut::with_capacity(1024);
+    let mut chunk = [0u8; 1024];
+    loop {
+        if let Some(frame) = decoder.decode(&mut buf).map_err(|e| e.to_string())? {
+            return v1::HostStart::decode(frame.payload())
+                .map_err(|_| "the start frame is not a HostStart".to_owned());
+        }
+        let n = input
+            .read(&mut chunk)
+            .map_err(|e| format!("reading the start frame: {e}"))?;
+        if n == 0 {
+            return Err("stdin closed before the start frame".to_owned());
+        }
+        buf.extend_from_slice(&chunk[..n]);
+    }
+}
+
+fn send(output: &mut impl Write, body: Body) -> Result<(), String> {
+    let mut buf = BytesMut::new();
+    encode_message(&v1::HostEvent { body: Some(body) }, limit(), &mut buf)
+        .map_err(|e| e.to_string())?;
+    output
+        .write_all(&buf)
+        .and_then(|()| output.flush())
+        .map_err(|e| format!("writing to the daemon: {e}"))
+}
+
+fn limit() -> FrameLimit {
+    FrameLimit::new(HOST_FRAME_LIMIT).unwrap_or(FrameLimit::DEFAULT)
+}
