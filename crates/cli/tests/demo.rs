@@ -113,6 +113,30 @@ fn the_demo_serves_the_cli_with_no_flags_and_says_goodbye_on_sigterm() {
     );
     assert!(stdout(&demo.run(&["read", "sim/pressure"])).contains("sim/pressure"));
 
+    // The C sim driver runs in a sandboxed driver host and its readings
+    // arrive like any others.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let listed = stdout(&demo.run(&["sensors", "driver/*"]));
+        let rows: Vec<&str> = listed
+            .lines()
+            .filter(|l| l.starts_with("driver/sim-"))
+            .collect();
+        if rows.len() == 3
+            && rows
+                .iter()
+                .all(|r| r.contains("driver:c-sim") && r.contains(" ok "))
+        {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the C sim driver did not deliver:\n{listed}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(demo.dir.path().join("drivers/libsg_sim.so").exists());
+
     // A device token, used through a token file, pushing from stdin.
     let created = demo.run(&["token", "create", "--role", "device", "--scope", "dev/*"]);
     let secret = stdout(&created).trim().to_owned();

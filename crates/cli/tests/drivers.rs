@@ -307,8 +307,16 @@ async fn every_fault_is_contained_while_a_healthy_sensor_streams() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_host_cannot_open_sockets_exec_or_fork_and_holds_only_its_pipes() {
-    let sensors = ["p.inet", "p.exec", "p.fds", "p.pipes", "p.fork", "p.unix"];
-    let gw = Gateway::start(&driver("probe", FAULTY_PATH, "mode=probe", &sensors, ""));
+    let sensors = [
+        "p.inet", "p.exec", "p.fds", "p.pipes", "p.fork", "p.unix", "p.files",
+    ];
+    let gw = Gateway::start(&driver(
+        "probe",
+        FAULTY_PATH,
+        "mode=probe",
+        &sensors,
+        "open_files = 8",
+    ));
     let mut c = gw.client().await;
     let deadline = Instant::now() + Duration::from_secs(20);
     let values = loop {
@@ -337,6 +345,32 @@ async fn the_host_cannot_open_sockets_exec_or_fork_and_holds_only_its_pipes() {
     assert_eq!(
         values["p.pipes"], "1",
         "stdin and stdout are not both pipes"
+    );
+    // open_files = 8, two of them the pipes.
+    assert_eq!(
+        values["p.files"], "6",
+        "the descriptor limit is not in force"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_host_over_its_cpu_time_is_killed_and_restarted() {
+    // It spins inside a read; the hang deadline is far, the CPU limit near.
+    let limits = "cpu_seconds = 1\nread_timeout_ms = 30000\nrestart_initial_ms = 100";
+    let gw = Gateway::start(&driver(
+        "burner",
+        FAULTY_PATH,
+        "mode=spin;after=1",
+        &["burner"],
+        limits,
+    ));
+    gw.wait_restarts("burner", 1, Duration::from_secs(30));
+    let mut c = gw.client().await;
+    let s = c.list_sensors("burner").await.unwrap();
+    assert!(
+        s[0].fault_reason.contains("SIGXCPU"),
+        "{:?}",
+        s[0].fault_reason
     );
 }
 

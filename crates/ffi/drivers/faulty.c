@@ -2,9 +2,9 @@
  * A deliberately faulty driver, for testing that the host contains C faults.
  * Never use it for anything else.
  *
- * Config: "mode=M;after=N;leak_mb=K". For the first N reads (default 0) it
- * behaves: one good record on channel 0 per read, paced at 20 Hz. Then, by
- * mode:
+ * Config: "mode=M;after=N;leak_mb=K;period_ms=P". For the first N reads
+ * (default 0) it behaves: one good record on channel 0 per read, one read
+ * every P ms (default 50). Then, by mode:
  *   ok          keeps behaving
  *   segv        writes through a null pointer
  *   overclaim   returns more bytes than the capacity it was given
@@ -25,9 +25,11 @@
  *                 channel 3: 1 if every open descriptor is a pipe, else 0
  *                 channel 4: fork() result (-errno; a child exits at once)
  *                 channel 5: socket(AF_UNIX) result (fd, or -errno)
+ *                 channel 6: how many more files it could open (up to 4096)
  */
 #define _GNU_SOURCE
 #include <dirent.h>
+#include <fcntl.h>
 #include <errno.h>
 #include <signal.h>
 #include <stdint.h>
@@ -48,6 +50,7 @@ struct sg_driver {
     uint64_t after;
     uint64_t reads;
     uint64_t leak_mb;
+    uint64_t period_ms;
 };
 
 static int64_t now_us(void) {
@@ -75,7 +78,7 @@ int32_t sg_driver_open(const uint8_t *config, size_t config_len, struct sg_drive
     if (config_len > SG_CONFIG_MAX) return SG_E_INVALID_CONFIG;
     if (sg_config_is(config, config_len, "mode", "abort_open")) abort();
     if (sg_config_is(config, config_len, "mode", "null_open")) return 0;
-    struct sg_driver d = {.mode = OK, .after = 0, .reads = 0, .leak_mb = 16};
+    struct sg_driver d = {.mode = OK, .after = 0, .reads = 0, .leak_mb = 16, .period_ms = 50};
     int found = 0;
     for (size_t i = 0; i < sizeof modes / sizeof modes[0]; i++) {
         if (sg_config_is(config, config_len, "mode", modes[i].name)) {
@@ -85,7 +88,8 @@ int32_t sg_driver_open(const uint8_t *config, size_t config_len, struct sg_drive
     }
     if (!found) return SG_E_INVALID_CONFIG;
     if (sg_config_u64(config, config_len, "after", 1000000, &d.after) < 0 ||
-        sg_config_u64(config, config_len, "leak_mb", 1024, &d.leak_mb) < 0)
+        sg_config_u64(config, config_len, "leak_mb", 1024, &d.leak_mb) < 0 ||
+        sg_config_u64(config, config_len, "period_ms", 10000, &d.period_ms) < 0)
         return SG_E_INVALID_CONFIG;
     struct sg_driver *h = malloc(sizeof *h);
     if (h == NULL) return SG_E_INTERNAL;
@@ -95,7 +99,7 @@ int32_t sg_driver_open(const uint8_t *config, size_t config_len, struct sg_drive
 }
 
 static int32_t probe(uint8_t *buf, size_t capacity) {
-    double results[6];
+    double results[7];
     int fd = socket(AF_INET, SOCK_STREAM, 0);
     results[0] = fd >= 0 ? fd : -errno;
     char *argv[] = {"/bin/true", NULL};
@@ -127,10 +131,15 @@ static int32_t probe(uint8_t *buf, size_t capacity) {
     results[4] = pid > 0 ? pid : -errno;
     int ufd = socket(AF_UNIX, SOCK_STREAM, 0);
     results[5] = ufd >= 0 ? ufd : -errno;
-    if (capacity < 6 * SG_RECORD_SIZE) return SG_E_INTERNAL;
+    static int opened[4096];
+    int more = 0;
+    while (more < 4096 && (opened[more] = open("/dev/null", O_RDONLY)) >= 0) more++;
+    for (int i = 0; i < more; i++) close(opened[i]);
+    results[6] = more;
+    if (capacity < 7 * SG_RECORD_SIZE) return SG_E_INTERNAL;
     int64_t ts = now_us();
-    for (uint32_t c = 0; c < 6; c++) sg_put_record(buf + c * SG_RECORD_SIZE, c, 0, ts, results[c]);
-    return 6 * SG_RECORD_SIZE;
+    for (uint32_t c = 0; c < 7; c++) sg_put_record(buf + c * SG_RECORD_SIZE, c, 0, ts, results[c]);
+    return 7 * SG_RECORD_SIZE;
 }
 
 int32_t sg_driver_read(struct sg_driver *d, uint8_t *buf, size_t capacity) {
@@ -141,7 +150,7 @@ int32_t sg_driver_read(struct sg_driver *d, uint8_t *buf, size_t capacity) {
     }
     if (d->mode == OK || d->reads < d->after) {
         d->reads++;
-        sleep_ms(50);
+        if (d->period_ms) sleep_ms((long)d->period_ms);
         sg_put_record(buf, 0, SG_QUALITY_GOOD, now_us(), (double)d->reads);
         return SG_RECORD_SIZE;
     }
@@ -175,7 +184,7 @@ int32_t sg_driver_read(struct sg_driver *d, uint8_t *buf, size_t capacity) {
         if (p == NULL) return SG_E_INTERNAL;
         memset(p, 1, bytes);
         d->reads++;
-        sleep_ms(50);
+        if (d->period_ms) sleep_ms((long)d->period_ms);
         sg_put_record(buf, 0, SG_QUALITY_GOOD, now_us(), (double)d->reads);
         return SG_RECORD_SIZE;
     }

@@ -21,7 +21,8 @@ use seccompiler::{
 use thiserror::Error;
 
 /// Resource limits for a driver host. Each is set as both the soft and the
-/// hard limit, so the driver cannot raise it.
+/// hard limit (CPU time: hard one second above), and the filter forbids
+/// changing them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limits {
     /// Virtual address space, in bytes (`RLIMIT_AS`).
@@ -111,9 +112,18 @@ fn close_other_descriptors(keep: &[RawFd]) -> Result<(), SandboxError> {
 
 fn set_limits(limits: Limits) -> Result<(), SandboxError> {
     let set = |what: &'static str, resource, value: u64| {
+        // The hard limit one above the soft one for CPU time: the kernel
+        // sends SIGXCPU at the soft limit (a clear reason in the daemon's
+        // log) and SIGKILL only at the hard one. The driver cannot move
+        // either: setrlimit and prlimit are not in the filter.
+        let hard = if resource == libc::RLIMIT_CPU {
+            value.saturating_add(1)
+        } else {
+            value
+        };
         let lim = libc::rlimit {
             rlim_cur: value,
-            rlim_max: value,
+            rlim_max: hard,
         };
         // SAFETY: `lim` is a valid rlimit that outlives the call.
         let rc = unsafe { libc::setrlimit(resource, &raw const lim) };

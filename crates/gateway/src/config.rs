@@ -923,4 +923,105 @@ mod tests {
             Err(ConfigError::TooLarge { .. })
         ));
     }
+
+    #[test]
+    fn sources_are_read_with_defaults() {
+        let c = parse(
+            "[[driver]]\nname = \"adc\"\npath = \"/opt/adc.so\"\nconfig = \"channels=2\"\nsensors = [\"adc/0\", \"adc/1\"]\nread_timeout_ms = 900\n\
+             [[serial]]\nname = \"gps\"\npath = \"/dev/ttyUSB0\"\nprotocol = \"nmea\"\n\
+             [hwmon]\nenabled = true\n",
+        )
+        .unwrap();
+        let d = &c.sources.drivers[0];
+        assert_eq!((d.name.as_str(), d.sensors.len()), ("adc", 2));
+        assert_eq!(d.read_timeout, Duration::from_millis(900));
+        assert_eq!(d.memory_bytes, 256 << 20);
+        let s = &c.sources.serial[0];
+        assert_eq!(
+            (s.protocol, s.baud, s.max_line_bytes),
+            (SerialProtocol::Nmea, 4800, 128)
+        );
+        let h = c.sources.hwmon.as_ref().unwrap();
+        assert_eq!(
+            (h.root.as_path(), h.prefix.as_str()),
+            (Path::new("/sys"), "hwmon")
+        );
+        assert!(parse("").unwrap().sources.hwmon.is_none());
+    }
+
+    #[test]
+    fn bad_sources_name_their_key() {
+        let driver = |extra: &str| {
+            parse(&format!(
+                "[[driver]]\nname = \"d\"\npath = \"/x.so\"\nsensors = [\"s\"]\n{extra}"
+            ))
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+        };
+        assert!(driver("").is_ok());
+        let cases = [
+            ("memory_mb = 1", "driver.memory_mb"),
+            (
+                "restart_initial_ms = 500\nrestart_max_ms = 100",
+                "driver.restart_max_ms",
+            ),
+            ("config = \"x\"\nunit = \"\\u0007\"", "driver.unit"),
+        ];
+        for (extra, key) in cases {
+            let err = driver(extra).unwrap_err();
+            assert!(err.contains(key), "{extra}: {err}");
+        }
+        let err = parse("[[driver]]\nname = \"d\"\npath = \"/x.so\"\nsensors = [\"no spaces\"]\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.starts_with("test.toml:4: `driver.sensors`"), "{err}");
+        let err = parse("[[driver]]\nname = \"d\"\nsensors = [\"s\"]\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("driver.path"), "{err}");
+        let too_many: Vec<String> = (0..257).map(|i| format!("\"s{i}\"")).collect();
+        let err = parse(&format!(
+            "[[driver]]\nname = \"d\"\npath = \"/x.so\"\nsensors = [{}]\n",
+            too_many.join(",")
+        ))
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("1 to 256"), "{err}");
+        let long_config = format!("config = \"{}\"", "a".repeat(4097));
+        assert!(driver(&long_config).unwrap_err().contains("driver.config"));
+        let twice = "[[driver]]\nname = \"d\"\npath = \"/x.so\"\nsensors = [\"s\"]\n[[serial]]\nname = \"d\"\npath = \"/dev/x\"\nprotocol = \"lines\"\n";
+        assert!(parse(twice).unwrap_err().to_string().contains("used twice"));
+        let serial = |extra: &str| {
+            parse(&format!(
+                "[[serial]]\nname = \"g\"\npath = \"/dev/x\"\n{extra}"
+            ))
+            .unwrap_err()
+            .to_string()
+        };
+        assert!(serial("protocol = \"modbus\"").contains("serial.protocol"));
+        assert!(serial("protocol = \"lines\"\nparity = \"mark\"").contains("serial.parity"));
+        assert!(serial("protocol = \"lines\"\ndata_bits = 9").contains("serial.data_bits"));
+        assert!(
+            serial("protocol = \"lines\"\nmax_line_bytes = 100000")
+                .contains("serial.max_line_bytes")
+        );
+        let err = parse("[hwmon]\nenabled = true\nprefix = \"a b\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("hwmon.prefix"), "{err}");
+        let drivers = (0..=MAX_DRIVERS).fold(String::new(), |mut acc, i| {
+            use std::fmt::Write as _;
+            let _ = write!(
+                acc,
+                "[[driver]]\nname = \"d{i}\"\npath = \"/x.so\"\nsensors = [\"s{i}\"]\n"
+            );
+            acc
+        });
+        assert!(
+            parse(&drivers)
+                .unwrap_err()
+                .to_string()
+                .contains("more than 64 drivers")
+        );
+    }
 }

@@ -230,6 +230,15 @@ impl Daemon {
     }
 }
 
+impl Drop for Daemon {
+    /// A daemon dropped without [`Daemon::shutdown`] still stops: every task
+    /// and source thread watches the shutdown token. (Blocking source
+    /// threads would otherwise keep the runtime from shutting down.)
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}
+
 /// Closes idle authenticated connections, checking once a second (or more
 /// often for idle timeouts under four seconds).
 async fn reap_idle(service: Arc<Service>, shutdown: CancellationToken) {
@@ -269,6 +278,17 @@ fn spawn_sources(
                 shutdown.clone(),
             ));
         }
+    }
+    for serial in &sources.serial {
+        let (service, serial, shutdown) = (service.clone(), serial.clone(), shutdown.clone());
+        tracker.spawn_blocking(move || crate::sources::serial::run(service, serial, &shutdown));
+    }
+    if let Some(hwmon) = &sources.hwmon {
+        tracker.spawn(crate::sources::hwmon::run(
+            service.clone(),
+            hwmon.clone(),
+            shutdown.clone(),
+        ));
     }
     Ok(())
 }

@@ -15,4 +15,8 @@
 pub mod backoff;
 pub mod config;
 pub mod host;
+pub mod hwmon;
+pub mod lines;
+pub mod nmea;
+pub mod serial;
 pub mod supervisor;

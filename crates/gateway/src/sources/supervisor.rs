@@ -123,12 +123,14 @@ pub async fn run(
     }
     let mut backoff = Backoff::new(source.restart_initial, source.restart_max);
     let mut restarts: u64 = 0;
+    let mut failed_at: Option<Instant> = None;
     loop {
         let started = Instant::now();
         let fault = tokio::select! {
             () = shutdown.cancelled() => return,
-            fault = run_host(&service, &source, &host, &sensors) => fault,
+            fault = run_host(&service, &source, &host, &sensors, &mut failed_at) => fault,
         };
+        failed_at = Some(Instant::now());
         let reason = fault.to_string();
         service
             .catalog()
@@ -159,6 +161,7 @@ async fn run_host(
     source: &DriverSource,
     host: &HostCommand,
     sensors: &[Arc<str>],
+    failed_at: &mut Option<Instant>,
 ) -> HostFault {
     let mut child = match spawn(source, host).await {
         Ok(child) => child,
@@ -191,6 +194,13 @@ async fn run_host(
                     return kill(child, fault).await;
                 }
                 service.ingest(&batch);
+                if let Some(at) = failed_at.take() {
+                    tracing::info!(
+                        source = %source.name,
+                        restart_us = u64::try_from(at.elapsed().as_micros()).unwrap_or(u64::MAX),
+                        "driver host delivering again"
+                    );
+                }
             }
         }
     }
