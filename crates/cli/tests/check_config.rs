@@ -84,3 +84,30 @@ fn a_missing_file_is_an_error() {
     assert_eq!(code, 78);
     assert!(err.contains("/nonexistent/sensegate.toml"), "{err}");
 }
+
+#[test]
+fn the_commented_source_examples_in_the_example_config_are_valid() {
+    // Uncomment the `[[driver]]` and `[[serial]]` examples and check them.
+    let text: String = std::fs::read_to_string(example())
+        .unwrap()
+        .lines()
+        .map(|l| match l.strip_prefix("# ") {
+            Some(rest)
+                if rest.starts_with("[[")
+                    || rest.split_once(" = ").is_some_and(|(k, _)| {
+                        k.bytes().all(|b| b.is_ascii_lowercase() || b == b'_')
+                    }) =>
+            {
+                format!("{rest}\n")
+            }
+            _ => format!("{l}\n"),
+        })
+        .collect();
+    assert!(text.contains("\n[[driver]]\n") && text.contains("\n[[serial]]\n"));
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("full.toml");
+    std::fs::write(&path, text).unwrap();
+    let (code, out, err) = check(&path);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("ok"), "{out}");
+}
