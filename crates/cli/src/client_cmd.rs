@@ -269,6 +269,77 @@ pub async fn read(args: &ConnArgs, sensor: &str) -> ExitCode {
     )
 }
 
+/// `90s`, `15m`, `2h`, `7d` in microseconds.
+fn duration_us(text: &str) -> Result<i64, Failure> {
+    let bad = || {
+        Failure(
+            EX_DATAERR,
+            format!("{text:?} is not a duration like 90s, 15m, 2h or 7d"),
+        )
+    };
+    let split = text.find(|c: char| !c.is_ascii_digit()).ok_or_else(bad)?;
+    let (n, unit) = text.split_at(split);
+    let n: i64 = n.parse().map_err(|_| bad())?;
+    let scale: i64 = match unit {
+        "s" => 1_000_000,
+        "m" => 60_000_000,
+        "h" => 3_600_000_000,
+        "d" => 86_400_000_000,
+        _ => return Err(bad()),
+    };
+    n.checked_mul(scale).filter(|us| *us > 0).ok_or_else(bad)
+}
+
+pub async fn query(
+    args: &ConnArgs,
+    sensor: &str,
+    since: &str,
+    bucket: Option<&str>,
+    limit: u32,
+) -> ExitCode {
+    finish(
+        async {
+            use std::io::Write as _;
+            let to = sensegate_gateway::reading::now_us().saturating_add(1);
+            let from = to.saturating_sub(duration_us(since)?);
+            let bucket = bucket.map(duration_us).transpose()?.unwrap_or(0);
+            let mut c = connect(args).await?;
+            let h = c.history(sensor, from, to, bucket, limit).await?;
+            let mut out = std::io::stdout().lock();
+            let io = |e: std::io::Error| Failure(1, e.to_string());
+            if bucket == 0 {
+                for r in &h.readings {
+                    writeln!(out, "{}  {}", time(r.timestamp_us), r.value).map_err(io)?;
+                }
+            } else {
+                writeln!(
+                    out,
+                    "{:<18}  {:>12}  {:>12}  {:>12}  {:>8}",
+                    "START", "MIN", "MAX", "MEAN", "COUNT"
+                )
+                .map_err(io)?;
+                for b in &h.buckets {
+                    writeln!(
+                        out,
+                        "{:<18}  {:>12.4}  {:>12.4}  {:>12.4}  {:>8}",
+                        time(b.start_us),
+                        b.min,
+                        b.max,
+                        b.mean,
+                        b.count
+                    )
+                    .map_err(io)?;
+                }
+            }
+            if h.truncated {
+                eprintln!("(cut at the row limit; narrow the range or use --bucket)");
+            }
+            Ok(())
+        }
+        .await,
+    )
+}
+
 pub async fn watch(args: &ConnArgs, patterns: &[String]) -> ExitCode {
     finish(async {
         let mut c = connect(args).await?;
@@ -417,6 +488,16 @@ pub async fn kick(args: &ConnArgs, id: u64) -> ExitCode {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn durations_parse_or_say_why_not() {
+        assert_eq!(duration_us("90s").ok(), Some(90_000_000));
+        assert_eq!(duration_us("2h").ok(), Some(7_200_000_000));
+        assert_eq!(duration_us("7d").ok(), Some(604_800_000_000));
+        for bad in ["", "h", "5", "5w", "-5m", "0s", "99999999999999999d"] {
+            assert!(duration_us(bad).is_err(), "{bad}");
+        }
+    }
 
     #[test]
     fn utc_times_are_rfc3339() {

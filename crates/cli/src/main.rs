@@ -69,6 +69,22 @@ enum Command {
         #[command(flatten)]
         conn: ConnArgs,
     },
+    /// Print a sensor's history: raw readings, or min/max/mean/count per bucket.
+    Query {
+        /// Sensor name.
+        sensor: String,
+        /// How far back: `90s`, `15m`, `2h`, `7d`.
+        #[arg(long, default_value = "1h")]
+        since: String,
+        /// Bucket width (same units); raw readings when not given.
+        #[arg(long)]
+        bucket: Option<String>,
+        /// Most rows (0: the server's cap).
+        #[arg(long, default_value_t = 0)]
+        limit: u32,
+        #[command(flatten)]
+        conn: ConnArgs,
+    },
     /// Print readings live until Ctrl-C.
     Watch {
         /// Sensor names or patterns.
@@ -220,6 +236,13 @@ async fn run(command: Command) -> ExitCode {
         }
         Command::Sensors { pattern, conn } => client_cmd::sensors(&conn, &pattern).await,
         Command::Read { sensor, conn } => client_cmd::read(&conn, &sensor).await,
+        Command::Query {
+            sensor,
+            since,
+            bucket,
+            limit,
+            conn,
+        } => client_cmd::query(&conn, &sensor, &since, bucket.as_deref(), limit).await,
         Command::Watch { patterns, conn } => client_cmd::watch(&conn, &patterns).await,
         Command::Push { conn } => client_cmd::push(&conn).await,
         Command::Connections { conn } => client_cmd::connections(&conn).await,

@@ -308,7 +308,16 @@ async fn every_fault_is_contained_while_a_healthy_sensor_streams() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_host_cannot_open_sockets_exec_or_fork_and_holds_only_its_pipes() {
     let sensors = [
-        "p.inet", "p.exec", "p.fds", "p.pipes", "p.fork", "p.unix", "p.files",
+        "p.inet",
+        "p.exec",
+        "p.fds",
+        "p.pipes",
+        "p.fork",
+        "p.unix",
+        "p.files",
+        "p.setown",
+        "p.fioasync",
+        "p.create",
     ];
     let gw = Gateway::start(&driver(
         "probe",
@@ -330,7 +339,10 @@ async fn the_host_cannot_open_sockets_exec_or_fork_and_holds_only_its_pipes() {
         if values.len() == sensors.len() {
             break values;
         }
-        assert!(Instant::now() < deadline, "the probe reported nothing");
+        if Instant::now() >= deadline {
+            let listed = c.list_sensors("p.*").await.unwrap();
+            panic!("the probe reported only {values:?}: {listed:?}");
+        }
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
     let eperm = "-1";
@@ -338,19 +350,26 @@ async fn the_host_cannot_open_sockets_exec_or_fork_and_holds_only_its_pipes() {
     assert_eq!(values["p.unix"], eperm, "socket(AF_UNIX) was not refused");
     assert_eq!(values["p.exec"], eperm, "execve was not refused");
     assert_eq!(values["p.fork"], eperm, "fork was not refused");
+    // stdin and stdout (its pipes) and stderr on /dev/null, nothing else.
     assert_eq!(
-        values["p.fds"], "2",
-        "the host sees descriptors beyond stdin and stdout"
+        values["p.fds"], "3",
+        "the host sees descriptors it should not"
     );
     assert_eq!(
         values["p.pipes"], "1",
-        "stdin and stdout are not both pipes"
+        "a descriptor other than the pipes and /dev/null"
     );
-    // open_files = 8, two of them the pipes.
+    // open_files = 8, three of them in use.
     assert_eq!(
-        values["p.files"], "6",
+        values["p.files"], "5",
         "the descriptor limit is not in force"
     );
+    assert_eq!(
+        values["p.setown"], eperm,
+        "F_SETOWN (signals to the daemon) was not refused"
+    );
+    assert_eq!(values["p.fioasync"], eperm, "FIOASYNC was not refused");
+    assert_eq!(values["p.create"], eperm, "creating a file was not refused");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -402,7 +421,13 @@ async fn a_hundred_crashes_leave_the_daemons_memory_and_descriptors_unchanged() 
         "RSS grew from {rss_before} kB to {rss_after} kB over 100 crashes"
     );
     assert_eq!(fds_after, fds_before, "descriptors leaked");
-    assert_eq!(gw.zombies(), 0, "unreaped driver hosts");
+    // Hosts keep crashing, so one may be caught between death and reaping;
+    // a leak would keep them there. Some sample must see none.
+    let reaped = (0..200).any(|_| {
+        std::thread::sleep(Duration::from_millis(5));
+        gw.zombies() == 0
+    });
+    assert!(reaped, "unreaped driver hosts");
     let mut c = gw.client().await;
     let s = c.list_sensors("crasher").await.unwrap();
     assert!(

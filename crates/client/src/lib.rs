@@ -290,6 +290,33 @@ impl Client {
         }
     }
 
+    /// History of `sensor` in `[from_us, to_us)`: raw readings when
+    /// `bucket_us` is 0, else min / max / mean / count per bucket. At most
+    /// `limit` rows (0: the server's cap); `truncated` says when cut.
+    ///
+    /// # Errors
+    /// As [`Client::request`].
+    pub async fn history(
+        &mut self,
+        sensor: &str,
+        from_us: i64,
+        to_us: i64,
+        bucket_us: i64,
+        limit: u32,
+    ) -> Result<v1::HistoryReply, ClientError> {
+        let body = Body::History(v1::HistoryRequest {
+            sensor: sensor.to_owned(),
+            from_us,
+            to_us,
+            bucket_us,
+            limit,
+        });
+        match self.request(body).await? {
+            Body::HistoryReply(r) => Ok(r),
+            _ => Err(unexpected()),
+        }
+    }
+
     /// Subscribes to sensor names or patterns; returns the active count.
     ///
     /// # Errors

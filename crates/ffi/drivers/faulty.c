@@ -26,6 +26,11 @@
  *                 channel 4: fork() result (-errno; a child exits at once)
  *                 channel 5: socket(AF_UNIX) result (fd, or -errno)
  *                 channel 6: how many more files it could open (up to 4096)
+ *                 channel 7: fcntl(1, F_SETOWN, parent) result (-errno)
+ *                 channel 8: ioctl(1, FIOASYNC) result (-errno)
+ *                 channel 9: open(O_CREAT) of a new file in /tmp (fd, or -errno)
+ *               and channel 3 is 1 when every descriptor is a pipe or
+ *               /dev/null.
  */
 #define _GNU_SOURCE
 #include <dirent.h>
@@ -36,6 +41,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -99,7 +105,7 @@ int32_t sg_driver_open(const uint8_t *config, size_t config_len, struct sg_drive
 }
 
 static int32_t probe(uint8_t *buf, size_t capacity) {
-    double results[7];
+    double results[10];
     int fd = socket(AF_INET, SOCK_STREAM, 0);
     results[0] = fd >= 0 ? fd : -errno;
     char *argv[] = {"/bin/true", NULL};
@@ -118,7 +124,9 @@ static int32_t probe(uint8_t *buf, size_t capacity) {
             char path[64], target[128];
             snprintf(path, sizeof path, "/proc/self/fd/%d", n);
             ssize_t len = readlink(path, target, sizeof target - 1);
-            if (len < 5 || memcmp(target, "pipe:", 5) != 0) all_pipes = 0;
+            int is_pipe = len >= 5 && memcmp(target, "pipe:", 5) == 0;
+            int is_null = len == 9 && memcmp(target, "/dev/null", 9) == 0;
+            if (!is_pipe && !is_null) all_pipes = 0;
         }
         closedir(dir);
     } else {
@@ -136,14 +144,23 @@ static int32_t probe(uint8_t *buf, size_t capacity) {
     while (more < 4096 && (opened[more] = open("/dev/null", O_RDONLY)) >= 0) more++;
     for (int i = 0; i < more; i++) close(opened[i]);
     results[6] = more;
-    if (capacity < 7 * SG_RECORD_SIZE) return SG_E_INTERNAL;
+    results[7] = fcntl(1, F_SETOWN, getppid()) == 0 ? 0 : -errno;
+    int on = 1;
+    results[8] = ioctl(1, FIOASYNC, &on) == 0 ? 0 : -errno;
+    char made[64];
+    snprintf(made, sizeof made, "/tmp/sg-probe-%d", (int)getpid());
+    int cfd = open(made, O_CREAT | O_WRONLY, 0600);
+    results[9] = cfd >= 0 ? cfd : -errno;
+    if (cfd >= 0) close(cfd);
+    if (capacity < 10 * SG_RECORD_SIZE) return SG_E_INTERNAL;
     int64_t ts = now_us();
-    for (uint32_t c = 0; c < 7; c++) sg_put_record(buf + c * SG_RECORD_SIZE, c, 0, ts, results[c]);
-    return 7 * SG_RECORD_SIZE;
+    for (uint32_t c = 0; c < 10; c++) sg_put_record(buf + c * SG_RECORD_SIZE, c, 0, ts, results[c]);
+    return 10 * SG_RECORD_SIZE;
 }
 
 int32_t sg_driver_read(struct sg_driver *d, uint8_t *buf, size_t capacity) {
     if (d == NULL || buf == NULL || capacity < SG_RECORD_SIZE) return SG_E_INTERNAL;
+    if (capacity > SG_READ_CAPACITY) capacity = SG_READ_CAPACITY;
     if (d->mode == PROBE) {
         sleep_ms(50);
         return probe(buf, capacity);

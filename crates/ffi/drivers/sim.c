@@ -27,16 +27,22 @@ struct sg_driver {
     uint32_t channels;
     uint64_t rate_hz;
     uint64_t noise; /* SplitMix64 state */
-    int64_t next_us; /* when the next sample is due (rate_hz > 0) */
+    int64_t next_us; /* when the next sample is due (rate_hz > 0), monotonic */
+    int64_t wall_offset_us; /* wall clock minus monotonic clock, at open */
     int64_t tick;    /* samples written per channel so far */
     int64_t start_us;
 };
 
-static int64_t now_us(void) {
+static int64_t clock_us(clockid_t clock) {
     struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
+    clock_gettime(clock, &ts);
     return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
 }
+
+/* Pacing uses the monotonic clock (a wall-clock step must not stall or
+ * flood the stream); timestamps are wall-clock time. */
+static int64_t now_us(void) { return clock_us(CLOCK_MONOTONIC); }
+static int64_t wall_us(void) { return clock_us(CLOCK_REALTIME); }
 
 static uint64_t splitmix64(uint64_t *state) {
     uint64_t z = (*state += 0x9E3779B97F4A7C15ull);
@@ -69,12 +75,16 @@ int32_t sg_driver_open(const uint8_t *config, size_t config_len, struct sg_drive
     d->noise = seed;
     d->start_us = now_us();
     d->next_us = d->start_us;
+    d->wall_offset_us = wall_us() - d->start_us;
     *out = d;
     return 0;
 }
 
 int32_t sg_driver_read(struct sg_driver *d, uint8_t *buf, size_t capacity) {
     if (d == NULL || buf == NULL) return SG_E_INTERNAL;
+    /* Never trust the host's capacity beyond what the ABI promises: the
+     * return value must fit an int32_t. */
+    if (capacity > SG_READ_CAPACITY) capacity = SG_READ_CAPACITY;
     size_t per_tick = (size_t)d->channels * SG_RECORD_SIZE;
     size_t ticks_fit = capacity / per_tick;
     if (ticks_fit == 0) return SG_E_INTERNAL;
@@ -103,7 +113,7 @@ int32_t sg_driver_read(struct sg_driver *d, uint8_t *buf, size_t capacity) {
     for (int64_t k = 0; k < ticks; k++) {
         int64_t ts = d->rate_hz == 0 ? now : d->next_us;
         for (uint32_t c = 0; c < d->channels; c++) {
-            sg_put_record(buf + written, c, SG_QUALITY_GOOD, ts, sample(d, c, ts));
+            sg_put_record(buf + written, c, SG_QUALITY_GOOD, ts + d->wall_offset_us, sample(d, c, ts));
             written += SG_RECORD_SIZE;
         }
         if (d->rate_hz != 0) d->next_us += 1000000 / (int64_t)d->rate_hz;

@@ -131,18 +131,20 @@ impl Library {
     /// Loads a driver from a shared object and checks its ABI version before
     /// looking up anything else.
     ///
-    /// Loading runs the object's initialisers, which is arbitrary code: call
-    /// this only inside the sandboxed driver host.
+    /// Loading runs the object's initialisers, which is arbitrary code, so
+    /// this is reachable from outside the crate only through
+    /// [`crate::sandbox::enter_and_load`].
     ///
     /// # Errors
     /// [`DriverError::Load`], [`DriverError::MissingSymbol`] or
     /// [`DriverError::AbiMismatch`].
     #[cfg(not(miri))]
-    pub fn load(path: &std::path::Path) -> Result<Arc<Self>, DriverError> {
+    pub(crate) fn load(path: &std::path::Path) -> Result<Arc<Self>, DriverError> {
         // SAFETY: loading a shared object runs its initialisers, which may do
-        // anything. That is the risk this crate exists to contain: `load` is
-        // called only in the driver host, after the sandbox is in place, and
-        // the host process is disposable.
+        // anything. That is the risk this crate exists to contain: outside
+        // this crate's tests, `load` is reached only through
+        // `sandbox::enter_and_load`, after the sandbox is in place, in the
+        // disposable driver host process. The symbols' types are the ABI's.
         let lib = unsafe { libloading::Library::new(path) }
             .map_err(|e| DriverError::Load(e.to_string()))?;
         // SAFETY: the ABI (sensegate_driver.h) declares this symbol with

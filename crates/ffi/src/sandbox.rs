@@ -1,11 +1,15 @@
 //! The driver host's sandbox: what a process drops before it loads a driver.
 //!
-//! In order, [`enter`] makes the process die with its parent, closes every
-//! descriptor but the ones it is told to keep, sets resource limits, and
-//! installs a seccomp filter that allows only the system calls a driver
-//! needs. Anything else fails with `EPERM`: no sockets of any family, no
-//! `exec`, no new processes or threads, no signals to other processes, no
-//! raising of the limits, no `ptrace`, no mounts.
+//! In order, [`enter_and_load`] makes the process die with its parent,
+//! leaves the daemon's session (no controlling terminal), closes every
+//! descriptor but the ones it is told to keep and puts `/dev/null` on
+//! descriptor 2, sets resource limits, installs a seccomp filter that allows
+//! only the system calls a driver needs, and only then loads the driver.
+//! Anything else fails with `EPERM`: no sockets of any family, no `exec`, no
+//! new processes or threads, no signals to other processes (`kill`, or
+//! `F_SETOWN`/`FIOASYNC` signal arming), no typing into terminals, no
+//! creating or truncating files, no raising of the limits, no `ptrace`, no
+//! mounts.
 //!
 //! The filter is an allow-list, written for x86-64 and aarch64 Linux. A
 //! driver that needs another call fails with `EPERM` on it; widening the list
@@ -58,16 +62,83 @@ pub enum SandboxError {
 ///
 /// # Errors
 /// [`SandboxError`]; the process is then only partly confined and must exit.
-pub fn enter(keep: &[RawFd], limits: Limits) -> Result<(), SandboxError> {
-    die_with_parent()?;
+fn enter(keep: &[RawFd], limits: Limits, parent: u32) -> Result<(), SandboxError> {
+    die_with_parent(parent)?;
+    new_session();
     close_other_descriptors(keep)?;
+    stderr_to_null()?;
     set_limits(limits)?;
     install_filter()
 }
 
+/// Enters the sandbox, then loads the driver at `path`: the only way this
+/// crate offers to load a driver outside its own tests, so that loading
+/// always happens confined. `keep` lists the descriptors to keep (the host's
+/// pipes); `parent` is the daemon's pid as the host saw it at start.
+///
+/// # Errors
+/// [`HostError::Sandbox`] when the sandbox could not be entered (nothing was
+/// loaded), [`HostError::Driver`] when the driver could not be loaded.
+pub fn enter_and_load(
+    keep: &[RawFd],
+    limits: Limits,
+    parent: u32,
+    path: &std::path::Path,
+) -> Result<std::sync::Arc<crate::Library>, HostError> {
+    enter(keep, limits, parent).map_err(HostError::Sandbox)?;
+    crate::Library::load(path).map_err(HostError::Driver)
+}
+
+/// Why [`enter_and_load`] failed.
+#[derive(Debug, Error)]
+pub enum HostError {
+    /// The sandbox could not be entered.
+    #[error(transparent)]
+    Sandbox(SandboxError),
+    /// The driver could not be loaded.
+    #[error(transparent)]
+    Driver(crate::DriverError),
+}
+
+/// Leaves the daemon's session and process group, so the host has no
+/// controlling terminal to type into (`TIOCSTI`) and no group to signal.
+fn new_session() {
+    // SAFETY: setsid takes no arguments. It fails only when the process
+    // already leads a group, which is harmless here.
+    let _ = unsafe { libc::setsid() };
+}
+
+/// Puts `/dev/null` on descriptor 2, so nothing the Rust runtime writes
+/// there (an allocation failure, a stack overflow) reaches a device the
+/// driver opened.
+fn stderr_to_null() -> Result<(), SandboxError> {
+    use std::os::fd::IntoRawFd as _;
+    let null = std::fs::OpenOptions::new()
+        .write(true)
+        .open("/dev/null")
+        .map_err(SandboxError::Descriptors)?
+        .into_raw_fd();
+    // Descriptor 2 was closed just before, so the open most likely took it.
+    if null == 2 {
+        return Ok(());
+    }
+    // SAFETY: `null` is the descriptor opened above, owned by nobody else
+    // since `into_raw_fd`; descriptor 2 is closed and owned by nothing in
+    // this process. dup2 copies the one onto the other, then `null` is
+    // closed once.
+    let rc = unsafe { libc::dup2(null, 2) };
+    // SAFETY: as above; `null` is not used after this.
+    unsafe { libc::close(null) };
+    if rc != 2 {
+        return Err(SandboxError::Descriptors(std::io::Error::last_os_error()));
+    }
+    Ok(())
+}
+
 /// Asks the kernel to kill this process when its parent dies, so a host never
-/// outlives the daemon.
-fn die_with_parent() -> Result<(), SandboxError> {
+/// outlives the daemon; and checks the parent is still `parent`, since a
+/// daemon that died before the request was made sends no signal.
+fn die_with_parent(parent: u32) -> Result<(), SandboxError> {
     // SAFETY: PR_SET_PDEATHSIG takes one integer argument, a signal number;
     // no memory is passed.
     let rc = unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) };
@@ -77,7 +148,31 @@ fn die_with_parent() -> Result<(), SandboxError> {
             source: std::io::Error::last_os_error(),
         });
     }
+    if std::os::unix::process::parent_id() != parent {
+        return Err(SandboxError::Limit {
+            what: "the parent-death signal",
+            source: std::io::Error::other("the daemon is gone"),
+        });
+    }
     Ok(())
+}
+
+/// Makes this process undumpable: other processes of the same user can no
+/// longer open its `/proc/PID/mem`, `fd` or `environ`, so a driver that
+/// escaped its host's filter by some other path still cannot reach into the
+/// daemon. The daemon calls it once at start.
+///
+/// # Errors
+/// The OS error.
+pub fn make_undumpable() -> std::io::Result<()> {
+    // SAFETY: PR_SET_DUMPABLE takes one integer argument; no memory is
+    // passed.
+    let rc = unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0) };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
 }
 
 /// Closes every open descriptor not in `keep`.
@@ -93,12 +188,13 @@ fn close_other_descriptors(keep: &[RawFd]) -> Result<(), SandboxError> {
         if keep.contains(&fd) {
             continue;
         }
-        // SAFETY: the host calls this first thing, before it creates any
-        // Rust object owning a descriptor; the only owned descriptors are the
-        // standard streams, and those not in `keep` are never used again
-        // (the host writes nothing to stderr). The descriptor of the
-        // directory listing above is in the list but already closed, so
-        // closing it fails with EBADF, which is ignored.
+        // SAFETY: this runs only through `enter_and_load`, which the driver
+        // host calls first thing, before it creates any Rust object owning a
+        // descriptor: the only owned descriptors are the standard streams,
+        // those not in `keep` are never used again, and descriptor 2 is
+        // replaced by /dev/null right after. The descriptor of the directory
+        // listing above is in the list but already closed, so closing it
+        // fails with EBADF, which is ignored.
         let rc = unsafe { libc::close(fd) };
         if rc != 0 {
             let e = std::io::Error::last_os_error();
@@ -158,7 +254,6 @@ const ALLOWED: &[libc::c_long] = &[
     libc::SYS_pwrite64,
     libc::SYS_lseek,
     libc::SYS_close,
-    libc::SYS_openat,
     libc::SYS_newfstatat,
     libc::SYS_fstat,
     libc::SYS_statx,
@@ -166,8 +261,6 @@ const ALLOWED: &[libc::c_long] = &[
     libc::SYS_faccessat,
     libc::SYS_faccessat2,
     libc::SYS_getdents64,
-    libc::SYS_fcntl,
-    libc::SYS_ioctl,
     libc::SYS_ppoll,
     libc::SYS_pselect6,
     // Memory.
@@ -209,7 +302,6 @@ const ALLOWED: &[libc::c_long] = &[
 /// x86-64 only: the legacy calls glibc still uses there.
 #[cfg(target_arch = "x86_64")]
 const ALLOWED_ARCH: &[libc::c_long] = &[
-    libc::SYS_open,
     libc::SYS_stat,
     libc::SYS_lstat,
     libc::SYS_access,
@@ -220,6 +312,12 @@ const ALLOWED_ARCH: &[libc::c_long] = &[
 ];
 #[cfg(not(target_arch = "x86_64"))]
 const ALLOWED_ARCH: &[libc::c_long] = &[];
+
+/// `fcntl` commands refused: `F_SETOWN`, `F_SETSIG`, `F_SETOWN_EX`.
+const FCNTL_REFUSED: [u64; 3] = [8, 10, 15];
+/// `ioctl` requests refused: `TIOCSTI`, `TIOCLINUX`, `FIOASYNC`,
+/// `FIOSETOWN`, `SIOCSPGRP`.
+const IOCTL_REFUSED: [u64; 5] = [0x5412, 0x541C, 0x5452, 0x8901, 0x8902];
 
 fn target_arch() -> Result<TargetArch, SandboxError> {
     if cfg!(target_arch = "x86_64") {
@@ -255,6 +353,39 @@ fn build_filter() -> Result<BpfProgram, SandboxError> {
         libc::SYS_tgkill,
         vec![SeccompRule::new(vec![own]).map_err(|e| err(&e))?],
     );
+    // A rule's conditions must all hold. `arg Ne v` for each refused value.
+    let none_of = |arg: u8, values: &[u64]| -> Result<SeccompRule, SandboxError> {
+        let conditions = values
+            .iter()
+            .map(|&v| SeccompCondition::new(arg, SeccompCmpArgLen::Qword, SeccompCmpOp::Ne, v))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| err(&e))?;
+        SeccompRule::new(conditions).map_err(|e| err(&e))
+    };
+    // fcntl, but not to make the kernel signal another process when a
+    // descriptor is ready (which could kill the daemon reading our pipe).
+    rules.insert(libc::SYS_fcntl, vec![none_of(1, &FCNTL_REFUSED)?]);
+    // ioctl for devices, but not to type into a terminal or to arm
+    // asynchronous I/O signals to another process.
+    rules.insert(libc::SYS_ioctl, vec![none_of(1, &IOCTL_REFUSED)?]);
+    // Opening files, but never creating, truncating or making a temporary
+    // file: the flags argument must have none of those bits.
+    let creates =
+        u64::try_from(libc::O_CREAT | libc::O_TRUNC | (libc::O_TMPFILE & !libc::O_DIRECTORY))
+            .map_err(|e| err(&e))?;
+    let open_flags = |arg: u8| -> Result<SeccompRule, SandboxError> {
+        let c = SeccompCondition::new(
+            arg,
+            SeccompCmpArgLen::Dword,
+            SeccompCmpOp::MaskedEq(creates),
+            0,
+        )
+        .map_err(|e| err(&e))?;
+        SeccompRule::new(vec![c]).map_err(|e| err(&e))
+    };
+    rules.insert(libc::SYS_openat, vec![open_flags(2)?]);
+    #[cfg(target_arch = "x86_64")]
+    rules.insert(libc::SYS_open, vec![open_flags(1)?]);
     let filter = SeccompFilter::new(
         rules,
         SeccompAction::Errno(u32::try_from(libc::EPERM).map_err(|e| err(&e))?),

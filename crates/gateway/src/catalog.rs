@@ -50,6 +50,20 @@ pub struct CatalogFull {
     pub max: usize,
 }
 
+/// A source could not register a sensor.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RegisterError {
+    /// The catalog is at its cap.
+    #[error(transparent)]
+    Full(CatalogFull),
+    /// Another source already feeds this name.
+    #[error("the name is already fed by {by}")]
+    Taken {
+        /// That source.
+        by: String,
+    },
+}
+
 /// Every known sensor, by name.
 #[derive(Debug)]
 pub struct Catalog {
@@ -67,20 +81,33 @@ impl Catalog {
         }
     }
 
-    /// Registers a sensor fed by a source; returns its shared name.
+    /// Registers a sensor fed by a source; returns its shared name. The same
+    /// source registering it again gets the same name back; another source
+    /// may not take it over.
     ///
     /// # Errors
-    /// [`CatalogFull`] when the catalog is at its cap.
-    pub fn register(&self, name: &str, unit: &str, source: &str) -> Result<Arc<str>, CatalogFull> {
+    /// [`RegisterError::Full`] when the catalog is at its cap,
+    /// [`RegisterError::Taken`] when another source feeds that name.
+    pub fn register(
+        &self,
+        name: &str,
+        unit: &str,
+        source: &str,
+    ) -> Result<Arc<str>, RegisterError> {
         let mut map = self
             .sensors
             .write()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if let Some((k, _)) = map.get_key_value(name) {
-            return Ok(k.clone());
+        if let Some((k, e)) = map.get_key_value(name) {
+            if e.source == source {
+                return Ok(k.clone());
+            }
+            return Err(RegisterError::Taken {
+                by: e.source.clone(),
+            });
         }
         if map.len() >= self.max {
-            return Err(CatalogFull { max: self.max });
+            return Err(RegisterError::Full(CatalogFull { max: self.max }));
         }
         let key: Arc<str> = Arc::from(name);
         map.insert(
@@ -111,7 +138,21 @@ impl Catalog {
                 return Ok(k.clone());
             }
         }
-        self.register(name, "", "push")
+        match self.register(name, "", "push") {
+            Ok(k) => Ok(k),
+            Err(RegisterError::Full(full)) => Err(full),
+            // Another source registered it since the check above: a device
+            // in scope may push to it, as to any existing sensor.
+            Err(RegisterError::Taken { .. }) => {
+                let map = self
+                    .sensors
+                    .read()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+                map.get_key_value(name)
+                    .map(|(k, _)| k.clone())
+                    .ok_or(CatalogFull { max: self.max })
+            }
+        }
     }
 
     /// Records readings as their sensors' latest (each if it is newer),
@@ -212,6 +253,20 @@ mod tests {
             value: 1.0,
             quality: Quality::Good,
         }
+    }
+
+    #[test]
+    fn a_source_cannot_take_over_another_sources_sensor() {
+        let c = Catalog::new(10);
+        let a = c.register("gps/lat", "deg", "driver:gps").unwrap();
+        assert_eq!(c.register("gps/lat", "deg", "driver:gps").unwrap(), a);
+        assert_eq!(
+            c.register("gps/lat", "", "serial:gps"),
+            Err(RegisterError::Taken {
+                by: "driver:gps".to_owned()
+            })
+        );
+        assert_eq!(c.entry("gps/lat").unwrap().source, "driver:gps");
     }
 
     #[test]

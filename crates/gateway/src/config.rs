@@ -13,11 +13,14 @@ use sensegate_proto::frame::HARD_MAX_FRAME_BYTES;
 use sensegate_proto::{FrameLimit, MessageLimits};
 use serde::Deserialize;
 
+use crate::pattern::Pattern;
 use crate::sources::config::{
     DriverSource, HwmonSource, MAX_DRIVERS, MAX_SERIAL, Parity, RawDriver, RawHwmon, RawSerial,
     SerialProtocol, SerialSource, Sources, is_name,
 };
 use crate::sources::supervisor::HostCommand;
+use crate::store::sqlite::Durability;
+use crate::store::writer::Retention;
 
 const K_FRAME: &str = "limits.max_frame_bytes";
 const K_LAG: &str = "limits.lag_policy";
@@ -55,6 +58,89 @@ pub struct RawConfig {
     /// `[hwmon]`
     #[serde(default)]
     pub hwmon: RawHwmon,
+    /// `[store]`
+    #[serde(default)]
+    pub store: RawStore,
+}
+
+/// `[store]`: history.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawStore {
+    /// Whether readings are kept.
+    pub enabled: Option<bool>,
+    /// The database file (default `data_dir/history.db`).
+    pub path: Option<PathBuf>,
+    /// `full` (survives power loss) or `normal` (survives a crash).
+    pub synchronous: Option<String>,
+    /// Days readings are kept unless a rule says otherwise.
+    pub retention_days: Option<u64>,
+    /// Per-sensor retention: `{ pattern = "gps/*", days = 7 }`, first match wins.
+    pub retention: Option<Vec<RawRetentionRule>>,
+    /// Readings waiting for the writer, at most.
+    pub max_queued_readings: Option<u64>,
+    /// How often old readings are pruned.
+    pub prune_interval_secs: Option<u64>,
+}
+
+/// One `[[store.retention]]` rule.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRetentionRule {
+    /// Sensor name pattern.
+    pub pattern: String,
+    /// Days to keep.
+    pub days: u64,
+}
+
+/// History settings, validated.
+#[derive(Debug, Clone)]
+pub struct StoreConfig {
+    /// Whether readings are kept.
+    pub enabled: bool,
+    /// The database file; `None` for `data_dir/history.db`.
+    pub path: Option<PathBuf>,
+    /// Durability of a commit.
+    pub durability: Durability,
+    /// Retention by age.
+    pub retention: Retention,
+    /// Readings waiting for the writer, at most.
+    pub max_queued_readings: usize,
+}
+
+impl PartialEq for StoreConfig {
+    fn eq(&self, other: &Self) -> bool {
+        let rules = |s: &Self| -> Vec<(String, Duration)> {
+            s.retention
+                .rules
+                .iter()
+                .map(|(p, d)| (p.as_str().to_owned(), *d))
+                .collect()
+        };
+        self.enabled == other.enabled
+            && self.path == other.path
+            && self.durability == other.durability
+            && self.retention.default == other.retention.default
+            && self.retention.every == other.retention.every
+            && rules(self) == rules(other)
+            && self.max_queued_readings == other.max_queued_readings
+    }
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            path: None,
+            durability: Durability::Full,
+            retention: Retention {
+                default: Duration::from_secs(30 * 86_400),
+                rules: Vec::new(),
+                every: Duration::from_secs(60),
+            },
+            max_queued_readings: 100_000,
+        }
+    }
 }
 
 /// `[sim]`: the simulated sensor source.
@@ -156,6 +242,8 @@ pub struct Config {
     pub sim: SimConfig,
     /// Drivers, serial devices, hwmon.
     pub sources: Sources,
+    /// History.
+    pub store: StoreConfig,
     /// How driver hosts are started; `None` runs this executable with
     /// `driver-host`. Not a file setting: embedders and tests set it.
     pub driver_host: Option<HostCommand>,
@@ -324,6 +412,7 @@ impl Config {
             limits: Limits::default(),
             sim: SimConfig::default(),
             sources: Sources::default(),
+            store: StoreConfig::default(),
             driver_host: None,
         }
     }
@@ -383,8 +472,66 @@ impl Validator<'_> {
             limits,
             sim,
             sources,
+            store: self.store(&raw.store, limits.max_push_batch)?,
             driver_host: None,
         })
+    }
+
+    fn store(&self, r: &RawStore, max_push_batch: usize) -> Result<StoreConfig, ConfigError> {
+        let mut c = StoreConfig::default();
+        c.enabled = r.enabled.unwrap_or(c.enabled);
+        c.path.clone_from(&r.path);
+        c.durability = match r.synchronous.as_deref() {
+            None | Some("full") => Durability::Full,
+            Some("normal") => Durability::Normal,
+            Some(_) => {
+                return Err(self.invalid("store.synchronous", "must be \"full\" or \"normal\""));
+            }
+        };
+        let days = |key, v: Option<u64>, def: u64| -> Result<Duration, ConfigError> {
+            Ok(Duration::from_secs(
+                self.range(key, v, def, 1, 36_500)? * 86_400,
+            ))
+        };
+        c.retention.default = days("store.retention_days", r.retention_days, 30)?;
+        let rules = r.retention.as_deref().unwrap_or_default();
+        if rules.len() > 256 {
+            return Err(self.invalid("store.retention", "more than 256 rules"));
+        }
+        for rule in rules {
+            let valid = !rule.pattern.is_empty()
+                && rule.pattern.len() <= 256
+                && rule
+                    .pattern
+                    .bytes()
+                    .all(sensegate_proto::envelope::is_pattern_byte);
+            if !valid {
+                return Err(self.invalid(
+                    "store.retention",
+                    "a pattern must be 1 to 256 bytes of name characters, * and ?",
+                ));
+            }
+            let keep = days("store.retention", Some(rule.days), 30)?;
+            c.retention
+                .rules
+                .push((Pattern::new(rule.pattern.as_str()), keep));
+        }
+        let secs = self.range(
+            "store.prune_interval_secs",
+            r.prune_interval_secs,
+            60,
+            1,
+            86_400,
+        )?;
+        c.retention.every = Duration::from_secs(secs);
+        c.max_queued_readings = self.size(
+            "store.max_queued_readings",
+            r.max_queued_readings,
+            c.max_queued_readings.max(max_push_batch),
+            max_push_batch.max(1),
+            10_000_000,
+        )?;
+        Ok(c)
     }
 
     fn sources(
@@ -405,8 +552,16 @@ impl Validator<'_> {
         }
         let mut names = std::collections::BTreeSet::new();
         let mut drivers = Vec::with_capacity(driver.len());
+        let mut sensor_names = std::collections::BTreeSet::new();
         for d in driver {
             let source = self.driver(d, max_name)?;
+            if let Some(twice) = source
+                .sensors
+                .iter()
+                .find(|s| !sensor_names.insert((*s).clone()))
+            {
+                return Err(self.invalid("driver.sensors", &format!("\"{twice}\" is listed twice")));
+            }
             if !names.insert(source.name.clone()) {
                 return Err(
                     self.invalid("driver.name", &format!("\"{}\" is used twice", source.name))
@@ -991,6 +1146,13 @@ mod tests {
         assert!(driver(&long_config).unwrap_err().contains("driver.config"));
         let twice = "[[driver]]\nname = \"d\"\npath = \"/x.so\"\nsensors = [\"s\"]\n[[serial]]\nname = \"d\"\npath = \"/dev/x\"\nprotocol = \"lines\"\n";
         assert!(parse(twice).unwrap_err().to_string().contains("used twice"));
+        let same_sensor = "[[driver]]\nname = \"a\"\npath = \"/x.so\"\nsensors = [\"s\"]\n[[driver]]\nname = \"b\"\npath = \"/x.so\"\nsensors = [\"s\"]\n";
+        assert!(
+            parse(same_sensor)
+                .unwrap_err()
+                .to_string()
+                .contains("listed twice")
+        );
         let serial = |extra: &str| {
             parse(&format!(
                 "[[serial]]\nname = \"g\"\npath = \"/dev/x\"\n{extra}"

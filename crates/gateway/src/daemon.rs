@@ -25,6 +25,8 @@ use crate::inflight::InflightBudget;
 use crate::native::connection::Shared;
 use crate::service::{Service, ServiceError};
 use crate::sources::supervisor::HostCommand;
+use crate::store::sqlite::SqliteStore;
+use crate::store::writer::StoreHandle;
 use crate::tls::{self, TlsError};
 
 /// The daemon could not start.
@@ -66,6 +68,15 @@ pub enum StartError {
     /// The first admin token could not be created.
     #[error("admin token: {0}")]
     Bootstrap(ServiceError),
+    /// The history store could not be opened.
+    #[error("history store {path}: {source}")]
+    Store {
+        /// The database file.
+        path: PathBuf,
+        /// The failure.
+        #[source]
+        source: crate::store::StoreError,
+    },
     /// The driver host program could not be found.
     #[error("driver host: {0}")]
     DriverHost(std::io::Error),
@@ -120,12 +131,24 @@ impl Daemon {
             }
             None => (None, None),
         };
-        let service = Arc::new(Service::new(
-            config.server_name.clone(),
-            config.limits,
-            tokens,
-            audit,
-        ));
+        // Resolved before any task starts, so a failure leaves nothing running.
+        let host = match (&config.driver_host, config.sources.drivers.is_empty()) {
+            (_, true) => None,
+            (Some(h), false) => Some(h.clone()),
+            (None, false) => Some(HostCommand::current_exe().map_err(StartError::DriverHost)?),
+        };
+        if host.is_some() {
+            // C code runs next to this process: keep other processes of the
+            // same user out of its memory and descriptors.
+            if let Err(e) = sensegate_ffi::sandbox::make_undumpable() {
+                tracing::warn!(error = %e, "cannot make the daemon undumpable");
+            }
+        }
+        let mut service = Service::new(config.server_name.clone(), config.limits, tokens, audit);
+        if let Some(store) = open_store(config, &service.shutdown_token())? {
+            service = service.with_store(store);
+        }
+        let service = Arc::new(service);
         let listener = TcpListener::bind(config.native_listen)
             .await
             .map_err(|source| StartError::Bind {
@@ -157,7 +180,7 @@ impl Daemon {
                 shutdown.clone(),
             ));
         }
-        spawn_sources(config, &service, &tracker, &shutdown)?;
+        spawn_sources(config, host.as_ref(), &service, &tracker, &shutdown);
         tracing::info!(addr = %native_addr, tls = fingerprint.is_some(), "native listener up");
         Ok(Self {
             service,
@@ -257,19 +280,39 @@ async fn reap_idle(service: Arc<Service>, shutdown: CancellationToken) {
     }
 }
 
+/// Opens the history store when it is on.
+fn open_store(
+    config: &Config,
+    shutdown: &CancellationToken,
+) -> Result<Option<Arc<StoreHandle>>, StartError> {
+    if !config.store.enabled {
+        return Ok(None);
+    }
+    let path = config
+        .store
+        .path
+        .clone()
+        .unwrap_or_else(|| config.data_dir.join("history.db"));
+    let store = SqliteStore::open(&path, config.store.durability)
+        .map_err(|source| StartError::Store { path, source })?;
+    Ok(Some(StoreHandle::start(
+        Arc::new(store),
+        config.store.max_queued_readings,
+        config.store.retention.clone(),
+        shutdown,
+    )))
+}
+
 /// Starts the driver, serial and hwmon sources.
 fn spawn_sources(
     config: &Config,
+    host: Option<&HostCommand>,
     service: &Arc<Service>,
     tracker: &TaskTracker,
     shutdown: &CancellationToken,
-) -> Result<(), StartError> {
+) {
     let sources = &config.sources;
-    if !sources.drivers.is_empty() {
-        let host = match &config.driver_host {
-            Some(h) => h.clone(),
-            None => HostCommand::current_exe().map_err(StartError::DriverHost)?,
-        };
+    if let Some(host) = host {
         for source in &sources.drivers {
             tracker.spawn(crate::sources::supervisor::run(
                 service.clone(),
@@ -290,7 +333,6 @@ fn spawn_sources(
             shutdown.clone(),
         ));
     }
-    Ok(())
 }
 
 /// Writes a secret to a new 0600 file (replacing any old one).

@@ -11,6 +11,7 @@
 //! - [`session`]: one native-protocol session as a state machine without
 //!   I/O; [`native`]: the listener and the thin connection task around it;
 //!   [`inflight`]: the global byte budget; [`tls`]: TLS 1.3 and certificates;
+//! - [`store`]: history (SQLite, group commit, retention);
 //! - [`sim`]: the simulated sensor source; [`sources`]: C drivers in sandboxed
 //!   driver hosts, serial devices and hwmon; [`daemon`]: wiring and shutdown.
 //!
@@ -35,6 +36,7 @@ pub mod service;
 pub mod session;
 pub mod sim;
 pub mod sources;
+pub mod store;
 pub mod throttle;
 pub mod tls;
 

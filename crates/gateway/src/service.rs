@@ -23,6 +23,8 @@ use crate::pattern::Pattern;
 use crate::policy::{self, Action};
 use crate::reading::{Quality, Reading, now_us};
 use crate::registry::{Connection, Registry};
+use crate::store::writer::StoreHandle;
+use crate::store::{History, HistoryQuery};
 use crate::throttle::{AuthThrottle, PushRate};
 
 /// Why an operation was refused. Messages are fixed text: never input, never
@@ -82,6 +84,9 @@ impl ServiceError {
     }
 }
 
+/// Longest wait for a push's commit before the device is told it failed.
+pub const COMMIT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// Who is asking, from where: what audit lines need besides the principal.
 #[derive(Debug, Clone, Copy)]
 pub struct Caller<'a> {
@@ -123,6 +128,8 @@ pub struct Service {
     push_rate: PushRate,
     /// Readings taken in from every source, for metrics and benchmarks.
     ingested: std::sync::atomic::AtomicU64,
+    /// History, when on.
+    store: Option<Arc<StoreHandle>>,
 }
 
 impl Service {
@@ -146,8 +153,23 @@ impl Service {
             auth_throttle: AuthThrottle::new(limits.auth_failures_per_minute),
             push_rate: PushRate::new(limits.push_rate_per_sec),
             ingested: std::sync::atomic::AtomicU64::new(0),
+            store: None,
             limits,
         }
+    }
+
+    /// Keeps history in `store`: source readings are offered to it, pushes
+    /// are acknowledged once committed, history queries read it.
+    #[must_use]
+    pub fn with_store(mut self, store: Arc<StoreHandle>) -> Self {
+        self.store = Some(store);
+        self
+    }
+
+    /// The history store, when on.
+    #[must_use]
+    pub const fn store(&self) -> Option<&Arc<StoreHandle>> {
+        self.store.as_ref()
     }
 
     /// Readings taken in so far, from every source and push.
@@ -282,19 +304,53 @@ impl Service {
             .ok_or(ServiceError::NotFound)
     }
 
-    /// History of a sensor. The store that keeps history is not built yet
-    /// (it comes with the HTTP API); until then the policy is still asked
-    /// first and the answer is `NOT_FOUND`.
+    /// Checks a history request: the policy first, then the range. The
+    /// query runs with [`Service::run_history`].
     ///
     /// # Errors
-    /// [`ServiceError::Forbidden`] out of scope, [`ServiceError::NotFound`].
+    /// [`ServiceError::Forbidden`] out of scope, [`ServiceError::NotFound`]
+    /// when history is off, [`ServiceError::Invalid`] for an empty or
+    /// reversed range or a negative bucket.
     pub fn history(
         &self,
         caller: Caller<'_>,
         sensor: &str,
-    ) -> Result<sensegate_proto::v1::HistoryReply, ServiceError> {
+        from_us: i64,
+        to_us: i64,
+        bucket_us: i64,
+        limit: usize,
+    ) -> Result<HistoryQuery, ServiceError> {
         Self::allow(caller.principal, Action::ReadSensor(sensor))?;
-        Err(ServiceError::NotFound)
+        if self.store.is_none() {
+            return Err(ServiceError::NotFound);
+        }
+        if to_us <= from_us || bucket_us < 0 {
+            return Err(ServiceError::Invalid);
+        }
+        // The reply must fit one frame: a row costs at most its sensor name
+        // plus 64 bytes of numbers and encoding (a bucket is smaller).
+        let per_row = sensor.len() + 64;
+        let fits = usize::try_from(self.limits.frame.get()).unwrap_or(usize::MAX) / per_row;
+        let cap = self.limits.message.max_readings.min(fits).max(1);
+        Ok(HistoryQuery {
+            sensor: sensor.to_owned(),
+            from_us,
+            to_us,
+            bucket_us,
+            limit: if limit == 0 { cap } else { limit.min(cap) },
+        })
+    }
+
+    /// Runs a query checked by [`Service::history`].
+    ///
+    /// # Errors
+    /// [`ServiceError::Internal`] when the store fails.
+    pub async fn run_history(&self, query: HistoryQuery) -> Result<History, ServiceError> {
+        let store = self.store.as_ref().ok_or(ServiceError::NotFound)?;
+        store.history(query).await.map_err(|e| {
+            tracing::error!(error = %e, "history query failed");
+            ServiceError::Internal
+        })
     }
 
     /// Adds subscription patterns for a connection; returns the active count.
@@ -341,7 +397,8 @@ impl Service {
         self.hub.remove(connection.id);
     }
 
-    /// Accepts a device's readings: all or nothing. Returns how many.
+    /// Checks a device's readings, all or nothing, and returns them ready
+    /// for [`Service::commit_push`]. Nothing is stored or published yet.
     ///
     /// # Errors
     /// [`ServiceError::PushBatch`] over `limits.max_push_batch`,
@@ -353,7 +410,7 @@ impl Service {
         caller: Caller<'_>,
         readings: &[PushedReading],
         now: Instant,
-    ) -> Result<usize, ServiceError> {
+    ) -> Result<Vec<Reading>, ServiceError> {
         if readings.len() > self.limits.max_push_batch {
             return Err(ServiceError::PushBatch);
         }
@@ -379,13 +436,52 @@ impl Service {
                 quality: r.quality,
             });
         }
-        self.ingest(&accepted);
-        Ok(accepted.len())
+        Ok(accepted)
     }
 
-    /// A source's readings: into the catalog (one lock for the batch) and
-    /// out through the hub.
+    /// Stores a push checked by [`Service::push`] and returns once it is
+    /// durable (when history is on), then publishes it; returns how many
+    /// readings it held. Only then may the device be told they were taken.
+    ///
+    /// # Errors
+    /// [`ServiceError::Internal`] when the store could not commit them;
+    /// nothing is published then.
+    pub async fn commit_push(&self, readings: Vec<Reading>) -> Result<usize, ServiceError> {
+        let n = readings.len();
+        match &self.store {
+            Some(store) => {
+                // Bounded, so a stuck disk cannot hold the connection for
+                // ever. A device that retries after a timeout whose commit
+                // did land rewrites the same (sensor, timestamp) rows.
+                match tokio::time::timeout(COMMIT_TIMEOUT, store.commit(readings.clone())).await {
+                    Ok(Ok(())) => {}
+                    Ok(Err(e)) => {
+                        tracing::error!(error = %e, "a push could not be stored");
+                        return Err(ServiceError::Internal);
+                    }
+                    Err(_) => {
+                        tracing::error!("a push was not committed within {COMMIT_TIMEOUT:?}");
+                        return Err(ServiceError::Internal);
+                    }
+                }
+                self.publish(&readings);
+            }
+            None => self.publish(&readings),
+        }
+        Ok(n)
+    }
+
+    /// A source's readings: into history (without waiting; see
+    /// [`StoreHandle::offer`]), the catalog and the hub.
     pub fn ingest(&self, readings: &[Reading]) {
+        if let Some(store) = &self.store {
+            store.offer(readings);
+        }
+        self.publish(readings);
+    }
+
+    /// Into the catalog (one lock for the batch) and out through the hub.
+    fn publish(&self, readings: &[Reading]) {
         let n = u64::try_from(readings.len()).unwrap_or(u64::MAX);
         self.ingested
             .fetch_add(n, std::sync::atomic::Ordering::Relaxed);

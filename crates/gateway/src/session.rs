@@ -42,12 +42,81 @@ pub struct Serving {
 }
 
 /// What the connection task does after a frame.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, PartialEq)]
 pub enum Step {
     /// Send the replies and keep reading.
     Continue,
     /// Send the replies, then close.
     Close,
+    /// Run this work (it waits on the store), reply with its result, and
+    /// keep reading. The session does no I/O itself: the connection task
+    /// awaits [`Pending::run`].
+    Await(Pending),
+}
+
+/// Work a request left for the connection task: it needs the store.
+#[derive(Debug, PartialEq)]
+pub struct Pending {
+    request_id: u64,
+    work: Work,
+}
+
+#[derive(Debug, PartialEq)]
+enum Work {
+    /// A checked push, acknowledged once committed.
+    Commit(Vec<Reading>),
+    /// A checked history query.
+    History(crate::store::HistoryQuery),
+}
+
+impl Pending {
+    const fn new(request_id: u64, work: Work) -> Self {
+        Self { request_id, work }
+    }
+
+    /// Does the work and returns the reply.
+    pub async fn run(self, service: &Service) -> v1::Envelope {
+        let result = match self.work {
+            Work::Commit(readings) => service.commit_push(readings).await.map(|n| {
+                Body::PushAck(v1::PushAck {
+                    accepted: u32::try_from(n).unwrap_or(u32::MAX),
+                })
+            }),
+            Work::History(query) => {
+                let sensor = query.sensor.clone();
+                service.run_history(query).await.map(|h| {
+                    Body::HistoryReply(v1::HistoryReply {
+                        readings: h
+                            .rows
+                            .iter()
+                            .map(|r| v1::Reading {
+                                sensor: sensor.clone(),
+                                timestamp_us: r.timestamp_us,
+                                value: r.value,
+                                quality: r.quality.to_wire().into(),
+                            })
+                            .collect(),
+                        buckets: h
+                            .buckets
+                            .iter()
+                            .map(|b| v1::Bucket {
+                                start_us: b.start_us,
+                                min: b.min,
+                                max: b.max,
+                                mean: b.mean,
+                                count: b.count,
+                            })
+                            .collect(),
+                        truncated: h.truncated,
+                    })
+                })
+            }
+        };
+        match result {
+            Ok(body) => reply(self.request_id, body),
+            Err(e) => service_error(self.request_id, e),
+        }
+    }
 }
 
 /// A session over one connection.
@@ -300,8 +369,14 @@ impl Serving {
                     active: u32::try_from(active).unwrap_or(u32::MAX),
                 }))
             }
-            Body::History(r) => service.history(caller, &r.sensor).map(Body::HistoryReply),
-            Body::Push(r) => push(service, caller, r, now),
+            Body::History(r) => match history(service, caller, &r) {
+                Ok(query) => return Step::Await(Pending::new(id, Work::History(query))),
+                Err(e) => Err(e),
+            },
+            Body::Push(r) => match push(service, caller, r, now) {
+                Ok(readings) => return Step::Await(Pending::new(id, Work::Commit(readings))),
+                Err(e) => Err(e),
+            },
             Body::CreateToken(r) => create_token(service, caller, &r),
             Body::ListTokens(_) => service.list_tokens(caller).map(|tokens| {
                 Body::Tokens(v1::ListTokensReply {
@@ -384,12 +459,21 @@ fn list_sensors(
     }))
 }
 
+fn history(
+    service: &Service,
+    caller: Caller<'_>,
+    r: &v1::HistoryRequest,
+) -> Result<crate::store::HistoryQuery, ServiceError> {
+    let limit = usize::try_from(r.limit).unwrap_or(usize::MAX);
+    service.history(caller, &r.sensor, r.from_us, r.to_us, r.bucket_us, limit)
+}
+
 fn push(
     service: &Service,
     caller: Caller<'_>,
     r: v1::PushRequest,
     now: Instant,
-) -> Result<Body, ServiceError> {
+) -> Result<Vec<Reading>, ServiceError> {
     let readings: Vec<PushedReading> = r
         .readings
         .into_iter()
@@ -400,10 +484,7 @@ fn push(
             quality: Quality::from_wire(w.quality),
         })
         .collect();
-    let n = service.push(caller, &readings, now)?;
-    Ok(Body::PushAck(v1::PushAck {
-        accepted: u32::try_from(n).unwrap_or(u32::MAX),
-    }))
+    service.push(caller, &readings, now)
 }
 
 fn create_token(

@@ -202,12 +202,23 @@ impl Conn {
                         now.into_std(),
                         &mut self.replies,
                     );
-                    if step == Step::Close {
-                        let replies = std::mem::take(&mut self.replies);
-                        for r in replies {
-                            self.farewell(r).await;
+                    match step {
+                        Step::Continue => {}
+                        Step::Close => {
+                            let replies = std::mem::take(&mut self.replies);
+                            for r in replies {
+                                self.farewell(r).await;
+                            }
+                            return Some(End::Closed);
                         }
-                        return Some(End::Closed);
+                        Step::Await(pending) => {
+                            // A push waits for its commit, a history query
+                            // for the store: this connection reads nothing
+                            // meanwhile, so each has at most one in flight.
+                            let service = self.shared.service.clone();
+                            let reply = Box::pin(pending.run(&service)).await;
+                            self.replies.push(reply);
+                        }
                     }
                 }
                 Ok(None) => break,

@@ -186,7 +186,9 @@ impl DriverSource {
             restart_initial: Duration::from_millis(500),
             restart_max: Duration::from_secs(60),
             memory_bytes: 256 << 20,
-            cpu_seconds: 3600,
+            // A lifetime budget, not a rate: a backstop for runaway loops
+            // that still return (a spin inside a read is caught as a hang).
+            cpu_seconds: 86_400,
             open_files: 16,
         }
     }

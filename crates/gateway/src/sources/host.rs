@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 use bytes::BytesMut;
 use prost::Message;
 use sensegate_ffi::sandbox::{self, Limits};
-use sensegate_ffi::{Driver, Library, record};
+use sensegate_ffi::{Driver, record};
 use sensegate_proto::frame::{FrameDecoder, FrameLimit, encode_message};
 use sensegate_proto::v1::{self, host_event::Body};
 
@@ -32,39 +32,51 @@ pub const HOST_FRAME_LIMIT: u32 = 128 << 10;
 const EXIT_FAILED: u8 = 2;
 
 /// Runs the host on the process's stdin and stdout. Writes nothing to
-/// stderr, ever: after the sandbox is entered descriptor 2 is closed and may
-/// be reused by the driver.
+/// stderr: the sandbox puts `/dev/null` there.
 #[must_use]
 pub fn run() -> ExitCode {
     std::panic::set_hook(Box::new(|_| {}));
+    // Who started us, before anything can make us an orphan unnoticed.
+    let parent = std::os::unix::process::parent_id();
     let mut input = std::io::stdin().lock();
     let mut output = std::io::stdout().lock();
-    match serve(&mut input, &mut output) {
+    match serve(&mut input, &mut output, parent) {
         Ok(()) => ExitCode::SUCCESS,
-        Err(reason) => {
-            // Best effort: the daemon also sees the exit status.
-            let _ = send(&mut output, Body::Failed(v1::HostFailed { reason }));
-            ExitCode::from(EXIT_FAILED)
-        }
+        Err(reason) => fail(&mut output, reason),
     }
 }
 
-fn serve(input: &mut impl Read, output: &mut impl Write) -> Result<(), String> {
+/// Reports `reason` and exits at once, without closing the driver or
+/// unloading it: a driver that just broke its contract may have corrupted
+/// the heap, and running its close and destructors could turn a clear
+/// reason into a crash or a hang.
+fn fail(output: &mut impl Write, reason: String) -> ! {
+    let _ = send(output, Body::Failed(v1::HostFailed { reason }));
+    std::process::exit(i32::from(EXIT_FAILED))
+}
+
+fn serve(input: &mut impl Read, output: &mut impl Write, parent: u32) -> Result<(), String> {
     let start = read_start(input)?;
     let limits = Limits {
         address_space_bytes: start.address_space_bytes,
         cpu_seconds: start.cpu_seconds,
         open_files: start.open_files,
     };
-    sandbox::enter(&[0, 1], limits).map_err(|e| e.to_string())?;
-    let library = Library::load(Path::new(&start.driver_path)).map_err(|e| e.to_string())?;
-    let mut driver = Driver::open(&library, &start.config).map_err(|e| e.to_string())?;
+    let library = sandbox::enter_and_load(&[0, 1], limits, parent, Path::new(&start.driver_path))
+        .map_err(|e| e.to_string())?;
+    let mut driver = match Driver::open(&library, &start.config) {
+        Ok(d) => d,
+        Err(e) => fail(output, e.to_string()),
+    };
     send(output, Body::Ready(v1::HostReady {}))?;
     let heartbeat = Duration::from_millis(u64::from(start.heartbeat_ms.max(10)));
     let idle = Duration::from_millis(u64::from(start.idle_poll_ms.clamp(1, 1000)));
     let mut last_sent = Instant::now();
     loop {
-        let records = driver.read().map_err(|e| e.to_string())?;
+        let records = match driver.read() {
+            Ok(r) => r,
+            Err(e) => fail(output, e.to_string()),
+        };
         if records.is_empty() {
             if last_sent.elapsed() >= heartbeat {
                 send(output, Body::Heartbeat(v1::HostHeartbeat {}))?;

@@ -44,7 +44,10 @@ impl LineSplitter {
                 }
                 self.buf.clear();
             } else if !self.skipping {
-                if self.buf.len() >= self.max {
+                // One byte over the cap is allowed when it is the `\r` of a
+                // CRLF ending, which is stripped.
+                let cr_after_full = b == b'\r' && self.buf.len() == self.max;
+                if self.buf.len() >= self.max && !cr_after_full {
                     self.buf.clear();
                     self.skipping = true;
                     self.overlong += 1;
@@ -121,9 +124,15 @@ mod tests {
         let (lines, overlong) = split(8, &[b"ok=1\n", &long, b"tail\nafter=2\n"]);
         assert_eq!(lines, ["ok=1", "after=2"]);
         assert_eq!(overlong, 1);
-        // Exactly at the cap is fine.
-        let (lines, _) = split(4, &[b"abcd\n"]);
-        assert_eq!(lines, ["abcd"]);
+        // Exactly at the cap is fine, with either ending.
+        let (lines, overlong) = split(4, &[b"abcd\n", b"efgh\r\n"]);
+        assert_eq!(
+            (lines, overlong),
+            (vec!["abcd".to_owned(), "efgh".to_owned()], 0)
+        );
+        // A carriage return inside does not get the extra byte.
+        let (lines, overlong) = split(4, &[b"abcd\rx\nok\n"]);
+        assert_eq!((lines, overlong), (vec!["ok".to_owned()], 1));
     }
 
     #[test]

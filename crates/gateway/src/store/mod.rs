@@ -1,0 +1,100 @@
+//! History: where readings are kept, and the queries over them.
+//!
+//! - [`Store`] is the small trait a backend implements (write a group of
+//!   batches in one transaction, answer a history query, prune old rows).
+//!   [`sqlite`] is the backend today; a PostgreSQL one can be added behind
+//!   the same trait without touching callers.
+//! - [`writer`] is what callers use: [`writer::StoreHandle`] queues readings
+//!   for one writer thread that commits everything queued at once (group
+//!   commit), acknowledges a device's push only after its commit, runs
+//!   history queries on a blocking thread, and prunes by age in small steps.
+//!
+//! Every queue is bounded: at most `store.max_queued_readings` readings wait
+//! for the writer. Source readings that find it full are left out of history
+//! and counted (live data goes on); a push waits for room, and is
+//! acknowledged only once it is durable.
+
+pub mod sqlite;
+pub mod writer;
+
+use crate::reading::{Quality, Reading};
+
+/// A backend failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("history store: {0}")]
+pub struct StoreError(pub String);
+
+/// A history query, validated by the service.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HistoryQuery {
+    /// The sensor.
+    pub sensor: String,
+    /// Start, inclusive, µs since the epoch.
+    pub from_us: i64,
+    /// End, exclusive.
+    pub to_us: i64,
+    /// 0 for raw readings, else the bucket width in µs.
+    pub bucket_us: i64,
+    /// Most rows returned.
+    pub limit: usize,
+}
+
+/// Aggregates of one time bucket.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Bucket {
+    /// Start of the bucket.
+    pub start_us: i64,
+    /// Smallest value.
+    pub min: f64,
+    /// Largest value.
+    pub max: f64,
+    /// Mean.
+    pub mean: f64,
+    /// Readings in it.
+    pub count: u64,
+}
+
+/// A raw reading from history.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Row {
+    /// When.
+    pub timestamp_us: i64,
+    /// The value.
+    pub value: f64,
+    /// Its quality.
+    pub quality: Quality,
+}
+
+/// What a history query found.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct History {
+    /// Raw readings (when the query had no bucket).
+    pub rows: Vec<Row>,
+    /// Buckets (when it had one).
+    pub buckets: Vec<Bucket>,
+    /// The limit cut the answer short.
+    pub truncated: bool,
+}
+
+/// A history backend. Writes come from one thread at a time; queries and
+/// pruning may come from others.
+pub trait Store: Send + Sync + 'static {
+    /// Writes every batch in one durable transaction.
+    ///
+    /// # Errors
+    /// [`StoreError`]; then none of the batches is stored.
+    fn write(&self, batches: &[&[Reading]]) -> Result<(), StoreError>;
+
+    /// Answers a query.
+    ///
+    /// # Errors
+    /// [`StoreError`].
+    fn history(&self, query: &HistoryQuery) -> Result<History, StoreError>;
+
+    /// Deletes at most `max_rows` readings older than each sensor's cutoff
+    /// (`cutoff(name)` gives it, in µs since the epoch); returns how many.
+    ///
+    /// # Errors
+    /// [`StoreError`].
+    fn prune(&self, cutoff: &dyn Fn(&str) -> i64, max_rows: usize) -> Result<usize, StoreError>;
+}

@@ -1,0 +1,433 @@
+//! The SQLite backend: one file in the data directory, WAL mode,
+//! `synchronous=FULL` by default (an acknowledged reading survives power
+//! loss, not only a crash), schema migrations versioned in code.
+//!
+//! Readings are keyed by (sensor, timestamp) in a `WITHOUT ROWID` table, so
+//! a range query for one sensor reads one contiguous run of the primary key.
+//! Sensor names are stored once, in `sensors`, and referred to by id.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use rusqlite::{Connection, OpenFlags, params};
+
+use super::{Bucket, History, HistoryQuery, Row, Store, StoreError};
+use crate::reading::{Quality, Reading};
+
+/// The migrations, in order; `PRAGMA user_version` records how many ran.
+const MIGRATIONS: &[&str] = &[
+    // 1: sensors and readings.
+    "CREATE TABLE sensors (
+         id   INTEGER PRIMARY KEY,
+         name TEXT NOT NULL UNIQUE
+     );
+     CREATE TABLE readings (
+         sensor_id INTEGER NOT NULL REFERENCES sensors(id),
+         ts        INTEGER NOT NULL,
+         value     REAL    NOT NULL,
+         quality   INTEGER NOT NULL,
+         PRIMARY KEY (sensor_id, ts)
+     ) WITHOUT ROWID;",
+];
+
+/// How durable a commit is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Durability {
+    /// `synchronous=FULL`: survives power loss.
+    Full,
+    /// `synchronous=NORMAL`: survives a crash of the daemon, may lose the
+    /// last commits on power loss.
+    Normal,
+}
+
+/// Most reader connections kept open.
+const MAX_READERS: usize = 4;
+
+/// The SQLite store.
+pub struct SqliteStore {
+    path: PathBuf,
+    writer: Mutex<Writer>,
+    readers: Mutex<Vec<Connection>>,
+}
+
+impl std::fmt::Debug for SqliteStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqliteStore")
+            .field("path", &self.path)
+            .finish_non_exhaustive()
+    }
+}
+
+struct Writer {
+    conn: Connection,
+    ids: HashMap<String, i64>,
+}
+
+fn err(e: &rusqlite::Error) -> StoreError {
+    StoreError(e.to_string())
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database at `path` and brings its
+    /// schema up to date.
+    ///
+    /// # Errors
+    /// [`StoreError`] when it cannot be opened, or its schema is newer than
+    /// this program's.
+    pub fn open(path: &Path, durability: Durability) -> Result<Self, StoreError> {
+        let conn = Connection::open(path).map_err(|e| err(&e))?;
+        conn.pragma_update(None, "journal_mode", "WAL")
+            .map_err(|e| err(&e))?;
+        let sync = match durability {
+            Durability::Full => "FULL",
+            Durability::Normal => "NORMAL",
+        };
+        conn.pragma_update(None, "synchronous", sync)
+            .map_err(|e| err(&e))?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))
+            .map_err(|e| err(&e))?;
+        migrate(&conn)?;
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt as _;
+            let _ = std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600));
+        }
+        Ok(Self {
+            path: path.to_owned(),
+            writer: Mutex::new(Writer {
+                conn,
+                ids: HashMap::new(),
+            }),
+            readers: Mutex::new(Vec::new()),
+        })
+    }
+
+    fn reader(&self) -> Result<Connection, StoreError> {
+        if let Some(c) = self
+            .readers
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .pop()
+        {
+            return Ok(c);
+        }
+        let c = Connection::open_with_flags(
+            &self.path,
+            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .map_err(|e| err(&e))?;
+        c.busy_timeout(std::time::Duration::from_secs(5))
+            .map_err(|e| err(&e))?;
+        Ok(c)
+    }
+
+    fn give_back(&self, c: Connection) {
+        let mut pool = self
+            .readers
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if pool.len() < MAX_READERS {
+            pool.push(c);
+        }
+    }
+}
+
+fn migrate(conn: &Connection) -> Result<(), StoreError> {
+    let version: i64 = conn
+        .pragma_query_value(None, "user_version", |r| r.get(0))
+        .map_err(|e| err(&e))?;
+    let known = i64::try_from(MIGRATIONS.len()).unwrap_or(i64::MAX);
+    if version > known {
+        return Err(StoreError(format!(
+            "the database has schema version {version}; this program knows up to {known}"
+        )));
+    }
+    for (i, sql) in MIGRATIONS
+        .iter()
+        .enumerate()
+        .skip(usize::try_from(version).unwrap_or(0))
+    {
+        let tx = conn.unchecked_transaction().map_err(|e| err(&e))?;
+        tx.execute_batch(sql).map_err(|e| err(&e))?;
+        tx.pragma_update(None, "user_version", i + 1)
+            .map_err(|e| err(&e))?;
+        tx.commit().map_err(|e| err(&e))?;
+    }
+    Ok(())
+}
+
+impl Writer {
+    fn sensor_id(&mut self, name: &str) -> Result<i64, rusqlite::Error> {
+        if let Some(&id) = self.ids.get(name) {
+            return Ok(id);
+        }
+        self.conn
+            .prepare_cached("INSERT OR IGNORE INTO sensors (name) VALUES (?1)")?
+            .execute([name])?;
+        let id: i64 = self
+            .conn
+            .prepare_cached("SELECT id FROM sensors WHERE name = ?1")?
+            .query_row([name], |r| r.get(0))?;
+        self.ids.insert(name.to_owned(), id);
+        Ok(id)
+    }
+
+    fn write(&mut self, batches: &[&[Reading]]) -> Result<(), rusqlite::Error> {
+        self.conn.execute_batch("BEGIN")?;
+        let result = (|| {
+            for batch in batches {
+                for r in *batch {
+                    let id = self.sensor_id(&r.sensor)?;
+                    self.conn
+                        .prepare_cached(
+                            "INSERT OR REPLACE INTO readings (sensor_id, ts, value, quality) VALUES (?1, ?2, ?3, ?4)",
+                        )?
+                        .execute(params![id, r.timestamp_us, r.value, quality_code(r.quality)])?;
+                }
+            }
+            Ok(())
+        })();
+        match result {
+            Ok(()) => self.conn.execute_batch("COMMIT"),
+            Err(e) => {
+                let _ = self.conn.execute_batch("ROLLBACK");
+                // Ids inserted in the rolled-back transaction are gone.
+                self.ids.clear();
+                Err(e)
+            }
+        }
+    }
+}
+
+const fn quality_code(q: Quality) -> i64 {
+    match q {
+        Quality::Good => 0,
+        Quality::Uncertain => 1,
+        Quality::Bad => 2,
+    }
+}
+
+const fn quality_from(code: i64) -> Quality {
+    match code {
+        0 => Quality::Good,
+        1 => Quality::Uncertain,
+        _ => Quality::Bad,
+    }
+}
+
+impl Store for SqliteStore {
+    fn write(&self, batches: &[&[Reading]]) -> Result<(), StoreError> {
+        self.writer
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .write(batches)
+            .map_err(|e| err(&e))
+    }
+
+    fn history(&self, q: &HistoryQuery) -> Result<History, StoreError> {
+        let conn = self.reader()?;
+        let result = query(&conn, q).map_err(|e| err(&e));
+        self.give_back(conn);
+        result
+    }
+
+    fn prune(&self, cutoff: &dyn Fn(&str) -> i64, max_rows: usize) -> Result<usize, StoreError> {
+        let w = self
+            .writer
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let sensors: Vec<(i64, String)> = w
+            .conn
+            .prepare_cached("SELECT id, name FROM sensors")
+            .and_then(|mut s| s.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?.collect())
+            .map_err(|e| err(&e))?;
+        let mut deleted = 0;
+        for (id, name) in sensors {
+            if deleted >= max_rows {
+                break;
+            }
+            let left = i64::try_from(max_rows - deleted).unwrap_or(i64::MAX);
+            let n = w
+                .conn
+                .prepare_cached(
+                    "DELETE FROM readings WHERE sensor_id = ?1 AND ts IN
+                       (SELECT ts FROM readings WHERE sensor_id = ?1 AND ts < ?2 ORDER BY ts LIMIT ?3)",
+                )
+                .and_then(|mut s| s.execute(params![id, cutoff(&name), left]))
+                .map_err(|e| err(&e))?;
+            deleted += n;
+        }
+        Ok(deleted)
+    }
+}
+
+fn query(conn: &Connection, q: &HistoryQuery) -> Result<History, rusqlite::Error> {
+    let Some(id) = conn
+        .prepare_cached("SELECT id FROM sensors WHERE name = ?1")?
+        .query_row([&q.sensor], |r| r.get::<_, i64>(0))
+        .map(Some)
+        .or_else(|e| match e {
+            rusqlite::Error::QueryReturnedNoRows => Ok(None),
+            e => Err(e),
+        })?
+    else {
+        return Ok(History::default());
+    };
+    // One row past the limit tells whether the answer was cut.
+    let fetch = i64::try_from(q.limit.saturating_add(1)).unwrap_or(i64::MAX);
+    let mut out = History::default();
+    if q.bucket_us == 0 {
+        let mut stmt = conn.prepare_cached(
+            "SELECT ts, value, quality FROM readings
+             WHERE sensor_id = ?1 AND ts >= ?2 AND ts < ?3 ORDER BY ts LIMIT ?4",
+        )?;
+        out.rows = stmt
+            .query_map(params![id, q.from_us, q.to_us, fetch], |r| {
+                Ok(Row {
+                    timestamp_us: r.get(0)?,
+                    value: r.get(1)?,
+                    quality: quality_from(r.get(2)?),
+                })
+            })?
+            .collect::<Result<_, _>>()?;
+        out.truncated = out.rows.len() > q.limit;
+        out.rows.truncate(q.limit);
+    } else {
+        let mut stmt = conn.prepare_cached(
+            "SELECT (ts - ?2) / ?4 AS b, MIN(value), MAX(value), AVG(value), COUNT(*)
+             FROM readings WHERE sensor_id = ?1 AND ts >= ?2 AND ts < ?3
+             GROUP BY b ORDER BY b LIMIT ?5",
+        )?;
+        out.buckets = stmt
+            .query_map(params![id, q.from_us, q.to_us, q.bucket_us, fetch], |r| {
+                let b: i64 = r.get(0)?;
+                let count: i64 = r.get(4)?;
+                Ok(Bucket {
+                    start_us: q.from_us.saturating_add(b.saturating_mul(q.bucket_us)),
+                    min: r.get(1)?,
+                    max: r.get(2)?,
+                    mean: r.get(3)?,
+                    count: u64::try_from(count).unwrap_or(0),
+                })
+            })?
+            .collect::<Result<_, _>>()?;
+        out.truncated = out.buckets.len() > q.limit;
+        out.buckets.truncate(q.limit);
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+
+    fn reading(sensor: &Arc<str>, ts: i64, value: f64) -> Reading {
+        Reading {
+            sensor: sensor.clone(),
+            timestamp_us: ts,
+            value,
+            quality: Quality::Good,
+        }
+    }
+
+    fn q(sensor: &str, from: i64, to: i64, bucket: i64, limit: usize) -> HistoryQuery {
+        HistoryQuery {
+            sensor: sensor.to_owned(),
+            from_us: from,
+            to_us: to,
+            bucket_us: bucket,
+            limit,
+        }
+    }
+
+    #[test]
+    fn writes_are_read_back_by_range_and_bucket() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&dir.path().join("h.db"), Durability::Full).unwrap();
+        let a: Arc<str> = Arc::from("a");
+        let b: Arc<str> = Arc::from("b");
+        let batch: Vec<Reading> = (0..100)
+            .map(|i| reading(&a, i * 10, f64::from(i32::try_from(i).unwrap())))
+            .collect();
+        store.write(&[&batch, &[reading(&b, 5, 1.0)]]).unwrap();
+        let raw = store.history(&q("a", 100, 200, 0, 1000)).unwrap();
+        assert_eq!(raw.rows.len(), 10);
+        assert_eq!(raw.rows[0].timestamp_us, 100);
+        assert!(!raw.truncated);
+        let cut = store.history(&q("a", 0, 1000, 0, 5)).unwrap();
+        assert_eq!((cut.rows.len(), cut.truncated), (5, true));
+        let buckets = store.history(&q("a", 0, 1000, 250, 100)).unwrap().buckets;
+        assert_eq!(buckets.len(), 4);
+        assert_eq!((buckets[0].start_us, buckets[0].count), (0, 25));
+        assert!((buckets[0].min, buckets[0].max) == (0.0, 24.0));
+        assert!((buckets[0].mean - 12.0).abs() < 1e-9);
+        assert_eq!(buckets[3].start_us, 750);
+        assert!(
+            store
+                .history(&q("nobody", 0, 10, 0, 10))
+                .unwrap()
+                .rows
+                .is_empty()
+        );
+        // The same (sensor, timestamp) again replaces the value.
+        store.write(&[&[reading(&b, 5, 2.0)]]).unwrap();
+        assert!(
+            (store.history(&q("b", 0, 10, 0, 10)).unwrap().rows[0].value - 2.0).abs()
+                < f64::EPSILON
+        );
+    }
+
+    #[test]
+    fn pruning_deletes_old_rows_in_small_steps_per_sensor_cutoff() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&dir.path().join("h.db"), Durability::Normal).unwrap();
+        let a: Arc<str> = Arc::from("a");
+        let b: Arc<str> = Arc::from("b");
+        let rows: Vec<Reading> = (0..50)
+            .flat_map(|i| [reading(&a, i, 1.0), reading(&b, i, 1.0)])
+            .collect();
+        store.write(&[&rows]).unwrap();
+        // a keeps from 40 on, b from 10 on.
+        let cutoff = |name: &str| if name == "a" { 40 } else { 10 };
+        assert_eq!(store.prune(&cutoff, 15).unwrap(), 15);
+        let mut total = 15;
+        loop {
+            let n = store.prune(&cutoff, 15).unwrap();
+            if n == 0 {
+                break;
+            }
+            total += n;
+        }
+        assert_eq!(total, 40 + 10);
+        assert_eq!(
+            store.history(&q("a", 0, 100, 0, 100)).unwrap().rows.len(),
+            10
+        );
+        assert_eq!(
+            store.history(&q("b", 0, 100, 0, 100)).unwrap().rows.len(),
+            40
+        );
+    }
+
+    #[test]
+    fn a_newer_schema_is_refused_and_reopening_keeps_data() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("h.db");
+        let a: Arc<str> = Arc::from("a");
+        SqliteStore::open(&path, Durability::Full)
+            .unwrap()
+            .write(&[&[reading(&a, 1, 1.0)]])
+            .unwrap();
+        let again = SqliteStore::open(&path, Durability::Full).unwrap();
+        assert_eq!(again.history(&q("a", 0, 10, 0, 10)).unwrap().rows.len(), 1);
+        drop(again);
+        Connection::open(&path)
+            .unwrap()
+            .pragma_update(None, "user_version", 99)
+            .unwrap();
+        let e = SqliteStore::open(&path, Durability::Full).unwrap_err();
+        assert!(e.0.contains("schema version 99"), "{e}");
+    }
+}

@@ -1,0 +1,331 @@
+//! The store's front: one writer thread with group commit, acknowledged and
+//! unacknowledged writes, history queries off the async threads, and pruning
+//! by age in small steps.
+//!
+//! The writer thread takes everything queued when it wakes (up to
+//! [`MAX_COMMIT_ROWS`]) and commits it in one transaction, so readings from
+//! many devices share one fsync. A device's push waits for its commit before
+//! it is acknowledged. Room in the queue is counted in readings with a
+//! semaphore: sources that find it full are left out of history (counted and
+//! logged), pushes wait for room.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
+
+use super::{History, HistoryQuery, Store, StoreError};
+use crate::pattern::Pattern;
+use crate::reading::{Reading, now_us};
+
+/// Most readings committed in one transaction.
+pub const MAX_COMMIT_ROWS: usize = 50_000;
+/// Most readings deleted by one pruning step.
+pub const PRUNE_STEP_ROWS: usize = 10_000;
+/// History queries running at once.
+const MAX_QUERIES: usize = 4;
+/// Queued writes (each at least one reading).
+const MAX_JOBS: usize = 4096;
+
+/// Retention and queue settings.
+#[derive(Debug, Clone)]
+pub struct Retention {
+    /// How long readings are kept unless a rule says otherwise.
+    pub default: Duration,
+    /// Per-sensor rules: the first pattern that matches decides.
+    pub rules: Vec<(Pattern, Duration)>,
+    /// How often pruning runs.
+    pub every: Duration,
+}
+
+impl Retention {
+    /// The cutoff for `sensor` at `now_us`: readings before it are pruned.
+    #[must_use]
+    pub fn cutoff(&self, sensor: &str, now_us: i64) -> i64 {
+        let keep = self
+            .rules
+            .iter()
+            .find(|(p, _)| p.matches(sensor))
+            .map_or(self.default, |(_, d)| *d);
+        now_us.saturating_sub(i64::try_from(keep.as_micros()).unwrap_or(i64::MAX))
+    }
+}
+
+struct Job {
+    readings: Vec<Reading>,
+    _room: OwnedSemaphorePermit,
+    ack: Option<oneshot::Sender<Result<(), StoreError>>>,
+}
+
+/// The store as callers see it.
+pub struct StoreHandle {
+    store: Arc<dyn Store>,
+    tx: mpsc::Sender<Job>,
+    room: Arc<Semaphore>,
+    max_queued: usize,
+    queries: Arc<Semaphore>,
+    dropped: AtomicU64,
+    last_drop_log: std::sync::Mutex<Option<Instant>>,
+}
+
+impl std::fmt::Debug for StoreHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StoreHandle")
+            .field("max_queued", &self.max_queued)
+            .finish_non_exhaustive()
+    }
+}
+
+impl StoreHandle {
+    /// Starts the writer thread and the pruning task over `store`. At most
+    /// `max_queued` readings wait for the writer.
+    #[must_use]
+    pub fn start(
+        store: Arc<dyn Store>,
+        max_queued: usize,
+        retention: Retention,
+        shutdown: &CancellationToken,
+    ) -> Arc<Self> {
+        let (tx, rx) = mpsc::channel(MAX_JOBS);
+        let writer_store = store.clone();
+        // A plain thread: it ends when the last handle is dropped, after
+        // committing what was queued.
+        let spawned = std::thread::Builder::new()
+            .name("sensegate-store".to_owned())
+            .spawn(move || writer_loop(&*writer_store, rx));
+        if let Err(e) = spawned {
+            tracing::error!(error = %e, "cannot start the store writer; history is off");
+        }
+        tokio::spawn(prune_loop(store.clone(), retention, shutdown.clone()));
+        Arc::new(Self {
+            store,
+            tx,
+            room: Arc::new(Semaphore::new(max_queued)),
+            max_queued,
+            queries: Arc::new(Semaphore::new(MAX_QUERIES)),
+            dropped: AtomicU64::new(0),
+            last_drop_log: std::sync::Mutex::new(None),
+        })
+    }
+
+    /// Queues a source's readings for history without waiting. When the
+    /// queue is full they are left out of history and counted.
+    pub fn offer(&self, readings: &[Reading]) {
+        if readings.is_empty() {
+            return;
+        }
+        let permit = u32::try_from(readings.len())
+            .ok()
+            .and_then(|n| self.room.clone().try_acquire_many_owned(n).ok());
+        let queued = permit.is_some_and(|room| {
+            self.tx
+                .try_send(Job {
+                    readings: readings.to_vec(),
+                    _room: room,
+                    ack: None,
+                })
+                .is_ok()
+        });
+        if !queued {
+            self.note_dropped(readings.len());
+        }
+    }
+
+    /// Stores `readings` and returns once they are durable.
+    ///
+    /// # Errors
+    /// [`StoreError`] when the write failed or the writer is gone; then
+    /// nothing may be acknowledged.
+    pub async fn commit(&self, readings: Vec<Reading>) -> Result<(), StoreError> {
+        let gone = || StoreError("the store writer has stopped".to_owned());
+        let n = u32::try_from(readings.len().min(self.max_queued)).unwrap_or(u32::MAX);
+        let room = self
+            .room
+            .clone()
+            .acquire_many_owned(n)
+            .await
+            .map_err(|_| gone())?;
+        let (ack, done) = oneshot::channel();
+        self.tx
+            .send(Job {
+                readings,
+                _room: room,
+                ack: Some(ack),
+            })
+            .await
+            .map_err(|_| gone())?;
+        done.await.map_err(|_| gone())?
+    }
+
+    /// Answers a history query on a blocking thread.
+    ///
+    /// # Errors
+    /// [`StoreError`].
+    pub async fn history(&self, query: HistoryQuery) -> Result<History, StoreError> {
+        let _slot = self
+            .queries
+            .acquire()
+            .await
+            .map_err(|_| StoreError("the store is closed".to_owned()))?;
+        let store = self.store.clone();
+        tokio::task::spawn_blocking(move || store.history(&query))
+            .await
+            .map_err(|e| StoreError(e.to_string()))?
+    }
+
+    /// Readings left out of history because the queue was full.
+    #[must_use]
+    pub fn dropped(&self) -> u64 {
+        self.dropped.load(Ordering::Relaxed)
+    }
+
+    fn note_dropped(&self, n: usize) {
+        let total = self
+            .dropped
+            .fetch_add(u64::try_from(n).unwrap_or(u64::MAX), Ordering::Relaxed);
+        let mut last = self
+            .last_drop_log
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if last.is_none_or(|t| t.elapsed() >= Duration::from_secs(10)) {
+            *last = Some(Instant::now());
+            drop(last);
+            tracing::warn!(
+                dropped_total = total + u64::try_from(n).unwrap_or(0),
+                "history store queue full: source readings left out of history"
+            );
+        }
+    }
+}
+
+fn writer_loop(store: &dyn Store, mut rx: mpsc::Receiver<Job>) {
+    while let Some(first) = rx.blocking_recv() {
+        let mut rows = first.readings.len();
+        let mut jobs = vec![first];
+        while rows < MAX_COMMIT_ROWS {
+            match rx.try_recv() {
+                Ok(job) => {
+                    rows += job.readings.len();
+                    jobs.push(job);
+                }
+                Err(_) => break,
+            }
+        }
+        let batches: Vec<&[Reading]> = jobs.iter().map(|j| j.readings.as_slice()).collect();
+        let result = store.write(&batches);
+        if let Err(e) = &result {
+            tracing::error!(error = %e, rows, "history write failed");
+        }
+        for job in jobs {
+            if let Some(ack) = job.ack {
+                let _ = ack.send(result.clone());
+            }
+        }
+    }
+}
+
+async fn prune_loop(store: Arc<dyn Store>, retention: Retention, shutdown: CancellationToken) {
+    let mut tick = tokio::time::interval(retention.every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let retention = Arc::new(retention);
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        // Small steps, each its own short transaction, until nothing is left.
+        loop {
+            let (store, retention) = (store.clone(), retention.clone());
+            let now = now_us();
+            let step = tokio::task::spawn_blocking(move || {
+                store.prune(&|name| retention.cutoff(name, now), PRUNE_STEP_ROWS)
+            })
+            .await;
+            match step {
+                Ok(Ok(n)) if n == PRUNE_STEP_ROWS && !shutdown.is_cancelled() => {
+                    tokio::task::yield_now().await;
+                }
+                Ok(Err(e)) => {
+                    tracing::warn!(error = %e, "pruning history failed");
+                    break;
+                }
+                Ok(Ok(_)) | Err(_) => break,
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::reading::Quality;
+    use crate::store::sqlite::{Durability, SqliteStore};
+
+    /// `n` readings of the last `n` µs (recent: old ones would be pruned
+    /// at once by the retention task).
+    fn readings(sensor: &str, n: i64) -> Vec<Reading> {
+        let s: Arc<str> = Arc::from(sensor);
+        let base = now_us() - n;
+        (0..n)
+            .map(|i| Reading {
+                sensor: s.clone(),
+                timestamp_us: base + i,
+                value: 1.0,
+                quality: Quality::Good,
+            })
+            .collect()
+    }
+
+    fn retention() -> Retention {
+        Retention {
+            default: Duration::from_secs(86_400),
+            rules: vec![(Pattern::new("short/*"), Duration::from_secs(1))],
+            every: Duration::from_secs(3600),
+        }
+    }
+
+    #[test]
+    fn the_first_matching_rule_decides_the_cutoff() {
+        let r = retention();
+        assert_eq!(r.cutoff("short/x", 10_000_000), 9_000_000);
+        assert_eq!(
+            r.cutoff("other", 100_000_000_000),
+            100_000_000_000 - 86_400_000_000
+        );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn commits_are_acknowledged_once_durable_and_offers_past_the_cap_are_counted() {
+        let dir = tempfile::tempdir().unwrap();
+        let store: Arc<dyn Store> =
+            Arc::new(SqliteStore::open(&dir.path().join("h.db"), Durability::Full).unwrap());
+        let stop = CancellationToken::new();
+        let h = StoreHandle::start(store.clone(), 100, retention(), &stop);
+        // Concurrent acknowledged commits: all durable when they return.
+        let tasks: Vec<_> = (0..8)
+            .map(|i| {
+                let h = h.clone();
+                tokio::spawn(async move { h.commit(readings(&format!("d{i}"), 50)).await })
+            })
+            .collect();
+        for t in tasks {
+            t.await.unwrap().unwrap();
+        }
+        for i in 0..8 {
+            let q = HistoryQuery {
+                sensor: format!("d{i}"),
+                from_us: 0,
+                to_us: i64::MAX,
+                bucket_us: 0,
+                limit: 1000,
+            };
+            assert_eq!(h.history(q).await.unwrap().rows.len(), 50);
+        }
+        // An offer bigger than the whole queue is left out and counted.
+        h.offer(&readings("big", 101));
+        assert_eq!(h.dropped(), 101);
+        stop.cancel();
+    }
+}

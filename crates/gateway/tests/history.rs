@@ -1,0 +1,140 @@
+//! History through the native protocol: a device's push is stored before it
+//! is acknowledged, raw and bucketed queries, the policy before the store,
+//! bad ranges refused.
+#![allow(
+    clippy::unwrap_used,
+    reason = "test code: a failed unwrap is a failed test"
+)]
+
+mod common;
+
+use common::TestDaemon;
+use sensegate_client::wire::{self as v1, ErrorCode};
+use sensegate_client::{Client, ClientError};
+
+fn reading(sensor: &str, ts: i64, value: f64) -> v1::Reading {
+    v1::Reading {
+        sensor: sensor.to_owned(),
+        timestamp_us: ts,
+        value,
+        quality: v1::Quality::Good.into(),
+    }
+}
+
+fn code(e: &ClientError) -> Option<ErrorCode> {
+    e.code()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pushed_readings_come_back_raw_and_bucketed() {
+    let d = TestDaemon::start("").await;
+    let (_, device) = d.token(v1::Role::Device, "lab/*").await;
+    let mut dev = Client::connect(&d.options(&device)).await.unwrap();
+    let now = sensegate_gateway::reading::now_us();
+    let base = now - 10_000_000;
+    // 100 readings, one per 100 ms, values 0..99.
+    let batch: Vec<v1::Reading> = (0..100)
+        .map(|i| {
+            reading(
+                "lab/t",
+                base + i * 100_000,
+                f64::from(u8::try_from(i).unwrap()),
+            )
+        })
+        .collect();
+    assert_eq!(dev.push(batch).await.unwrap(), 100);
+
+    // Acknowledged means stored: the file already holds them.
+    let path = d.dir.path().join("history.db");
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    let stored: i64 = conn
+        .query_row("SELECT COUNT(*) FROM readings", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(stored, 100);
+
+    let (_, reader) = d.token(v1::Role::Reader, "lab/*").await;
+    let mut c = Client::connect(&d.options(&reader)).await.unwrap();
+    let raw = c.history("lab/t", base, now, 0, 0).await.unwrap();
+    assert_eq!(raw.readings.len(), 100);
+    assert!(!raw.truncated);
+    assert_eq!(raw.readings[5].timestamp_us, base + 500_000);
+    let cut = c.history("lab/t", base, now, 0, 10).await.unwrap();
+    assert_eq!((cut.readings.len(), cut.truncated), (10, true));
+    // One-second buckets: ten readings each.
+    let b = c
+        .history("lab/t", base, base + 10_000_000, 1_000_000, 0)
+        .await
+        .unwrap();
+    assert_eq!(b.buckets.len(), 10);
+    assert_eq!(b.buckets[0].count, 10);
+    assert!((b.buckets[0].min, b.buckets[0].max) == (0.0, 9.0));
+    assert!((b.buckets[9].mean - 94.5).abs() < 1e-9);
+    // Nothing in an empty range; an unknown sensor has no history.
+    assert!(
+        c.history("lab/t", 1, 2, 0, 0)
+            .await
+            .unwrap()
+            .readings
+            .is_empty()
+    );
+    assert!(
+        c.history("lab/none", base, now, 0, 0)
+            .await
+            .unwrap()
+            .readings
+            .is_empty()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn history_asks_the_policy_first_and_refuses_bad_ranges() {
+    let d = TestDaemon::start("").await;
+    let (_, reader) = d.token(v1::Role::Reader, "lab/*").await;
+    let mut c = Client::connect(&d.options(&reader)).await.unwrap();
+    let e = c.history("other/t", 0, 10, 0, 0).await.unwrap_err();
+    assert_eq!(code(&e), Some(ErrorCode::Forbidden));
+    // An empty range is a bad request: refused, and the session goes on.
+    let e = c.history("lab/t", 10, 10, 0, 0).await.unwrap_err();
+    assert_eq!(code(&e), Some(ErrorCode::Malformed));
+    c.ping().await.unwrap();
+    // A negative bucket cannot even be decoded: a protocol error.
+    let e = c.history("lab/t", 0, 10, -5, 0).await.unwrap_err();
+    assert_eq!(code(&e), Some(ErrorCode::Malformed));
+    let (_, device) = d.token(v1::Role::Device, "lab/*").await;
+    let mut dev = Client::connect(&d.options(&device)).await.unwrap();
+    let e = dev.history("lab/t", 0, 10, 0, 0).await.unwrap_err();
+    assert_eq!(code(&e), Some(ErrorCode::Forbidden), "devices do not read");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_history_off_nothing_is_written_and_history_is_not_found() {
+    let d = TestDaemon::start("[store]\nenabled = false\n").await;
+    let (_, device) = d.token(v1::Role::Device, "lab/*").await;
+    let mut dev = Client::connect(&d.options(&device)).await.unwrap();
+    assert_eq!(dev.push(vec![reading("lab/t", 5, 1.0)]).await.unwrap(), 1);
+    assert!(!d.dir.path().join("history.db").exists());
+    let mut admin = d.admin().await;
+    let e = admin.history("lab/t", 0, 10, 0, 0).await.unwrap_err();
+    assert_eq!(code(&e), Some(ErrorCode::NotFound));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_history_reply_is_capped_to_fit_one_frame() {
+    // 16 KiB frames: 10,000 rows could never fit.
+    let d = TestDaemon::start("[limits]\nmax_frame_bytes = 16384\nmax_push_batch = 1000\n").await;
+    let (_, device) = d.token(v1::Role::Device, "*").await;
+    let mut dev = Client::connect(&d.options(&device)).await.unwrap();
+    let name = "lab/a-rather-long-sensor-name-for-this-test";
+    let base = sensegate_gateway::reading::now_us() - 10_000_000;
+    for chunk in 0..3 {
+        let batch: Vec<v1::Reading> = (0..100)
+            .map(|i| reading(name, base + chunk * 1000 + i, 1.0))
+            .collect();
+        dev.push(batch).await.unwrap();
+    }
+    let mut c = d.admin().await;
+    let h = c.history(name, base, base + 1_000_000, 0, 0).await.unwrap();
+    assert!(h.truncated, "300 rows do not fit 16 KiB");
+    assert!(!h.readings.is_empty() && h.readings.len() < 300);
+    assert!(h.readings.len() * (name.len() + 64) <= 16384);
+}
