@@ -1,0 +1,187 @@
+//! A `sensegate serve` child for the binary's integration tests.
+#![allow(
+    clippy::unwrap_used,
+    dead_code,
+    reason = "test code; each test file uses part of it"
+)]
+
+use std::io::{BufRead as _, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use sensegate_client::{Client, ConnectOptions, Secret};
+
+/// A `sensegate serve` child with its log lines collected.
+pub struct Gateway {
+    pub child: Child,
+    pub dir: tempfile::TempDir,
+    pub addr: String,
+    log: Arc<Mutex<Vec<String>>>,
+}
+
+impl Gateway {
+    /// A daemon in a new directory, with `sources` appended to its config.
+    pub fn start(sources: &str) -> Self {
+        Self::start_in(tempfile::tempdir().unwrap(), sources)
+    }
+
+    /// A daemon over the data left in `dir` (after [`Gateway::kill`]).
+    pub fn start_in(dir: tempfile::TempDir, sources: &str) -> Self {
+        let data = dir.path().join("data");
+        let config = dir.path().join("sensegate.toml");
+        let text = format!(
+            "[server]\ndata_dir = \"{}\"\n[native]\nlisten = \"127.0.0.1:0\"\n{sources}",
+            data.display()
+        );
+        std::fs::write(&config, text).unwrap();
+        let mut child = Command::new(env!("CARGO_BIN_EXE_sensegate"))
+            .arg("serve")
+            .arg("--config")
+            .arg(&config)
+            .env("SENSEGATE_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let stderr = BufReader::new(child.stderr.take().unwrap());
+        let sink = log.clone();
+        std::thread::spawn(move || {
+            for line in stderr.lines() {
+                let Ok(line) = line else { break };
+                sink.lock().unwrap().push(line);
+            }
+        });
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let addr = loop {
+            let found = log
+                .lock()
+                .unwrap()
+                .iter()
+                .find_map(|l| field(l, "addr").filter(|_| l.contains("native listener up")));
+            if let Some(addr) = found {
+                break addr;
+            }
+            assert!(Instant::now() < deadline, "the daemon did not start");
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        while !data.join("admin.token").exists() {
+            assert!(Instant::now() < deadline, "no admin token");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Self {
+            child,
+            dir,
+            addr,
+            log,
+        }
+    }
+
+    pub async fn client(&self) -> Client {
+        let token = std::fs::read_to_string(self.dir.path().join("data/admin.token")).unwrap();
+        let mut o = ConnectOptions::plain(self.addr.clone(), Secret::new(token.trim()));
+        o.timeout = Duration::from_secs(20);
+        Client::connect(&o).await.unwrap()
+    }
+
+    /// `(restarts, delay_ms)` of each restart logged for `source`.
+    pub fn restarts(&self, source: &str) -> Vec<(u64, u64)> {
+        self.log
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|l| {
+                l.contains("driver host failed") && field(l, "source").as_deref() == Some(source)
+            })
+            .filter_map(|l| {
+                Some((
+                    field(l, "restarts")?.parse().ok()?,
+                    field(l, "delay_ms")?.parse().ok()?,
+                ))
+            })
+            .collect()
+    }
+
+    pub fn wait_restarts(&self, source: &str, n: u64, within: Duration) {
+        let deadline = Instant::now() + within;
+        while self.restarts(source).last().map_or(0, |r| r.0) < n {
+            assert!(
+                Instant::now() < deadline,
+                "{source}: fewer than {n} restarts in {within:?}"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    pub fn status(&self, key: &str) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap();
+        status
+            .lines()
+            .find_map(|l| {
+                l.strip_prefix(key)?
+                    .trim()
+                    .strip_suffix(" kB")?
+                    .parse()
+                    .ok()
+            })
+            .unwrap()
+    }
+
+    /// The daemon's open descriptors, the fewest seen over 200 ms: a host
+    /// being started holds a pipe or two for a moment, a leak holds them
+    /// for good.
+    pub fn open_descriptors(&self) -> usize {
+        (0..40)
+            .map(|_| {
+                std::thread::sleep(Duration::from_millis(5));
+                std::fs::read_dir(format!("/proc/{}/fd", self.child.id()))
+                    .unwrap()
+                    .count()
+            })
+            .min()
+            .unwrap()
+    }
+
+    /// Children of the daemon that have exited but were not reaped.
+    pub fn zombies(&self) -> usize {
+        let me = self.child.id().to_string();
+        std::fs::read_dir("/proc")
+            .unwrap()
+            .filter_map(Result::ok)
+            .filter_map(|e| std::fs::read_to_string(e.path().join("stat")).ok())
+            .filter(|stat| {
+                // pid (comm) state ppid ...: comm may hold spaces, so split
+                // after its closing parenthesis.
+                let rest = stat.rsplit_once(") ").map_or("", |(_, r)| r);
+                let mut f = rest.split_whitespace();
+                let state = f.next();
+                let ppid = f.next();
+                state == Some("Z") && ppid == Some(me.as_str())
+            })
+            .count()
+    }
+}
+
+impl Gateway {
+    /// Kills the daemon with SIGKILL and hands back its directory.
+    pub fn kill(mut self) -> tempfile::TempDir {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let dir = tempfile::tempdir().unwrap();
+        std::mem::replace(&mut self.dir, dir)
+    }
+}
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The value of `key=value` in a log line (values end at whitespace).
+pub fn field(line: &str, key: &str) -> Option<String> {
+    let start = line.find(&format!(" {key}="))? + key.len() + 2;
+    Some(line[start..].split_whitespace().next()?.to_owned())
+}
