@@ -33,8 +33,9 @@ fn host_binary() -> PathBuf {
     )
 }
 
-async fn daemon(dir: &std::path::Path, source: DriverSource) -> Daemon {
+async fn daemon(dir: &std::path::Path, source: DriverSource, history: bool) -> Daemon {
     let mut config = Config::with_defaults(dir);
+    config.store.enabled = history;
     config.native_listen = "127.0.0.1:0".parse().unwrap();
     config.audit_log = None;
     config.driver_host = Some(HostCommand {
@@ -45,16 +46,15 @@ async fn daemon(dir: &std::path::Path, source: DriverSource) -> Daemon {
     Daemon::start(&config).await.unwrap()
 }
 
-async fn throughput(channels: u32) -> f64 {
+async fn throughput(channels: u32, history: bool) -> f64 {
     let dir = tempfile::tempdir().unwrap();
     let sensors = (0..channels).map(|c| format!("bench.{c}")).collect();
     let config = format!("channels={channels};rate_hz=0");
     let path = PathBuf::from(sensegate_ffi::reference::SIM_PATH);
-    let d = daemon(
-        dir.path(),
-        DriverSource::new("bench", path, &config, sensors),
-    )
-    .await;
+    let mut source = DriverSource::new("bench", path, &config, sensors);
+    // The host's own speed is measured, not the configured cap.
+    source.max_readings_per_sec = 100_000_000;
+    let d = daemon(dir.path(), source, history).await;
     tokio::time::sleep(Duration::from_secs(1)).await;
     let (t0, n0) = (Instant::now(), d.service().readings_ingested());
     tokio::time::sleep(Duration::from_secs(5)).await;
@@ -78,7 +78,7 @@ async fn restart_latency(samples: usize) -> Vec<Duration> {
     );
     source.restart_initial = Duration::from_millis(1);
     source.restart_max = Duration::from_millis(1);
-    let d = daemon(dir.path(), source).await;
+    let d = daemon(dir.path(), source, false).await;
     let service = d.service().clone();
     let out = tokio::task::spawn_blocking(move || {
         let mut out = Vec::with_capacity(samples);
@@ -106,12 +106,15 @@ async fn restart_latency(samples: usize) -> Vec<Duration> {
 #[tokio::main]
 async fn main() {
     println!("driver host: {}", host_binary().display());
-    for channels in [1, 8] {
-        for run in 1..=3 {
-            let rate = throughput(channels).await;
-            println!(
-                "sim driver, {channels} channel(s), rate_hz=0, run {run}: {rate:.0} readings/s"
-            );
+    for history in [false, true] {
+        for channels in [1, 8] {
+            for run in 1..=3 {
+                let rate = throughput(channels, history).await;
+                let history = if history { "on" } else { "off" };
+                println!(
+                    "sim driver, {channels} channel(s), rate_hz=0, history {history}, run {run}: {rate:.0} readings/s"
+                );
+            }
         }
     }
     let mut lat = restart_latency(200).await;

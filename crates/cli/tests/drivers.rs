@@ -276,3 +276,35 @@ async fn a_hundred_crashes_leave_the_daemons_memory_and_descriptors_unchanged() 
         s[0].fault_reason
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_driver_faster_than_its_rate_is_slowed_to_it() {
+    let rate = 20_000;
+    let gw = Gateway::start(&driver(
+        "fast",
+        SIM_PATH,
+        "channels=1;rate_hz=0",
+        &["fast"],
+        &format!("max_readings_per_sec = {rate}"),
+    ));
+    let mut c = gw.client().await;
+    c.subscribe(&["fast"]).await.unwrap();
+    // Start counting at the first batch; the bucket starts full (one second).
+    let mut total = c
+        .next_batch()
+        .await
+        .map(|b| b.readings.len() as u64 + b.dropped)
+        .unwrap();
+    let window = Duration::from_secs(2);
+    let start = Instant::now();
+    while start.elapsed() < window {
+        if let Ok(Ok(b)) = tokio::time::timeout(Duration::from_millis(100), c.next_batch()).await {
+            total += b.readings.len() as u64 + b.dropped;
+        }
+    }
+    // Two seconds at the rate, plus the one-second burst, plus a frame.
+    let most = rate * 3 + 2730;
+    assert!(total <= most, "{total} readings in {window:?} at {rate}/s");
+    assert!(total >= rate, "the driver was stopped, not slowed: {total}");
+    assert!(gw.restarts("fast").is_empty());
+}

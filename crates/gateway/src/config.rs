@@ -553,8 +553,10 @@ impl Validator<'_> {
         let mut names = std::collections::BTreeSet::new();
         let mut drivers = Vec::with_capacity(driver.len());
         let mut sensor_names = std::collections::BTreeSet::new();
-        for d in driver {
-            let source = self.driver(d, max_name)?;
+        for (i, d) in driver.iter().enumerate() {
+            let source = self
+                .driver(d, max_name)
+                .map_err(|e| self.in_section(e, i))?;
             if let Some(twice) = source
                 .sensors
                 .iter()
@@ -570,8 +572,10 @@ impl Validator<'_> {
             drivers.push(source);
         }
         let mut serials = Vec::with_capacity(serial.len());
-        for r in serial {
-            let source = self.serial(r, max_name)?;
+        for (i, r) in serial.iter().enumerate() {
+            let source = self
+                .serial(r, max_name)
+                .map_err(|e| self.in_section(e, i))?;
             if !names.insert(source.name.clone()) {
                 return Err(
                     self.invalid("serial.name", &format!("\"{}\" is used twice", source.name))
@@ -676,6 +680,13 @@ impl Validator<'_> {
             31_536_000,
         )?;
         out.open_files = self.range("driver.open_files", d.open_files, out.open_files, 4, 4096)?;
+        out.max_readings_per_sec = self.range(
+            "driver.max_readings_per_sec",
+            d.max_readings_per_sec,
+            out.max_readings_per_sec,
+            1,
+            100_000_000,
+        )?;
         Ok(out)
     }
 
@@ -950,6 +961,22 @@ impl Validator<'_> {
         Ok(u32::try_from(n).unwrap_or(u32::MAX))
     }
 
+    /// Points an error about `[[section]]` number `index` (0-based) at the
+    /// line in that section rather than the first one.
+    fn in_section(&self, e: ConfigError, index: usize) -> ConfigError {
+        match e {
+            ConfigError::Invalid {
+                path, key, problem, ..
+            } => ConfigError::Invalid {
+                line: find_line_in(self.text, key, index),
+                path,
+                key,
+                problem,
+            },
+            other => other,
+        }
+    }
+
     fn invalid(&self, key: &'static str, problem: &str) -> ConfigError {
         ConfigError::Invalid {
             path: self.path.to_owned(),
@@ -958,6 +985,35 @@ impl Validator<'_> {
             problem: problem.to_owned(),
         }
     }
+}
+
+/// As [`find_line`], in the `index`-th (0-based) `[[section]]` of an array
+/// of tables; the section's header line when the key is not set in it.
+fn find_line_in(text: &str, dotted: &str, index: usize) -> Option<usize> {
+    let (section, key) = dotted.split_once('.')?;
+    let header = format!("[[{section}]]");
+    let mut seen = 0;
+    let mut inside: Option<usize> = None;
+    for (i, line) in text.lines().enumerate() {
+        let t = line.trim();
+        if t.starts_with('[') {
+            if inside.is_some() {
+                break;
+            }
+            if t == header {
+                if seen == index {
+                    inside = Some(i + 1);
+                }
+                seen += 1;
+            }
+        } else if inside.is_some()
+            && t.strip_prefix(key)
+                .is_some_and(|rest| rest.trim_start().starts_with('='))
+        {
+            return Some(i + 1);
+        }
+    }
+    inside
 }
 
 /// The 1-based line where `section.key` is set: the first line assigning
@@ -1146,6 +1202,14 @@ mod tests {
         assert!(driver(&long_config).unwrap_err().contains("driver.config"));
         let twice = "[[driver]]\nname = \"d\"\npath = \"/x.so\"\nsensors = [\"s\"]\n[[serial]]\nname = \"d\"\npath = \"/dev/x\"\nprotocol = \"lines\"\n";
         assert!(parse(twice).unwrap_err().to_string().contains("used twice"));
+        // An error in the second section points into the second section.
+        let second = "[[driver]]\nname = \"a\"\npath = \"/x.so\"\nsensors = [\"s\"]\n[[driver]]\nname = \"b\"\npath = \"/x.so\"\nsensors = [\"t\"]\nmemory_mb = 1\n";
+        assert!(
+            parse(second)
+                .unwrap_err()
+                .to_string()
+                .starts_with("test.toml:9: `driver.memory_mb`")
+        );
         let same_sensor = "[[driver]]\nname = \"a\"\npath = \"/x.so\"\nsensors = [\"s\"]\n[[driver]]\nname = \"b\"\npath = \"/x.so\"\nsensors = [\"s\"]\n";
         assert!(
             parse(same_sensor)

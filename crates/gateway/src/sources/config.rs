@@ -40,6 +40,8 @@ pub struct RawDriver {
     pub cpu_seconds: Option<u64>,
     /// The host's descriptor limit.
     pub open_files: Option<u64>,
+    /// Readings per second taken from the host, at most.
+    pub max_readings_per_sec: Option<u64>,
 }
 
 /// `[[serial]]`: a device on a serial port.
@@ -105,6 +107,9 @@ pub struct DriverSource {
     pub cpu_seconds: u64,
     /// Host limits.
     pub open_files: u64,
+    /// Readings per second taken from the host; past it the daemon stops
+    /// reading its pipe until the budget refills, which blocks the driver.
+    pub max_readings_per_sec: u64,
 }
 
 /// What a serial device speaks.
@@ -190,6 +195,7 @@ impl DriverSource {
             // that still return (a spin inside a read is caught as a hang).
             cpu_seconds: 86_400,
             open_files: 16,
+            max_readings_per_sec: 1_000_000,
         }
     }
 }

@@ -174,6 +174,7 @@ async fn run_host(
     let mut frames = FramedRead::with_capacity(stdout, FrameCodec::new(limit), 8192);
     let mut batch: Vec<Reading> = Vec::new();
     let mut reported: Option<String> = None;
+    let mut budget = Budget::new(source.max_readings_per_sec);
     loop {
         let next = tokio::time::timeout(source.read_timeout, frames.next()).await;
         let frame = match next {
@@ -193,6 +194,12 @@ async fn run_host(
                 if let Err(fault) = to_readings(&bytes, sensors, &mut batch) {
                     return kill(child, fault).await;
                 }
+                // Over the rate: stop reading the pipe until the budget
+                // refills, so the driver blocks instead of the daemon working.
+                let wait = budget.take(batch.len(), Instant::now());
+                if !wait.is_zero() {
+                    tokio::time::sleep(wait).await;
+                }
                 service.ingest(&batch);
                 if let Some(at) = failed_at.take() {
                     tracing::info!(
@@ -202,6 +209,49 @@ async fn run_host(
                     );
                 }
             }
+        }
+    }
+}
+
+/// A readings-per-second budget: a token bucket holding one second's worth
+/// (at least one full read buffer).
+#[derive(Debug)]
+struct Budget {
+    rate: f64,
+    capacity: f64,
+    tokens: f64,
+    at: Option<Instant>,
+}
+
+impl Budget {
+    #[allow(clippy::cast_precision_loss, reason = "rates far below 2^52")]
+    fn new(per_sec: u64) -> Self {
+        let rate = per_sec.max(1) as f64;
+        let records_per_read =
+            (sensegate_ffi::abi::READ_CAPACITY / sensegate_ffi::abi::RECORD_SIZE) as f64;
+        let capacity = rate.max(records_per_read);
+        Self {
+            rate,
+            capacity,
+            tokens: capacity,
+            at: None,
+        }
+    }
+
+    /// Takes `n` readings' worth; returns how long to wait before they may
+    /// be used (zero when the budget had them).
+    #[allow(clippy::cast_precision_loss, reason = "counts far below 2^52")]
+    fn take(&mut self, n: usize, now: Instant) -> Duration {
+        if let Some(at) = self.at {
+            let refill = now.saturating_duration_since(at).as_secs_f64() * self.rate;
+            self.tokens = (self.tokens + refill).min(self.capacity);
+        }
+        self.at = Some(now);
+        self.tokens -= n as f64;
+        if self.tokens >= 0.0 {
+            Duration::ZERO
+        } else {
+            Duration::from_secs_f64(-self.tokens / self.rate)
         }
     }
 }
@@ -366,6 +416,20 @@ mod tests {
         assert!(err.to_string().contains("channel 2"), "{err}");
         let err = to_readings(&[0; 23], &names(2), &mut out).unwrap_err();
         assert!(matches!(err, HostFault::BadOutput(_)));
+    }
+
+    #[test]
+    fn the_budget_allows_its_rate_and_makes_the_rest_wait() {
+        let t0 = Instant::now();
+        let mut b = Budget::new(10_000);
+        // A second's worth at once, then nothing left.
+        assert_eq!(b.take(10_000, t0), Duration::ZERO);
+        let wait = b.take(5_000, t0);
+        assert!((wait.as_secs_f64() - 0.5).abs() < 1e-6, "{wait:?}");
+        // Half a second later the debt is paid, and a tenth more refills.
+        let later = t0 + Duration::from_millis(600);
+        assert_eq!(b.take(1_000, later), Duration::ZERO);
+        assert!(!b.take(1, later).is_zero());
     }
 
     #[test]
