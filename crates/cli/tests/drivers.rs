@@ -158,6 +158,8 @@ async fn the_host_cannot_open_sockets_exec_or_fork_and_holds_only_its_pipes() {
         "p.setown",
         "p.fioasync",
         "p.create",
+        "p.fioasync-hi",
+        "p.setown-hi",
     ];
     let gw = Gateway::start(&driver(
         "probe",
@@ -210,6 +212,15 @@ async fn the_host_cannot_open_sockets_exec_or_fork_and_holds_only_its_pipes() {
     );
     assert_eq!(values["p.fioasync"], eperm, "FIOASYNC was not refused");
     assert_eq!(values["p.create"], eperm, "creating a file was not refused");
+    // The same requests with high bits set, which the kernel ignores.
+    assert_eq!(
+        values["p.fioasync-hi"], eperm,
+        "FIOASYNC with high bits was not refused"
+    );
+    assert_eq!(
+        values["p.setown-hi"], eperm,
+        "F_SETOWN with high bits was not refused"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

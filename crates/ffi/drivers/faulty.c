@@ -29,6 +29,9 @@
  *                 channel 7: fcntl(1, F_SETOWN, parent) result (-errno)
  *                 channel 8: ioctl(1, FIOASYNC) result (-errno)
  *                 channel 9: open(O_CREAT) of a new file in /tmp (fd, or -errno)
+ *                 channel 10: ioctl(1, FIOASYNC) with high bits set in the
+ *                             request (-errno)
+ *                 channel 11: fcntl(1, F_SETOWN) with high bits set (-errno)
  *               and channel 3 is 1 when every descriptor is a pipe or
  *               /dev/null.
  */
@@ -43,6 +46,7 @@
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -105,7 +109,7 @@ int32_t sg_driver_open(const uint8_t *config, size_t config_len, struct sg_drive
 }
 
 static int32_t probe(uint8_t *buf, size_t capacity) {
-    double results[10];
+    double results[12];
     int fd = socket(AF_INET, SOCK_STREAM, 0);
     results[0] = fd >= 0 ? fd : -errno;
     char *argv[] = {"/bin/true", NULL};
@@ -152,10 +156,13 @@ static int32_t probe(uint8_t *buf, size_t capacity) {
     int cfd = open(made, O_CREAT | O_WRONLY, 0600);
     results[9] = cfd >= 0 ? cfd : -errno;
     if (cfd >= 0) close(cfd);
-    if (capacity < 10 * SG_RECORD_SIZE) return SG_E_INTERNAL;
+    /* The kernel ignores the upper half of these requests. */
+    results[10] = syscall(SYS_ioctl, 1, 0x100000000UL | FIOASYNC, &on) == 0 ? 0 : -errno;
+    results[11] = syscall(SYS_fcntl, 1, 0x100000000UL | F_SETOWN, (long)getppid()) == 0 ? 0 : -errno;
+    if (capacity < 12 * SG_RECORD_SIZE) return SG_E_INTERNAL;
     int64_t ts = now_us();
-    for (uint32_t c = 0; c < 10; c++) sg_put_record(buf + c * SG_RECORD_SIZE, c, 0, ts, results[c]);
-    return 10 * SG_RECORD_SIZE;
+    for (uint32_t c = 0; c < 12; c++) sg_put_record(buf + c * SG_RECORD_SIZE, c, 0, ts, results[c]);
+    return 12 * SG_RECORD_SIZE;
 }
 
 int32_t sg_driver_read(struct sg_driver *d, uint8_t *buf, size_t capacity) {

@@ -357,7 +357,10 @@ fn build_filter() -> Result<BpfProgram, SandboxError> {
     let none_of = |arg: u8, values: &[u64]| -> Result<SeccompRule, SandboxError> {
         let conditions = values
             .iter()
-            .map(|&v| SeccompCondition::new(arg, SeccompCmpArgLen::Qword, SeccompCmpOp::Ne, v))
+            // Dword: the kernel takes these `cmd` arguments as `unsigned
+            // int` and ignores the upper half, so a Qword comparison could
+            // be dodged by setting high bits (the flatpak CVE-2019-10063).
+            .map(|&v| SeccompCondition::new(arg, SeccompCmpArgLen::Dword, SeccompCmpOp::Ne, v))
             .collect::<Result<Vec<_>, _>>()
             .map_err(|e| err(&e))?;
         SeccompRule::new(conditions).map_err(|e| err(&e))

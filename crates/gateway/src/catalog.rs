@@ -98,9 +98,17 @@ impl Catalog {
             .sensors
             .write()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if let Some((k, e)) = map.get_key_value(name) {
+        if let Some(e) = map.get_mut(name) {
+            let k = e.name.clone();
             if e.source == source {
-                return Ok(k.clone());
+                return Ok(k);
+            }
+            // A name a device pushed first goes to the configured source
+            // that feeds it, so a device cannot squat on a source's names.
+            if e.source == "push" {
+                source.clone_into(&mut e.source);
+                unit.clone_into(&mut e.unit);
+                return Ok(k);
             }
             return Err(RegisterError::Taken {
                 by: e.source.clone(),
@@ -267,6 +275,14 @@ mod tests {
             })
         );
         assert_eq!(c.entry("gps/lat").unwrap().source, "driver:gps");
+        // A name a device pushed first is handed to the source.
+        c.intern_pushed("bench/t").unwrap();
+        c.register("bench/t", "degC", "serial:bench").unwrap();
+        let e = c.entry("bench/t").unwrap();
+        assert_eq!(
+            (e.source.as_str(), e.unit.as_str()),
+            ("serial:bench", "degC")
+        );
     }
 
     #[test]

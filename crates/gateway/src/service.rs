@@ -84,6 +84,9 @@ impl ServiceError {
     }
 }
 
+/// How far ahead of the daemon's clock a pushed timestamp may be (clock skew).
+pub const MAX_FUTURE_US: i64 = 10 * 60 * 1_000_000;
+
 /// Longest wait for a push's commit before the device is told it failed.
 pub const COMMIT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 
@@ -331,7 +334,13 @@ impl Service {
         // plus 64 bytes of numbers and encoding (a bucket is smaller).
         let per_row = sensor.len() + 64;
         let fits = usize::try_from(self.limits.frame.get()).unwrap_or(usize::MAX) / per_row;
-        let cap = self.limits.message.max_readings.min(fits).max(1);
+        // Buckets are a list of their own on the wire.
+        let rows = if bucket_us == 0 {
+            self.limits.message.max_readings
+        } else {
+            self.limits.message.max_list_items
+        };
+        let cap = rows.min(fits).max(1);
         Ok(HistoryQuery {
             sensor: sensor.to_owned(),
             from_us,
@@ -404,7 +413,9 @@ impl Service {
     /// [`ServiceError::PushBatch`] over `limits.max_push_batch`,
     /// [`ServiceError::Forbidden`] if any sensor is not the caller's,
     /// [`ServiceError::PushRate`] over `limits.push_rate_per_sec`,
-    /// [`ServiceError::SensorsFull`] when a new sensor does not fit.
+    /// [`ServiceError::SensorsFull`] when a new sensor does not fit,
+    /// [`ServiceError::Invalid`] for a timestamp more than
+    /// [`MAX_FUTURE_US`] ahead of the daemon's clock.
     pub fn push(
         &self,
         caller: Caller<'_>,
@@ -414,8 +425,13 @@ impl Service {
         if readings.len() > self.limits.max_push_batch {
             return Err(ServiceError::PushBatch);
         }
+        let latest_allowed = now_us().saturating_add(MAX_FUTURE_US);
         for r in readings {
             Self::allow(caller.principal, Action::Push(&r.sensor))?;
+            // A reading from the far future would never age out of history.
+            if r.timestamp_us > latest_allowed {
+                return Err(ServiceError::Invalid);
+            }
         }
         if !self
             .push_rate

@@ -138,3 +138,29 @@ async fn a_history_reply_is_capped_to_fit_one_frame() {
     assert!(!h.readings.is_empty() && h.readings.len() < 300);
     assert!(h.readings.len() * (name.len() + 64) <= 16384);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_push_from_the_far_future_is_refused_whole() {
+    let d = TestDaemon::start("").await;
+    let (_, device) = d.token(v1::Role::Device, "lab/*").await;
+    let mut dev = Client::connect(&d.options(&device)).await.unwrap();
+    let now = sensegate_gateway::reading::now_us();
+    let soon = now + 60_000_000;
+    let far = now + sensegate_gateway::service::MAX_FUTURE_US + 60_000_000;
+    let e = dev
+        .push(vec![
+            reading("lab/t", soon, 1.0),
+            reading("lab/t", far, 2.0),
+        ])
+        .await
+        .unwrap_err();
+    assert_eq!(code(&e), Some(ErrorCode::Malformed));
+    // Nothing of it was kept; a little clock skew is fine.
+    assert_eq!(
+        dev.push(vec![reading("lab/t", soon, 1.0)]).await.unwrap(),
+        1
+    );
+    let mut admin = d.admin().await;
+    let h = admin.history("lab/t", 0, far + 1, 0, 0).await.unwrap();
+    assert_eq!(h.readings.len(), 1);
+}

@@ -214,10 +214,25 @@ impl Conn {
                         Step::Await(pending) => {
                             // A push waits for its commit, a history query
                             // for the store: this connection reads nothing
-                            // meanwhile, so each has at most one in flight.
+                            // meanwhile, so each has at most one in flight,
+                            // and its reply leaves before the next frame is
+                            // looked at (pipelined queries cannot pile up
+                            // replies). A kick, revocation or shutdown still
+                            // ends it at once.
                             let service = self.shared.service.clone();
-                            let reply = Box::pin(pending.run(&service)).await;
+                            let connection = self.session.connection().clone();
+                            let reply = tokio::select! {
+                                reply = Box::pin(pending.run(&service)) => reply,
+                                reason = connection.stopped() => {
+                                    self.farewell(session::goodbye_envelope(reason.message())).await;
+                                    return Some(End::Stopped);
+                                }
+                            };
                             self.replies.push(reply);
+                            let replies = std::mem::take(&mut self.replies);
+                            if let Some(end) = self.send(&replies).await {
+                                return Some(end);
+                            }
                         }
                     }
                 }

@@ -36,11 +36,9 @@ const EXIT_FAILED: u8 = 2;
 #[must_use]
 pub fn run() -> ExitCode {
     std::panic::set_hook(Box::new(|_| {}));
-    // Who started us, before anything can make us an orphan unnoticed.
-    let parent = std::os::unix::process::parent_id();
     let mut input = std::io::stdin().lock();
     let mut output = std::io::stdout().lock();
-    match serve(&mut input, &mut output, parent) {
+    match serve(&mut input, &mut output) {
         Ok(()) => ExitCode::SUCCESS,
         Err(reason) => fail(&mut output, reason),
     }
@@ -55,15 +53,20 @@ fn fail(output: &mut impl Write, reason: String) -> ! {
     std::process::exit(i32::from(EXIT_FAILED))
 }
 
-fn serve(input: &mut impl Read, output: &mut impl Write, parent: u32) -> Result<(), String> {
+fn serve(input: &mut impl Read, output: &mut impl Write) -> Result<(), String> {
     let start = read_start(input)?;
     let limits = Limits {
         address_space_bytes: start.address_space_bytes,
         cpu_seconds: start.cpu_seconds,
         open_files: start.open_files,
     };
-    let library = sandbox::enter_and_load(&[0, 1], limits, parent, Path::new(&start.driver_path))
-        .map_err(|e| e.to_string())?;
+    let library = sandbox::enter_and_load(
+        &[0, 1],
+        limits,
+        start.daemon_pid,
+        Path::new(&start.driver_path),
+    )
+    .map_err(|e| e.to_string())?;
     let mut driver = match Driver::open(&library, &start.config) {
         Ok(d) => d,
         Err(e) => fail(output, e.to_string()),

@@ -273,6 +273,7 @@ async fn spawn(source: &DriverSource, host: &HostCommand) -> std::io::Result<Chi
         open_files: source.open_files,
         heartbeat_ms: u32::try_from(source.read_timeout.as_millis() / 4).unwrap_or(u32::MAX),
         idle_poll_ms: 5,
+        daemon_pid: std::process::id(),
     };
     let mut buf = BytesMut::new();
     let limit = FrameLimit::new(HOST_FRAME_LIMIT).unwrap_or(FrameLimit::DEFAULT);

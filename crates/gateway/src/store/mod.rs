@@ -91,10 +91,21 @@ pub trait Store: Send + Sync + 'static {
     /// [`StoreError`].
     fn history(&self, query: &HistoryQuery) -> Result<History, StoreError>;
 
-    /// Deletes at most `max_rows` readings older than each sensor's cutoff
-    /// (`cutoff(name)` gives it, in µs since the epoch); returns how many.
+    /// One pruning step: deletes at most `max_rows` readings older than
+    /// their sensor's cutoff (`cutoff(name)`, µs since the epoch), in one
+    /// short transaction. Call again while [`PruneStep::more`] is set.
     ///
     /// # Errors
     /// [`StoreError`].
-    fn prune(&self, cutoff: &dyn Fn(&str) -> i64, max_rows: usize) -> Result<usize, StoreError>;
+    fn prune(&self, cutoff: &dyn Fn(&str) -> i64, max_rows: usize)
+    -> Result<PruneStep, StoreError>;
+}
+
+/// What one pruning step did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PruneStep {
+    /// Rows deleted.
+    pub deleted: usize,
+    /// Sensors remain to be visited in this pass.
+    pub more: bool,
 }

@@ -12,7 +12,7 @@ use std::sync::Mutex;
 
 use rusqlite::{Connection, OpenFlags, params};
 
-use super::{Bucket, History, HistoryQuery, Row, Store, StoreError};
+use super::{Bucket, History, HistoryQuery, PruneStep, Row, Store, StoreError};
 use crate::reading::{Quality, Reading};
 
 /// The migrations, in order; `PRAGMA user_version` records how many ran.
@@ -44,6 +44,9 @@ pub enum Durability {
     Normal,
 }
 
+/// Longest a history query may run.
+pub const QUERY_DEADLINE: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// Most reader connections kept open.
 const MAX_READERS: usize = 4;
 
@@ -65,6 +68,8 @@ impl std::fmt::Debug for SqliteStore {
 struct Writer {
     conn: Connection,
     ids: HashMap<String, i64>,
+    /// Pruning carries on after this sensor id (0: from the start).
+    prune_after: i64,
 }
 
 fn err(e: &rusqlite::Error) -> StoreError {
@@ -79,9 +84,18 @@ impl SqliteStore {
     /// [`StoreError`] when it cannot be opened, or its schema is newer than
     /// this program's.
     pub fn open(path: &Path, durability: Durability) -> Result<Self, StoreError> {
+        // Create the file private before SQLite opens it, and make its WAL
+        // and shared-memory files private as soon as they exist.
+        let io = |e: std::io::Error| StoreError(format!("{}: {e}", path.display()));
+        private_file(path).map_err(io)?;
         let conn = Connection::open(path).map_err(|e| err(&e))?;
         conn.pragma_update(None, "journal_mode", "WAL")
             .map_err(|e| err(&e))?;
+        for suffix in ["-wal", "-shm"] {
+            let mut side = path.as_os_str().to_owned();
+            side.push(suffix);
+            private_file(Path::new(&side)).map_err(io)?;
+        }
         let sync = match durability {
             Durability::Full => "FULL",
             Durability::Normal => "NORMAL",
@@ -91,16 +105,12 @@ impl SqliteStore {
         conn.busy_timeout(std::time::Duration::from_secs(5))
             .map_err(|e| err(&e))?;
         migrate(&conn)?;
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::PermissionsExt as _;
-            let _ = std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600));
-        }
         Ok(Self {
             path: path.to_owned(),
             writer: Mutex::new(Writer {
                 conn,
                 ids: HashMap::new(),
+                prune_after: 0,
             }),
             readers: Mutex::new(Vec::new()),
         })
@@ -134,6 +144,18 @@ impl SqliteStore {
             pool.push(c);
         }
     }
+}
+
+/// Creates `path` with mode 0600 if it does not exist, and sets 0600 if it
+/// does.
+fn private_file(path: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .mode(0o600)
+        .open(path)?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
 }
 
 fn migrate(conn: &Connection) -> Result<(), StoreError> {
@@ -179,15 +201,17 @@ impl Writer {
     fn write(&mut self, batches: &[&[Reading]]) -> Result<(), rusqlite::Error> {
         self.conn.execute_batch("BEGIN")?;
         let result = self.insert_all(batches);
-        match result {
-            Ok(()) => self.conn.execute_batch("COMMIT"),
-            Err(e) => {
+        let result = result.and_then(|()| self.conn.execute_batch("COMMIT"));
+        if result.is_err() {
+            // Whatever failed (an insert, or the COMMIT itself on a full or
+            // failing disk), leave no transaction open, and forget ids that
+            // may have been rolled back with it.
+            if !self.conn.is_autocommit() {
                 let _ = self.conn.execute_batch("ROLLBACK");
-                // Ids inserted in the rolled-back transaction are gone.
-                self.ids.clear();
-                Err(e)
             }
+            self.ids.clear();
         }
+        result
     }
 
     fn insert_all(&mut self, batches: &[&[Reading]]) -> Result<(), rusqlite::Error> {
@@ -246,38 +270,101 @@ impl Store for SqliteStore {
 
     fn history(&self, q: &HistoryQuery) -> Result<History, StoreError> {
         let conn = self.reader()?;
-        let result = query(&conn, q).map_err(|e| err(&e));
+        // A query that runs past its deadline is interrupted: a long scan
+        // must not hold a query slot, or a read snapshot that keeps the WAL
+        // from being checkpointed, for long.
+        let deadline = std::time::Instant::now() + QUERY_DEADLINE;
+        conn.progress_handler(10_000, Some(move || std::time::Instant::now() > deadline));
+        let result = query(&conn, q).map_err(|e| match e {
+            rusqlite::Error::SqliteFailure(f, _)
+                if f.code == rusqlite::ErrorCode::OperationInterrupted =>
+            {
+                StoreError(format!(
+                    "the query ran over {} s; narrow the range or widen the bucket",
+                    QUERY_DEADLINE.as_secs()
+                ))
+            }
+            e => err(&e),
+        });
+        conn.progress_handler(0, None::<fn() -> bool>);
         self.give_back(conn);
         result
     }
 
-    fn prune(&self, cutoff: &dyn Fn(&str) -> i64, max_rows: usize) -> Result<usize, StoreError> {
-        let w = self
+    fn prune(
+        &self,
+        cutoff: &dyn Fn(&str) -> i64,
+        max_rows: usize,
+    ) -> Result<PruneStep, StoreError> {
+        let mut w = self
             .writer
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let sensors: Vec<(i64, String)> = w
+        w.prune(cutoff, max_rows).map_err(|e| err(&e))
+    }
+}
+
+/// Sensors visited by one pruning step.
+const PRUNE_SENSORS_PER_STEP: i64 = 64;
+
+impl Writer {
+    /// One pruning step, in one transaction (one fsync): up to
+    /// [`PRUNE_SENSORS_PER_STEP`] sensors after the cursor, up to `max_rows`
+    /// deleted rows. The cursor carries on from there next step, so every
+    /// sensor gets its turn and no step holds the writer for long.
+    fn prune(
+        &mut self,
+        cutoff: &dyn Fn(&str) -> i64,
+        max_rows: usize,
+    ) -> Result<PruneStep, rusqlite::Error> {
+        let sensors: Vec<(i64, String)> = self
             .conn
-            .prepare_cached("SELECT id, name FROM sensors")
-            .and_then(|mut s| s.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?.collect())
-            .map_err(|e| err(&e))?;
-        let mut deleted = 0;
-        for (id, name) in sensors {
-            if deleted >= max_rows {
-                break;
+            .prepare_cached("SELECT id, name FROM sensors WHERE id > ?1 ORDER BY id LIMIT ?2")?
+            .query_map(params![self.prune_after, PRUNE_SENSORS_PER_STEP], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })?
+            .collect::<Result<_, _>>()?;
+        self.conn.execute_batch("BEGIN IMMEDIATE")?;
+        let result = (|| {
+            let mut deleted = 0;
+            let mut last = self.prune_after;
+            for (id, name) in &sensors {
+                if deleted >= max_rows {
+                    break;
+                }
+                let left = i64::try_from(max_rows - deleted).unwrap_or(i64::MAX);
+                deleted += self
+                    .conn
+                    .prepare_cached(
+                        "DELETE FROM readings WHERE sensor_id = ?1 AND ts IN
+                           (SELECT ts FROM readings WHERE sensor_id = ?1 AND ts < ?2 ORDER BY ts LIMIT ?3)",
+                    )?
+                    .execute(params![id, cutoff(name), left])?;
+                // A sensor left with old rows is visited again next step.
+                if deleted < max_rows {
+                    last = *id;
+                }
             }
-            let left = i64::try_from(max_rows - deleted).unwrap_or(i64::MAX);
-            let n = w
-                .conn
-                .prepare_cached(
-                    "DELETE FROM readings WHERE sensor_id = ?1 AND ts IN
-                       (SELECT ts FROM readings WHERE sensor_id = ?1 AND ts < ?2 ORDER BY ts LIMIT ?3)",
-                )
-                .and_then(|mut s| s.execute(params![id, cutoff(&name), left]))
-                .map_err(|e| err(&e))?;
-            deleted += n;
+            Ok::<_, rusqlite::Error>((deleted, last))
+        })();
+        let result = result.and_then(|r| self.conn.execute_batch("COMMIT").map(|()| r));
+        match result {
+            Ok((deleted, last)) => {
+                let wrapped = i64::try_from(sensors.len()).unwrap_or(0) < PRUNE_SENSORS_PER_STEP
+                    && deleted < max_rows;
+                self.prune_after = if wrapped { 0 } else { last };
+                Ok(PruneStep {
+                    deleted,
+                    more: !wrapped,
+                })
+            }
+            Err(e) => {
+                if !self.conn.is_autocommit() {
+                    let _ = self.conn.execute_batch("ROLLBACK");
+                }
+                Err(e)
+            }
         }
-        Ok(deleted)
     }
 }
 
@@ -410,14 +497,18 @@ mod tests {
         store.write(&[&rows]).unwrap();
         // a keeps from 40 on, b from 10 on.
         let cutoff = |name: &str| if name == "a" { 40 } else { 10 };
-        assert_eq!(store.prune(&cutoff, 15).unwrap(), 15);
+        let first = store.prune(&cutoff, 15).unwrap();
+        assert_eq!((first.deleted, first.more), (15, true));
         let mut total = 15;
+        let mut steps = 1;
         loop {
-            let n = store.prune(&cutoff, 15).unwrap();
-            if n == 0 {
+            let step = store.prune(&cutoff, 15).unwrap();
+            total += step.deleted;
+            steps += 1;
+            if !step.more {
                 break;
             }
-            total += n;
+            assert!(steps < 20, "pruning does not finish");
         }
         assert_eq!(total, 40 + 10);
         assert_eq!(

@@ -26,6 +26,8 @@ pub const MAX_COMMIT_ROWS: usize = 50_000;
 pub const PRUNE_STEP_ROWS: usize = 10_000;
 /// History queries running at once.
 const MAX_QUERIES: usize = 4;
+/// Longest wait for a free query slot.
+const QUERY_WAIT: Duration = Duration::from_secs(10);
 /// Queued writes (each at least one reading).
 const MAX_JOBS: usize = 4096;
 
@@ -164,15 +166,20 @@ impl StoreHandle {
     /// # Errors
     /// [`StoreError`].
     pub async fn history(&self, query: HistoryQuery) -> Result<History, StoreError> {
-        let _slot = self
-            .queries
-            .acquire()
+        // Waiting for a slot is bounded like the query itself; the slot goes
+        // with the query into its thread, so a caller that gives up does not
+        // free a slot that is still in use.
+        let slot = tokio::time::timeout(QUERY_WAIT, self.queries.clone().acquire_owned())
             .await
+            .map_err(|_| StoreError("too many history queries at once; try again".to_owned()))?
             .map_err(|_| StoreError("the store is closed".to_owned()))?;
         let store = self.store.clone();
-        tokio::task::spawn_blocking(move || store.history(&query))
-            .await
-            .map_err(|e| StoreError(e.to_string()))?
+        tokio::task::spawn_blocking(move || {
+            let _slot = slot;
+            store.history(&query)
+        })
+        .await
+        .map_err(|e| StoreError(e.to_string()))?
     }
 
     /// Readings left out of history because the queue was full.
@@ -244,7 +251,7 @@ async fn prune_loop(store: Arc<dyn Store>, retention: Retention, shutdown: Cance
             })
             .await;
             match step {
-                Ok(Ok(n)) if n == PRUNE_STEP_ROWS && !shutdown.is_cancelled() => {
+                Ok(Ok(step)) if step.more && !shutdown.is_cancelled() => {
                     tokio::task::yield_now().await;
                 }
                 Ok(Err(e)) => {
