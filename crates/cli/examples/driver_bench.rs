@@ -36,6 +36,7 @@ fn host_binary() -> PathBuf {
 async fn daemon(dir: &std::path::Path, source: DriverSource, history: bool) -> Daemon {
     let mut config = Config::with_defaults(dir);
     config.store.enabled = history;
+    config.http.enabled = false;
     config.native_listen = "127.0.0.1:0".parse().unwrap();
     config.audit_log = None;
     config.driver_host = Some(HostCommand {

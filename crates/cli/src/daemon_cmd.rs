@@ -138,6 +138,7 @@ pub async fn demo(args: DemoArgs) -> ExitCode {
     };
     let mut config = Config::with_defaults(&dir);
     config.native_listen = args.native_addr;
+    config.http.listen = args.http_addr;
     config.tls = Some((cert, key));
     config.sim.enabled = true;
     match install_sim_driver(&dir) {
@@ -175,10 +176,9 @@ pub async fn demo(args: DemoArgs) -> ExitCode {
     }
     println!("sensegate demo gateway");
     println!("  native protocol (TLS 1.3): {}", daemon.native_addr());
-    println!(
-        "  HTTP API:                  {} (not built yet)",
-        args.http_addr
-    );
+    if let Some(addr) = daemon.http_addr() {
+        println!("  HTTP API (TLS 1.3):        https://{addr}/api/v1/sensors");
+    }
     println!("  certificate SHA-256:       {fingerprint}");
     println!("  admin token:               {}", token.expose());
     println!("  token file:                {}", token_path.display());

@@ -122,7 +122,7 @@ pub struct DemoArgs {
     /// Native protocol address.
     #[arg(long, default_value = "127.0.0.1:7420")]
     pub native_addr: SocketAddr,
-    /// HTTP API address (the HTTP API is not built yet; reserved).
+    /// HTTP API address.
     #[arg(long, default_value = "127.0.0.1:7421")]
     pub http_addr: SocketAddr,
 }

@@ -23,7 +23,14 @@ impl Demo {
     fn start() -> Self {
         let dir = tempfile::tempdir().unwrap();
         let child = sensegate()
-            .args(["demo", "--native-addr", "127.0.0.1:0", "--data-dir"])
+            .args([
+                "demo",
+                "--native-addr",
+                "127.0.0.1:0",
+                "--http-addr",
+                "127.0.0.1:0",
+                "--data-dir",
+            ])
             .arg(dir.path())
             .env("SENSEGATE_LOG", "warn")
             .stdout(Stdio::null())

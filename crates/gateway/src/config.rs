@@ -13,6 +13,7 @@ use sensegate_proto::frame::HARD_MAX_FRAME_BYTES;
 use sensegate_proto::{FrameLimit, MessageLimits};
 use serde::Deserialize;
 
+use crate::http::api::HttpLimits;
 use crate::pattern::Pattern;
 use crate::sources::config::{
     DriverSource, HwmonSource, MAX_DRIVERS, MAX_SERIAL, Parity, RawDriver, RawHwmon, RawSerial,
@@ -61,6 +62,39 @@ pub struct RawConfig {
     /// `[store]`
     #[serde(default)]
     pub store: RawStore,
+    /// `[http]`
+    #[serde(default)]
+    pub http: RawHttp,
+}
+
+/// `[http]`: the HTTP/JSON API.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawHttp {
+    /// Whether the HTTP API listens.
+    pub enabled: Option<bool>,
+    /// Address to listen on.
+    pub listen: Option<String>,
+    /// Largest request body.
+    pub max_body_bytes: Option<u64>,
+    /// Longest query string.
+    pub max_query_bytes: Option<u64>,
+    /// Time to produce a response.
+    pub request_timeout_ms: Option<u64>,
+    /// Time to send the request headers (also the idle time between
+    /// requests on a kept-alive connection).
+    pub header_timeout_ms: Option<u64>,
+}
+
+/// The HTTP API, validated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HttpConfig {
+    /// Whether it listens.
+    pub enabled: bool,
+    /// Where.
+    pub listen: SocketAddr,
+    /// Its caps.
+    pub limits: HttpLimits,
 }
 
 /// `[store]`: history.
@@ -244,6 +278,8 @@ pub struct Config {
     pub sources: Sources,
     /// History.
     pub store: StoreConfig,
+    /// The HTTP API.
+    pub http: HttpConfig,
     /// How driver hosts are started; `None` runs this executable with
     /// `driver-host`. Not a file setting: embedders and tests set it.
     pub driver_host: Option<HostCommand>,
@@ -413,6 +449,11 @@ impl Config {
             sim: SimConfig::default(),
             sources: Sources::default(),
             store: StoreConfig::default(),
+            http: HttpConfig {
+                enabled: true,
+                listen: SocketAddr::from(([127, 0, 0, 1], DEFAULT_HTTP_PORT)),
+                limits: HttpLimits::default(),
+            },
             driver_host: None,
         }
     }
@@ -473,7 +514,52 @@ impl Validator<'_> {
             sim,
             sources,
             store: self.store(&raw.store, limits.max_push_batch)?,
+            http: self.http(&raw.http, defaults.http)?,
             driver_host: None,
+        })
+    }
+
+    fn http(&self, r: &RawHttp, d: HttpConfig) -> Result<HttpConfig, ConfigError> {
+        let listen = match &r.listen {
+            Some(s) => s.parse().map_err(|_| {
+                self.invalid("http.listen", "must be an address like 127.0.0.1:7421")
+            })?,
+            None => d.listen,
+        };
+        let l = d.limits;
+        Ok(HttpConfig {
+            enabled: r.enabled.unwrap_or(d.enabled),
+            listen,
+            limits: HttpLimits {
+                max_body_bytes: self.size(
+                    "http.max_body_bytes",
+                    r.max_body_bytes,
+                    l.max_body_bytes,
+                    256,
+                    1 << 20,
+                )?,
+                max_query_bytes: self.size(
+                    "http.max_query_bytes",
+                    r.max_query_bytes,
+                    l.max_query_bytes,
+                    64,
+                    16_384,
+                )?,
+                request_timeout: self.millis(
+                    "http.request_timeout_ms",
+                    r.request_timeout_ms,
+                    l.request_timeout,
+                    100,
+                    600_000,
+                )?,
+                header_timeout: self.millis(
+                    "http.header_timeout_ms",
+                    r.header_timeout_ms,
+                    l.header_timeout,
+                    100,
+                    600_000,
+                )?,
+            },
         })
     }
 

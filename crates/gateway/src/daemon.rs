@@ -87,6 +87,7 @@ pub enum StartError {
 pub struct Daemon {
     service: Arc<Service>,
     native_addr: SocketAddr,
+    http_addr: Option<SocketAddr>,
     fingerprint: Option<String>,
     shutdown: CancellationToken,
     tracker: TaskTracker,
@@ -149,16 +150,12 @@ impl Daemon {
             service = service.with_store(store);
         }
         let service = Arc::new(service);
-        let listener = TcpListener::bind(config.native_listen)
-            .await
-            .map_err(|source| StartError::Bind {
-                addr: config.native_listen,
-                source,
-            })?;
-        let native_addr = listener.local_addr().map_err(|source| StartError::Bind {
-            addr: config.native_listen,
-            source,
-        })?;
+        let (listener, native_addr) = bind(config.native_listen).await?;
+        let http = if config.http.enabled {
+            Some(bind(config.http.listen).await?)
+        } else {
+            None
+        };
         let shutdown = service.shutdown_token();
         let tracker = TaskTracker::new();
         let shared = Shared {
@@ -166,6 +163,17 @@ impl Daemon {
             inflight: InflightBudget::new(config.limits.inflight_bytes_total),
             shutdown: shutdown.clone(),
         };
+        let http_addr = http.as_ref().map(|(_, a)| *a);
+        if let Some((listener, addr)) = http {
+            tracker.spawn(crate::http::server::run(
+                listener,
+                tls.clone(),
+                service.clone(),
+                config.http.limits,
+                tracker.clone(),
+            ));
+            tracing::info!(addr = %addr, tls = tls.is_some(), "http listener up");
+        }
         tracker.spawn(crate::native::listener::run(
             listener,
             shared,
@@ -185,6 +193,7 @@ impl Daemon {
         Ok(Self {
             service,
             native_addr,
+            http_addr,
             fingerprint,
             shutdown,
             tracker,
@@ -195,6 +204,12 @@ impl Daemon {
     #[must_use]
     pub const fn native_addr(&self) -> SocketAddr {
         self.native_addr
+    }
+
+    /// The bound HTTP address, when the HTTP API is on.
+    #[must_use]
+    pub const fn http_addr(&self) -> Option<SocketAddr> {
+        self.http_addr
     }
 
     /// The certificate fingerprint, when TLS is on.
@@ -278,6 +293,14 @@ async fn reap_idle(service: Arc<Service>, shutdown: CancellationToken) {
             tracing::debug!(closed = n, "idle connections closed");
         }
     }
+}
+
+/// Binds a listener and says where it is bound (the port may have been 0).
+async fn bind(addr: SocketAddr) -> Result<(TcpListener, SocketAddr), StartError> {
+    let bind_error = |source| StartError::Bind { addr, source };
+    let listener = TcpListener::bind(addr).await.map_err(bind_error)?;
+    let local = listener.local_addr().map_err(bind_error)?;
+    Ok((listener, local))
 }
 
 /// Opens the history store when it is on.

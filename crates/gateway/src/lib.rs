@@ -11,6 +11,7 @@
 //! - [`session`]: one native-protocol session as a state machine without
 //!   I/O; [`native`]: the listener and the thin connection task around it;
 //!   [`inflight`]: the global byte budget; [`tls`]: TLS 1.3 and certificates;
+//!   [`http`]: the HTTP/JSON API with server-sent events, same core;
 //! - [`store`]: history (SQLite, group commit, retention);
 //! - [`sim`]: the simulated sensor source; [`sources`]: C drivers in sandboxed
 //!   driver hosts, serial devices and hwmon; [`daemon`]: wiring and shutdown.
@@ -25,6 +26,7 @@ pub mod catalog;
 pub mod config;
 pub mod daemon;
 pub mod file;
+pub mod http;
 pub mod hub;
 pub mod inflight;
 pub mod native;

@@ -31,7 +31,7 @@ impl Gateway {
         let data = dir.path().join("data");
         let config = dir.path().join("sensegate.toml");
         let text = format!(
-            "[server]\ndata_dir = \"{}\"\n[native]\nlisten = \"127.0.0.1:0\"\n{sources}",
+            "[server]\ndata_dir = \"{}\"\n[native]\nlisten = \"127.0.0.1:0\"\n[http]\nlisten = \"127.0.0.1:0\"\n{sources}",
             data.display()
         );
         std::fs::write(&config, text).unwrap();

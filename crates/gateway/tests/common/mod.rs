@@ -31,8 +31,14 @@ impl TestDaemon {
     /// after them).
     pub async fn start(extra: &str) -> Self {
         let dir = tempfile::tempdir().unwrap();
+        // The HTTP API on a free port, unless the test configures it.
+        let http = if extra.contains("[http]") {
+            ""
+        } else {
+            "[http]\nlisten = \"127.0.0.1:0\"\n"
+        };
         let text = format!(
-            "[server]\ndata_dir = {:?}\n[native]\nlisten = \"127.0.0.1:0\"\n{extra}\n",
+            "[server]\ndata_dir = {:?}\n[native]\nlisten = \"127.0.0.1:0\"\n{http}{extra}\n",
             dir.path().display().to_string()
         );
         let config = Config::parse(&text, Path::new("test.toml")).unwrap();

@@ -1,0 +1,621 @@
+//! Routes of the HTTP API, version 1.
+//!
+//! | method and path | what | role |
+//! |---|---|---|
+//! | `GET /healthz` | liveness, no token | any |
+//! | `GET /readyz` | readiness, no token | any |
+//! | `GET /api/v1/sensors?pattern=` | sensors in scope | reader, admin |
+//! | `GET /api/v1/sensors/{name}/latest` | latest reading | reader, admin |
+//! | `GET /api/v1/sensors/{name}/history?from=&to=&bucket=&limit=` | history | reader, admin |
+//! | `GET /api/v1/stream?sensors=PATTERN[,PATTERN]` | server-sent events | reader, admin |
+//! | `GET /api/v1/tokens`, `POST /api/v1/tokens`, `DELETE /api/v1/tokens/{id}` | tokens | admin |
+//! | `GET /api/v1/connections`, `DELETE /api/v1/connections/{id}` | connections | admin |
+//!
+//! Errors are `{"error": {"code": "FORBIDDEN", "message": "not allowed"}}`
+//! with the native protocol's codes and fixed messages.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::Ordering::Relaxed;
+use std::time::{Duration, Instant};
+
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{FromRequestParts, Path, Query, Request, State};
+use axum::http::{HeaderValue, StatusCode, header, request::Parts};
+use axum::middleware::Next;
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{delete, get};
+use axum::{Extension, Json, Router};
+use futures_util::Stream;
+use sensegate_proto::v1::ErrorCode;
+use serde::{Deserialize, Serialize};
+
+use crate::auth::{Principal, Role};
+use crate::catalog::{SensorEntry, SensorState};
+use crate::hub::Delivery;
+use crate::pattern::Pattern;
+use crate::reading::{Quality, Reading};
+use crate::registry::Connection;
+use crate::service::{Caller, Service, ServiceError};
+
+/// Caps and deadlines of the HTTP front end.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HttpLimits {
+    /// Largest request body.
+    pub max_body_bytes: usize,
+    /// Longest query string.
+    pub max_query_bytes: usize,
+    /// Time to produce a response (a stream's first bytes).
+    pub request_timeout: Duration,
+    /// Time to send the request headers.
+    pub header_timeout: Duration,
+}
+
+impl Default for HttpLimits {
+    fn default() -> Self {
+        Self {
+            max_body_bytes: 16 << 10,
+            max_query_bytes: 2048,
+            request_timeout: Duration::from_secs(10),
+            header_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+/// The connection a request came on (put there by the server).
+#[derive(Debug, Clone)]
+pub struct Conn(pub Arc<Connection>);
+
+/// Builds the router.
+pub fn router(service: Arc<Service>, limits: HttpLimits) -> Router {
+    let api = Router::new()
+        .route("/api/v1/sensors", get(sensors))
+        .route("/api/v1/sensors/{name}/latest", get(latest))
+        .route("/api/v1/sensors/{name}/history", get(history))
+        .route("/api/v1/stream", get(stream))
+        .route("/api/v1/tokens", get(list_tokens).post(create_token))
+        .route("/api/v1/tokens/{id}", delete(revoke_token))
+        .route("/api/v1/connections", get(list_connections))
+        .route("/api/v1/connections/{id}", delete(kick))
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(|| async { "ready\n" }))
+        .fallback(|| async { ApiError(ServiceError::NotFound) });
+    api.layer(axum::middleware::from_fn_with_state(limits, guard))
+        .layer(axum::extract::DefaultBodyLimit::max(limits.max_body_bytes))
+        .with_state(service)
+}
+
+/// Every request: the query-string cap, the response deadline, and the
+/// security headers.
+async fn guard(State(limits): State<HttpLimits>, request: Request, next: Next) -> Response {
+    if request
+        .uri()
+        .query()
+        .is_some_and(|q| q.len() > limits.max_query_bytes)
+    {
+        return error(
+            StatusCode::URI_TOO_LONG,
+            ErrorCode::Malformed,
+            "query string too long",
+        );
+    }
+    let mut response = match tokio::time::timeout(limits.request_timeout, next.run(request)).await {
+        Ok(r) => r,
+        Err(_) => error(
+            StatusCode::REQUEST_TIMEOUT,
+            ErrorCode::Malformed,
+            "request not completed in time",
+        ),
+    };
+    let h = response.headers_mut();
+    h.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(
+            "default-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'",
+        ),
+    );
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    h.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
+    h.entry(header::CACHE_CONTROL)
+        .or_insert(HeaderValue::from_static("no-store"));
+    response
+}
+
+/// A refused request, as JSON with the stable code.
+#[derive(Debug)]
+pub struct ApiError(pub ServiceError);
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let code = self.0.code();
+        let status = match self.0 {
+            ServiceError::Unauthenticated => StatusCode::UNAUTHORIZED,
+            ServiceError::AuthThrottled | ServiceError::PushRate => StatusCode::TOO_MANY_REQUESTS,
+            ServiceError::Forbidden => StatusCode::FORBIDDEN,
+            ServiceError::NotFound => StatusCode::NOT_FOUND,
+            ServiceError::Invalid => StatusCode::BAD_REQUEST,
+            ServiceError::PushBatch
+            | ServiceError::Subscriptions
+            | ServiceError::SensorsFull
+            | ServiceError::TokensFull => StatusCode::SERVICE_UNAVAILABLE,
+            ServiceError::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+        };
+        let mut r = error(status, code, &self.0.to_string());
+        if status == StatusCode::UNAUTHORIZED {
+            r.headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        r
+    }
+}
+
+impl From<ServiceError> for ApiError {
+    fn from(e: ServiceError) -> Self {
+        Self(e)
+    }
+}
+
+#[derive(Serialize)]
+struct ErrorBody<'a> {
+    error: ErrorDetail<'a>,
+}
+
+#[derive(Serialize)]
+struct ErrorDetail<'a> {
+    code: &'static str,
+    message: &'a str,
+}
+
+fn error(status: StatusCode, code: ErrorCode, message: &str) -> Response {
+    let body = ErrorBody {
+        error: ErrorDetail {
+            code: code.wire_name(),
+            message,
+        },
+    };
+    (status, Json(body)).into_response()
+}
+
+/// An authenticated caller: the `Authorization: Bearer` token checked by
+/// the service (throttled per address like the native hello).
+pub struct Auth {
+    principal: Arc<Principal>,
+    peer: SocketAddr,
+    connection: Arc<Connection>,
+}
+
+impl Auth {
+    fn caller(&self) -> Caller<'_> {
+        Caller {
+            principal: &self.principal,
+            peer: self.peer,
+        }
+    }
+}
+
+impl FromRequestParts<Arc<Service>> for Auth {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        service: &Arc<Service>,
+    ) -> Result<Self, ApiError> {
+        let Some(Conn(connection)) = parts.extensions.get::<Conn>().cloned() else {
+            return Err(ApiError(ServiceError::Internal));
+        };
+        let token = parts
+            .headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .map(str::trim)
+            .filter(|t| !t.is_empty() && t.len() <= service.limits().message.max_token_bytes)
+            .ok_or(ApiError(ServiceError::Unauthenticated))?;
+        let principal = service.authenticate(token, connection.peer, Instant::now())?;
+        // The connection shows the first principal that used it; a
+        // revocation of that token ends it like a native session.
+        connection.set_principal(principal.clone());
+        connection.touch(&service.registry().clock());
+        connection.count_in(0);
+        Ok(Self {
+            principal,
+            peer: connection.peer,
+            connection,
+        })
+    }
+}
+
+#[derive(Serialize)]
+struct SensorJson {
+    name: String,
+    unit: String,
+    source: String,
+    state: &'static str,
+    fault_reason: String,
+    last_timestamp_us: i64,
+}
+
+fn sensor_json(e: &SensorEntry) -> SensorJson {
+    SensorJson {
+        name: e.name.to_string(),
+        unit: e.unit.clone(),
+        source: e.source.clone(),
+        state: match e.state {
+            SensorState::Ok => "ok",
+            SensorState::Faulted => "faulted",
+            SensorState::Restarting => "restarting",
+            SensorState::Idle => "idle",
+        },
+        fault_reason: e.fault_reason.clone(),
+        last_timestamp_us: e.latest.as_ref().map_or(0, |r| r.timestamp_us),
+    }
+}
+
+#[derive(Serialize)]
+struct ReadingJson {
+    sensor: String,
+    timestamp_us: i64,
+    value: f64,
+    quality: &'static str,
+}
+
+const fn quality_name(q: Quality) -> &'static str {
+    match q {
+        Quality::Good => "good",
+        Quality::Uncertain => "uncertain",
+        Quality::Bad => "bad",
+    }
+}
+
+fn reading_json(r: &Reading) -> ReadingJson {
+    ReadingJson {
+        sensor: r.sensor.to_string(),
+        timestamp_us: r.timestamp_us,
+        value: r.value,
+        quality: quality_name(r.quality),
+    }
+}
+
+#[derive(Deserialize)]
+struct PatternQuery {
+    pattern: Option<String>,
+}
+
+/// A pattern from a query string, checked like the protocol checks it.
+fn pattern(service: &Service, text: Option<&str>) -> Result<Pattern, ApiError> {
+    match text {
+        None | Some("") => Ok(Pattern::any()),
+        Some(p)
+            if p.len() <= service.limits().message.max_pattern_bytes
+                && p.bytes().all(sensegate_proto::envelope::is_pattern_byte) =>
+        {
+            Ok(Pattern::new(p))
+        }
+        Some(_) => Err(ApiError(ServiceError::Invalid)),
+    }
+}
+
+fn name(service: &Service, text: &str) -> Result<(), ApiError> {
+    if crate::sources::config::is_name(text, service.limits().message.max_name_bytes) {
+        Ok(())
+    } else {
+        Err(ApiError(ServiceError::Invalid))
+    }
+}
+
+async fn sensors(
+    State(service): State<Arc<Service>>,
+    auth: Auth,
+    Query(q): Query<PatternQuery>,
+) -> Result<Json<Vec<SensorJson>>, ApiError> {
+    let pattern = pattern(&service, q.pattern.as_deref())?;
+    let list = service.list_sensors(auth.caller(), &pattern)?;
+    Ok(Json(list.iter().map(sensor_json).collect()))
+}
+
+async fn latest(
+    State(service): State<Arc<Service>>,
+    auth: Auth,
+    Path(sensor): Path<String>,
+) -> Result<Json<ReadingJson>, ApiError> {
+    name(&service, &sensor)?;
+    Ok(Json(reading_json(&service.latest(auth.caller(), &sensor)?)))
+}
+
+#[derive(Deserialize)]
+struct HistoryParams {
+    from: Option<i64>,
+    to: Option<i64>,
+    bucket: Option<i64>,
+    limit: Option<u32>,
+}
+
+#[derive(Serialize)]
+struct HistoryJson {
+    readings: Vec<RowJson>,
+    buckets: Vec<BucketJson>,
+    truncated: bool,
+}
+
+#[derive(Serialize)]
+struct RowJson {
+    timestamp_us: i64,
+    value: f64,
+    quality: &'static str,
+}
+
+#[derive(Serialize)]
+struct BucketJson {
+    start_us: i64,
+    min: f64,
+    max: f64,
+    mean: f64,
+    count: u64,
+}
+
+async fn history(
+    State(service): State<Arc<Service>>,
+    auth: Auth,
+    Path(sensor): Path<String>,
+    Query(p): Query<HistoryParams>,
+) -> Result<Json<HistoryJson>, ApiError> {
+    name(&service, &sensor)?;
+    let to =
+        p.to.unwrap_or_else(|| crate::reading::now_us().saturating_add(1));
+    let from = p.from.unwrap_or_else(|| to.saturating_sub(3_600_000_000));
+    if from < 0 || to < 0 {
+        return Err(ApiError(ServiceError::Invalid));
+    }
+    let limit = usize::try_from(p.limit.unwrap_or(0)).unwrap_or(usize::MAX);
+    let query = service.history(
+        auth.caller(),
+        &sensor,
+        from,
+        to,
+        p.bucket.unwrap_or(0),
+        limit,
+    )?;
+    let h = service.run_history(query).await?;
+    Ok(Json(HistoryJson {
+        readings: h
+            .rows
+            .iter()
+            .map(|r| RowJson {
+                timestamp_us: r.timestamp_us,
+                value: r.value,
+                quality: quality_name(r.quality),
+            })
+            .collect(),
+        buckets: h
+            .buckets
+            .iter()
+            .map(|b| BucketJson {
+                start_us: b.start_us,
+                min: b.min,
+                max: b.max,
+                mean: b.mean,
+                count: b.count,
+            })
+            .collect(),
+        truncated: h.truncated,
+    }))
+}
+
+#[derive(Deserialize)]
+struct StreamQuery {
+    sensors: Option<String>,
+}
+
+/// Most readings per server-sent event.
+const EVENT_READINGS: usize = 256;
+
+async fn stream(
+    State(service): State<Arc<Service>>,
+    auth: Auth,
+    Query(q): Query<StreamQuery>,
+) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
+    let text = q.sensors.unwrap_or_else(|| "*".to_owned());
+    let mut patterns = Vec::new();
+    for p in text.split(',') {
+        patterns.push(pattern(&service, Some(p))?);
+    }
+    let (subscriber, _) = service.subscribe(auth.caller(), &auth.connection, &patterns)?;
+    let connection = auth.connection.clone();
+    let clock_service = service.clone();
+    // The stream holds no buffer of its own: it takes what the bounded hub
+    // queue holds when the client is ready for more. A client that stops
+    // reading leaves its queue full, and the hub drops the oldest (or
+    // disconnects it, by `limits.lag_policy`).
+    let events = futures_util::stream::unfold(Some(subscriber), move |state| {
+        let connection = connection.clone();
+        let service = clock_service.clone();
+        async move {
+            let subscriber = state?;
+            let delivery = tokio::select! {
+                d = subscriber.next_batch(EVENT_READINGS) => d,
+                _ = connection.stopped() => return None,
+            };
+            connection.touch(&service.registry().clock());
+            match delivery {
+                Delivery::Batch { readings, dropped } => {
+                    let body = StreamBatch {
+                        readings: readings.iter().map(reading_json).collect(),
+                        dropped,
+                    };
+                    let event = Event::default()
+                        .event("readings")
+                        .json_data(&body)
+                        .unwrap_or_else(|_| Event::default().event("error"));
+                    connection.count_out(1, 0);
+                    Some((Ok(event), Some(subscriber)))
+                }
+                Delivery::Lagged => {
+                    let event = Event::default().event("goodbye").data("fell behind");
+                    Some((Ok(event), None))
+                }
+            }
+        }
+    });
+    Ok(Sse::new(events).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))))
+}
+
+#[derive(Serialize)]
+struct StreamBatch {
+    readings: Vec<ReadingJson>,
+    dropped: u64,
+}
+
+#[derive(Serialize)]
+struct TokenJson {
+    id: String,
+    name: String,
+    role: &'static str,
+    scope: String,
+    created_at_us: i64,
+    revoked: bool,
+}
+
+const fn role_name(r: Role) -> &'static str {
+    match r {
+        Role::Admin => "admin",
+        Role::Reader => "reader",
+        Role::Device => "device",
+    }
+}
+
+fn token_json(t: &crate::auth::store::TokenRecord) -> TokenJson {
+    TokenJson {
+        id: t.id.clone(),
+        name: t.name.clone(),
+        role: role_name(t.role),
+        scope: t.scope.as_str().to_owned(),
+        created_at_us: t.created_at_us,
+        revoked: t.revoked,
+    }
+}
+
+async fn list_tokens(
+    State(service): State<Arc<Service>>,
+    auth: Auth,
+) -> Result<Json<Vec<TokenJson>>, ApiError> {
+    Ok(Json(
+        service
+            .list_tokens(auth.caller())?
+            .iter()
+            .map(token_json)
+            .collect(),
+    ))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewToken {
+    name: String,
+    role: String,
+    scope: String,
+}
+
+#[derive(Serialize)]
+struct CreatedToken {
+    token: TokenJson,
+    /// Shown once.
+    secret: String,
+}
+
+async fn create_token(
+    State(service): State<Arc<Service>>,
+    auth: Auth,
+    body: Result<Json<NewToken>, JsonRejection>,
+) -> Result<(StatusCode, Json<CreatedToken>), Response> {
+    let Json(t) = body.map_err(|r| {
+        error(
+            r.status(),
+            ErrorCode::Malformed,
+            "the body is not a token request",
+        )
+    })?;
+    let role = match t.role.as_str() {
+        "admin" => Role::Admin,
+        "reader" => Role::Reader,
+        "device" => Role::Device,
+        _ => return Err(ApiError(ServiceError::Invalid).into_response()),
+    };
+    let (record, secret) = service
+        .create_token(auth.caller(), &t.name, role, &t.scope)
+        .map_err(|e| ApiError(e).into_response())?;
+    Ok((
+        StatusCode::CREATED,
+        Json(CreatedToken {
+            token: token_json(&record),
+            secret: secret.expose().to_owned(),
+        }),
+    ))
+}
+
+async fn revoke_token(
+    State(service): State<Arc<Service>>,
+    auth: Auth,
+    Path(id): Path<String>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    name(&service, &id)?;
+    let n = service.revoke_token(auth.caller(), &id)?;
+    Ok(Json(serde_json::json!({ "disconnected": n })))
+}
+
+#[derive(Serialize)]
+struct ConnectionJson {
+    id: u64,
+    principal: String,
+    role: &'static str,
+    peer: String,
+    frontend: &'static str,
+    connected_at_us: i64,
+    subscriptions: u32,
+    bytes_in: u64,
+    bytes_out: u64,
+}
+
+async fn list_connections(
+    State(service): State<Arc<Service>>,
+    auth: Auth,
+) -> Result<Json<Vec<ConnectionJson>>, ApiError> {
+    let list = service.list_connections(auth.caller())?;
+    Ok(Json(
+        list.iter()
+            .map(|c| ConnectionJson {
+                id: c.id,
+                principal: c.principal().map(|p| p.name.clone()).unwrap_or_default(),
+                role: c.principal().map_or("", |p| role_name(p.role)),
+                peer: c.peer.to_string(),
+                frontend: c.frontend,
+                connected_at_us: c.connected_at_us,
+                subscriptions: c.subscriptions.load(Relaxed),
+                bytes_in: c.bytes_in.load(Relaxed),
+                bytes_out: c.bytes_out.load(Relaxed),
+            })
+            .collect(),
+    ))
+}
+
+async fn kick(
+    State(service): State<Arc<Service>>,
+    auth: Auth,
+    Path(id): Path<u64>,
+) -> Result<StatusCode, ApiError> {
+    service.kick(auth.caller(), id)?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Attaches the connection to each request of it.
+pub fn with_connection(router: Router, connection: Arc<Connection>) -> Router {
+    router.layer(Extension(Conn(connection)))
+}

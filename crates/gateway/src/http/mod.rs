@@ -1,0 +1,17 @@
+//! The HTTP/JSON API: the same service core, tokens and policy as the native
+//! protocol, over HTTP/1.1 (TLS 1.3 with the same certificate when TLS is
+//! on).
+//!
+//! - [`server`]: the listener: admission through the same connection
+//!   registry (so HTTP connections count against the same caps, are listed
+//!   and can be kicked), the TLS handshake under `auth_timeout`, hyper with a
+//!   header deadline, and graceful stop.
+//! - [`api`]: the routes, the `Authorization: Bearer` extractor, JSON
+//!   errors with the stable codes, request body and query-string caps, a
+//!   request deadline, and security headers on every response.
+//!
+//! No access rule lives here: every handler calls the service, which asks
+//! `policy::decide`.
+
+pub mod api;
+pub mod server;

@@ -1,0 +1,338 @@
+//! The HTTP API through real sockets with hand-written requests: the same
+//! tokens and policy as the native protocol, JSON errors with the stable
+//! codes, and the hostile cases (no token, wrong token, reader on admin
+//! routes, oversize body, slow body, slow headers, long query strings, a
+//! stream client that never reads).
+#![allow(
+    clippy::unwrap_used,
+    reason = "test code: a failed unwrap is a failed test"
+)]
+
+mod common;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use common::TestDaemon;
+use sensegate_client::wire as v1;
+use sensegate_gateway::reading::{Quality, Reading, now_us};
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+use tokio::net::TcpStream;
+
+struct Reply {
+    status: u16,
+    head: String,
+    body: String,
+}
+
+fn http(d: &TestDaemon) -> SocketAddr {
+    d.daemon.http_addr().unwrap()
+}
+
+/// One request on its own connection (`Connection: close`).
+async fn request(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    body: &str,
+) -> Reply {
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    let auth = token
+        .map(|t| format!("Authorization: Bearer {t}\r\n"))
+        .unwrap_or_default();
+    let text = format!(
+        "{method} {path} HTTP/1.1\r\nHost: x\r\n{auth}Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    s.write_all(text.as_bytes()).await.unwrap();
+    read_reply(&mut s).await
+}
+
+async fn read_reply(s: &mut TcpStream) -> Reply {
+    let mut raw = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(20), s.read_to_end(&mut raw)).await;
+    let text = String::from_utf8_lossy(&raw).into_owned();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    Reply {
+        status,
+        head: head.to_ascii_lowercase(),
+        body: body.to_owned(),
+    }
+}
+
+fn code(r: &Reply) -> String {
+    let v: serde_json::Value = serde_json::from_str(&r.body).unwrap_or_default();
+    v["error"]["code"].as_str().unwrap_or_default().to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tokens_and_policy_are_the_native_protocols() {
+    let d = TestDaemon::start("").await;
+    let addr = http(&d);
+    // No token, and a wrong one: 401 with the stable code, and the security
+    // headers on every response.
+    let r = request(addr, "GET", "/api/v1/sensors", None, "").await;
+    assert_eq!((r.status, code(&r).as_str()), (401, "UNAUTHENTICATED"));
+    assert!(r.head.contains("www-authenticate: bearer"), "{}", r.head);
+    for h in [
+        "content-security-policy: default-src 'self'",
+        "x-content-type-options: nosniff",
+        "x-frame-options: deny",
+    ] {
+        assert!(r.head.contains(h), "{h} missing in {}", r.head);
+    }
+    let fake = format!("sgt_{}_{}", "0".repeat(16), "0".repeat(64));
+    let r = request(addr, "GET", "/api/v1/sensors", Some(&fake), "").await;
+    assert_eq!((r.status, code(&r).as_str()), (401, "UNAUTHENTICATED"));
+
+    // A reader: reads in scope, no admin routes.
+    let (_, reader) = d.token(v1::Role::Reader, "lab/*").await;
+    let reader = reader.expose().to_owned();
+    let r = request(addr, "GET", "/api/v1/sensors", Some(&reader), "").await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert!(r.body.starts_with('['));
+    for (method, path) in [
+        ("GET", "/api/v1/tokens"),
+        ("GET", "/api/v1/connections"),
+        ("DELETE", "/api/v1/connections/1"),
+    ] {
+        let r = request(addr, method, path, Some(&reader), "").await;
+        assert_eq!(
+            (r.status, code(&r).as_str()),
+            (403, "FORBIDDEN"),
+            "{method} {path}"
+        );
+    }
+    let r = request(
+        addr,
+        "GET",
+        "/api/v1/sensors/other%2Fx/latest",
+        Some(&reader),
+        "",
+    )
+    .await;
+    assert_ne!(r.status, 200);
+
+    // The admin creates a token over HTTP; its secret authenticates on the
+    // native protocol too, and it is listed without its secret.
+    let admin = d.admin.expose().to_owned();
+    let r = request(
+        addr,
+        "POST",
+        "/api/v1/tokens",
+        Some(&admin),
+        r#"{"name":"dev1","role":"device","scope":"lab/*"}"#,
+    )
+    .await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    let created: serde_json::Value = serde_json::from_str(&r.body).unwrap();
+    let secret = created["secret"].as_str().unwrap().to_owned();
+    let mut dev = sensegate_client::Client::connect(
+        &d.options(&sensegate_client::Secret::new(secret.clone())),
+    )
+    .await
+    .unwrap();
+    let now = now_us();
+    let readings = (0..10)
+        .map(|i| v1::Reading {
+            sensor: "lab/t".into(),
+            timestamp_us: now - 1_000_000 + i,
+            value: 20.0 + f64::from(i32::try_from(i).unwrap()),
+            quality: v1::Quality::Good.into(),
+        })
+        .collect();
+    dev.push(readings).await.unwrap();
+    let r = request(addr, "GET", "/api/v1/tokens", Some(&admin), "").await;
+    assert_eq!(r.status, 200);
+    assert!(r.body.contains("dev1") && !r.body.contains(&secret));
+
+    // The reader sees what the device pushed: latest and history.
+    let r = request(
+        addr,
+        "GET",
+        "/api/v1/sensors/lab%2Ft/latest",
+        Some(&reader),
+        "",
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let v: serde_json::Value = serde_json::from_str(&r.body).unwrap();
+    assert!((v["value"].as_f64().unwrap() - 29.0).abs() < 1e-9);
+    let path = format!(
+        "/api/v1/sensors/lab%2Ft/history?from={}&to={}",
+        now - 2_000_000,
+        now
+    );
+    let r = request(addr, "GET", &path, Some(&reader), "").await;
+    let v: serde_json::Value = serde_json::from_str(&r.body).unwrap();
+    assert_eq!(v["readings"].as_array().unwrap().len(), 10, "{}", r.body);
+    // A device may not read, over HTTP as over the native protocol.
+    let r = request(addr, "GET", "/api/v1/sensors", Some(&secret), "").await;
+    assert_eq!((r.status, code(&r).as_str()), (403, "FORBIDDEN"));
+    // Unknown routes are JSON errors too.
+    let r = request(addr, "GET", "/etc/passwd", Some(&admin), "").await;
+    assert_eq!((r.status, code(&r).as_str()), (404, "NOT_FOUND"));
+    let r = request(addr, "GET", "/api/v1/../../etc/passwd", Some(&admin), "").await;
+    assert_eq!(r.status, 404);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wrong_token_repeated_is_throttled_like_a_native_hello() {
+    let d = TestDaemon::start("[limits]\nauth_failures_per_minute = 3\n").await;
+    let addr = http(&d);
+    let fake = format!("sgt_{}_{}", "1".repeat(16), "1".repeat(64));
+    let mut codes = Vec::new();
+    for _ in 0..5 {
+        codes.push(
+            request(addr, "GET", "/api/v1/sensors", Some(&fake), "")
+                .await
+                .status,
+        );
+    }
+    assert_eq!(codes, [401, 401, 401, 429, 429]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oversize_bodies_long_queries_and_slow_clients_are_cut_off() {
+    let d = TestDaemon::start(
+        "[http]\nlisten = \"127.0.0.1:0\"\nmax_body_bytes = 1024\nmax_query_bytes = 128\nrequest_timeout_ms = 300\nheader_timeout_ms = 300\n",
+    )
+    .await;
+    let addr = http(&d);
+    let admin = d.admin.expose().to_owned();
+    // A body over the cap: 413, whatever it holds.
+    let big = format!(
+        r#"{{"name":"{}","role":"reader","scope":"*"}}"#,
+        "x".repeat(4000)
+    );
+    let r = request(addr, "POST", "/api/v1/tokens", Some(&admin), &big).await;
+    assert_eq!(r.status, 413, "{}", r.body);
+    // A query string over the cap: 414.
+    let path = format!("/api/v1/sensors?pattern={}", "a".repeat(200));
+    let r = request(addr, "GET", &path, Some(&admin), "").await;
+    assert_eq!((r.status, code(&r).as_str()), (414, "MALFORMED"));
+    // A body that trickles: cut off at the request deadline.
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    let head = format!(
+        "POST /api/v1/tokens HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {admin}\r\nContent-Type: application/json\r\nContent-Length: 100\r\nConnection: close\r\n\r\n{{\"na"
+    );
+    s.write_all(head.as_bytes()).await.unwrap();
+    let start = Instant::now();
+    let r = read_reply(&mut s).await;
+    assert_eq!(r.status, 408, "{}", r.body);
+    assert!(start.elapsed() < Duration::from_secs(5));
+    // Headers that never finish: the connection is closed.
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    s.write_all(b"GET /api/v1/sensors HTTP/1.1\r\nHost: x\r\n")
+        .await
+        .unwrap();
+    let start = Instant::now();
+    let mut buf = [0u8; 256];
+    let n = tokio::time::timeout(Duration::from_secs(10), s.read(&mut buf))
+        .await
+        .unwrap();
+    assert!(n.is_ok(), "the connection was not closed");
+    assert!(start.elapsed() < Duration::from_secs(5));
+    // An idle connection that never sends a byte is closed as well.
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    let n = tokio::time::timeout(Duration::from_secs(10), s.read(&mut buf)).await;
+    assert!(
+        matches!(n, Ok(Ok(0) | Err(_))),
+        "an idle connection stayed open"
+    );
+    d.assert_served().await;
+}
+
+fn rss_bytes() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches(" kB").trim().parse::<u64>().ok())
+        .unwrap()
+        * 1024
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_delivers_readings_and_a_client_that_never_reads_stays_bounded() {
+    let d = TestDaemon::start("[store]\nenabled = false\n").await;
+    let addr = http(&d);
+    let admin = d.admin.expose().to_owned();
+    let service = d.daemon.service().clone();
+    let sensor: Arc<str> = service.catalog().register("load/x", "", "test").unwrap();
+
+    // A reader that reads: it gets events with the readings.
+    let mut live = TcpStream::connect(addr).await.unwrap();
+    let req = format!(
+        "GET /api/v1/stream?sensors=load/* HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {admin}\r\n\r\n"
+    );
+    live.write_all(req.as_bytes()).await.unwrap();
+    // A reader that never reads a byte of the response.
+    let mut stalled = TcpStream::connect(addr).await.unwrap();
+    stalled.write_all(req.as_bytes()).await.unwrap();
+    // Wait for both subscriptions.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while service
+        .registry()
+        .list(100)
+        .iter()
+        .filter(|c| c.subscriptions.load(std::sync::atomic::Ordering::Relaxed) > 0)
+        .count()
+        < 2
+    {
+        assert!(Instant::now() < deadline, "streams not subscribed");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let batch = |round: i64| -> Vec<Reading> {
+        (0..1000)
+            .map(|i| Reading {
+                sensor: sensor.clone(),
+                timestamp_us: round * 1000 + i,
+                value: 1.0,
+                quality: Quality::Good,
+            })
+            .collect()
+    };
+    service.ingest(&batch(0));
+    let mut seen = String::new();
+    let mut buf = vec![0u8; 65536];
+    while !seen.contains("event: readings") {
+        let n = tokio::time::timeout(Duration::from_secs(10), live.read(&mut buf))
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(n > 0);
+        seen.push_str(&String::from_utf8_lossy(&buf[..n]));
+    }
+    assert!(seen.contains("text/event-stream"), "{seen}");
+    assert!(seen.contains("\"sensor\":\"load/x\""), "{seen}");
+    drop(live);
+
+    // A million readings past the stalled stream: the daemon does not grow
+    // with them.
+    for round in 1..50 {
+        service.ingest(&batch(round));
+    }
+    let before = rss_bytes();
+    for round in 50..1050 {
+        service.ingest(&batch(round));
+        if round % 100 == 0 {
+            tokio::task::yield_now().await;
+        }
+    }
+    let after = rss_bytes();
+    let growth = after.saturating_sub(before);
+    assert!(
+        growth < 16 << 20,
+        "RSS grew by {growth} bytes past a stalled stream"
+    );
+    drop(stalled);
+    d.assert_served().await;
+}
