@@ -110,6 +110,16 @@ async fn tokens_and_policy_are_the_native_protocols() {
             "{method} {path}"
         );
     }
+    // A sensor out of the reader's scope, with a reading: refused by the
+    // policy, not merely missing.
+    let service = d.daemon.service().clone();
+    let other: Arc<str> = service.catalog().register("other/x", "", "test").unwrap();
+    service.ingest(&[Reading {
+        sensor: other,
+        timestamp_us: now_us(),
+        value: 1.0,
+        quality: Quality::Good,
+    }]);
     let r = request(
         addr,
         "GET",
@@ -118,7 +128,28 @@ async fn tokens_and_policy_are_the_native_protocols() {
         "",
     )
     .await;
-    assert_ne!(r.status, 200);
+    assert_eq!((r.status, code(&r).as_str()), (403, "FORBIDDEN"));
+    // The scheme is case-insensitive; a bad path parameter is a JSON 400.
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    let req = format!(
+        "GET /api/v1/sensors HTTP/1.1\r\nHost: x\r\nauthorization: bearer {reader}\r\nConnection: close\r\n\r\n"
+    );
+    s.write_all(req.as_bytes()).await.unwrap();
+    assert_eq!(read_reply(&mut s).await.status, 200);
+    let admin_token = d.admin.expose().to_owned();
+    let r = request(
+        addr,
+        "DELETE",
+        "/api/v1/connections/not-a-number",
+        Some(&admin_token),
+        "",
+    )
+    .await;
+    assert_eq!((r.status, code(&r).as_str()), (400, "MALFORMED"));
+    assert!(!r.body.contains("not-a-number"), "{}", r.body);
+    let r = request(addr, "PUT", "/api/v1/sensors", Some(&admin_token), "").await;
+    assert_eq!(r.status, 405);
+    assert_eq!(code(&r), "MALFORMED");
 
     // The admin creates a token over HTTP; its secret authenticates on the
     // native protocol too, and it is listed without its secret.
@@ -334,5 +365,105 @@ async fn a_stream_delivers_readings_and_a_client_that_never_reads_stays_bounded(
         "RSS grew by {growth} bytes past a stalled stream"
     );
     drop(stalled);
+    // Both streams ended with their connections: their subscribers are gone
+    // from the hub.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !service.hub().is_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "{} subscribers left in the hub",
+            service.hub().len()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     d.assert_served().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_connection_one_token_and_revocation_ends_its_stream() {
+    let d = TestDaemon::start("").await;
+    let addr = http(&d);
+    let (_, first) = d.token(v1::Role::Reader, "*").await;
+    let (second_id, second) = d.token(v1::Role::Reader, "*").await;
+    let (first, second) = (first.expose().to_owned(), second.expose().to_owned());
+    // Token A, then token B on the same kept-alive connection: B is refused.
+    let mut conn = TcpStream::connect(addr).await.unwrap();
+    let req = format!(
+        "GET /api/v1/sensors HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {first}\r\n\r\n\
+         GET /api/v1/sensors HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {second}\r\nConnection: close\r\n\r\n"
+    );
+    conn.write_all(req.as_bytes()).await.unwrap();
+    let mut raw = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(10), conn.read_to_end(&mut raw)).await;
+    let text = String::from_utf8_lossy(&raw);
+    let statuses: Vec<&str> = text
+        .match_indices("HTTP/1.1 ")
+        .map(|(i, _)| &text[i + 9..i + 12])
+        .collect();
+    assert_eq!(statuses, ["200", "401"], "{text}");
+
+    // A stream under token B ends when B is revoked.
+    let mut stream = TcpStream::connect(addr).await.unwrap();
+    let req = format!(
+        "GET /api/v1/stream?sensors=* HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {second}\r\n\r\n"
+    );
+    stream.write_all(req.as_bytes()).await.unwrap();
+    let mut buf = vec![0u8; 4096];
+    let n = tokio::time::timeout(Duration::from_secs(10), stream.read(&mut buf))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&buf[..n]).contains("200 OK"));
+    let mut admin = d.admin().await;
+    admin.revoke_token(&second_id).await.unwrap();
+    let ended = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            match stream.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {}
+            }
+        }
+    })
+    .await;
+    assert!(ended.is_ok(), "the stream outlived its token");
+    let service = d.daemon.service().clone();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !service.hub().is_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "the revoked stream's subscriber stayed"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_without_a_token_is_closed_at_the_auth_deadline() {
+    let d = TestDaemon::start("[limits]\nauth_timeout_ms = 300\n").await;
+    let addr = http(&d);
+    // Health probes need no token, but do not keep a place for ever.
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    let start = Instant::now();
+    let mut buf = vec![0u8; 4096];
+    loop {
+        if s.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+            .await
+            .is_err()
+        {
+            break;
+        }
+        match tokio::time::timeout(Duration::from_secs(10), s.read(&mut buf))
+            .await
+            .unwrap()
+        {
+            Ok(0) | Err(_) => break,
+            Ok(_) => {}
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(4),
+            "a tokenless connection stayed open"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(start.elapsed() >= Duration::from_millis(250));
 }

@@ -20,7 +20,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::{Duration, Instant};
 
-use axum::extract::rejection::JsonRejection;
+use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
 use axum::extract::{FromRequestParts, Path, Query, Request, State};
 use axum::http::{HeaderValue, StatusCode, header, request::Parts};
 use axum::middleware::Next;
@@ -81,7 +81,14 @@ pub fn router(service: Arc<Service>, limits: HttpLimits) -> Router {
         .route("/api/v1/connections/{id}", delete(kick))
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(|| async { "ready\n" }))
-        .fallback(|| async { ApiError(ServiceError::NotFound) });
+        .fallback(|| async { ApiError(ServiceError::NotFound) })
+        .method_not_allowed_fallback(|| async {
+            error(
+                StatusCode::METHOD_NOT_ALLOWED,
+                ErrorCode::Malformed,
+                "method not allowed",
+            )
+        });
     api.layer(axum::middleware::from_fn_with_state(limits, guard))
         .layer(axum::extract::DefaultBodyLimit::max(limits.max_body_bytes))
         .with_state(service)
@@ -212,17 +219,30 @@ impl FromRequestParts<Arc<Service>> for Auth {
         let Some(Conn(connection)) = parts.extensions.get::<Conn>().cloned() else {
             return Err(ApiError(ServiceError::Internal));
         };
-        let token = parts
-            .headers
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .map(str::trim)
+        let unauthenticated = ApiError(ServiceError::Unauthenticated);
+        let mut values = parts.headers.get_all(header::AUTHORIZATION).iter();
+        let (Some(value), None) = (values.next(), values.next()) else {
+            // None, or more than one: which would count is ambiguous.
+            return Err(unauthenticated);
+        };
+        let token = value
+            .to_str()
+            .ok()
+            .and_then(|v| v.split_once(' '))
+            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+            .map(|(_, t)| t.trim())
             .filter(|t| !t.is_empty() && t.len() <= service.limits().message.max_token_bytes)
-            .ok_or(ApiError(ServiceError::Unauthenticated))?;
+            .ok_or(unauthenticated)?;
         let principal = service.authenticate(token, connection.peer, Instant::now())?;
-        // The connection shows the first principal that used it; a
-        // revocation of that token ends it like a native session.
+        // One connection, one token: the registry lists it under that token
+        // and revoking that token ends it, streams included. Another token
+        // on the same connection is refused rather than hidden behind the
+        // first.
+        if let Some(first) = connection.principal()
+            && first.token_id != principal.token_id
+        {
+            return Err(ApiError(ServiceError::Unauthenticated));
+        }
         connection.set_principal(principal.clone());
         connection.touch(&service.registry().clock());
         connection.count_in(0);
@@ -312,11 +332,18 @@ fn name(service: &Service, text: &str) -> Result<(), ApiError> {
     }
 }
 
+/// A path or query parameter that does not parse is a bad request, told in
+/// the usual JSON form and without echoing it.
+fn parsed<T, R>(r: Result<T, R>) -> Result<T, ApiError> {
+    r.map_err(|_| ApiError(ServiceError::Invalid))
+}
+
 async fn sensors(
     State(service): State<Arc<Service>>,
     auth: Auth,
-    Query(q): Query<PatternQuery>,
+    q: Result<Query<PatternQuery>, QueryRejection>,
 ) -> Result<Json<Vec<SensorJson>>, ApiError> {
+    let Query(q) = parsed(q)?;
     let pattern = pattern(&service, q.pattern.as_deref())?;
     let list = service.list_sensors(auth.caller(), &pattern)?;
     Ok(Json(list.iter().map(sensor_json).collect()))
@@ -325,8 +352,9 @@ async fn sensors(
 async fn latest(
     State(service): State<Arc<Service>>,
     auth: Auth,
-    Path(sensor): Path<String>,
+    sensor: Result<Path<String>, PathRejection>,
 ) -> Result<Json<ReadingJson>, ApiError> {
+    let Path(sensor) = parsed(sensor)?;
     name(&service, &sensor)?;
     Ok(Json(reading_json(&service.latest(auth.caller(), &sensor)?)))
 }
@@ -365,9 +393,10 @@ struct BucketJson {
 async fn history(
     State(service): State<Arc<Service>>,
     auth: Auth,
-    Path(sensor): Path<String>,
-    Query(p): Query<HistoryParams>,
+    sensor: Result<Path<String>, PathRejection>,
+    p: Result<Query<HistoryParams>, QueryRejection>,
 ) -> Result<Json<HistoryJson>, ApiError> {
+    let (Path(sensor), Query(p)) = (parsed(sensor)?, parsed(p)?);
     name(&service, &sensor)?;
     let to =
         p.to.unwrap_or_else(|| crate::reading::now_us().saturating_add(1));
@@ -421,25 +450,40 @@ const EVENT_READINGS: usize = 256;
 async fn stream(
     State(service): State<Arc<Service>>,
     auth: Auth,
-    Query(q): Query<StreamQuery>,
+    q: Result<Query<StreamQuery>, QueryRejection>,
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
+    let Query(q) = parsed(q)?;
     let text = q.sensors.unwrap_or_else(|| "*".to_owned());
     let mut patterns = Vec::new();
     for p in text.split(',') {
+        // An empty piece would widen the stream to everything in scope.
+        if p.is_empty() {
+            return Err(ApiError(ServiceError::Invalid));
+        }
         patterns.push(pattern(&service, Some(p))?);
     }
-    let (subscriber, _) = service.subscribe(auth.caller(), &auth.connection, &patterns)?;
+    // Each stream gets a subscriber of its own, gone when the stream ends
+    // (the guard), whatever ends it.
+    service.disconnected(&auth.connection);
+    let guard = StreamGuard {
+        service: service.clone(),
+        connection: auth.connection.clone(),
+    };
+    let subscriber = match service.subscribe(auth.caller(), &auth.connection, &patterns) {
+        Ok((s, _)) => s,
+        Err(e) => return Err(ApiError(e)),
+    };
     let connection = auth.connection.clone();
     let clock_service = service.clone();
     // The stream holds no buffer of its own: it takes what the bounded hub
     // queue holds when the client is ready for more. A client that stops
     // reading leaves its queue full, and the hub drops the oldest (or
     // disconnects it, by `limits.lag_policy`).
-    let events = futures_util::stream::unfold(Some(subscriber), move |state| {
+    let events = futures_util::stream::unfold(Some((subscriber, guard)), move |state| {
         let connection = connection.clone();
         let service = clock_service.clone();
         async move {
-            let subscriber = state?;
+            let (subscriber, guard) = state?;
             let delivery = tokio::select! {
                 d = subscriber.next_batch(EVENT_READINGS) => d,
                 _ = connection.stopped() => return None,
@@ -456,9 +500,12 @@ async fn stream(
                         .json_data(&body)
                         .unwrap_or_else(|_| Event::default().event("error"));
                     connection.count_out(1, 0);
-                    Some((Ok(event), Some(subscriber)))
+                    Some((Ok(event), Some((subscriber, guard))))
                 }
                 Delivery::Lagged => {
+                    // Under `lag_policy = disconnect`: say so, end the
+                    // stream (the guard drops the subscriber).
+                    drop(guard);
                     let event = Event::default().event("goodbye").data("fell behind");
                     Some((Ok(event), None))
                 }
@@ -466,6 +513,19 @@ async fn stream(
         }
     });
     Ok(Sse::new(events).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))))
+}
+
+/// Removes a stream's subscriber from the hub when the stream is dropped.
+struct StreamGuard {
+    service: Arc<Service>,
+    connection: Arc<Connection>,
+}
+
+impl Drop for StreamGuard {
+    fn drop(&mut self) {
+        self.service.disconnected(&self.connection);
+        self.connection.subscriptions.store(0, Relaxed);
+    }
 }
 
 #[derive(Serialize)]
@@ -564,8 +624,9 @@ async fn create_token(
 async fn revoke_token(
     State(service): State<Arc<Service>>,
     auth: Auth,
-    Path(id): Path<String>,
+    id: Result<Path<String>, PathRejection>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
+    let Path(id) = parsed(id)?;
     name(&service, &id)?;
     let n = service.revoke_token(auth.caller(), &id)?;
     Ok(Json(serde_json::json!({ "disconnected": n })))
@@ -609,8 +670,9 @@ async fn list_connections(
 async fn kick(
     State(service): State<Arc<Service>>,
     auth: Auth,
-    Path(id): Path<u64>,
+    id: Result<Path<u64>, PathRejection>,
 ) -> Result<StatusCode, ApiError> {
+    let Path(id) = parsed(id)?;
     service.kick(auth.caller(), id)?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -54,25 +54,39 @@ pub async fn run(
         let _ = tcp.set_nodelay(true);
         let app = api::with_connection(router.clone(), admission.connection().clone());
         let (tls, handshake) = (tls.clone(), service.limits().auth_timeout);
+        let service = service.clone();
         tracker.spawn(async move {
             let connection = admission.connection().clone();
             match tls {
-                None => serve(TokioIo::new(tcp), app, &connection, limits).await,
+                None => serve(TokioIo::new(tcp), app, &connection, limits, handshake).await,
                 Some(acceptor) => {
-                    if let Ok(Ok(stream)) =
-                        tokio::time::timeout(handshake, acceptor.accept(tcp)).await
-                    {
-                        serve(TokioIo::new(stream), app, &connection, limits).await;
+                    let accepted = tokio::select! {
+                        r = tokio::time::timeout(handshake, acceptor.accept(tcp)) => r,
+                        _ = connection.stopped() => return,
+                    };
+                    if let Ok(Ok(stream)) = accepted {
+                        serve(TokioIo::new(stream), app, &connection, limits, handshake).await;
                     }
                 }
             }
+            // Its streams' subscriber leaves the hub with it, as a native
+            // connection's does.
+            service.disconnected(&connection);
             drop(admission);
         });
     }
 }
 
-async fn serve<I>(io: TokioIo<I>, app: axum::Router, connection: &Connection, limits: HttpLimits)
-where
+/// Serves one connection until it ends, is stopped, or has not
+/// authenticated within `auth_timeout` (health probes reconnect; a peer
+/// cannot hold a place in the registry without a token).
+async fn serve<I>(
+    io: TokioIo<I>,
+    app: axum::Router,
+    connection: &Connection,
+    limits: HttpLimits,
+    auth_timeout: Duration,
+) where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let mut builder = hyper::server::conn::http1::Builder::new();
@@ -82,11 +96,17 @@ where
         .max_buf_size(64 << 10);
     let conn = builder.serve_connection(io, TowerToHyperService::new(app));
     let mut conn = std::pin::pin!(conn);
-    tokio::select! {
-        _ = conn.as_mut() => {}
-        _ = connection.stopped() => {
-            conn.as_mut().graceful_shutdown();
-            let _ = tokio::time::timeout(STOP_GRACE, conn).await;
+    let unauthenticated = async {
+        tokio::time::sleep(auth_timeout).await;
+        if connection.principal().is_some() {
+            std::future::pending::<()>().await;
         }
+    };
+    tokio::select! {
+        _ = conn.as_mut() => return,
+        _ = connection.stopped() => {}
+        () = unauthenticated => {}
     }
+    conn.as_mut().graceful_shutdown();
+    let _ = tokio::time::timeout(STOP_GRACE, conn).await;
 }
