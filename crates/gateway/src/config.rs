@@ -84,6 +84,8 @@ pub struct RawHttp {
     /// Time to send the request headers (also the idle time between
     /// requests on a kept-alive connection).
     pub header_timeout_ms: Option<u64>,
+    /// Serve `/metrics` without a token (no per-sensor series then).
+    pub metrics_public: Option<bool>,
 }
 
 /// The HTTP API, validated.
@@ -559,6 +561,7 @@ impl Validator<'_> {
                     100,
                     600_000,
                 )?,
+                metrics_public: r.metrics_public.unwrap_or(l.metrics_public),
             },
         })
     }

@@ -29,6 +29,7 @@ pub mod file;
 pub mod http;
 pub mod hub;
 pub mod inflight;
+pub mod metrics;
 pub mod native;
 pub mod pattern;
 pub mod policy;

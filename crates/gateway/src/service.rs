@@ -133,6 +133,19 @@ pub struct Service {
     ingested: std::sync::atomic::AtomicU64,
     /// History, when on.
     store: Option<Arc<StoreHandle>>,
+    /// Counters for `/metrics`.
+    counters: Counters,
+}
+
+/// Counters the metrics endpoint reports.
+#[derive(Debug, Default)]
+pub struct Counters {
+    /// Failed authentications, by reason: a wrong token, and throttled.
+    pub auth_bad_token: std::sync::atomic::AtomicU64,
+    /// Authentications refused because the address was throttled.
+    pub auth_throttled: std::sync::atomic::AtomicU64,
+    /// Driver host restarts by source (one entry per configured driver).
+    pub driver_restarts: Mutex<std::collections::BTreeMap<String, u64>>,
 }
 
 impl Service {
@@ -157,8 +170,37 @@ impl Service {
             push_rate: PushRate::new(limits.push_rate_per_sec),
             ingested: std::sync::atomic::AtomicU64::new(0),
             store: None,
+            counters: Counters::default(),
             limits,
         }
+    }
+
+    /// The counters `/metrics` reports.
+    #[must_use]
+    pub const fn counters(&self) -> &Counters {
+        &self.counters
+    }
+
+    /// Counts a restart of the driver host of `source`.
+    pub fn note_driver_restart(&self, source: &str) {
+        let mut map = self
+            .counters
+            .driver_restarts
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        *map.entry(source.to_owned()).or_default() += 1;
+    }
+
+    /// The metrics text for a caller allowed to read it (`None`: the
+    /// endpoint is configured public, and per-sensor series are left out).
+    ///
+    /// # Errors
+    /// [`ServiceError::Forbidden`] for a role that may not read metrics.
+    pub fn metrics(&self, caller: Option<Caller<'_>>) -> Result<String, ServiceError> {
+        if let Some(c) = caller {
+            Self::allow(c.principal, Action::ReadMetrics)?;
+        }
+        Ok(crate::metrics::render(self, caller.map(|c| c.principal)))
     }
 
     /// Keeps history in `store`: source readings are offered to it, pushes
@@ -239,11 +281,17 @@ impl Service {
                 reason: "throttled",
             };
             self.audit.record_denial(&event, now);
+            self.counters
+                .auth_throttled
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             return Err(ServiceError::AuthThrottled);
         }
         let verified = self.tokens().verify(token);
         verified.map(|p| self.shared_principal(p)).map_err(|_| {
             self.auth_throttle.record_failure(peer.ip(), now);
+            self.counters
+                .auth_bad_token
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             let event = AuditEvent::AuthFailure {
                 peer,
                 reason: "bad_token",

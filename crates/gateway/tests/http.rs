@@ -467,3 +467,80 @@ async fn a_connection_without_a_token_is_closed_at_the_auth_deadline() {
     }
     assert!(start.elapsed() >= Duration::from_millis(250));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_need_a_reader_and_show_only_sensors_in_scope() {
+    let d = TestDaemon::start("").await;
+    let addr = http(&d);
+    let service = d.daemon.service().clone();
+    for name in ["lab/t", "other/x"] {
+        let sensor: Arc<str> = service.catalog().register(name, "", "test").unwrap();
+        service.ingest(&[Reading {
+            sensor,
+            timestamp_us: now_us(),
+            value: 21.5,
+            quality: Quality::Good,
+        }]);
+    }
+    let r = request(addr, "GET", "/metrics", None, "").await;
+    assert_eq!((r.status, code(&r).as_str()), (401, "UNAUTHENTICATED"));
+    let (_, device) = d.token(v1::Role::Device, "*").await;
+    let r = request(addr, "GET", "/metrics", Some(device.expose()), "").await;
+    assert_eq!((r.status, code(&r).as_str()), (403, "FORBIDDEN"));
+    let (_, reader) = d.token(v1::Role::Reader, "lab/*").await;
+    let r = request(addr, "GET", "/metrics", Some(reader.expose()), "").await;
+    assert_eq!(r.status, 200);
+    assert!(
+        r.head.contains("content-type: text/plain; version=0.0.4"),
+        "{}",
+        r.head
+    );
+    for line in [
+        "# TYPE sensegate_connections gauge",
+        "sensegate_connections{frontend=\"http\"} 1",
+        "sensegate_sensor_value{sensor=\"lab/t\"} 21.5",
+        "sensegate_sensors{state=\"ok\"} 2",
+        "sensegate_auth_failures_total{reason=\"bad_token\"} 0",
+    ] {
+        assert!(r.body.contains(line), "{line} missing in\n{}", r.body);
+    }
+    assert!(
+        !r.body.contains("other/x"),
+        "a sensor out of scope leaked:\n{}",
+        r.body
+    );
+    assert!(
+        r.body
+            .contains("sensegate_sensor_age_seconds{sensor=\"lab/t\"}")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn public_metrics_have_no_per_sensor_series() {
+    let d = TestDaemon::start("[http]\nlisten = \"127.0.0.1:0\"\nmetrics_public = true\n").await;
+    let addr = http(&d);
+    let service = d.daemon.service().clone();
+    let sensor: Arc<str> = service.catalog().register("lab/t", "", "test").unwrap();
+    service.ingest(&[Reading {
+        sensor,
+        timestamp_us: now_us(),
+        value: 1.0,
+        quality: Quality::Good,
+    }]);
+    let fake = format!("sgt_{}_{}", "2".repeat(16), "2".repeat(64));
+    let _ = request(addr, "GET", "/api/v1/sensors", Some(&fake), "").await;
+    let r = request(addr, "GET", "/metrics", None, "").await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert!(
+        r.body.contains("sensegate_readings_ingested_total 1"),
+        "{}",
+        r.body
+    );
+    assert!(
+        r.body
+            .contains("sensegate_auth_failures_total{reason=\"bad_token\"} 1"),
+        "{}",
+        r.body
+    );
+    assert!(!r.body.contains("sensegate_sensor_value"), "{}", r.body);
+}

@@ -4,6 +4,7 @@
 //! |---|---|---|
 //! | `GET /healthz` | liveness, no token | any |
 //! | `GET /readyz` | readiness, no token | any |
+//! | `GET /metrics` | Prometheus text | reader, admin (or none, when `http.metrics_public`) |
 //! | `GET /api/v1/sensors?pattern=` | sensors in scope | reader, admin |
 //! | `GET /api/v1/sensors/{name}/latest` | latest reading | reader, admin |
 //! | `GET /api/v1/sensors/{name}/history?from=&to=&bucket=&limit=` | history | reader, admin |
@@ -51,6 +52,8 @@ pub struct HttpLimits {
     pub request_timeout: Duration,
     /// Time to send the request headers.
     pub header_timeout: Duration,
+    /// `/metrics` without a token.
+    pub metrics_public: bool,
 }
 
 impl Default for HttpLimits {
@@ -60,6 +63,7 @@ impl Default for HttpLimits {
             max_query_bytes: 2048,
             request_timeout: Duration::from_secs(10),
             header_timeout: Duration::from_secs(5),
+            metrics_public: false,
         }
     }
 }
@@ -79,6 +83,10 @@ pub fn router(service: Arc<Service>, limits: HttpLimits) -> Router {
         .route("/api/v1/tokens/{id}", delete(revoke_token))
         .route("/api/v1/connections", get(list_connections))
         .route("/api/v1/connections/{id}", delete(kick))
+        .route(
+            "/metrics",
+            get(move |state, auth| async move { metrics(state, auth, limits.metrics_public) }),
+        )
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(|| async { "ready\n" }))
         .fallback(|| async { ApiError(ServiceError::NotFound) })
@@ -252,6 +260,27 @@ impl FromRequestParts<Arc<Service>> for Auth {
             connection,
         })
     }
+}
+
+/// Prometheus text; a reader's token unless configured public.
+fn metrics(
+    State(service): State<Arc<Service>>,
+    auth: Result<Auth, ApiError>,
+    public: bool,
+) -> Result<Response, ApiError> {
+    let text = match (auth, public) {
+        (Ok(auth), _) => service.metrics(Some(auth.caller()))?,
+        (Err(_), true) => service.metrics(None)?,
+        (Err(e), false) => return Err(e),
+    };
+    Ok((
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        text,
+    )
+        .into_response())
 }
 
 #[derive(Serialize)]

@@ -137,6 +137,7 @@ pub async fn run(
             .set_state(&sensors, SensorState::Faulted, &reason);
         let delay = backoff.next(started.elapsed());
         restarts += 1;
+        service.note_driver_restart(&source.name);
         tracing::warn!(
             source = %source.name,
             reason = %reason,

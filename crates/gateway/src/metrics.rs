@@ -1,0 +1,194 @@
+//! The Prometheus text exposition for `/metrics`, built from typed values.
+//!
+//! Series: connections by front end, hub subscribers, readings taken in,
+//! readings left out of history, failed authentications by reason, driver
+//! host restarts by source, sensors by state, and for each sensor the caller
+//! may read, its last value and the age of that value. When the endpoint is
+//! configured public there is no caller, and no per-sensor series.
+//! Label values are sensor and source names, which the name rules keep to
+//! `[A-Za-z0-9._:/-]`; they are escaped anyway.
+
+use std::fmt::Write as _;
+use std::sync::atomic::Ordering::Relaxed;
+
+use crate::auth::Principal;
+use crate::catalog::SensorState;
+use crate::pattern::Pattern;
+use crate::policy::{self, Action};
+use crate::reading::now_us;
+use crate::service::Service;
+
+/// Renders every series.
+#[must_use]
+pub fn render(service: &Service, caller: Option<&Principal>) -> String {
+    let mut out = String::with_capacity(4096);
+    daemon_series(&mut out, service);
+    let everything = Pattern::any();
+    let sensors = service
+        .catalog()
+        .list(&everything, service.limits().max_sensors, |_| true);
+    header(&mut out, "sensegate_sensors", "gauge", "Sensors by state.");
+    for (state, name) in [
+        (SensorState::Ok, "ok"),
+        (SensorState::Faulted, "faulted"),
+        (SensorState::Restarting, "restarting"),
+        (SensorState::Idle, "idle"),
+    ] {
+        let n = sensors.iter().filter(|s| s.state == state).count();
+        let _ = writeln!(out, "sensegate_sensors{{state=\"{name}\"}} {n}");
+    }
+    if let Some(principal) = caller {
+        sensor_series(&mut out, &sensors, principal);
+    }
+    out
+}
+
+/// Connections, the hub, ingest, history, authentication, driver restarts.
+fn daemon_series(out: &mut String, service: &Service) {
+    let connections = service.registry().list(service.limits().max_connections);
+    let count = |frontend: &str| {
+        connections
+            .iter()
+            .filter(|c| c.frontend == frontend)
+            .count()
+    };
+    header(
+        out,
+        "sensegate_connections",
+        "gauge",
+        "Open connections by front end.",
+    );
+    for frontend in ["native", "http"] {
+        let _ = writeln!(
+            out,
+            "sensegate_connections{{frontend=\"{frontend}\"}} {}",
+            count(frontend)
+        );
+    }
+    header(
+        out,
+        "sensegate_hub_subscribers",
+        "gauge",
+        "Subscribers of the hub.",
+    );
+    let _ = writeln!(out, "sensegate_hub_subscribers {}", service.hub().len());
+    header(
+        out,
+        "sensegate_readings_ingested_total",
+        "counter",
+        "Readings taken in from every source.",
+    );
+    let _ = writeln!(
+        out,
+        "sensegate_readings_ingested_total {}",
+        service.readings_ingested()
+    );
+    if let Some(store) = service.store() {
+        header(
+            out,
+            "sensegate_history_dropped_total",
+            "counter",
+            "Source readings left out of history (queue full).",
+        );
+        let _ = writeln!(out, "sensegate_history_dropped_total {}", store.dropped());
+    }
+    let c = service.counters();
+    header(
+        out,
+        "sensegate_auth_failures_total",
+        "counter",
+        "Failed authentications by reason.",
+    );
+    let _ = writeln!(
+        out,
+        "sensegate_auth_failures_total{{reason=\"bad_token\"}} {}",
+        c.auth_bad_token.load(Relaxed)
+    );
+    let _ = writeln!(
+        out,
+        "sensegate_auth_failures_total{{reason=\"throttled\"}} {}",
+        c.auth_throttled.load(Relaxed)
+    );
+    header(
+        out,
+        "sensegate_driver_restarts_total",
+        "counter",
+        "Driver host restarts by source.",
+    );
+    {
+        let restarts = c
+            .driver_restarts
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        for (source, n) in restarts.iter() {
+            let _ = writeln!(
+                out,
+                "sensegate_driver_restarts_total{{source=\"{}\"}} {n}",
+                escape(source)
+            );
+        }
+    }
+}
+
+/// Last value and age of each sensor `principal` may read.
+fn sensor_series(out: &mut String, sensors: &[crate::catalog::SensorEntry], principal: &Principal) {
+    let now = now_us();
+    header(
+        out,
+        "sensegate_sensor_value",
+        "gauge",
+        "Last value of each sensor in scope.",
+    );
+    let mut ages = String::new();
+    for s in sensors {
+        let allowed = policy::decide(principal, Action::ReadSensor(&s.name)).is_allowed();
+        let Some(latest) = s.latest.as_ref().filter(|_| allowed) else {
+            continue;
+        };
+        let name = escape(&s.name);
+        let _ = writeln!(
+            out,
+            "sensegate_sensor_value{{sensor=\"{name}\"}} {}",
+            latest.value
+        );
+        #[allow(
+            clippy::cast_precision_loss,
+            reason = "ages in seconds, far below 2^52"
+        )]
+        let age = (now - latest.timestamp_us).max(0) as f64 / 1e6;
+        let _ = writeln!(
+            ages,
+            "sensegate_sensor_age_seconds{{sensor=\"{name}\"}} {age}"
+        );
+    }
+    header(
+        out,
+        "sensegate_sensor_age_seconds",
+        "gauge",
+        "Age of each sensor's last value.",
+    );
+    out.push_str(&ages);
+}
+
+fn header(out: &mut String, name: &str, kind: &str, help: &str) {
+    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+}
+
+/// A label value with `\`, `"` and newlines escaped, as the format asks.
+fn escape(value: &str) -> String {
+    value
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn label_values_are_escaped() {
+        assert_eq!(escape("a\"b\\c\nd"), "a\\\"b\\\\c\\nd");
+        assert_eq!(escape("room/t-1"), "room/t-1");
+    }
+}
