@@ -544,3 +544,67 @@ async fn public_metrics_have_no_per_sensor_series() {
     );
     assert!(!r.body.contains("sensegate_sensor_value"), "{}", r.body);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_openapi_document_describes_every_route() {
+    let d = TestDaemon::start("").await;
+    let r = request(http(&d), "GET", "/api/v1/openapi.json", None, "").await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let doc: serde_json::Value = serde_json::from_str(&r.body).unwrap();
+    assert!(doc["openapi"].as_str().unwrap().starts_with("3."));
+    let routes = [
+        ("/api/v1/sensors", "get"),
+        ("/api/v1/sensors/{name}/latest", "get"),
+        ("/api/v1/sensors/{name}/history", "get"),
+        ("/api/v1/stream", "get"),
+        ("/api/v1/tokens", "get"),
+        ("/api/v1/tokens", "post"),
+        ("/api/v1/tokens/{id}", "delete"),
+        ("/api/v1/connections", "get"),
+        ("/api/v1/connections/{id}", "delete"),
+        ("/metrics", "get"),
+    ];
+    for (path, method) in routes {
+        let op = &doc["paths"][path][method];
+        assert!(op.is_object(), "{method} {path} is not described");
+        assert!(
+            op["responses"]["401"].is_object(),
+            "{method} {path}: no 401"
+        );
+        assert_eq!(
+            op["security"][0]["bearer"],
+            serde_json::json!([]),
+            "{method} {path}"
+        );
+    }
+    assert_eq!(
+        doc["paths"].as_object().unwrap().len(),
+        9,
+        "undocumented or stale paths"
+    );
+    assert_eq!(
+        doc["components"]["securitySchemes"]["bearer"]["scheme"],
+        "bearer"
+    );
+    for schema in [
+        "SensorJson",
+        "ReadingJson",
+        "HistoryJson",
+        "TokenJson",
+        "NewToken",
+        "CreatedToken",
+        "ConnectionJson",
+        "ErrorBody",
+    ] {
+        assert!(
+            doc["components"]["schemas"][schema].is_object(),
+            "{schema} missing"
+        );
+    }
+    // The query parameters come from the handlers' own types.
+    let params = doc["paths"]["/api/v1/sensors/{name}/history"]["get"]["parameters"]
+        .as_array()
+        .unwrap();
+    let names: Vec<&str> = params.iter().filter_map(|p| p["name"].as_str()).collect();
+    assert_eq!(names, ["name", "from", "to", "bucket", "limit"]);
+}

@@ -4,6 +4,7 @@
 //! |---|---|---|
 //! | `GET /healthz` | liveness, no token | any |
 //! | `GET /readyz` | readiness, no token | any |
+//! | `GET /api/v1/openapi.json` | the OpenAPI document, generated from this file | any |
 //! | `GET /metrics` | Prometheus text | reader, admin (or none, when `http.metrics_public`) |
 //! | `GET /api/v1/sensors?pattern=` | sensors in scope | reader, admin |
 //! | `GET /api/v1/sensors/{name}/latest` | latest reading | reader, admin |
@@ -32,6 +33,7 @@ use axum::{Extension, Json, Router};
 use futures_util::Stream;
 use sensegate_proto::v1::ErrorCode;
 use serde::{Deserialize, Serialize};
+use utoipa::OpenApi as _;
 
 use crate::auth::{Principal, Role};
 use crate::catalog::{SensorEntry, SensorState};
@@ -68,6 +70,30 @@ impl Default for HttpLimits {
     }
 }
 
+/// The OpenAPI document, generated from the handlers' annotations and the
+/// JSON types above (served at `/api/v1/openapi.json`).
+#[derive(utoipa::OpenApi)]
+#[openapi(
+    info(title = "sensegate", description = "Sensor gateway HTTP API, version 1"),
+    paths(sensors, latest, history, stream, list_tokens, create_token, revoke_token, list_connections, kick, metrics),
+    modifiers(&BearerAuth)
+)]
+pub struct ApiDoc;
+
+/// Adds the bearer-token security scheme the paths refer to.
+struct BearerAuth;
+
+impl utoipa::Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
+    }
+}
+
 /// The connection a request came on (put there by the server).
 #[derive(Debug, Clone)]
 pub struct Conn(pub Arc<Connection>);
@@ -86,6 +112,10 @@ pub fn router(service: Arc<Service>, limits: HttpLimits) -> Router {
         .route(
             "/metrics",
             get(move |state, auth| async move { metrics(state, auth, limits.metrics_public) }),
+        )
+        .route(
+            "/api/v1/openapi.json",
+            get(|| async { Json(ApiDoc::openapi()) }),
         )
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(|| async { "ready\n" }))
@@ -179,12 +209,12 @@ impl From<ServiceError> for ApiError {
     }
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 struct ErrorBody<'a> {
     error: ErrorDetail<'a>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 struct ErrorDetail<'a> {
     code: &'static str,
     message: &'a str,
@@ -263,6 +293,7 @@ impl FromRequestParts<Arc<Service>> for Auth {
 }
 
 /// Prometheus text; a reader's token unless configured public.
+#[utoipa::path(get, path = "/metrics", security(("bearer" = [])), responses((status = 200, description = "Prometheus text format", content_type = "text/plain"), (status = 401, description = "no valid token", body = ErrorBody), (status = 403, description = "not allowed for this token", body = ErrorBody)))]
 fn metrics(
     State(service): State<Arc<Service>>,
     auth: Result<Auth, ApiError>,
@@ -283,7 +314,7 @@ fn metrics(
         .into_response())
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 struct SensorJson {
     name: String,
     unit: String,
@@ -309,7 +340,7 @@ fn sensor_json(e: &SensorEntry) -> SensorJson {
     }
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 struct ReadingJson {
     sensor: String,
     timestamp_us: i64,
@@ -334,7 +365,8 @@ fn reading_json(r: &Reading) -> ReadingJson {
     }
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 struct PatternQuery {
     pattern: Option<String>,
 }
@@ -367,6 +399,7 @@ fn parsed<T, R>(r: Result<T, R>) -> Result<T, ApiError> {
     r.map_err(|_| ApiError(ServiceError::Invalid))
 }
 
+#[utoipa::path(get, path = "/api/v1/sensors", params(PatternQuery), security(("bearer" = [])), responses((status = 200, description = "sensors in the token's scope", body = [SensorJson]), (status = 401, description = "no valid token", body = ErrorBody), (status = 403, description = "not allowed for this token", body = ErrorBody)))]
 async fn sensors(
     State(service): State<Arc<Service>>,
     auth: Auth,
@@ -378,6 +411,7 @@ async fn sensors(
     Ok(Json(list.iter().map(sensor_json).collect()))
 }
 
+#[utoipa::path(get, path = "/api/v1/sensors/{name}/latest", params(("name" = String, Path, description = "sensor name")), security(("bearer" = [])), responses((status = 200, description = "the latest reading", body = ReadingJson), (status = 404, description = "no such sensor or no reading yet", body = ErrorBody), (status = 401, description = "no valid token", body = ErrorBody), (status = 403, description = "not allowed for this token", body = ErrorBody)))]
 async fn latest(
     State(service): State<Arc<Service>>,
     auth: Auth,
@@ -388,7 +422,8 @@ async fn latest(
     Ok(Json(reading_json(&service.latest(auth.caller(), &sensor)?)))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 struct HistoryParams {
     from: Option<i64>,
     to: Option<i64>,
@@ -396,21 +431,21 @@ struct HistoryParams {
     limit: Option<u32>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 struct HistoryJson {
     readings: Vec<RowJson>,
     buckets: Vec<BucketJson>,
     truncated: bool,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 struct RowJson {
     timestamp_us: i64,
     value: f64,
     quality: &'static str,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 struct BucketJson {
     start_us: i64,
     min: f64,
@@ -419,6 +454,7 @@ struct BucketJson {
     count: u64,
 }
 
+#[utoipa::path(get, path = "/api/v1/sensors/{name}/history", params(("name" = String, Path, description = "sensor name"), HistoryParams), security(("bearer" = [])), responses((status = 200, description = "raw readings, or buckets when `bucket` is set", body = HistoryJson), (status = 401, description = "no valid token", body = ErrorBody), (status = 403, description = "not allowed for this token", body = ErrorBody)))]
 async fn history(
     State(service): State<Arc<Service>>,
     auth: Auth,
@@ -468,7 +504,8 @@ async fn history(
     }))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 struct StreamQuery {
     sensors: Option<String>,
 }
@@ -476,6 +513,7 @@ struct StreamQuery {
 /// Most readings per server-sent event.
 const EVENT_READINGS: usize = 256;
 
+#[utoipa::path(get, path = "/api/v1/stream", params(StreamQuery), security(("bearer" = [])), responses((status = 200, description = "server-sent events named `readings`, each a JSON StreamBatch; `goodbye` when the stream fell behind", content_type = "text/event-stream", body = StreamBatch), (status = 401, description = "no valid token", body = ErrorBody), (status = 403, description = "not allowed for this token", body = ErrorBody)))]
 async fn stream(
     State(service): State<Arc<Service>>,
     auth: Auth,
@@ -557,13 +595,13 @@ impl Drop for StreamGuard {
     }
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 struct StreamBatch {
     readings: Vec<ReadingJson>,
     dropped: u64,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 struct TokenJson {
     id: String,
     name: String,
@@ -592,6 +630,7 @@ fn token_json(t: &crate::auth::store::TokenRecord) -> TokenJson {
     }
 }
 
+#[utoipa::path(get, path = "/api/v1/tokens", security(("bearer" = [])), responses((status = 200, description = "tokens, without secrets", body = [TokenJson]), (status = 401, description = "no valid token", body = ErrorBody), (status = 403, description = "not allowed for this token", body = ErrorBody)))]
 async fn list_tokens(
     State(service): State<Arc<Service>>,
     auth: Auth,
@@ -605,7 +644,7 @@ async fn list_tokens(
     ))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct NewToken {
     name: String,
@@ -613,13 +652,14 @@ struct NewToken {
     scope: String,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 struct CreatedToken {
     token: TokenJson,
     /// Shown once.
     secret: String,
 }
 
+#[utoipa::path(post, path = "/api/v1/tokens", request_body = NewToken, security(("bearer" = [])), responses((status = 201, description = "the token and its secret, shown once", body = CreatedToken), (status = 401, description = "no valid token", body = ErrorBody), (status = 403, description = "not allowed for this token", body = ErrorBody)))]
 async fn create_token(
     State(service): State<Arc<Service>>,
     auth: Auth,
@@ -650,6 +690,7 @@ async fn create_token(
     ))
 }
 
+#[utoipa::path(delete, path = "/api/v1/tokens/{id}", params(("id" = String, Path, description = "token id")), security(("bearer" = [])), responses((status = 200, description = "revoked; how many sessions it ended"), (status = 401, description = "no valid token", body = ErrorBody), (status = 403, description = "not allowed for this token", body = ErrorBody)))]
 async fn revoke_token(
     State(service): State<Arc<Service>>,
     auth: Auth,
@@ -661,7 +702,7 @@ async fn revoke_token(
     Ok(Json(serde_json::json!({ "disconnected": n })))
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 struct ConnectionJson {
     id: u64,
     principal: String,
@@ -674,6 +715,7 @@ struct ConnectionJson {
     bytes_out: u64,
 }
 
+#[utoipa::path(get, path = "/api/v1/connections", security(("bearer" = [])), responses((status = 200, description = "open connections, native and HTTP", body = [ConnectionJson]), (status = 401, description = "no valid token", body = ErrorBody), (status = 403, description = "not allowed for this token", body = ErrorBody)))]
 async fn list_connections(
     State(service): State<Arc<Service>>,
     auth: Auth,
@@ -696,6 +738,7 @@ async fn list_connections(
     ))
 }
 
+#[utoipa::path(delete, path = "/api/v1/connections/{id}", params(("id" = u64, Path, description = "connection id")), security(("bearer" = [])), responses((status = 204, description = "disconnected"), (status = 401, description = "no valid token", body = ErrorBody), (status = 403, description = "not allowed for this token", body = ErrorBody)))]
 async fn kick(
     State(service): State<Arc<Service>>,
     auth: Auth,
