@@ -25,6 +25,22 @@ pub enum SensorState {
     Idle,
 }
 
+impl SensorState {
+    /// Every state, in the order they are reported.
+    pub const ALL: [Self; 4] = [Self::Ok, Self::Faulted, Self::Restarting, Self::Idle];
+
+    /// The name the HTTP API, `/metrics` and the CLI show.
+    #[must_use]
+    pub const fn name(self) -> &'static str {
+        match self {
+            Self::Ok => "ok",
+            Self::Faulted => "faulted",
+            Self::Restarting => "restarting",
+            Self::Idle => "idle",
+        }
+    }
+}
+
 /// What the catalog holds for one sensor.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SensorEntry {

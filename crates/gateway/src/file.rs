@@ -65,6 +65,22 @@ pub fn write_private(path: &Path, data: &[u8]) -> std::io::Result<()> {
     f.sync_all()
 }
 
+/// Makes `path` a private file (mode 0600) without touching its contents:
+/// created empty if missing, its mode tightened if present. For files
+/// another library writes (the history database and its WAL).
+///
+/// # Errors
+/// The I/O error.
+pub fn ensure_private(path: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .mode(0o600)
+        .open(path)?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
+}
+
 /// What is wrong with a file's permissions, if anything: a secret (token
 /// store, key) must not be readable by group or others; a config file must
 /// not be readable or writable by others.

@@ -28,14 +28,9 @@ pub fn render(service: &Service, caller: Option<&Principal>) -> String {
         .catalog()
         .list(&everything, service.limits().max_sensors, |_| true);
     header(&mut out, "sensegate_sensors", "gauge", "Sensors by state.");
-    for (state, name) in [
-        (SensorState::Ok, "ok"),
-        (SensorState::Faulted, "faulted"),
-        (SensorState::Restarting, "restarting"),
-        (SensorState::Idle, "idle"),
-    ] {
+    for state in SensorState::ALL {
         let n = sensors.iter().filter(|s| s.state == state).count();
-        let _ = writeln!(out, "sensegate_sensors{{state=\"{name}\"}} {n}");
+        let _ = writeln!(out, "sensegate_sensors{{state=\"{}\"}} {n}", state.name());
     }
     if let Some(principal) = caller {
         sensor_series(&mut out, &sensors, principal);

@@ -517,8 +517,8 @@ impl Service {
                 // Bounded, so a stuck disk cannot hold the connection for
                 // ever. A device that retries after a timeout whose commit
                 // did land rewrites the same (sensor, timestamp) rows.
-                match tokio::time::timeout(COMMIT_TIMEOUT, store.commit(readings.clone())).await {
-                    Ok(Ok(())) => {}
+                match tokio::time::timeout(COMMIT_TIMEOUT, store.commit(readings)).await {
+                    Ok(Ok(stored)) => self.publish(&stored),
                     Ok(Err(e)) => {
                         tracing::error!(error = %e, "a push could not be stored");
                         return Err(ServiceError::Internal);
@@ -528,7 +528,6 @@ impl Service {
                         return Err(ServiceError::Internal);
                     }
                 }
-                self.publish(&readings);
             }
             None => self.publish(&readings),
         }

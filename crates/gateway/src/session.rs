@@ -99,13 +99,7 @@ impl Pending {
                         buckets: h
                             .buckets
                             .iter()
-                            .map(|b| v1::Bucket {
-                                start_us: b.start_us,
-                                min: b.min,
-                                max: b.max,
-                                mean: b.mean,
-                                count: b.count,
-                            })
+                            .map(crate::store::Bucket::to_wire)
                             .collect(),
                         truncated: h.truncated,
                     })

@@ -6,7 +6,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{TestDaemon, frame, hello, read_one, reading, send};
+use common::{TestDaemon, frame, hello, read_one, reading, rss_bytes, send};
 use sensegate_client::Client;
 use sensegate_client::wire::{self as v1, envelope::Body};
 use tokio::task::JoinSet;
@@ -54,20 +54,6 @@ async fn a_thousand_subscribers_receive_every_reading_in_order() {
     for seen in all {
         assert_eq!(seen, expected);
     }
-}
-
-fn rss_bytes() -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap();
-    let kb: u64 = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .unwrap()
-        .trim()
-        .trim_end_matches(" kB")
-        .trim()
-        .parse()
-        .unwrap();
-    kb * 1024
 }
 
 /// The bound this test states: pushing a million readings past a subscriber

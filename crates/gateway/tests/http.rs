@@ -14,7 +14,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::TestDaemon;
+use common::{TestDaemon, rss_bytes};
 use sensegate_client::wire as v1;
 use sensegate_gateway::reading::{Quality, Reading, now_us};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
@@ -279,16 +279,6 @@ async fn oversize_bodies_long_queries_and_slow_clients_are_cut_off() {
         "an idle connection stayed open"
     );
     d.assert_served().await;
-}
-
-fn rss_bytes() -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches(" kB").trim().parse::<u64>().ok())
-        .unwrap()
-        * 1024
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

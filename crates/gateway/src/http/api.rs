@@ -36,7 +36,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::OpenApi as _;
 
 use crate::auth::{Principal, Role};
-use crate::catalog::{SensorEntry, SensorState};
+use crate::catalog::SensorEntry;
 use crate::hub::Delivery;
 use crate::pattern::Pattern;
 use crate::reading::{Quality, Reading};
@@ -329,12 +329,7 @@ fn sensor_json(e: &SensorEntry) -> SensorJson {
         name: e.name.to_string(),
         unit: e.unit.clone(),
         source: e.source.clone(),
-        state: match e.state {
-            SensorState::Ok => "ok",
-            SensorState::Faulted => "faulted",
-            SensorState::Restarting => "restarting",
-            SensorState::Idle => "idle",
-        },
+        state: e.state.name(),
         fault_reason: e.fault_reason.clone(),
         last_timestamp_us: e.latest.as_ref().map_or(0, |r| r.timestamp_us),
     }
@@ -434,7 +429,7 @@ struct HistoryParams {
 #[derive(Serialize, utoipa::ToSchema)]
 struct HistoryJson {
     readings: Vec<RowJson>,
-    buckets: Vec<BucketJson>,
+    buckets: Vec<crate::store::Bucket>,
     truncated: bool,
 }
 
@@ -443,15 +438,6 @@ struct RowJson {
     timestamp_us: i64,
     value: f64,
     quality: &'static str,
-}
-
-#[derive(Serialize, utoipa::ToSchema)]
-struct BucketJson {
-    start_us: i64,
-    min: f64,
-    max: f64,
-    mean: f64,
-    count: u64,
 }
 
 #[utoipa::path(get, path = "/api/v1/sensors/{name}/history", params(("name" = String, Path, description = "sensor name"), HistoryParams), security(("bearer" = [])), responses((status = 200, description = "raw readings, or buckets when `bucket` is set", body = HistoryJson), (status = 401, description = "no valid token", body = ErrorBody), (status = 403, description = "not allowed for this token", body = ErrorBody)))]
@@ -489,17 +475,7 @@ async fn history(
                 quality: quality_name(r.quality),
             })
             .collect(),
-        buckets: h
-            .buckets
-            .iter()
-            .map(|b| BucketJson {
-                start_us: b.start_us,
-                min: b.min,
-                max: b.max,
-                mean: b.mean,
-                count: b.count,
-            })
-            .collect(),
+        buckets: h.buckets,
         truncated: h.truncated,
     }))
 }

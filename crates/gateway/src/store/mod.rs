@@ -39,8 +39,8 @@ pub struct HistoryQuery {
     pub limit: usize,
 }
 
-/// Aggregates of one time bucket.
-#[derive(Debug, Clone, Copy, PartialEq)]
+/// Aggregates of one time bucket (also the HTTP API's JSON form).
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, utoipa::ToSchema)]
 pub struct Bucket {
     /// Start of the bucket.
     pub start_us: i64,
@@ -52,6 +52,20 @@ pub struct Bucket {
     pub mean: f64,
     /// Readings in it.
     pub count: u64,
+}
+
+impl Bucket {
+    /// The native protocol's form.
+    #[must_use]
+    pub const fn to_wire(&self) -> sensegate_proto::v1::Bucket {
+        sensegate_proto::v1::Bucket {
+            start_us: self.start_us,
+            min: self.min,
+            max: self.max,
+            mean: self.mean,
+            count: self.count,
+        }
+    }
 }
 
 /// A raw reading from history.

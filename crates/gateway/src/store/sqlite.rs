@@ -87,14 +87,14 @@ impl SqliteStore {
         // Create the file private before SQLite opens it, and make its WAL
         // and shared-memory files private as soon as they exist.
         let io = |e: std::io::Error| StoreError(format!("{}: {e}", path.display()));
-        private_file(path).map_err(io)?;
+        crate::file::ensure_private(path).map_err(io)?;
         let conn = Connection::open(path).map_err(|e| err(&e))?;
         conn.pragma_update(None, "journal_mode", "WAL")
             .map_err(|e| err(&e))?;
         for suffix in ["-wal", "-shm"] {
             let mut side = path.as_os_str().to_owned();
             side.push(suffix);
-            private_file(Path::new(&side)).map_err(io)?;
+            crate::file::ensure_private(Path::new(&side)).map_err(io)?;
         }
         let sync = match durability {
             Durability::Full => "FULL",
@@ -144,18 +144,6 @@ impl SqliteStore {
             pool.push(c);
         }
     }
-}
-
-/// Creates `path` with mode 0600 if it does not exist, and sets 0600 if it
-/// does.
-fn private_file(path: &Path) -> std::io::Result<()> {
-    use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
-    std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .mode(0o600)
-        .open(path)?;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
 }
 
 fn migrate(conn: &Connection) -> Result<(), StoreError> {

@@ -58,7 +58,8 @@ impl Retention {
 struct Job {
     readings: Vec<Reading>,
     _room: OwnedSemaphorePermit,
-    ack: Option<oneshot::Sender<Result<(), StoreError>>>,
+    /// Gets the readings back once they are durable, or the error.
+    ack: Option<oneshot::Sender<Result<Vec<Reading>, StoreError>>>,
 }
 
 /// The store as callers see it.
@@ -135,12 +136,13 @@ impl StoreHandle {
         }
     }
 
-    /// Stores `readings` and returns once they are durable.
+    /// Stores `readings` and returns them once they are durable (so the
+    /// caller can publish them without keeping a copy meanwhile).
     ///
     /// # Errors
     /// [`StoreError`] when the write failed or the writer is gone; then
     /// nothing may be acknowledged.
-    pub async fn commit(&self, readings: Vec<Reading>) -> Result<(), StoreError> {
+    pub async fn commit(&self, readings: Vec<Reading>) -> Result<Vec<Reading>, StoreError> {
         let gone = || StoreError("the store writer has stopped".to_owned());
         let n = u32::try_from(readings.len().min(self.max_queued)).unwrap_or(u32::MAX);
         let room = self
@@ -227,7 +229,7 @@ fn writer_loop(store: &dyn Store, mut rx: mpsc::Receiver<Job>) {
         }
         for job in jobs {
             if let Some(ack) = job.ack {
-                let _ = ack.send(result.clone());
+                let _ = ack.send(result.clone().map(|()| job.readings));
             }
         }
     }

@@ -170,3 +170,14 @@ pub fn reading(sensor: &str, ts: i64, value: f64) -> v1::Reading {
         quality: 0,
     }
 }
+
+/// This process's resident memory, in bytes.
+pub fn rss_bytes() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    let kb: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches(" kB").trim().parse().ok())
+        .unwrap();
+    kb * 1024
+}
