@@ -4,11 +4,15 @@
 #
 # Environment:
 #   FUZZ_SECONDS  seconds per fuzz target (default 20; 0 skips fuzzing)
+#   E2E           0 skips the browser test (default 1)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 FUZZ_SECONDS=${FUZZ_SECONDS:-20}
+E2E=${E2E:-1}
 export CARGO_TERM_COLOR=${CARGO_TERM_COLOR:-never}
+# The daemon's build embeds the dashboard; here a missing build is an error.
+export SENSEGATE_REQUIRE_DASHBOARD=1
 
 step() { printf '\n==> %s\n' "$*"; }
 have() { command -v "$1" >/dev/null 2>&1; }
@@ -28,6 +32,21 @@ if ! have cc; then
     echo "a C compiler (cc) is required" >&2; exit 1; fi
 fi
 
+# Node.js and npm for the dashboard's build, Chromium for its browser test
+# (Debian's packages; the test drives it with playwright-core, which never
+# downloads a browser).
+need_apt=()
+have node || need_apt+=(nodejs)
+have npm || need_apt+=(npm)
+if [ "$E2E" != 0 ] && ! have chromium; then need_apt+=(chromium); fi
+if [ ${#need_apt[@]} -gt 0 ]; then
+  if have apt-get; then apt-get update -qq && apt-get install -y -qq "${need_apt[@]}"; else
+    echo "missing: ${need_apt[*]}" >&2; exit 1; fi
+fi
+
+step "dashboard: install and build (web/dist, embedded by the daemon's build)"
+scripts/build-web.sh
+
 step "format"
 cargo fmt --all -- --check
 
@@ -43,6 +62,12 @@ cargo nextest run --workspace --all-features --locked --no-fail-fast 2>&1 | tee 
 summary=$(grep -E '^ *Summary' target/nextest.log | tail -n 1)
 passed=$(sed -n -E 's/.* ([0-9]+) passed.*/\1/p' <<<"$summary")
 failed=$(sed -n -E 's/.* ([0-9]+) failed.*/\1/p' <<<"$summary")
+
+if [ "$E2E" != 0 ]; then
+  step "dashboard in Chromium (playwright-core): screenshots in target/e2e"
+  cargo build -p sensegate-cli --locked
+  ( cd web && SENSEGATE_BIN="$PWD/../target/debug/sensegate" E2E_OUT="$PWD/../target/e2e" node tests/e2e.mjs )
+fi
 
 step "dependency policy (licences, bans, sources)"
 cargo deny --all-features check licenses bans sources

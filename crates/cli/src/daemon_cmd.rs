@@ -141,6 +141,8 @@ pub async fn demo(args: DemoArgs) -> ExitCode {
     config.http.listen = args.http_addr;
     config.tls = Some((cert, key));
     config.sim.enabled = true;
+    config.sim.sensors = usize::from(args.sim_sensors);
+    config.sim.rate_hz = args.sim_rate_hz;
     match install_sim_driver(&dir) {
         Ok(source) => config.sources.drivers.push(source),
         Err(e) => {
@@ -177,6 +179,7 @@ pub async fn demo(args: DemoArgs) -> ExitCode {
     println!("sensegate demo gateway");
     println!("  native protocol (TLS 1.3): {}", daemon.native_addr());
     if let Some(addr) = daemon.http_addr() {
+        println!("  dashboard (TLS 1.3):       https://{addr}/");
         println!("  HTTP API (TLS 1.3):        https://{addr}/api/v1/sensors");
     }
     println!("  certificate SHA-256:       {fingerprint}");

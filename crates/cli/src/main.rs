@@ -125,6 +125,19 @@ pub struct DemoArgs {
     /// HTTP API address.
     #[arg(long, default_value = "127.0.0.1:7421")]
     pub http_addr: SocketAddr,
+    /// Simulated sensors (1 to 1000).
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=1000))]
+    pub sim_sensors: u16,
+    /// Readings per second of each simulated sensor (0.1 to 1000).
+    #[arg(long, default_value_t = 10.0, value_parser = sim_rate)]
+    pub sim_rate_hz: f64,
+}
+
+fn sim_rate(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(r) if (0.1..=1000.0).contains(&r) => Ok(r),
+        _ => Err("a rate from 0.1 to 1000 readings per second".to_owned()),
+    }
 }
 
 #[derive(Debug, Subcommand)]

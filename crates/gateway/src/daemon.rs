@@ -25,6 +25,7 @@ use crate::inflight::InflightBudget;
 use crate::native::connection::Shared;
 use crate::service::{Service, ServiceError};
 use crate::sources::supervisor::HostCommand;
+use crate::stats::Limit;
 use crate::store::sqlite::SqliteStore;
 use crate::store::writer::StoreHandle;
 use crate::tls::{self, TlsError};
@@ -289,6 +290,7 @@ async fn reap_idle(service: Arc<Service>, shutdown: CancellationToken) {
             _ = tick.tick() => {}
         }
         let n = service.registry().reap_idle(idle);
+        service.counters().limits.add(Limit::IdleTimeout, n as u64);
         if n > 0 {
             tracing::debug!(closed = n, "idle connections closed");
         }

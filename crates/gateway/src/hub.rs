@@ -16,6 +16,7 @@
 //! Locks are `std` locks held for a few instructions, never across `.await`.
 
 use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 
 use tokio::sync::Notify;
@@ -39,6 +40,16 @@ pub struct Subscriber {
     notify: Notify,
     capacity: usize,
     lag_policy: LagPolicy,
+    losses: Arc<Losses>,
+}
+
+/// What the hub's queues lost, over every subscriber (for `/metrics`).
+#[derive(Debug, Default)]
+pub struct Losses {
+    /// Readings dropped from a full queue (`lag_policy = drop_oldest`).
+    pub dropped: AtomicU64,
+    /// Subscribers cut off for falling behind (`lag_policy = disconnect`).
+    pub lagged: AtomicU64,
 }
 
 #[derive(Debug, Default)]
@@ -85,9 +96,11 @@ impl Subscriber {
                 LagPolicy::DropOldest => {
                     q.items.pop_front();
                     q.dropped += 1;
+                    self.losses.dropped.fetch_add(1, Relaxed);
                 }
                 LagPolicy::Disconnect => {
                     q.lagged = true;
+                    self.losses.lagged.fetch_add(1, Relaxed);
                     q.items = VecDeque::new();
                     drop(q);
                     self.notify.notify_one();
@@ -146,6 +159,7 @@ pub struct Hub {
     inner: RwLock<Inner>,
     capacity: usize,
     lag_policy: LagPolicy,
+    losses: Arc<Losses>,
 }
 
 #[derive(Debug, Default)]
@@ -162,7 +176,14 @@ impl Hub {
             inner: RwLock::new(Inner::default()),
             capacity: capacity.max(1),
             lag_policy,
+            losses: Arc::default(),
         }
+    }
+
+    /// What the queues lost so far.
+    #[must_use]
+    pub fn losses(&self) -> &Losses {
+        &self.losses
     }
 
     /// The subscriber of connection `id`, created on first use.
@@ -180,6 +201,7 @@ impl Hub {
                     notify: Notify::new(),
                     capacity: self.capacity,
                     lag_policy: self.lag_policy,
+                    losses: self.losses.clone(),
                 })
             })
             .clone()

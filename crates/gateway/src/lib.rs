@@ -13,6 +13,8 @@
 //!   [`inflight`]: the global byte budget; [`tls`]: TLS 1.3 and certificates;
 //!   [`http`]: the HTTP/JSON API with server-sent events, same core;
 //! - [`store`]: history (SQLite, group commit, retention);
+//! - [`metrics`]: the Prometheus text for `/metrics`, from [`stats`] (caps
+//!   hit, latency histograms) and the counters the other parts keep;
 //! - [`sim`]: the simulated sensor source; [`sources`]: C drivers in sandboxed
 //!   driver hosts, serial devices and hwmon; [`daemon`]: wiring and shutdown.
 //!
@@ -39,6 +41,7 @@ pub mod service;
 pub mod session;
 pub mod sim;
 pub mod sources;
+pub mod stats;
 pub mod store;
 pub mod throttle;
 pub mod tls;

@@ -1,9 +1,11 @@
 //! The Prometheus text exposition for `/metrics`, built from typed values.
 //!
-//! Series: connections by front end, hub subscribers, readings taken in,
-//! readings left out of history, failed authentications by reason, driver
-//! host restarts by source, sensors by state, and for each sensor the caller
-//! may read, its last value and the age of that value. When the endpoint is
+//! Series: connections by front end, frames and bytes in and out by front
+//! end, caps hit by kind, hub subscribers and what their queues lost,
+//! readings taken in, readings left out of history, the store's commit
+//! latency, failed authentications by reason, driver host restarts by
+//! source, sensors by state, and for each sensor the caller may read, its
+//! last value and the age of that value. When the endpoint is
 //! configured public there is no caller, and no per-sensor series.
 //! Label values are sensor and source names, which the name rules keep to
 //! `[A-Za-z0-9._:/-]`; they are escaped anyway.
@@ -16,7 +18,9 @@ use crate::catalog::SensorState;
 use crate::pattern::Pattern;
 use crate::policy::{self, Action};
 use crate::reading::now_us;
+use crate::registry::Traffic;
 use crate::service::Service;
+use crate::stats::{HistogramSnapshot, LATENCY_BUCKETS, Limit};
 
 /// Renders every series.
 #[must_use]
@@ -60,13 +64,9 @@ fn daemon_series(out: &mut String, service: &Service) {
             count(frontend)
         );
     }
-    header(
-        out,
-        "sensegate_hub_subscribers",
-        "gauge",
-        "Subscribers of the hub.",
-    );
-    let _ = writeln!(out, "sensegate_hub_subscribers {}", service.hub().len());
+    traffic_series(out, service);
+    limit_series(out, service);
+    hub_series(out, service);
     header(
         out,
         "sensegate_readings_ingested_total",
@@ -86,6 +86,12 @@ fn daemon_series(out: &mut String, service: &Service) {
             "Source readings left out of history (queue full).",
         );
         let _ = writeln!(out, "sensegate_history_dropped_total {}", store.dropped());
+        histogram(
+            out,
+            "sensegate_store_commit_seconds",
+            "Time the store took per group commit.",
+            &store.commit_latency().snapshot(),
+        );
     }
     let c = service.counters();
     header(
@@ -163,6 +169,103 @@ fn sensor_series(out: &mut String, sensors: &[crate::catalog::SensorEntry], prin
         "Age of each sensor's last value.",
     );
     out.push_str(&ages);
+}
+
+/// Hub subscribers and what their queues lost.
+fn hub_series(out: &mut String, service: &Service) {
+    header(
+        out,
+        "sensegate_hub_subscribers",
+        "gauge",
+        "Subscribers of the hub.",
+    );
+    let _ = writeln!(out, "sensegate_hub_subscribers {}", service.hub().len());
+    let losses = service.hub().losses();
+    header(
+        out,
+        "sensegate_hub_dropped_total",
+        "counter",
+        "Readings dropped from full subscriber queues (lag_policy drop_oldest).",
+    );
+    let _ = writeln!(
+        out,
+        "sensegate_hub_dropped_total {}",
+        losses.dropped.load(Relaxed)
+    );
+    header(
+        out,
+        "sensegate_hub_lagged_total",
+        "counter",
+        "Subscribers cut off for falling behind (lag_policy disconnect).",
+    );
+    let _ = writeln!(
+        out,
+        "sensegate_hub_lagged_total {}",
+        losses.lagged.load(Relaxed)
+    );
+}
+
+/// Frames and bytes in and out by front end (HTTP: requests, and responses
+/// and stream events).
+fn traffic_series(out: &mut String, service: &Service) {
+    let frontends = ["native", "http"].map(|f| (f, service.registry().traffic(f)));
+    for (name, help, field) in [
+        (
+            "sensegate_frames_received_total",
+            "Frames (native) or requests (HTTP) received, by front end.",
+            (|t: &Traffic| t.frames_in) as fn(&Traffic) -> u64,
+        ),
+        (
+            "sensegate_frames_sent_total",
+            "Frames (native) or responses and events (HTTP) sent, by front end.",
+            |t: &Traffic| t.frames_out,
+        ),
+        (
+            "sensegate_bytes_received_total",
+            "Bytes received inside TLS, by front end.",
+            |t: &Traffic| t.bytes_in,
+        ),
+        (
+            "sensegate_bytes_sent_total",
+            "Bytes sent inside TLS, by front end.",
+            |t: &Traffic| t.bytes_out,
+        ),
+    ] {
+        header(out, name, "counter", help);
+        for (frontend, t) in &frontends {
+            let _ = writeln!(out, "{name}{{frontend=\"{frontend}\"}} {}", field(t));
+        }
+    }
+}
+
+/// How often each cap was hit.
+fn limit_series(out: &mut String, service: &Service) {
+    header(
+        out,
+        "sensegate_limits_hit_total",
+        "counter",
+        "Requests, frames and connections refused or cut off by a cap, by cap.",
+    );
+    let hits = &service.counters().limits;
+    for limit in Limit::ALL {
+        let _ = writeln!(
+            out,
+            "sensegate_limits_hit_total{{limit=\"{}\"}} {}",
+            limit.name(),
+            hits.get(limit)
+        );
+    }
+}
+
+fn histogram(out: &mut String, name: &str, help: &str, h: &HistogramSnapshot) {
+    header(out, name, "histogram", help);
+    for (bound, n) in LATENCY_BUCKETS.iter().zip(&h.cumulative) {
+        let _ = writeln!(out, "{name}_bucket{{le=\"{bound}\"}} {n}");
+    }
+    let count = h.cumulative.last().copied().unwrap_or(0);
+    let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {count}");
+    let _ = writeln!(out, "{name}_sum {}", h.sum_seconds);
+    let _ = writeln!(out, "{name}_count {count}");
 }
 
 fn header(out: &mut String, name: &str, kind: &str, help: &str) {

@@ -34,6 +34,9 @@ pub enum Action<'a> {
     ListConnections,
     /// Disconnect a connection.
     KickConnection,
+    /// Read one's own identity: name, role and scope (what the dashboard
+    /// shows and which pages it offers).
+    WhoAmI,
 }
 
 /// Why an action was denied. Front ends map every variant to `FORBIDDEN`
@@ -85,9 +88,8 @@ pub fn decide(principal: &Principal, action: Action<'_>) -> Decision {
             | Action::ListConnections
             | Action::KickConnection,
         )
-        | (Role::Reader, Action::ListSensors | Action::Subscribe | Action::ReadMetrics) => {
-            Decision::Allow
-        }
+        | (Role::Reader, Action::ListSensors | Action::Subscribe | Action::ReadMetrics)
+        | (Role::Admin | Role::Reader | Role::Device, Action::WhoAmI) => Decision::Allow,
         (Role::Admin | Role::Reader, Action::ReadSensor(sensor))
         | (Role::Admin | Role::Device, Action::Push(sensor)) => in_scope(sensor),
         _ => Decision::Deny(Deny::Role),
@@ -100,7 +102,7 @@ mod tests {
     use crate::pattern::Pattern;
 
     /// Every action, with its sensor (when it has one) in or out of scope.
-    fn actions(sensor: &str) -> [Action<'_>; 10] {
+    fn actions(sensor: &str) -> [Action<'_>; 11] {
         [
             Action::ListSensors,
             Action::ReadSensor(sensor),
@@ -112,6 +114,7 @@ mod tests {
             Action::RevokeToken,
             Action::ListConnections,
             Action::KickConnection,
+            Action::WhoAmI,
         ]
     }
 
@@ -129,13 +132,13 @@ mod tests {
     #[test]
     fn full_role_action_scope_table() {
         let table: [(Role, bool, &str); 6] = [
-            //                         list read sub push metr ctok ltok rtok lcon kick
-            (Role::Admin, true, "A A A A A A A A A A"),
-            (Role::Admin, false, "A S A S A A A A A A"),
-            (Role::Reader, true, "A A A R A R R R R R"),
-            (Role::Reader, false, "A S A R A R R R R R"),
-            (Role::Device, true, "R R R A R R R R R R"),
-            (Role::Device, false, "R R R S R R R R R R"),
+            //                         list read sub push metr ctok ltok rtok lcon kick whoami
+            (Role::Admin, true, "A A A A A A A A A A A"),
+            (Role::Admin, false, "A S A S A A A A A A A"),
+            (Role::Reader, true, "A A A R A R R R R R A"),
+            (Role::Reader, false, "A S A R A R R R R R A"),
+            (Role::Device, true, "R R R A R R R R R R A"),
+            (Role::Device, false, "R R R S R R R R R R A"),
         ];
         let mut checked = 0;
         for (role, in_scope, row) in table {

@@ -66,7 +66,8 @@ pub struct Connection {
     pub frontend: &'static str,
     /// When it was accepted, microseconds since the epoch.
     pub connected_at_us: i64,
-    principal: OnceLock<Arc<Principal>>,
+    /// Behind a mutex held only to clone or swap the `Arc`.
+    principal: Mutex<Option<Arc<Principal>>>,
     /// Frames received.
     pub frames_in: AtomicU64,
     /// Frames sent.
@@ -86,13 +87,22 @@ pub struct Connection {
 impl Connection {
     /// The principal, once authenticated.
     #[must_use]
-    pub fn principal(&self) -> Option<&Principal> {
-        self.principal.get().map(|p| &**p)
+    pub fn principal(&self) -> Option<Arc<Principal>> {
+        self.principal
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
     }
 
-    /// Records the principal after a successful hello (once).
+    /// Records the principal the connection acts as: after the native
+    /// hello (once), or for each HTTP request (the token of the request
+    /// being served; HTTP/1.1 serves one request at a time, so revoking
+    /// that token always reaches the request running under it).
     pub fn set_principal(&self, principal: Arc<Principal>) {
-        let _ = self.principal.set(principal);
+        *self
+            .principal
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = Some(principal);
     }
 
     /// Asks the connection's task to say goodbye and close.
@@ -157,6 +167,30 @@ impl Clock {
 struct Inner {
     connections: HashMap<u64, Arc<Connection>>,
     per_address: HashMap<IpAddr, usize>,
+    /// What closed connections carried, by front end.
+    closed: HashMap<&'static str, Traffic>,
+}
+
+/// Frames and bytes in each direction.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Traffic {
+    /// Frames (native) or requests (HTTP) received.
+    pub frames_in: u64,
+    /// Frames (native) or responses and stream events (HTTP) sent.
+    pub frames_out: u64,
+    /// Bytes received (after TLS).
+    pub bytes_in: u64,
+    /// Bytes sent (before TLS).
+    pub bytes_out: u64,
+}
+
+impl Traffic {
+    fn add(&mut self, c: &Connection) {
+        self.frames_in += c.frames_in.load(Ordering::Relaxed);
+        self.frames_out += c.frames_out.load(Ordering::Relaxed);
+        self.bytes_in += c.bytes_in.load(Ordering::Relaxed);
+        self.bytes_out += c.bytes_out.load(Ordering::Relaxed);
+    }
 }
 
 /// A connection's place in the registry; dropping it frees the place.
@@ -247,7 +281,7 @@ impl Registry {
             peer,
             frontend,
             connected_at_us: now_us,
-            principal: OnceLock::new(),
+            principal: Mutex::new(None),
             frames_in: AtomicU64::new(0),
             frames_out: AtomicU64::new(0),
             bytes_in: AtomicU64::new(0),
@@ -268,6 +302,11 @@ impl Registry {
     fn remove(&self, connection: &Connection) {
         let mut inner = self.lock();
         if inner.connections.remove(&connection.id).is_some() {
+            inner
+                .closed
+                .entry(connection.frontend)
+                .or_default()
+                .add(connection);
             let ip = connection.peer.ip();
             if let Some(n) = inner.per_address.get_mut(&ip) {
                 *n -= 1;
@@ -276,6 +315,22 @@ impl Registry {
                 }
             }
         }
+    }
+
+    /// Everything front end `frontend` carried since start: closed
+    /// connections and open ones.
+    #[must_use]
+    pub fn traffic(&self, frontend: &str) -> Traffic {
+        let inner = self.lock();
+        let mut t = inner.closed.get(frontend).copied().unwrap_or_default();
+        for c in inner
+            .connections
+            .values()
+            .filter(|c| c.frontend == frontend)
+        {
+            t.add(c);
+        }
+        t
     }
 
     /// Every connection, by id, at most `max`.

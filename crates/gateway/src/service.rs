@@ -22,7 +22,8 @@ use crate::hub::Hub;
 use crate::pattern::Pattern;
 use crate::policy::{self, Action};
 use crate::reading::{Quality, Reading, now_us};
-use crate::registry::{Connection, Registry};
+use crate::registry::{AdmitError, Connection, Registry};
+use crate::stats::{Limit, LimitHits};
 use crate::store::writer::StoreHandle;
 use crate::store::{History, HistoryQuery};
 use crate::throttle::{AuthThrottle, PushRate};
@@ -146,6 +147,18 @@ pub struct Counters {
     pub auth_throttled: std::sync::atomic::AtomicU64,
     /// Driver host restarts by source (one entry per configured driver).
     pub driver_restarts: Mutex<std::collections::BTreeMap<String, u64>>,
+    /// Caps hit, by kind.
+    pub limits: LimitHits,
+}
+
+impl Counters {
+    /// Counts a connection refused at the door.
+    pub fn refused(&self, e: AdmitError) {
+        self.limits.hit(match e {
+            AdmitError::Total => Limit::ConnectionsTotal,
+            AdmitError::PerAddress => Limit::ConnectionsPerAddress,
+        });
+    }
 }
 
 impl Service {
@@ -324,6 +337,15 @@ impl Service {
         }
     }
 
+    /// The caller's own identity.
+    ///
+    /// # Errors
+    /// [`ServiceError::Forbidden`] if the policy ever denies it.
+    pub fn whoami(&self, caller: Caller<'_>) -> Result<Principal, ServiceError> {
+        Self::allow(caller.principal, Action::WhoAmI)?;
+        Ok(caller.principal.clone())
+    }
+
     /// Sensors matching `pattern` that the caller may read.
     ///
     /// # Errors
@@ -426,7 +448,10 @@ impl Service {
         let active = self
             .hub
             .add_patterns(&sub, patterns, self.limits.max_subscriptions)
-            .ok_or(ServiceError::Subscriptions)?;
+            .ok_or_else(|| {
+                self.counters.limits.hit(Limit::Subscriptions);
+                ServiceError::Subscriptions
+            })?;
         connection.subscriptions.store(
             u32::try_from(active).unwrap_or(u32::MAX),
             std::sync::atomic::Ordering::Relaxed,
@@ -471,6 +496,7 @@ impl Service {
         now: Instant,
     ) -> Result<Vec<Reading>, ServiceError> {
         if readings.len() > self.limits.max_push_batch {
+            self.counters.limits.hit(Limit::PushBatch);
             return Err(ServiceError::PushBatch);
         }
         let latest_allowed = now_us().saturating_add(MAX_FUTURE_US);
@@ -485,14 +511,15 @@ impl Service {
             .push_rate
             .try_take(&caller.principal.token_id, readings.len(), now)
         {
+            self.counters.limits.hit(Limit::PushRate);
             return Err(ServiceError::PushRate);
         }
         let mut accepted = Vec::with_capacity(readings.len());
         for r in readings {
-            let sensor = self
-                .catalog
-                .intern_pushed(&r.sensor)
-                .map_err(|_| ServiceError::SensorsFull)?;
+            let sensor = self.catalog.intern_pushed(&r.sensor).map_err(|_| {
+                self.counters.limits.hit(Limit::Sensors);
+                ServiceError::SensorsFull
+            })?;
             accepted.push(Reading {
                 sensor,
                 timestamp_us: r.timestamp_us,
@@ -600,9 +627,14 @@ impl Service {
         scope: &str,
     ) -> Result<(TokenRecord, SecretToken), ServiceError> {
         self.admin(caller, Action::CreateToken, "create_token", None, || {
-            self.tokens()
+            let created = self
+                .tokens()
                 .create(name, role, scope, now_us())
-                .map_err(store_error)
+                .map_err(store_error);
+            if matches!(created, Err(ServiceError::TokensFull)) {
+                self.counters.limits.hit(Limit::Tokens);
+            }
+            created
         })
     }
 
@@ -699,6 +731,14 @@ impl Service {
     #[must_use]
     pub fn token_count(&self) -> usize {
         self.tokens().len()
+    }
+
+    /// Whether the token with id `token_id` is live: checked after a
+    /// connection is bound to it, so a revocation that raced the binding
+    /// is not missed.
+    #[must_use]
+    pub fn token_id_is_live(&self, token_id: &str) -> bool {
+        self.tokens().is_live(token_id)
     }
 
     /// Whether a presented token is live (used to reuse a saved demo token).

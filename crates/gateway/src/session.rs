@@ -250,7 +250,10 @@ impl Session {
                     self.state = State::Closed;
                     return Step::Close;
                 };
-                let caller = Caller { principal, peer };
+                let caller = Caller {
+                    principal: &principal,
+                    peer,
+                };
                 let step = serving.request(service, &connection, caller, id, body, now, out);
                 if step == Step::Close {
                     self.state = State::Closed;
@@ -284,7 +287,19 @@ impl Session {
             ));
             return Step::Close;
         }
-        match service.authenticate(&hello.token, self.connection.peer, now) {
+        let authenticated = service
+            .authenticate(&hello.token, self.connection.peer, now)
+            .and_then(|principal| {
+                // Bound first, then checked again: a revocation racing this
+                // hello either sees the binding or is seen here.
+                self.connection.set_principal(principal.clone());
+                if service.token_id_is_live(&principal.token_id) {
+                    Ok(principal)
+                } else {
+                    Err(ServiceError::Unauthenticated)
+                }
+            });
+        match authenticated {
             Ok(principal) => {
                 out.push(reply(
                     id,
@@ -298,7 +313,6 @@ impl Session {
                         server_name: service.server_name().to_owned(),
                     }),
                 ));
-                self.connection.set_principal(principal);
                 self.state = State::Serving(Serving { subscriber: None });
                 Step::Continue
             }

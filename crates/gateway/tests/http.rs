@@ -67,6 +67,40 @@ async fn read_reply(s: &mut TcpStream) -> Reply {
     }
 }
 
+/// One keep-alive `GET /api/v1/sensors` on `conn`; its status, after the
+/// whole response (by `Content-Length`) is read.
+async fn exchange(conn: &mut TcpStream, token: &str) -> u16 {
+    let req =
+        format!("GET /api/v1/sensors HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\n\r\n");
+    conn.write_all(req.as_bytes()).await.unwrap();
+    let mut raw = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        let text = String::from_utf8_lossy(&raw).into_owned();
+        if let Some((head, body)) = text.split_once("\r\n\r\n") {
+            let lower = head.to_ascii_lowercase();
+            let length: usize = lower
+                .lines()
+                .find_map(|l| l.strip_prefix("content-length:"))
+                .and_then(|v| v.trim().parse().ok())
+                .unwrap();
+            if body.len() >= length {
+                return head.split_whitespace().nth(1).unwrap().parse().unwrap();
+            }
+        }
+        let n = tokio::time::timeout(Duration::from_secs(10), conn.read(&mut buf))
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(
+            n > 0,
+            "closed before the response: {text:?}",
+            text = String::from_utf8_lossy(&raw)
+        );
+        raw.extend_from_slice(&buf[..n]);
+    }
+}
+
 fn code(r: &Reply) -> String {
     let v: serde_json::Value = serde_json::from_str(&r.body).unwrap_or_default();
     v["error"]["code"].as_str().unwrap_or_default().to_owned()
@@ -370,32 +404,38 @@ async fn a_stream_delivers_readings_and_a_client_that_never_reads_stays_bounded(
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn one_connection_one_token_and_revocation_ends_its_stream() {
+async fn a_connection_is_bound_to_its_latest_token_and_revocation_ends_its_stream() {
     let d = TestDaemon::start("").await;
     let addr = http(&d);
-    let (_, first) = d.token(v1::Role::Reader, "*").await;
+    let (first_id, first) = d.token(v1::Role::Reader, "*").await;
     let (second_id, second) = d.token(v1::Role::Reader, "*").await;
     let (first, second) = (first.expose().to_owned(), second.expose().to_owned());
-    // Token A, then token B on the same kept-alive connection: B is refused.
+    let mut admin = d.admin().await;
+    // Token A, then token B on the same kept-alive connection (a browser
+    // signing in again reuses its pool): the connection is rebound to B.
     let mut conn = TcpStream::connect(addr).await.unwrap();
-    let req = format!(
-        "GET /api/v1/sensors HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {first}\r\n\r\n\
-         GET /api/v1/sensors HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {second}\r\nConnection: close\r\n\r\n"
+    assert_eq!(exchange(&mut conn, &first).await, 200);
+    assert_eq!(exchange(&mut conn, &second).await, 200);
+    // Revoking A no longer reaches it; revoking B does.
+    admin.revoke_token(&first_id).await.unwrap();
+    assert_eq!(exchange(&mut conn, &second).await, 200);
+    assert_eq!(exchange(&mut conn, &first).await, 401, "a revoked token");
+    let mut conn = TcpStream::connect(addr).await.unwrap();
+    assert_eq!(exchange(&mut conn, &second).await, 200);
+    admin.revoke_token(&second_id).await.unwrap();
+    let mut buf = vec![0u8; 4096];
+    let closed = tokio::time::timeout(Duration::from_secs(10), conn.read(&mut buf)).await;
+    assert!(
+        matches!(closed, Ok(Ok(0) | Err(_))),
+        "the connection outlived its token"
     );
-    conn.write_all(req.as_bytes()).await.unwrap();
-    let mut raw = Vec::new();
-    let _ = tokio::time::timeout(Duration::from_secs(10), conn.read_to_end(&mut raw)).await;
-    let text = String::from_utf8_lossy(&raw);
-    let statuses: Vec<&str> = text
-        .match_indices("HTTP/1.1 ")
-        .map(|(i, _)| &text[i + 9..i + 12])
-        .collect();
-    assert_eq!(statuses, ["200", "401"], "{text}");
 
-    // A stream under token B ends when B is revoked.
+    // A stream under token C ends when C is revoked.
+    let (third_id, third) = d.token(v1::Role::Reader, "*").await;
+    let third = third.expose().to_owned();
     let mut stream = TcpStream::connect(addr).await.unwrap();
     let req = format!(
-        "GET /api/v1/stream?sensors=* HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {second}\r\n\r\n"
+        "GET /api/v1/stream?sensors=* HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {third}\r\n\r\n"
     );
     stream.write_all(req.as_bytes()).await.unwrap();
     let mut buf = vec![0u8; 4096];
@@ -404,8 +444,7 @@ async fn one_connection_one_token_and_revocation_ends_its_stream() {
         .unwrap()
         .unwrap();
     assert!(String::from_utf8_lossy(&buf[..n]).contains("200 OK"));
-    let mut admin = d.admin().await;
-    admin.revoke_token(&second_id).await.unwrap();
+    admin.revoke_token(&third_id).await.unwrap();
     let ended = tokio::time::timeout(Duration::from_secs(10), async {
         loop {
             match stream.read(&mut buf).await {
@@ -543,6 +582,7 @@ async fn the_openapi_document_describes_every_route() {
     let doc: serde_json::Value = serde_json::from_str(&r.body).unwrap();
     assert!(doc["openapi"].as_str().unwrap().starts_with("3."));
     let routes = [
+        ("/api/v1/whoami", "get"),
         ("/api/v1/sensors", "get"),
         ("/api/v1/sensors/{name}/latest", "get"),
         ("/api/v1/sensors/{name}/history", "get"),
@@ -569,7 +609,7 @@ async fn the_openapi_document_describes_every_route() {
     }
     assert_eq!(
         doc["paths"].as_object().unwrap().len(),
-        9,
+        10,
         "undocumented or stale paths"
     );
     assert_eq!(
@@ -577,6 +617,7 @@ async fn the_openapi_document_describes_every_route() {
         "bearer"
     );
     for schema in [
+        "WhoAmIJson",
         "SensorJson",
         "ReadingJson",
         "HistoryJson",
@@ -597,4 +638,196 @@ async fn the_openapi_document_describes_every_route() {
         .unwrap();
     let names: Vec<&str> = params.iter().filter_map(|p| p["name"].as_str()).collect();
     assert_eq!(names, ["name", "from", "to", "bucket", "limit"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_dashboard_is_served_and_no_path_reaches_another_file() {
+    use sensegate_gateway::http::dashboard;
+    let d = TestDaemon::start("").await;
+    let addr = http(&d);
+    let index = request(addr, "GET", "/", None, "").await;
+    if dashboard::is_built() {
+        assert_eq!(index.status, 200, "{}", index.head);
+        assert!(index.head.contains("content-type: text/html"));
+        assert!(index.body.contains("<title>sensegate</title>"));
+        assert!(
+            index
+                .head
+                .contains("content-security-policy: default-src 'self'")
+        );
+        assert!(index.head.contains("x-frame-options: deny"));
+        // Each script and style sheet the page names is served, and a
+        // revalidation with its ETag gets 304.
+        let assets: Vec<&str> = index
+            .body
+            .split('"')
+            .filter(|s| s.starts_with("/assets/"))
+            .collect();
+        assert!(!assets.is_empty(), "{}", index.body);
+        for path in assets {
+            let r = request(addr, "GET", path, None, "").await;
+            assert_eq!(r.status, 200, "{path}");
+            let etag = r
+                .head
+                .lines()
+                .find_map(|l| l.strip_prefix("etag: "))
+                .unwrap()
+                .to_owned();
+            let mut s = TcpStream::connect(addr).await.unwrap();
+            let req = format!(
+                "GET {path} HTTP/1.1\r\nHost: x\r\nIf-None-Match: {etag}\r\nConnection: close\r\n\r\n"
+            );
+            s.write_all(req.as_bytes()).await.unwrap();
+            assert_eq!(read_reply(&mut s).await.status, 304, "{path}");
+        }
+    } else {
+        assert_eq!(index.status, 404);
+        assert!(index.body.contains("not built"), "{}", index.body);
+    }
+    // Traversal, encoded separators, NUL, backslashes, absolute paths,
+    // doubled slashes: none reaches a file, on disk or embedded under
+    // another name. Each gets the JSON 404 and nothing else.
+    for path in [
+        "/../Cargo.toml",
+        "/assets/../../Cargo.toml",
+        "/assets/..%2f..%2fCargo.toml",
+        "/assets/%2e%2e%2f%2e%2e%2fCargo.toml",
+        "/assets/%2e%2e/index.html",
+        "/assets/..%5c..%5cCargo.toml",
+        "/assets/..\\..\\Cargo.toml",
+        "/assets/%252e%252e%252fCargo.toml",
+        "/assets/app.js%00.html",
+        "/assets/%2fetc%2fpasswd",
+        "/assets//etc/passwd",
+        "//etc/passwd",
+        "/etc/passwd",
+        "/index.html/..",
+        "/assets/",
+        "/assets/.",
+        "/assets/..",
+        "/.git/config",
+        "/web/dist/index.html",
+    ] {
+        let r = request(addr, "GET", path, None, "").await;
+        assert!(
+            r.status == 404 || r.status == 400,
+            "{path}: {} {}",
+            r.status,
+            r.body
+        );
+        assert!(
+            !r.body.contains("[package]")
+                && !r.body.contains("root:")
+                && !r.body.contains("<html")
+                && !r.body.contains("[core]"),
+            "{path} leaked a file: {}",
+            r.body
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_count_traffic_caps_hit_queue_losses_and_commits() {
+    use sensegate_gateway::auth::{Principal, Role};
+    use sensegate_gateway::pattern::Pattern;
+    let d = TestDaemon::start("[limits]\nsubscriber_queue = 4\n").await;
+    let addr = http(&d);
+    let service = d.daemon.service().clone();
+    let (_, reader) = d.token(v1::Role::Reader, "*").await;
+    // A query string over the cap, and a native frame over the hello cap.
+    let long = format!("/api/v1/sensors?pattern={}", "a".repeat(4096));
+    assert_eq!(
+        request(addr, "GET", &long, Some(reader.expose()), "")
+            .await
+            .status,
+        414
+    );
+    let mut raw = d.raw().await;
+    common::send(&mut raw, &(1u32 << 20).to_le_bytes()).await;
+    let _ = common::read_until_closed(&mut raw).await;
+    // A subscriber whose queue of 4 overflows by 6, and readings that the
+    // store commits.
+    let sub = service.hub().subscriber(
+        999_999,
+        &Principal {
+            token_id: "0000000000000000".into(),
+            name: "t".into(),
+            role: Role::Reader,
+            scope: Pattern::any(),
+        },
+    );
+    assert!(
+        service
+            .hub()
+            .add_patterns(&sub, &[Pattern::any()], 4)
+            .is_some()
+    );
+    let sensor: Arc<str> = service.catalog().register("lab/m", "", "test").unwrap();
+    let t0 = now_us();
+    for i in 0..10 {
+        service.ingest(&[Reading {
+            sensor: sensor.clone(),
+            timestamp_us: t0 + i,
+            value: 1.0,
+            quality: Quality::Good,
+        }]);
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let body = loop {
+        let r = request(addr, "GET", "/metrics", Some(reader.expose()), "").await;
+        assert_eq!(r.status, 200);
+        if r.body.contains("sensegate_store_commit_seconds_count 0") {
+            assert!(Instant::now() < deadline, "no commit counted:\n{}", r.body);
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            continue;
+        }
+        break r.body;
+    };
+    // Every series checked here is a whole count.
+    let value = |series: &str| -> u64 {
+        body.lines()
+            .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+            .unwrap_or_else(|| panic!("{series} missing in\n{body}"))
+    };
+    assert_eq!(value("sensegate_limits_hit_total{limit=\"http_query\"}"), 1);
+    assert_eq!(value("sensegate_limits_hit_total{limit=\"frame_size\"}"), 1);
+    assert_eq!(value("sensegate_limits_hit_total{limit=\"push_rate\"}"), 0);
+    assert_eq!(value("sensegate_hub_dropped_total"), 6);
+    assert!(value("sensegate_frames_received_total{frontend=\"http\"}") >= 2);
+    // The reply to this scrape is counted once it is built, after the text.
+    assert!(value("sensegate_frames_sent_total{frontend=\"http\"}") >= 1);
+    assert!(value("sensegate_bytes_received_total{frontend=\"http\"}") > 4096);
+    assert!(value("sensegate_bytes_sent_total{frontend=\"http\"}") > 0);
+    assert!(value("sensegate_bytes_received_total{frontend=\"native\"}") >= 4);
+    let commits = value("sensegate_store_commit_seconds_count");
+    assert!(commits >= 1);
+    assert_eq!(
+        value("sensegate_store_commit_seconds_bucket{le=\"+Inf\"}"),
+        commits
+    );
+    assert!(body.contains("# TYPE sensegate_store_commit_seconds histogram"));
+    service.hub().remove(999_999);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn whoami_tells_each_role_its_own_identity_and_nothing_else() {
+    let d = TestDaemon::start("").await;
+    let addr = http(&d);
+    let r = request(addr, "GET", "/api/v1/whoami", None, "").await;
+    assert_eq!((r.status, code(&r).as_str()), (401, "UNAUTHENTICATED"));
+    for (role, name) in [
+        (v1::Role::Admin, "admin"),
+        (v1::Role::Reader, "reader"),
+        (v1::Role::Device, "device"),
+    ] {
+        let (_, token) = d.token(role, "lab/*").await;
+        let r = request(addr, "GET", "/api/v1/whoami", Some(token.expose()), "").await;
+        assert_eq!(r.status, 200, "{}", r.body);
+        let v: serde_json::Value = serde_json::from_str(&r.body).unwrap();
+        assert_eq!(v["role"], name);
+        assert_eq!(v["scope"], "lab/*");
+        assert!(v["name"].is_string());
+        assert_eq!(v.as_object().unwrap().len(), 3, "{v}");
+        assert!(!r.body.contains(token.expose()), "the secret is not echoed");
+    }
 }

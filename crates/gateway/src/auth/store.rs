@@ -282,6 +282,12 @@ impl TokenStore {
         Ok(true)
     }
 
+    /// Whether token `id` exists and is not revoked (ids are not secret).
+    #[must_use]
+    pub fn is_live(&self, id: &str) -> bool {
+        self.by_id.get(id).is_some_and(|r| !r.revoked)
+    }
+
     /// Every token, oldest first.
     #[must_use]
     pub fn list(&self) -> Vec<TokenRecord> {

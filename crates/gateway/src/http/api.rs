@@ -2,10 +2,12 @@
 //!
 //! | method and path | what | role |
 //! |---|---|---|
+//! | `GET /`, `GET /assets/{file}` | the web dashboard (static, no token) | any |
 //! | `GET /healthz` | liveness, no token | any |
 //! | `GET /readyz` | readiness, no token | any |
 //! | `GET /api/v1/openapi.json` | the OpenAPI document, generated from this file | any |
 //! | `GET /metrics` | Prometheus text | reader, admin (or none, when `http.metrics_public`) |
+//! | `GET /api/v1/whoami` | the token's name, role and scope | any token |
 //! | `GET /api/v1/sensors?pattern=` | sensors in scope | reader, admin |
 //! | `GET /api/v1/sensors/{name}/latest` | latest reading | reader, admin |
 //! | `GET /api/v1/sensors/{name}/history?from=&to=&bucket=&limit=` | history | reader, admin |
@@ -42,6 +44,7 @@ use crate::pattern::Pattern;
 use crate::reading::{Quality, Reading};
 use crate::registry::Connection;
 use crate::service::{Caller, Service, ServiceError};
+use crate::stats::Limit;
 
 /// Caps and deadlines of the HTTP front end.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -75,7 +78,7 @@ impl Default for HttpLimits {
 #[derive(utoipa::OpenApi)]
 #[openapi(
     info(title = "sensegate", description = "Sensor gateway HTTP API, version 1"),
-    paths(sensors, latest, history, stream, list_tokens, create_token, revoke_token, list_connections, kick, metrics),
+    paths(whoami, sensors, latest, history, stream, list_tokens, create_token, revoke_token, list_connections, kick, metrics),
     modifiers(&BearerAuth)
 )]
 pub struct ApiDoc;
@@ -101,6 +104,7 @@ pub struct Conn(pub Arc<Connection>);
 /// Builds the router.
 pub fn router(service: Arc<Service>, limits: HttpLimits) -> Router {
     let api = Router::new()
+        .route("/api/v1/whoami", get(whoami))
         .route("/api/v1/sensors", get(sensors))
         .route("/api/v1/sensors/{name}/latest", get(latest))
         .route("/api/v1/sensors/{name}/history", get(history))
@@ -117,6 +121,8 @@ pub fn router(service: Arc<Service>, limits: HttpLimits) -> Router {
             "/api/v1/openapi.json",
             get(|| async { Json(ApiDoc::openapi()) }),
         )
+        .route("/", get(super::dashboard::index))
+        .route("/assets/{file}", get(super::dashboard::asset))
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(|| async { "ready\n" }))
         .fallback(|| async { ApiError(ServiceError::NotFound) })
@@ -127,38 +133,62 @@ pub fn router(service: Arc<Service>, limits: HttpLimits) -> Router {
                 "method not allowed",
             )
         });
-    api.layer(axum::middleware::from_fn_with_state(limits, guard))
-        .layer(axum::extract::DefaultBodyLimit::max(limits.max_body_bytes))
-        .with_state(service)
+    api.layer(axum::middleware::from_fn_with_state(
+        (service.clone(), limits),
+        guard,
+    ))
+    .layer(axum::extract::DefaultBodyLimit::max(limits.max_body_bytes))
+    .with_state(service)
 }
 
-/// Every request: the query-string cap, the response deadline, and the
-/// security headers.
-async fn guard(State(limits): State<HttpLimits>, request: Request, next: Next) -> Response {
+/// Every request: counted, the query-string cap, the response deadline,
+/// and the security headers.
+async fn guard(
+    State((service, limits)): State<(Arc<Service>, HttpLimits)>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let connection = request.extensions().get::<Conn>().map(|c| c.0.clone());
+    if let Some(c) = &connection {
+        c.frames_in.fetch_add(1, Relaxed);
+    }
+    let response = limited(&service, limits, request, next).await;
+    if let Some(c) = &connection {
+        c.frames_out.fetch_add(1, Relaxed);
+    }
+    response
+}
+
+async fn limited(service: &Service, limits: HttpLimits, request: Request, next: Next) -> Response {
+    let hits = &service.counters().limits;
     if request
         .uri()
         .query()
         .is_some_and(|q| q.len() > limits.max_query_bytes)
     {
+        hits.hit(Limit::HttpQuery);
         return error(
             StatusCode::URI_TOO_LONG,
             ErrorCode::Malformed,
             "query string too long",
         );
     }
-    let mut response = match tokio::time::timeout(limits.request_timeout, next.run(request)).await {
-        Ok(r) => r,
-        Err(_) => error(
-            StatusCode::REQUEST_TIMEOUT,
-            ErrorCode::Malformed,
-            "request not completed in time",
-        ),
-    };
+    let mut response =
+        if let Ok(r) = tokio::time::timeout(limits.request_timeout, next.run(request)).await {
+            r
+        } else {
+            hits.hit(Limit::HttpRequestTimeout);
+            error(
+                StatusCode::REQUEST_TIMEOUT,
+                ErrorCode::Malformed,
+                "request not completed in time",
+            )
+        };
     let h = response.headers_mut();
     h.insert(
         header::CONTENT_SECURITY_POLICY,
         HeaderValue::from_static(
-            "default-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'",
+            "default-src 'self'; img-src 'self' data:; object-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'",
         ),
     );
     h.insert(
@@ -220,7 +250,7 @@ struct ErrorDetail<'a> {
     message: &'a str,
 }
 
-fn error(status: StatusCode, code: ErrorCode, message: &str) -> Response {
+pub(crate) fn error(status: StatusCode, code: ErrorCode, message: &str) -> Response {
     let body = ErrorBody {
         error: ErrorDetail {
             code: code.wire_name(),
@@ -272,18 +302,17 @@ impl FromRequestParts<Arc<Service>> for Auth {
             .filter(|t| !t.is_empty() && t.len() <= service.limits().message.max_token_bytes)
             .ok_or(unauthenticated)?;
         let principal = service.authenticate(token, connection.peer, Instant::now())?;
-        // One connection, one token: the registry lists it under that token
-        // and revoking that token ends it, streams included. Another token
-        // on the same connection is refused rather than hidden behind the
-        // first.
-        if let Some(first) = connection.principal()
-            && first.token_id != principal.token_id
-        {
+        // The registry lists the connection under the token of the request
+        // it serves (one at a time, in HTTP/1.1), so revoking that token
+        // ends it, a stream included. A browser that signs in with another
+        // token reuses its pooled connections: each is rebound.
+        connection.set_principal(principal.clone());
+        if !service.token_id_is_live(&principal.token_id) {
+            // Revoked between the check above and the binding: the
+            // revocation's sweep may have missed this connection.
             return Err(ApiError(ServiceError::Unauthenticated));
         }
-        connection.set_principal(principal.clone());
         connection.touch(&service.registry().clock());
-        connection.count_in(0);
         Ok(Self {
             principal,
             peer: connection.peer,
@@ -312,6 +341,26 @@ fn metrics(
         text,
     )
         .into_response())
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+struct WhoAmIJson {
+    name: String,
+    role: &'static str,
+    scope: String,
+}
+
+#[utoipa::path(get, path = "/api/v1/whoami", security(("bearer" = [])), responses((status = 200, description = "the token's own name, role and scope", body = WhoAmIJson), (status = 401, description = "no valid token", body = ErrorBody)))]
+async fn whoami(
+    State(service): State<Arc<Service>>,
+    auth: Auth,
+) -> Result<Json<WhoAmIJson>, ApiError> {
+    let p = service.whoami(auth.caller())?;
+    Ok(Json(WhoAmIJson {
+        name: p.name,
+        role: role_name(p.role),
+        scope: p.scope.as_str().to_owned(),
+    }))
 }
 
 #[derive(Serialize, utoipa::ToSchema)]
@@ -642,6 +691,9 @@ async fn create_token(
     body: Result<Json<NewToken>, JsonRejection>,
 ) -> Result<(StatusCode, Json<CreatedToken>), Response> {
     let Json(t) = body.map_err(|r| {
+        if r.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            service.counters().limits.hit(Limit::HttpBody);
+        }
         error(
             r.status(),
             ErrorCode::Malformed,

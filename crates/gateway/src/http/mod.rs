@@ -9,9 +9,12 @@
 //! - [`api`]: the routes, the `Authorization: Bearer` extractor, JSON
 //!   errors with the stable codes, request body and query-string caps, a
 //!   request deadline, and security headers on every response.
+//! - [`dashboard`]: the web dashboard's files, embedded at build time and
+//!   found by exact name (no path is ever joined to a directory).
 //!
 //! No access rule lives here: every handler calls the service, which asks
 //! `policy::decide`.
 
 pub mod api;
+pub mod dashboard;
 pub mod server;

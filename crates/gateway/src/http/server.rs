@@ -5,12 +5,14 @@
 //! HTTP/1.1 with a deadline on request headers, and a graceful end on kick,
 //! revocation or shutdown.
 
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
-use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 use tokio_util::task::TaskTracker;
@@ -19,6 +21,7 @@ use super::api::{self, HttpLimits};
 use crate::reading::now_us;
 use crate::registry::Connection;
 use crate::service::Service;
+use crate::stats::{Limit, LimitHits};
 
 /// How long a stopped connection may finish its current response.
 const STOP_GRACE: Duration = Duration::from_secs(5);
@@ -47,9 +50,13 @@ pub async fn run(
                 continue;
             }
         };
-        let Ok(admission) = service.registry().admit(peer, "http", now_us()) else {
-            // Past the connection caps: closed at once, nothing read.
-            continue;
+        let admission = match service.registry().admit(peer, "http", now_us()) {
+            Ok(a) => a,
+            Err(e) => {
+                // Past the connection caps: closed at once, nothing read.
+                service.counters().refused(e);
+                continue;
+            }
         };
         let _ = tcp.set_nodelay(true);
         let app = api::with_connection(router.clone(), admission.connection().clone());
@@ -57,15 +64,24 @@ pub async fn run(
         let service = service.clone();
         tracker.spawn(async move {
             let connection = admission.connection().clone();
+            let hits = &service.counters().limits;
             match tls {
-                None => serve(TokioIo::new(tcp), app, &connection, limits, handshake).await,
+                None => {
+                    let io = Counted::new(tcp, connection.clone());
+                    serve(io, app, &connection, limits, handshake, hits).await;
+                }
                 Some(acceptor) => {
                     let accepted = tokio::select! {
                         r = tokio::time::timeout(handshake, acceptor.accept(tcp)) => r,
                         _ = connection.stopped() => return,
                     };
-                    if let Ok(Ok(stream)) = accepted {
-                        serve(TokioIo::new(stream), app, &connection, limits, handshake).await;
+                    match accepted {
+                        Ok(Ok(stream)) => {
+                            let io = Counted::new(stream, connection.clone());
+                            serve(io, app, &connection, limits, handshake, hits).await;
+                        }
+                        Ok(Err(_)) => {}
+                        Err(_) => hits.hit(Limit::AuthTimeout),
                     }
                 }
             }
@@ -81,11 +97,12 @@ pub async fn run(
 /// authenticated within `auth_timeout` (health probes reconnect; a peer
 /// cannot hold a place in the registry without a token).
 async fn serve<I>(
-    io: TokioIo<I>,
+    io: Counted<I>,
     app: axum::Router,
     connection: &Connection,
     limits: HttpLimits,
     auth_timeout: Duration,
+    hits: &LimitHits,
 ) where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
@@ -94,7 +111,7 @@ async fn serve<I>(
         .timer(TokioTimer::new())
         .header_read_timeout(limits.header_timeout)
         .max_buf_size(64 << 10);
-    let conn = builder.serve_connection(io, TowerToHyperService::new(app));
+    let conn = builder.serve_connection(TokioIo::new(io), TowerToHyperService::new(app));
     let mut conn = std::pin::pin!(conn);
     let unauthenticated = async {
         tokio::time::sleep(auth_timeout).await;
@@ -103,10 +120,93 @@ async fn serve<I>(
         }
     };
     tokio::select! {
-        _ = conn.as_mut() => return,
+        r = conn.as_mut() => {
+            if r.is_err_and(|e| e.is_timeout()) {
+                hits.hit(Limit::HttpHeaderTimeout);
+            }
+            return;
+        }
         _ = connection.stopped() => {}
-        () = unauthenticated => {}
+        () = unauthenticated => hits.hit(Limit::AuthTimeout),
     }
     conn.as_mut().graceful_shutdown();
     let _ = tokio::time::timeout(STOP_GRACE, conn).await;
+}
+
+/// A connection's I/O with its byte counters kept in the registry entry
+/// (plaintext bytes: inside TLS when TLS is on).
+struct Counted<I> {
+    io: I,
+    connection: Arc<Connection>,
+}
+
+impl<I> Counted<I> {
+    const fn new(io: I, connection: Arc<Connection>) -> Self {
+        Self { io, connection }
+    }
+
+    fn sent(&self, n: usize) {
+        self.connection
+            .bytes_out
+            .fetch_add(n as u64, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+impl<I: AsyncRead + Unpin> AsyncRead for Counted<I> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let this = self.get_mut();
+        let before = buf.filled().len();
+        let r = Pin::new(&mut this.io).poll_read(cx, buf);
+        if let Poll::Ready(Ok(())) = r {
+            let n = buf.filled().len() - before;
+            this.connection
+                .bytes_in
+                .fetch_add(n as u64, std::sync::atomic::Ordering::Relaxed);
+        }
+        r
+    }
+}
+
+impl<I: AsyncWrite + Unpin> AsyncWrite for Counted<I> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        let this = self.get_mut();
+        let r = Pin::new(&mut this.io).poll_write(cx, buf);
+        if let Poll::Ready(Ok(n)) = r {
+            this.sent(n);
+        }
+        r
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        let this = self.get_mut();
+        let r = Pin::new(&mut this.io).poll_write_vectored(cx, bufs);
+        if let Poll::Ready(Ok(n)) = r {
+            this.sent(n);
+        }
+        r
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.get_mut().io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.get_mut().io).poll_shutdown(cx)
+    }
 }

@@ -30,6 +30,7 @@ use crate::inflight::{InflightBudget, InflightPermit};
 use crate::registry::Admission;
 use crate::service::Service;
 use crate::session::{self, Session, State, Step};
+use crate::stats::Limit;
 
 /// Read reservation when the socket is readable.
 const READ_CHUNK: usize = 4096;
@@ -104,6 +105,10 @@ pub async fn run(shared: Shared, admission: Admission, transport: Transport, acc
 impl Conn {
     fn limits(&self) -> &crate::config::Limits {
         self.shared.service.limits()
+    }
+
+    fn hit(&self, limit: Limit) {
+        self.shared.service.counters().limits.hit(limit);
     }
 
     /// The deadline this connection's own timer must watch: the hello
@@ -238,6 +243,9 @@ impl Conn {
                 }
                 Ok(None) => break,
                 Err(e) => {
+                    if e.code() == ErrorCode::FrameTooLarge {
+                        self.hit(Limit::FrameSize);
+                    }
                     let envelope = session::error_envelope(0, e.code(), &e.to_string());
                     self.farewell(envelope).await;
                     return Some(End::Error);
@@ -282,6 +290,7 @@ impl Conn {
         let message = &self.limits().message;
         let max_hello = message.max_token_bytes + message.max_text_bytes + HELLO_OVERHEAD;
         if matches!(self.session.state(), State::ExpectHello) && declared > max_hello {
+            self.hit(Limit::FrameSize);
             return Some(session::error_envelope(
                 0,
                 ErrorCode::FrameTooLarge,
@@ -292,22 +301,23 @@ impl Conn {
         // cap admits one frame of the default maximum size); header and
         // payload count against the global budget.
         if declared > self.limits().inflight_bytes_per_connection {
+            self.hit(Limit::Inflight);
             return Some(session::error_envelope(
                 0,
                 ErrorCode::Overloaded,
                 "frame over the connection's in-flight limit",
             ));
         }
-        match self.shared.inflight.try_reserve(declared + HEADER_LEN) {
-            Some(p) => {
-                self.frame_permit = Some(p);
-                None
-            }
-            None => Some(session::error_envelope(
+        if let Some(p) = self.shared.inflight.try_reserve(declared + HEADER_LEN) {
+            self.frame_permit = Some(p);
+            None
+        } else {
+            self.hit(Limit::Inflight);
+            Some(session::error_envelope(
                 0,
                 ErrorCode::Overloaded,
                 "server busy",
-            )),
+            ))
         }
     }
 
@@ -354,7 +364,11 @@ impl Conn {
                     connection.count_out(envelopes.len() as u64, out.len());
                     None
                 }
-                _ => Some(End::Error),
+                Ok(Err(_)) => Some(End::Error),
+                Err(_) => {
+                    self.hit(Limit::SlowReader);
+                    Some(End::Error)
+                }
             },
             _ = connection.stopped() => Some(End::Stopped),
         }
@@ -369,11 +383,12 @@ impl Conn {
     }
 
     async fn timed_out(&mut self) -> End {
-        let envelope = match self.session.state() {
-            State::ExpectHello => {
-                session::error_envelope(0, ErrorCode::Unauthenticated, "no hello in time")
-            }
-            _ => session::error_envelope(0, ErrorCode::Malformed, "frame not completed in time"),
+        let envelope = if matches!(self.session.state(), State::ExpectHello) {
+            self.hit(Limit::AuthTimeout);
+            session::error_envelope(0, ErrorCode::Unauthenticated, "no hello in time")
+        } else {
+            self.hit(Limit::FrameTimeout);
+            session::error_envelope(0, ErrorCode::Malformed, "frame not completed in time")
         };
         self.farewell(envelope).await;
         End::Timeout

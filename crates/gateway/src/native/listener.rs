@@ -24,6 +24,7 @@ use super::transport::Transport;
 use crate::reading::now_us;
 use crate::registry::AdmitError;
 use crate::session;
+use crate::stats::Limit;
 
 /// Refusals being written at once; past it refused sockets are just closed.
 const MAX_REFUSALS_IN_FLIGHT: usize = 64;
@@ -58,6 +59,7 @@ pub async fn run(
             Ok(a) => a,
             Err(e) => {
                 tracing::debug!(%peer, error = %e, "connection refused");
+                shared.service.counters().refused(e);
                 if tls.is_none()
                     && let Ok(permit) = refusals.clone().try_acquire_owned()
                 {
@@ -87,6 +89,7 @@ pub async fn run(
                         }
                         Err(_) => {
                             tracing::debug!(%peer, "tls handshake timed out");
+                            shared.service.counters().limits.hit(Limit::AuthTimeout);
                             return;
                         }
                     }

@@ -19,6 +19,7 @@ use tokio_util::sync::CancellationToken;
 use super::{History, HistoryQuery, Store, StoreError};
 use crate::pattern::Pattern;
 use crate::reading::{Reading, now_us};
+use crate::stats::Histogram;
 
 /// Most readings committed in one transaction.
 pub const MAX_COMMIT_ROWS: usize = 50_000;
@@ -71,6 +72,7 @@ pub struct StoreHandle {
     queries: Arc<Semaphore>,
     dropped: AtomicU64,
     last_drop_log: std::sync::Mutex<Option<Instant>>,
+    commit_latency: Arc<Histogram>,
 }
 
 impl std::fmt::Debug for StoreHandle {
@@ -93,11 +95,13 @@ impl StoreHandle {
     ) -> Arc<Self> {
         let (tx, rx) = mpsc::channel(MAX_JOBS);
         let writer_store = store.clone();
+        let commit_latency = Arc::new(Histogram::default());
+        let latency = commit_latency.clone();
         // A plain thread: it ends when the last handle is dropped, after
         // committing what was queued.
         let spawned = std::thread::Builder::new()
             .name("sensegate-store".to_owned())
-            .spawn(move || writer_loop(&*writer_store, rx));
+            .spawn(move || writer_loop(&*writer_store, rx, &latency));
         if let Err(e) = spawned {
             tracing::error!(error = %e, "cannot start the store writer; history is off");
         }
@@ -110,6 +114,7 @@ impl StoreHandle {
             queries: Arc::new(Semaphore::new(MAX_QUERIES)),
             dropped: AtomicU64::new(0),
             last_drop_log: std::sync::Mutex::new(None),
+            commit_latency,
         })
     }
 
@@ -184,6 +189,12 @@ impl StoreHandle {
         .map_err(|e| StoreError(e.to_string()))?
     }
 
+    /// How long the writer's commits took (one per group of jobs).
+    #[must_use]
+    pub fn commit_latency(&self) -> &Histogram {
+        &self.commit_latency
+    }
+
     /// Readings left out of history because the queue was full.
     #[must_use]
     pub fn dropped(&self) -> u64 {
@@ -209,7 +220,7 @@ impl StoreHandle {
     }
 }
 
-fn writer_loop(store: &dyn Store, mut rx: mpsc::Receiver<Job>) {
+fn writer_loop(store: &dyn Store, mut rx: mpsc::Receiver<Job>, latency: &Histogram) {
     while let Some(first) = rx.blocking_recv() {
         let mut rows = first.readings.len();
         let mut jobs = vec![first];
@@ -223,7 +234,9 @@ fn writer_loop(store: &dyn Store, mut rx: mpsc::Receiver<Job>) {
             }
         }
         let batches: Vec<&[Reading]> = jobs.iter().map(|j| j.readings.as_slice()).collect();
+        let started = Instant::now();
         let result = store.write(&batches);
+        latency.observe(started.elapsed());
         if let Err(e) = &result {
             tracing::error!(error = %e, rows, "history write failed");
         }
