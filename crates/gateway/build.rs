@@ -18,7 +18,16 @@ fn main() {
     let out =
         PathBuf::from(env::var_os("OUT_DIR").expect("set by cargo")).join("dashboard_assets.rs");
     println!("cargo:rerun-if-env-changed=SENSEGATE_REQUIRE_DASHBOARD");
-    println!("cargo:rerun-if-changed={}", dist.display());
+    // A missing path counts as changed on every build, so without a build
+    // watch web/ (whose timestamp changes when dist/ appears) instead.
+    if dist.is_dir() {
+        println!("cargo:rerun-if-changed={}", dist.display());
+    } else {
+        println!(
+            "cargo:rerun-if-changed={}",
+            manifest.join("../../web").display()
+        );
+    }
 
     let mut files = Vec::new();
     if dist.is_dir() {
@@ -65,6 +74,13 @@ fn collect(root: &Path, dir: &Path, files: &mut Vec<(String, PathBuf)>) {
         return;
     };
     for entry in entries.flatten() {
+        // Not followed: a link could point anywhere, or back up the tree.
+        let Ok(kind) = entry.file_type() else {
+            continue;
+        };
+        if kind.is_symlink() {
+            continue;
+        }
         let path = entry.path();
         let Ok(rel) = path.strip_prefix(root) else {
             continue;
@@ -76,9 +92,9 @@ fn collect(root: &Path, dir: &Path, files: &mut Vec<(String, PathBuf)>) {
         if !rel.iter().all(|s| is_plain(s)) {
             continue;
         }
-        if path.is_dir() {
+        if kind.is_dir() {
             collect(root, &path, files);
-        } else if path.is_file() {
+        } else if kind.is_file() {
             files.push((rel.join("/"), path));
         }
     }

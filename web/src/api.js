@@ -62,7 +62,7 @@ const MAX_EVENT_CHARS = 1 << 20;
 // Reads /api/v1/stream with fetch (EventSource cannot send a header) and
 // calls onEvent(name, data) for each event until the stream ends, the
 // signal aborts it, or it fails (the returned promise rejects).
-export async function stream(patterns, onEvent, signal) {
+export async function stream(patterns, onEvent, signal, onOpen) {
   const q = encodeURIComponent(patterns);
   const r = await fetch(`/api/v1/stream?sensors=${q}`, {
     headers: headers({ Accept: 'text/event-stream' }),
@@ -70,24 +70,32 @@ export async function stream(patterns, onEvent, signal) {
     signal,
   });
   if (!r.ok) throw await failure(r);
+  onOpen?.();
   const reader = r.body.pipeThrough(new TextDecoderStream()).getReader();
   let buf = '';
-  for (;;) {
-    const { value, done } = await reader.read();
-    if (done) return;
-    buf += value;
-    let end;
-    while ((end = buf.indexOf('\n\n')) >= 0) {
-      const block = buf.slice(0, end);
-      buf = buf.slice(end + 2);
-      let name = 'message';
-      const data = [];
-      for (const line of block.split('\n')) {
-        if (line.startsWith('event:')) name = line.slice(6).trim();
-        else if (line.startsWith('data:')) data.push(line.slice(5).replace(/^ /, ''));
+  try {
+    for (;;) {
+      const { value, done } = await reader.read();
+      if (done) return;
+      // Lines may end in CRLF, LF or CR (the SSE format allows all three).
+      buf += value.replace(/\r\n?/g, '\n');
+      let end;
+      while ((end = buf.indexOf('\n\n')) >= 0) {
+        const block = buf.slice(0, end);
+        buf = buf.slice(end + 2);
+        let name = 'message';
+        const data = [];
+        for (const line of block.split('\n')) {
+          if (line.startsWith('event:')) name = line.slice(6).trim();
+          else if (line.startsWith('data:')) data.push(line.slice(5).replace(/^ /, ''));
+        }
+        if (data.length) onEvent(name, data.join('\n'));
       }
-      if (data.length) onEvent(name, data.join('\n'));
+      if (buf.length > MAX_EVENT_CHARS) throw new Error('event too large');
     }
-    if (buf.length > MAX_EVENT_CHARS) throw new Error('event too large');
+  } finally {
+    // Whatever ended the loop, the response is closed, so its connection
+    // goes back to the browser's pool.
+    reader.cancel().catch(() => {});
   }
 }

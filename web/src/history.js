@@ -20,8 +20,8 @@ const RANGES = [
 ];
 
 // The bucket (µs) for a range, or 0 for raw readings.
-export function bucketFor(rangeUs) {
-  if (rangeUs <= RAW_UP_TO_US) return 0;
+export function bucketFor(rangeUs, force = false) {
+  if (rangeUs <= RAW_UP_TO_US && !force) return 0;
   const want = rangeUs / 1e6 / TARGET_POINTS;
   const s = NICE_BUCKETS_S.find((b) => b >= want) ?? Math.ceil(want / 86400) * 86400;
   return s * 1e6;
@@ -45,6 +45,7 @@ export function mountHistory(root, ctx, sensor) {
   let range = null; // [fromUs, toUs]
   const zooms = [];
   let seq = 0;
+  let gone = false;
 
   const select = el('select', { id: 'history-sensor', 'aria-label': 'Sensor' });
   const from = el('input', { type: 'datetime-local', id: 'history-from', 'aria-label': 'From' });
@@ -132,7 +133,7 @@ export function mountHistory(root, ctx, sensor) {
     box.dataset.to = String(toUs);
   }
 
-  async function show(fromUs, toUs, fresh) {
+  async function show(fromUs, toUs, fresh, forcedBucket) {
     if (!select.value) return;
     if (fresh) {
       zooms.length = 0;
@@ -141,14 +142,19 @@ export function mountHistory(root, ctx, sensor) {
     range = [fromUs, toUs];
     from.value = toLocalInput(fromUs / 1000);
     to.value = toLocalInput(toUs / 1000);
-    const bucket = bucketFor(toUs - fromUs);
+    const bucket = forcedBucket ?? bucketFor(toUs - fromUs);
     const mine = ++seq;
     info.textContent = 'Loading…';
     try {
       const q = new URLSearchParams({ from: String(Math.floor(fromUs)), to: String(Math.ceil(toUs)) });
       if (bucket) q.set('bucket', String(bucket));
       const h = await get(`/api/v1/sensors/${encodeURIComponent(select.value)}/history?${q}`);
-      if (mine !== seq) return; // a later request won
+      if (!bucket && h.truncated && mine === seq && !gone) {
+        // More raw readings than one reply holds (the server sends the
+        // oldest): show the whole range as buckets of at least a second.
+        return show(fromUs, toUs, false, bucketFor(toUs - fromUs, true));
+      }
+      if (mine !== seq || gone) return; // a later request won, or the view was left
       let data;
       if (bucket) {
         const b = h.buckets;
@@ -164,7 +170,7 @@ export function mountHistory(root, ctx, sensor) {
       info.textContent += '. Drag across the chart to zoom in.';
       draw(data, bucket, range);
     } catch (e) {
-      if (mine === seq) {
+      if (mine === seq && !gone) {
         info.textContent = `Could not load history: ${e.message}`;
         ctx.failed(e, true);
       }
@@ -174,6 +180,7 @@ export function mountHistory(root, ctx, sensor) {
   (async () => {
     try {
       const list = await get('/api/v1/sensors');
+      if (gone) return;
       for (const s of list) select.append(el('option', { value: s.name, text: s.name }));
       if (!list.length) {
         info.textContent = 'No sensors in this token\u2019s scope.';
@@ -187,5 +194,8 @@ export function mountHistory(root, ctx, sensor) {
     }
   })();
 
-  return () => chart?.destroy();
+  return () => {
+    gone = true;
+    chart?.destroy();
+  };
 }

@@ -106,9 +106,11 @@ export function mountLive(root, ctx) {
 
   async function refreshList() {
     try {
-      update(await get('/api/v1/sensors'));
+      const list = await get('/api/v1/sensors');
+      // The view may have been left while the request was out.
+      if (!abort.signal.aborted) update(list);
     } catch (e) {
-      ctx.failed(e);
+      if (!abort.signal.aborted) ctx.failed(e);
     }
   }
 
@@ -122,7 +124,7 @@ export function mountLive(root, ctx) {
         // A sensor registered since the last list: picked up on refresh.
         continue;
       }
-      card.ring.push(r.timestamp_us / 1e6, r.value);
+      card.ring.push(r.timestamp_us / 1e6, r.value ?? NaN);
       card.latest = r.value;
       card.lastUs = r.timestamp_us;
       card.dirty = true;
@@ -133,13 +135,16 @@ export function mountLive(root, ctx) {
     let delay = 500;
     while (!abort.signal.aborted) {
       try {
-        status.textContent = 'live';
-        status.className = 'status live';
-        await stream('*', onEvent, abort.signal);
-        delay = 500;
+        await stream('*', onEvent, abort.signal, () => {
+          status.textContent = 'live';
+          status.className = 'status live';
+          delay = 500;
+        });
       } catch (e) {
         if (abort.signal.aborted) return;
         if (e instanceof ApiError && (e.status === 401 || e.status === 403)) {
+          status.textContent = e.status === 403 ? 'not allowed' : 'signed out';
+          status.className = 'status down';
           ctx.failed(e);
           return;
         }
@@ -174,7 +179,9 @@ export function mountLive(root, ctx) {
   resize.observe(grid);
 
   const timers = [setInterval(redraw, REDRAW_MS), setInterval(refreshList, LIST_REFRESH_MS)];
-  refreshList().then(() => runStream());
+  refreshList().then(() => {
+    if (!abort.signal.aborted) runStream();
+  });
 
   return () => {
     abort.abort();

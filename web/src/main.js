@@ -81,17 +81,28 @@ async function start() {
   nav.hidden = false;
   logout.hidden = false;
   navAdmin.hidden = me.role !== 'admin';
-  if (!location.hash || location.hash === '#/') location.hash = '#/live';
-  route();
+  if (!location.hash || location.hash === '#/') {
+    // The hashchange event routes.
+    location.hash = '#/live';
+  } else {
+    route();
+  }
 }
 
 function route() {
   if (!me) return;
   unmount();
-  const [, view = 'live', arg] = location.hash.split('/');
+  unmount = () => {};
+  const [, view = 'live', raw] = location.hash.split('/');
+  let arg = '';
+  try {
+    arg = raw ? decodeURIComponent(raw) : '';
+  } catch {
+    // A malformed escape in a hand-typed address: no sensor preselected.
+  }
   for (const a of nav.querySelectorAll('a')) a.classList.toggle('active', a.dataset.view === view);
   if (view === 'history') {
-    unmount = mountHistory(main, ctx, arg ? decodeURIComponent(arg) : '');
+    unmount = mountHistory(main, ctx, arg);
   } else if (view === 'admin') {
     if (me.role === 'admin') {
       unmount = mountAdmin(main, ctx);

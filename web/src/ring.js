@@ -1,6 +1,8 @@
 // A fixed-size ring of (time, value) points per sensor: live data never
 // grows past its capacity, whatever rate a sensor streams at.
 
+const CLOCK_JUMP_S = 5;
+
 export class Ring {
   constructor(capacity) {
     this.t = new Float64Array(capacity);
@@ -21,8 +23,14 @@ export class Ring {
 
   push(t, v) {
     const last = this.last();
-    // Out of order (a reconnect can replay): keep the series monotonic.
-    if (last && t <= last[0]) return;
+    if (last && t <= last[0]) {
+      // A small step back (a reconnect can replay): keep the series
+      // monotonic. A big one (a device's clock jumped back, or a reading
+      // pushed from the future): start again rather than freeze.
+      if (last[0] - t < CLOCK_JUMP_S) return;
+      this.start = 0;
+      this.len = 0;
+    }
     const i = (this.start + this.len) % this.capacity;
     this.t[i] = t;
     this.v[i] = v;
@@ -38,7 +46,8 @@ export class Ring {
       const i = (this.start + k) % this.capacity;
       if (this.t[i] >= since) {
         xs.push(this.t[i]);
-        ys.push(this.v[i]);
+        // A non-finite value (sent as JSON null) is a gap, not a zero.
+        ys.push(Number.isFinite(this.v[i]) ? this.v[i] : null);
       }
     }
     return [xs, ys];

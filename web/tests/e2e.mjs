@@ -38,7 +38,9 @@ function startDemo(dataDir, extra = []) {
     errors = (errors + d).slice(-4000);
   });
   const ready = new Promise((resolveReady, reject) => {
-    const timer = setTimeout(() => reject(new Error(`demo did not start:\n${text}\n${errors}`)), TIMEOUT_MS);
+    // The demo prints its admin token: kept out of any error (CI logs).
+    const shown = () => text.replace(/(admin token:\s+)\S+/, '$1[redacted]');
+    const timer = setTimeout(() => reject(new Error(`demo did not start:\n${shown()}\n${errors}`)), TIMEOUT_MS);
     child.stdout.on('data', (d) => {
       text += d;
       const url = text.match(/dashboard \(TLS 1\.3\):\s+(https:\/\/\S+)/);
@@ -48,7 +50,7 @@ function startDemo(dataDir, extra = []) {
         resolveReady({ url: url[1], token: token[1] });
       }
     });
-    child.on('exit', (code) => reject(new Error(`demo exited with ${code}:\n${text}\n${errors}`)));
+    child.on('exit', (code) => reject(new Error(`demo exited with ${code}:\n${shown()}\n${errors}`)));
   });
   return { child, ready };
 }

@@ -222,12 +222,12 @@ fn traffic_series(out: &mut String, service: &Service) {
         ),
         (
             "sensegate_bytes_received_total",
-            "Bytes received inside TLS, by front end.",
+            "Bytes received, by front end (native: whole frames; HTTP: all read inside TLS).",
             |t: &Traffic| t.bytes_in,
         ),
         (
             "sensegate_bytes_sent_total",
-            "Bytes sent inside TLS, by front end.",
+            "Bytes sent, by front end (native: whole frames; HTTP: all written inside TLS).",
             |t: &Traffic| t.bytes_out,
         ),
     ] {

@@ -78,6 +78,10 @@ pub struct Connection {
     pub bytes_out: AtomicU64,
     /// Active subscription patterns.
     pub subscriptions: AtomicU32,
+    /// HTTP: `bytes_in` when the last response was produced. More bytes
+    /// than that at a header timeout means a request was left half sent
+    /// (a slow client); as many means an idle kept-alive connection.
+    pub bytes_in_at_reply: AtomicU64,
     /// When it last sent a whole frame, in [`Clock`] milliseconds.
     last_active_ms: AtomicU64,
     stop: CancellationToken,
@@ -246,7 +250,10 @@ impl Registry {
             .connections
             .values()
             .filter(|c| {
-                c.principal().is_some()
+                // One already told to stop may still be saying goodbye: it
+                // is not stopped (or counted) twice.
+                !c.stop.is_cancelled()
+                    && c.principal().is_some()
                     && now.saturating_sub(c.last_active_ms.load(Ordering::Relaxed)) >= idle_ms
             })
             .cloned()
@@ -287,6 +294,7 @@ impl Registry {
             bytes_in: AtomicU64::new(0),
             bytes_out: AtomicU64::new(0),
             subscriptions: AtomicU32::new(0),
+            bytes_in_at_reply: AtomicU64::new(0),
             last_active_ms: AtomicU64::new(self.clock.now_ms()),
             stop: self.shutdown.child_token(),
             stop_reason: OnceLock::new(),

@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 use common::{TestDaemon, rss_bytes};
 use sensegate_client::wire as v1;
 use sensegate_gateway::reading::{Quality, Reading, now_us};
+use sensegate_gateway::stats::Limit;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::TcpStream;
 
@@ -313,6 +314,26 @@ async fn oversize_bodies_long_queries_and_slow_clients_are_cut_off() {
         "an idle connection stayed open"
     );
     d.assert_served().await;
+    // Each cap was counted once. A kept-alive connection that answered a
+    // request and then idled past the header deadline is not a hit.
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    assert_eq!(exchange(&mut s, &admin).await, 200);
+    let n = tokio::time::timeout(Duration::from_secs(10), s.read(&mut buf)).await;
+    assert!(
+        matches!(n, Ok(Ok(0) | Err(_))),
+        "idle keep-alive stayed open"
+    );
+    let hits = &d.daemon.service().counters().limits;
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while hits.get(Limit::HttpHeaderTimeout) < 2 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(hits.get(Limit::HttpBody), 1);
+    assert_eq!(hits.get(Limit::HttpQuery), 1);
+    assert_eq!(hits.get(Limit::HttpRequestTimeout), 1);
+    // The unfinished headers and the silent connection; not the idle one.
+    assert_eq!(hits.get(Limit::HttpHeaderTimeout), 2);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -42,7 +42,7 @@ use crate::catalog::SensorEntry;
 use crate::hub::Delivery;
 use crate::pattern::Pattern;
 use crate::reading::{Quality, Reading};
-use crate::registry::Connection;
+use crate::registry::{Connection, StopReason};
 use crate::service::{Caller, Service, ServiceError};
 use crate::stats::Limit;
 
@@ -155,6 +155,7 @@ async fn guard(
     let response = limited(&service, limits, request, next).await;
     if let Some(c) = &connection {
         c.frames_out.fetch_add(1, Relaxed);
+        c.bytes_in_at_reply.store(c.bytes_in.load(Relaxed), Relaxed);
     }
     response
 }
@@ -309,7 +310,9 @@ impl FromRequestParts<Arc<Service>> for Auth {
         connection.set_principal(principal.clone());
         if !service.token_id_is_live(&principal.token_id) {
             // Revoked between the check above and the binding: the
-            // revocation's sweep may have missed this connection.
+            // revocation's sweep may have missed this connection, which
+            // now carries the revoked token. End it as the sweep would.
+            connection.stop(StopReason::Revoked);
             return Err(ApiError(ServiceError::Unauthenticated));
         }
         connection.touch(&service.registry().clock());
@@ -598,6 +601,7 @@ async fn stream(
                     // Under `lag_policy = disconnect`: say so, end the
                     // stream (the guard drops the subscriber).
                     drop(guard);
+                    connection.count_out(1, 0);
                     let event = Event::default().event("goodbye").data("fell behind");
                     Some((Ok(event), None))
                 }

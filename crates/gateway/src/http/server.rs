@@ -7,6 +7,7 @@
 
 use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::Ordering::Relaxed;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -121,13 +122,25 @@ async fn serve<I>(
     };
     tokio::select! {
         r = conn.as_mut() => {
-            if r.is_err_and(|e| e.is_timeout()) {
+            // hyper's header timer also closes idle kept-alive connections;
+            // only a request left half sent, or a connection that never
+            // sent one, counts as the cap being hit.
+            let half_sent = connection.bytes_in.load(Relaxed)
+                > connection.bytes_in_at_reply.load(Relaxed)
+                || connection.frames_in.load(Relaxed) == 0;
+            if r.is_err_and(|e| e.is_timeout()) && half_sent {
                 hits.hit(Limit::HttpHeaderTimeout);
             }
             return;
         }
         _ = connection.stopped() => {}
-        () = unauthenticated => hits.hit(Limit::AuthTimeout),
+        () = unauthenticated => {
+            // A browser that only fetched the dashboard's files has no
+            // token to give; a connection that asked nothing at all does.
+            if connection.frames_in.load(Relaxed) == 0 {
+                hits.hit(Limit::AuthTimeout);
+            }
+        }
     }
     conn.as_mut().graceful_shutdown();
     let _ = tokio::time::timeout(STOP_GRACE, conn).await;
@@ -146,9 +159,7 @@ impl<I> Counted<I> {
     }
 
     fn sent(&self, n: usize) {
-        self.connection
-            .bytes_out
-            .fetch_add(n as u64, std::sync::atomic::Ordering::Relaxed);
+        self.connection.bytes_out.fetch_add(n as u64, Relaxed);
     }
 }
 
@@ -163,9 +174,7 @@ impl<I: AsyncRead + Unpin> AsyncRead for Counted<I> {
         let r = Pin::new(&mut this.io).poll_read(cx, buf);
         if let Poll::Ready(Ok(())) = r {
             let n = buf.filled().len() - before;
-            this.connection
-                .bytes_in
-                .fetch_add(n as u64, std::sync::atomic::Ordering::Relaxed);
+            this.connection.bytes_in.fetch_add(n as u64, Relaxed);
         }
         r
     }

@@ -354,6 +354,7 @@ impl Conn {
             }
         }
         let Some(_permit) = self.shared.inflight.try_reserve(out.len()) else {
+            self.hit(Limit::Inflight);
             return Some(End::Error);
         };
         let connection = self.session.connection().clone();
