@@ -1,0 +1,105 @@
+//! The ingest scenario: M devices each push batches of B readings to
+//! sensors of their own and wait for each acknowledgement (which sensegate
+//! gives once the batch is committed to history). Reports committed
+//! readings per second and acknowledgement latency.
+
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, Result};
+use sensegate_client::wire as v1;
+use serde::Serialize;
+
+use crate::latency::Latency;
+use crate::process::{Process, Watch};
+use crate::target::Target;
+
+/// The figures.
+#[derive(Debug, Clone, Serialize)]
+pub struct Ingested {
+    /// Devices pushing at once.
+    pub devices: usize,
+    /// Readings per push.
+    pub batch: usize,
+    /// Readings acknowledged per second.
+    pub committed_per_sec: f64,
+    /// Acknowledgement latency, milliseconds.
+    pub ack_p50_ms: f64,
+    /// 99th percentile.
+    pub ack_p99_ms: f64,
+    /// Largest.
+    pub ack_max_ms: f64,
+    /// Server CPU, cores.
+    pub cpu_cores: f64,
+    /// Server peak RSS, MiB.
+    pub peak_rss_mib: f64,
+}
+
+/// Runs it for `duration`.
+///
+/// # Errors
+/// A device could not connect, or a push was refused.
+pub async fn run(
+    target: &Target,
+    devices: usize,
+    batch: usize,
+    duration: Duration,
+    process: Option<Process>,
+) -> Result<Ingested> {
+    let mut clients = Vec::with_capacity(devices);
+    for i in 0..devices {
+        clients.push(target.sensegate(i, "bench-ingest").await?);
+    }
+    let watch = Watch::start(process);
+    let started = Instant::now();
+    let until = started + duration;
+    let mut tasks = Vec::with_capacity(devices);
+    for (i, mut c) in clients.into_iter().enumerate() {
+        tasks.push(tokio::spawn(async move {
+            let sensor = format!("bench/ingest-{i}");
+            let mut latency = Latency::default();
+            let mut committed = 0u64;
+            let mut ts = crate::now_us();
+            while Instant::now() < until {
+                let readings: Vec<v1::Reading> = (0..batch)
+                    .map(|_| {
+                        ts += 1;
+                        v1::Reading {
+                            sensor: sensor.clone(),
+                            timestamp_us: ts,
+                            value: 1.0,
+                            quality: 0,
+                        }
+                    })
+                    .collect();
+                let sent = Instant::now();
+                let accepted = c.push(readings).await?;
+                latency.record(i64::try_from(sent.elapsed().as_micros()).unwrap_or(i64::MAX));
+                committed += u64::from(accepted);
+            }
+            anyhow::Ok((committed, latency))
+        }));
+    }
+    let mut latency = Latency::default();
+    let mut committed = 0;
+    for t in tasks {
+        let (n, l) = t.await.context("a device task")??;
+        committed += n;
+        latency.merge(&l);
+    }
+    let secs = started.elapsed().as_secs_f64();
+    let usage = watch.finish();
+    #[expect(clippy::cast_precision_loss, reason = "figures for a table")]
+    let ms = |us: u64| us as f64 / 1000.0;
+    #[expect(clippy::cast_precision_loss, reason = "figures for a table")]
+    let committed_per_sec = committed as f64 / secs;
+    Ok(Ingested {
+        devices,
+        batch,
+        committed_per_sec,
+        ack_p50_ms: ms(latency.quantile(0.5)),
+        ack_p99_ms: ms(latency.quantile(0.99)),
+        ack_max_ms: ms(latency.max()),
+        cpu_cores: usage.cpu_cores,
+        peak_rss_mib: usage.peak_rss_mib,
+    })
+}

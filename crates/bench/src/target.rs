@@ -1,0 +1,238 @@
+//! The two kinds of server the tool drives: sensegate through the client
+//! crate (native protocol), and an MQTT broker through [`crate::mqtt`].
+//! Both carry the same payload size per reading: an MQTT publish's payload
+//! is padded to the size of the protobuf `Reading` sensegate sends.
+
+use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
+
+use anyhow::{Context as _, Result, bail};
+use prost::Message as _;
+use sensegate_client::pin::TlsOptions;
+use sensegate_client::{Client, ConnectOptions, Secret, wire as v1};
+
+use crate::mqtt::{Mqtt, publish_packet};
+use crate::net;
+
+/// The sensor (and MQTT topic) the fan-out scenario uses.
+pub const FANOUT_SENSOR: &str = "bench/fanout";
+
+/// Where a scenario connects.
+#[derive(Clone)]
+pub enum Target {
+    /// sensegate's native protocol, with a token that may push and
+    /// subscribe (an admin's, or a device's for ingest).
+    Sensegate {
+        /// Listener address.
+        addr: SocketAddr,
+        /// The token.
+        token: Secret,
+        /// TLS, when on.
+        tls: Option<TlsOptions>,
+    },
+    /// An MQTT 3.1.1 broker (anonymous).
+    Mqtt {
+        /// Listener address.
+        addr: SocketAddr,
+        /// TLS, when on.
+        tls: Option<TlsOptions>,
+    },
+}
+
+impl Target {
+    /// `sensegate` or `mosquitto`-like name for tables.
+    #[must_use]
+    pub const fn kind(&self) -> &'static str {
+        match self {
+            Self::Sensegate { .. } => "sensegate",
+            Self::Mqtt { .. } => "mqtt",
+        }
+    }
+
+    /// Whether TLS is on.
+    #[must_use]
+    pub const fn tls(&self) -> bool {
+        match self {
+            Self::Sensegate { tls, .. } | Self::Mqtt { tls, .. } => tls.is_some(),
+        }
+    }
+
+    fn sg_options(
+        addr: SocketAddr,
+        token: &Secret,
+        tls: Option<&TlsOptions>,
+        from: Option<IpAddr>,
+        name: &str,
+    ) -> ConnectOptions {
+        let mut o = ConnectOptions::plain(addr.to_string(), token.clone());
+        o.tls = tls.cloned();
+        o.local_ip = from;
+        name.clone_into(&mut o.client_name);
+        o.timeout = Duration::from_secs(30);
+        o
+    }
+
+    /// A connection that only holds its place: authenticated (sensegate)
+    /// or connected (MQTT).
+    ///
+    /// # Errors
+    /// Connecting failed.
+    pub async fn idle(&self, i: usize) -> Result<Idle> {
+        let from = Some(net::source_ip(i));
+        match self {
+            Self::Sensegate { addr, token, tls } => {
+                let o = Self::sg_options(*addr, token, tls.as_ref(), from, "bench-idle");
+                Ok(Idle::Sensegate(Box::new(Client::connect(&o).await?)))
+            }
+            Self::Mqtt { addr, tls } => {
+                let io = net::connect(*addr, from, tls.as_ref()).await?;
+                Ok(Idle::Mqtt(
+                    Mqtt::connect(io, &format!("bench-idle-{i}")).await?,
+                ))
+            }
+        }
+    }
+
+    /// The `i`-th subscriber of the fan-out sensor.
+    ///
+    /// # Errors
+    /// Connecting or subscribing failed.
+    pub async fn subscriber(&self, i: usize) -> Result<Subscriber> {
+        let from = Some(net::source_ip(i));
+        match self {
+            Self::Sensegate { addr, token, tls } => {
+                let o = Self::sg_options(*addr, token, tls.as_ref(), from, "bench-sub");
+                let mut c = Client::connect(&o).await?;
+                c.subscribe(&[FANOUT_SENSOR]).await?;
+                Ok(Subscriber::Sensegate(Box::new(c)))
+            }
+            Self::Mqtt { addr, tls } => {
+                let io = net::connect(*addr, from, tls.as_ref()).await?;
+                let mut m = Mqtt::connect(io, &format!("bench-sub-{i}")).await?;
+                m.subscribe(FANOUT_SENSOR).await?;
+                Ok(Subscriber::Mqtt(m))
+            }
+        }
+    }
+
+    /// The publisher of the fan-out sensor.
+    ///
+    /// # Errors
+    /// Connecting failed.
+    pub async fn publisher(&self) -> Result<Publisher> {
+        match self {
+            Self::Sensegate { addr, token, tls } => {
+                let o = Self::sg_options(*addr, token, tls.as_ref(), None, "bench-pub");
+                Ok(Publisher::Sensegate(Box::new(Client::connect(&o).await?)))
+            }
+            Self::Mqtt { addr, tls } => {
+                let io = net::connect(*addr, None, tls.as_ref()).await?;
+                Ok(Publisher::Mqtt(Mqtt::connect(io, "bench-pub").await?))
+            }
+        }
+    }
+
+    /// A sensegate client with this target's token (ingest, attack).
+    ///
+    /// # Errors
+    /// Connecting failed, or the target is not sensegate.
+    pub async fn sensegate(&self, i: usize, name: &str) -> Result<Client> {
+        let Self::Sensegate { addr, token, tls } = self else {
+            bail!("this scenario runs against sensegate only");
+        };
+        let o = Self::sg_options(*addr, token, tls.as_ref(), Some(net::source_ip(i)), name);
+        Client::connect(&o).await.context("connecting to sensegate")
+    }
+}
+
+/// A held idle connection (held, never read: dropping it closes it).
+#[expect(dead_code, reason = "the connections are only held open")]
+pub enum Idle {
+    /// sensegate.
+    Sensegate(Box<Client>),
+    /// MQTT.
+    Mqtt(Mqtt),
+}
+
+/// A fan-out subscriber.
+pub enum Subscriber {
+    /// sensegate.
+    Sensegate(Box<Client>),
+    /// MQTT.
+    Mqtt(Mqtt),
+}
+
+impl Subscriber {
+    /// Waits for the next delivery and calls `each` with the timestamp of
+    /// every reading in it; returns how many readings the server said it
+    /// dropped for this subscriber.
+    ///
+    /// # Errors
+    /// The connection failed or ended.
+    pub async fn next(&mut self, mut each: impl FnMut(i64)) -> Result<u64> {
+        match self {
+            Self::Sensegate(c) => {
+                let batch = c.next_batch().await?;
+                for r in &batch.readings {
+                    each(r.timestamp_us);
+                }
+                Ok(batch.dropped)
+            }
+            Self::Mqtt(m) => {
+                let payload = m.next_publish().await?;
+                let ts: [u8; 8] = payload
+                    .get(..8)
+                    .and_then(|b| b.try_into().ok())
+                    .context("short payload")?;
+                each(i64::from_le_bytes(ts));
+                Ok(0)
+            }
+        }
+    }
+}
+
+/// The fan-out publisher: one reading per write.
+pub enum Publisher {
+    /// sensegate: a push of one reading, acknowledged.
+    Sensegate(Box<Client>),
+    /// MQTT: a QoS 0 publish (no acknowledgement in MQTT).
+    Mqtt(Mqtt),
+}
+
+/// The reading sensegate carries for the fan-out sensor.
+fn reading(timestamp_us: i64) -> v1::Reading {
+    v1::Reading {
+        sensor: FANOUT_SENSOR.to_owned(),
+        timestamp_us,
+        value: 21.5,
+        quality: 0,
+    }
+}
+
+/// Bytes of one reading as sensegate encodes it (what an MQTT payload is
+/// padded to).
+#[must_use]
+pub fn reading_size() -> usize {
+    reading(crate::now_us()).encoded_len()
+}
+
+impl Publisher {
+    /// Publishes one reading stamped `timestamp_us`.
+    ///
+    /// # Errors
+    /// The server refused it or the connection failed.
+    pub async fn publish(&mut self, timestamp_us: i64, payload_size: usize) -> Result<()> {
+        match self {
+            Self::Sensegate(c) => {
+                c.push(vec![reading(timestamp_us)]).await?;
+            }
+            Self::Mqtt(m) => {
+                let mut payload = vec![0u8; payload_size.max(16)];
+                payload[..8].copy_from_slice(&timestamp_us.to_le_bytes());
+                payload[8..16].copy_from_slice(&21.5f64.to_le_bytes());
+                m.send(&publish_packet(FANOUT_SENSOR, &payload)).await?;
+            }
+        }
+        Ok(())
+    }
+}
