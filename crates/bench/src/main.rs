@@ -27,6 +27,7 @@ mod ingest;
 mod latency;
 mod mqtt;
 mod net;
+mod pipelined;
 mod process;
 mod target;
 

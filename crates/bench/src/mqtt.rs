@@ -80,6 +80,15 @@ impl Mqtt {
     /// # Errors
     /// The broker refused or the stream failed.
     pub async fn connect(io: Box<dyn Io>, client_id: &str) -> Result<Self> {
+        tokio::time::timeout(
+            crate::net::SETUP_TIMEOUT,
+            Self::connect_inner(io, client_id),
+        )
+        .await
+        .map_err(|_| anyhow::anyhow!("no CONNACK in time"))?
+    }
+
+    async fn connect_inner(io: Box<dyn Io>, client_id: &str) -> Result<Self> {
         let mut m = Self {
             io,
             buf: BytesMut::with_capacity(16 << 10),
@@ -108,6 +117,12 @@ impl Mqtt {
     /// # Errors
     /// The broker refused or the stream failed.
     pub async fn subscribe(&mut self, topic: &str) -> Result<()> {
+        tokio::time::timeout(crate::net::SETUP_TIMEOUT, self.subscribe_inner(topic))
+            .await
+            .map_err(|_| anyhow::anyhow!("no SUBACK in time"))?
+    }
+
+    async fn subscribe_inner(&mut self, topic: &str) -> Result<()> {
         let id = self.next_id;
         self.next_id = self.next_id.wrapping_add(1).max(1);
         let mut out = BytesMut::new();

@@ -75,6 +75,19 @@ pub async fn connect(
     from: Option<IpAddr>,
     tls: Option<&TlsOptions>,
 ) -> Result<Box<dyn Io>> {
+    tokio::time::timeout(SETUP_TIMEOUT, connect_inner(addr, from, tls))
+        .await
+        .map_err(|_| anyhow::anyhow!("connecting to {addr}: no answer in {SETUP_TIMEOUT:?}"))?
+}
+
+/// Time allowed to connect, shake hands and (MQTT) be acknowledged.
+pub const SETUP_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+async fn connect_inner(
+    addr: SocketAddr,
+    from: Option<IpAddr>,
+    tls: Option<&TlsOptions>,
+) -> Result<Box<dyn Io>> {
     let stream = tcp(addr, from).await?;
     match tls {
         None => Ok(Box::new(stream)),

@@ -13,6 +13,7 @@ use sensegate_client::{Client, ConnectOptions, Secret, wire as v1};
 
 use crate::mqtt::{Mqtt, publish_packet};
 use crate::net;
+use crate::pipelined::Pipelined;
 
 /// The sensor (and MQTT topic) the fan-out scenario uses.
 pub const FANOUT_SENSOR: &str = "bench/fanout";
@@ -122,8 +123,10 @@ impl Target {
     pub async fn publisher(&self) -> Result<Publisher> {
         match self {
             Self::Sensegate { addr, token, tls } => {
-                let o = Self::sg_options(*addr, token, tls.as_ref(), None, "bench-pub");
-                Ok(Publisher::Sensegate(Box::new(Client::connect(&o).await?)))
+                let io = net::connect(*addr, None, tls.as_ref()).await?;
+                Ok(Publisher::Sensegate(
+                    Pipelined::connect(io, token.expose()).await?,
+                ))
             }
             Self::Mqtt { addr, tls } => {
                 let io = net::connect(*addr, None, tls.as_ref()).await?;
@@ -193,8 +196,9 @@ impl Subscriber {
 
 /// The fan-out publisher: one reading per write.
 pub enum Publisher {
-    /// sensegate: a push of one reading, acknowledged.
-    Sensegate(Box<Client>),
+    /// sensegate: a push of one reading; acknowledgements are read
+    /// alongside, not waited for.
+    Sensegate(Pipelined),
     /// MQTT: a QoS 0 publish (no acknowledgement in MQTT).
     Mqtt(Mqtt),
 }
@@ -223,9 +227,7 @@ impl Publisher {
     /// The server refused it or the connection failed.
     pub async fn publish(&mut self, timestamp_us: i64, payload_size: usize) -> Result<()> {
         match self {
-            Self::Sensegate(c) => {
-                c.push(vec![reading(timestamp_us)]).await?;
-            }
+            Self::Sensegate(p) => p.push(reading(timestamp_us)).await?,
             Self::Mqtt(m) => {
                 let mut payload = vec![0u8; payload_size.max(16)];
                 payload[..8].copy_from_slice(&timestamp_us.to_le_bytes());
