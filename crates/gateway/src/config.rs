@@ -31,6 +31,8 @@ pub const MAX_CONFIG_BYTES: u64 = 1 << 20;
 
 /// Default port of the native protocol.
 pub const DEFAULT_NATIVE_PORT: u16 = 7420;
+/// Quiet time before an idle plain-TCP connection is parked.
+pub const DEFAULT_PARK_AFTER: Duration = Duration::from_millis(1000);
 /// Default port of the HTTP API.
 pub const DEFAULT_HTTP_PORT: u16 = 7421;
 
@@ -215,6 +217,9 @@ pub struct RawNative {
     pub tls_cert: Option<PathBuf>,
     /// PEM private key.
     pub tls_key: Option<PathBuf>,
+    /// Quiet time after which an idle plain-TCP connection is parked
+    /// (0: never).
+    pub park_after_ms: Option<u64>,
 }
 
 /// `[limits]`: every cap a peer can run into. See `docs/security.md`.
@@ -270,6 +275,9 @@ pub struct Config {
     pub native_listen: SocketAddr,
     /// TLS certificate and key, when TLS is on.
     pub tls: Option<(PathBuf, PathBuf)>,
+    /// Idle plain-TCP connections are parked (no task, no runtime I/O
+    /// registration) after this much quiet; `None` never parks them.
+    pub park_after: Option<Duration>,
     /// The audit log, when on.
     pub audit_log: Option<PathBuf>,
     /// The caps.
@@ -446,6 +454,7 @@ impl Config {
             data_dir: data_dir.to_owned(),
             native_listen: SocketAddr::from(([127, 0, 0, 1], DEFAULT_NATIVE_PORT)),
             tls: None,
+            park_after: Some(DEFAULT_PARK_AFTER),
             audit_log: Some(data_dir.join("audit.jsonl")),
             limits: Limits::default(),
             sim: SimConfig::default(),
@@ -494,6 +503,10 @@ impl Validator<'_> {
             }
         };
         let limits = self.limits(&raw.limits)?;
+        let park_after = match raw.native.park_after_ms {
+            Some(0) => None,
+            v => Some(self.millis("native.park_after_ms", v, DEFAULT_PARK_AFTER, 0, 3_600_000)?),
+        };
         let audit_log = match raw.server.audit_log {
             Some(p) if p.as_os_str().is_empty() => None,
             Some(p) => Some(p),
@@ -511,6 +524,7 @@ impl Validator<'_> {
             data_dir,
             native_listen,
             tls,
+            park_after,
             audit_log,
             limits,
             sim,

@@ -57,6 +57,9 @@ pub enum StartError {
     /// TLS could not be set up.
     #[error("tls: {0}")]
     Tls(#[from] TlsError),
+    /// The parker thread (for idle connections) could not be started.
+    #[error("connection parker: {0}")]
+    Parker(#[source] std::io::Error),
     /// The listener could not be bound.
     #[error("listen on {addr}: {source}")]
     Bind {
@@ -159,10 +162,24 @@ impl Daemon {
         };
         let shutdown = service.shutdown_token();
         let tracker = TaskTracker::new();
+        let parking = match config.park_after {
+            Some(after) => Some((
+                crate::native::connection::start_parker(
+                    &tracker,
+                    shutdown.clone(),
+                    service.counters().parked.clone(),
+                )
+                .map_err(StartError::Parker)?,
+                after,
+            )),
+            None => None,
+        };
         let shared = Shared {
             service: service.clone(),
             inflight: InflightBudget::new(config.limits.inflight_bytes_total),
             shutdown: shutdown.clone(),
+            parking,
+            tracker: tracker.clone(),
         };
         let http_addr = http.as_ref().map(|(_, a)| *a);
         if let Some((listener, addr)) = http {
@@ -211,6 +228,15 @@ impl Daemon {
     #[must_use]
     pub const fn http_addr(&self) -> Option<SocketAddr> {
         self.http_addr
+    }
+
+    /// Idle native connections parked now (waiting without a task).
+    #[must_use]
+    pub fn parked_connections(&self) -> usize {
+        self.service
+            .counters()
+            .parked
+            .load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// The certificate fingerprint, when TLS is on.

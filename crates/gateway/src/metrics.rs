@@ -64,6 +64,17 @@ fn daemon_series(out: &mut String, service: &Service) {
             count(frontend)
         );
     }
+    header(
+        out,
+        "sensegate_connections_parked",
+        "gauge",
+        "Idle native connections waiting without a task (counted in sensegate_connections too).",
+    );
+    let _ = writeln!(
+        out,
+        "sensegate_connections_parked {}",
+        service.counters().parked.load(Relaxed)
+    );
     traffic_series(out, service);
     limit_series(out, service);
     hub_series(out, service);

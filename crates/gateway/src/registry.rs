@@ -109,6 +109,12 @@ impl Connection {
             .unwrap_or_else(PoisonError::into_inner) = Some(principal);
     }
 
+    /// Whether it was told to stop (or the daemon is shutting down).
+    #[must_use]
+    pub fn stop_requested(&self) -> bool {
+        self.stop.is_cancelled()
+    }
+
     /// Asks the connection's task to say goodbye and close.
     pub fn stop(&self, reason: StopReason) {
         let _ = self.stop_reason.set(reason);

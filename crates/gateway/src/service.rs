@@ -149,6 +149,8 @@ pub struct Counters {
     pub driver_restarts: Mutex<std::collections::BTreeMap<String, u64>>,
     /// Caps hit, by kind.
     pub limits: LimitHits,
+    /// Native connections parked now (idle, waiting without a task).
+    pub parked: Arc<std::sync::atomic::AtomicUsize>,
 }
 
 impl Counters {

@@ -23,7 +23,10 @@ use std::pin::Pin;
 
 use tokio::time::{Instant, Sleep, sleep_until, timeout};
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tokio_util::task::task_tracker::TaskTrackerToken;
 
+use super::parking::{Parkable, Parker};
 use super::transport::Transport;
 use crate::hub::{Delivery, Subscriber};
 use crate::inflight::{InflightBudget, InflightPermit};
@@ -54,6 +57,66 @@ pub struct Shared {
     pub inflight: Arc<InflightBudget>,
     /// Cancelled when the daemon shuts down.
     pub shutdown: CancellationToken,
+    /// Where idle plain-TCP connections wait without a task, and after how
+    /// much quiet; `None` keeps every connection a task.
+    pub parking: Option<(Arc<Parker<ParkedConn>>, Duration)>,
+    /// The daemon's tasks: a parked connection holds a token of it, so a
+    /// shutdown drain waits for it to say goodbye.
+    pub tracker: TaskTracker,
+}
+
+/// A connection handed to the parker: its state, its place in the
+/// registry, and a token that keeps the shutdown drain waiting for it.
+pub struct ParkedConn {
+    conn: Box<Conn>,
+    admission: Admission,
+    _drain: TaskTrackerToken,
+}
+
+impl Parkable for ParkedConn {
+    fn stop_requested(&self) -> bool {
+        self.admission.connection().stop_requested()
+    }
+}
+
+/// Starts the parker for `tracker`'s runtime (call from within it).
+///
+/// # Errors
+/// The parker thread could not be started.
+pub fn start_parker(
+    tracker: &TaskTracker,
+    shutdown: CancellationToken,
+    parked: Arc<std::sync::atomic::AtomicUsize>,
+) -> std::io::Result<Arc<Parker<ParkedConn>>> {
+    let handle = tokio::runtime::Handle::current();
+    let tracker = tracker.clone();
+    Parker::start(
+        move |stream, parked: ParkedConn| {
+            tracker.spawn_on(resume(stream, parked), &handle);
+        },
+        shutdown,
+        parked,
+    )
+}
+
+/// Back from the parker: the socket goes back to the runtime and the loop
+/// carries on where it left off.
+async fn resume(stream: std::net::TcpStream, parked: ParkedConn) {
+    let ParkedConn {
+        mut conn,
+        admission,
+        _drain,
+    } = parked;
+    match tokio::net::TcpStream::from_std(stream) {
+        Ok(s) => {
+            conn.transport = Transport::Tcp(s);
+            drive(conn, admission).await;
+        }
+        Err(e) => {
+            tracing::debug!(error = %e, "a parked connection could not be resumed");
+            conn.shared.service.disconnected(admission.connection());
+        }
+    }
 }
 
 /// Why the loop ended, for the log.
@@ -63,6 +126,8 @@ enum End {
     Error,
     Timeout,
     Stopped,
+    /// Idle long enough to be parked.
+    Park,
 }
 
 struct Conn {
@@ -84,9 +149,9 @@ struct Conn {
 /// Runs one admitted connection to its end.
 pub async fn run(shared: Shared, admission: Admission, transport: Transport, accepted: Instant) {
     let connection = admission.connection().clone();
-    let mut conn = Conn {
+    let conn = Box::new(Conn {
         decoder: FrameDecoder::new(shared.service.limits().frame),
-        session: Session::new(connection.clone()),
+        session: Session::new(connection),
         shared,
         transport,
         inbuf: BytesMut::new(),
@@ -94,12 +159,66 @@ pub async fn run(shared: Shared, admission: Admission, transport: Transport, acc
         frame_started: None,
         accepted,
         replies: Vec::new(),
+    });
+    drive(conn, admission).await;
+}
+
+/// The loop, then the end: parked (the task ends, the parker holds the
+/// connection), or closed.
+async fn drive(mut conn: Box<Conn>, mut admission: Admission) {
+    let connection = admission.connection().clone();
+    let end = loop {
+        let end = conn.serve().await;
+        if end != End::Park {
+            break end;
+        }
+        match park(conn, admission) {
+            Ok(()) => return,
+            Err((c, a)) => {
+                (conn, admission) = (c, a);
+            }
+        }
     };
-    let end = conn.serve().await;
     tracing::debug!(conn_id = connection.id, peer = %connection.peer, ?end, "connection ended");
     conn.shared.service.disconnected(&connection);
     conn.transport.shutdown().await;
     drop(admission);
+}
+
+/// Hands an idle plain-TCP connection to the parker; gives it back when it
+/// cannot be parked (the queue is full), to carry on as a task.
+fn park(mut conn: Box<Conn>, admission: Admission) -> Result<(), (Box<Conn>, Admission)> {
+    let Some((parker, _)) = conn.shared.parking.clone() else {
+        return Err((conn, admission));
+    };
+    let Transport::Tcp(stream) = std::mem::replace(&mut conn.transport, Transport::Parked) else {
+        return Err((conn, admission));
+    };
+    let stream = match stream.into_std() {
+        Ok(s) => s,
+        Err(e) => {
+            // The socket is gone with the error; the connection ends.
+            tracing::debug!(error = %e, "could not park a connection");
+            return Err((conn, admission));
+        }
+    };
+    let drain = conn.shared.tracker.token();
+    let parked = ParkedConn {
+        conn,
+        admission,
+        _drain: drain,
+    };
+    parker.park(stream, parked).map_err(|(stream, parked)| {
+        let ParkedConn {
+            mut conn,
+            admission,
+            ..
+        } = parked;
+        if let Ok(s) = tokio::net::TcpStream::from_std(stream) {
+            conn.transport = Transport::Tcp(s);
+        }
+        (conn, admission)
+    })
 }
 
 impl Conn {
@@ -117,6 +236,9 @@ impl Conn {
     /// the daemon's reaper from `last_active`, so an idle connection holds
     /// no timer at all.
     fn deadline(&self) -> Option<Instant> {
+        if let Some(after) = self.park_after() {
+            return Some(Instant::now() + after);
+        }
         let hello = self
             .session
             .hello_timeout(&self.shared.service)
@@ -126,6 +248,21 @@ impl Conn {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         }
+    }
+
+    /// How long this connection may stay quiet before it is parked, when it
+    /// could be parked now: plain TCP, authenticated, not subscribed, no
+    /// partial frame, nothing to send. (A hello or a frame in progress has
+    /// its own deadline instead.)
+    fn park_after(&self) -> Option<Duration> {
+        let (_, after) = self.shared.parking.as_ref()?;
+        let idle = matches!(self.transport, Transport::Tcp(_))
+            && matches!(self.session.state(), State::Serving(_))
+            && self.session.subscriber().is_none()
+            && self.inbuf.is_empty()
+            && self.frame_started.is_none()
+            && self.replies.is_empty();
+        idle.then_some(*after)
     }
 
     /// The loop. Only the wait itself lives in this future: every handler
@@ -165,6 +302,9 @@ impl Conn {
                     }
                 }
                 () = wait(timer.as_mut()), if timer.is_some() => {
+                    if self.park_after().is_some() {
+                        return End::Park;
+                    }
                     return Box::pin(self.timed_out()).await;
                 }
             }

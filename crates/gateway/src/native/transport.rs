@@ -18,6 +18,9 @@ pub enum Transport {
     Tcp(TcpStream),
     /// TLS 1.3 over TCP.
     Tls(Box<TlsStream<TcpStream>>),
+    /// The socket is with the parker (or was lost handing it over): reads
+    /// see the end of the stream, writes fail.
+    Parked,
 }
 
 impl Transport {
@@ -46,6 +49,7 @@ impl Transport {
                 buf.reserve(chunk);
                 s.read_buf(buf).await
             }
+            Self::Parked => Ok(0),
         }
     }
 
@@ -60,6 +64,7 @@ impl Transport {
                 s.write_all(data).await?;
                 s.flush().await
             }
+            Self::Parked => Err(io::ErrorKind::NotConnected.into()),
         }
     }
 
@@ -68,6 +73,7 @@ impl Transport {
         let _ = match self {
             Self::Tcp(s) => s.shutdown().await,
             Self::Tls(s) => s.shutdown().await,
+            Self::Parked => Ok(()),
         };
     }
 }

@@ -30,6 +30,11 @@ impl TestDaemon {
     /// A daemon with the given `[limits]` lines (and any other sections
     /// after them).
     pub async fn start(extra: &str) -> Self {
+        Self::start_native("", extra).await
+    }
+
+    /// As [`TestDaemon::start`], with more `[native]` lines.
+    pub async fn start_native(native: &str, extra: &str) -> Self {
         let dir = tempfile::tempdir().unwrap();
         // The HTTP API on a free port, unless the test configures it.
         let http = if extra.contains("[http]") {
@@ -38,7 +43,7 @@ impl TestDaemon {
             "[http]\nlisten = \"127.0.0.1:0\"\n"
         };
         let text = format!(
-            "[server]\ndata_dir = {:?}\n[native]\nlisten = \"127.0.0.1:0\"\n{http}{extra}\n",
+            "[server]\ndata_dir = {:?}\n[native]\nlisten = \"127.0.0.1:0\"\n{native}\n{http}{extra}\n",
             dir.path().display().to_string()
         );
         let config = Config::parse(&text, Path::new("test.toml")).unwrap();
