@@ -39,7 +39,7 @@ pub struct Attacked {
     pub garbage: u64,
     /// Wrong tokens tried.
     pub brute_force: u64,
-    /// Connection attempts that failed at once (refused by a cap).
+    /// Slow peers cut off at once (by a cap) or unable to connect.
     pub refused: u64,
     /// The daemon's peak RSS during the attack, MiB.
     pub peak_rss_mib: f64,
@@ -69,6 +69,10 @@ pub async fn run(
     duration: Duration,
     process: Option<Process>,
 ) -> Result<Attacked> {
+    let addr_tls = match target {
+        Target::Sensegate { addr, tls, .. } => (*addr, tls.clone()),
+        Target::Mqtt { .. } => anyhow::bail!("the attack scenario runs against sensegate only"),
+    };
     let plan = Plan {
         subscribers: 1,
         warmup: Duration::from_secs(1),
@@ -80,10 +84,6 @@ pub async fn run(
 
     let counts = Arc::new(Counts::default());
     let until = Instant::now() + duration + Duration::from_secs(6);
-    let addr_tls = match target {
-        Target::Sensegate { addr, tls, .. } => (*addr, tls.clone()),
-        Target::Mqtt { .. } => anyhow::bail!("the attack scenario runs against sensegate only"),
-    };
     // The hostile peers run on a runtime (and thread) of their own, so the
     // normal subscriber's latency measures the daemon, not the load tool's
     // scheduler.
@@ -139,13 +139,15 @@ async fn attack(
     until: Instant,
 ) {
     let mut peers = Vec::new();
-    // Source addresses from the third on: the normal subscriber has the
-    // first, so caps per address hit the attackers, not it.
+    // Slow peers come from 127.2.x.y, each other kind from a group of its
+    // own (127.3 to 127.5): the normal subscriber (127.0.0.2) shares no
+    // address, and caps per address hit only the kind that earns them.
     for i in 0..slow {
         let (c, (addr, tls)) = (counts.clone(), addr_tls.clone());
         peers.push(tokio::spawn(async move {
             while Instant::now() < until {
-                let Ok(mut s) = net::connect(addr, Some(net::source_ip(2 + i)), tls.as_ref()).await
+                let began = Instant::now();
+                let Ok(mut s) = net::connect(addr, Some(net::group_ip(2, i)), tls.as_ref()).await
                 else {
                     c.refused.fetch_add(1, Relaxed);
                     tokio::time::sleep(Duration::from_millis(100)).await;
@@ -154,6 +156,12 @@ async fn attack(
                 c.slow.fetch_add(1, Relaxed);
                 if s.write_all(&[0x10, 0x00]).await.is_ok() {
                     let _ = read_to_end(&mut s, until).await;
+                }
+                // Cut off at once (a cap, not the hello deadline): count it
+                // as refused and back off rather than spin.
+                if began.elapsed() < Duration::from_millis(500) {
+                    c.refused.fetch_add(1, Relaxed);
+                    tokio::time::sleep(Duration::from_millis(100)).await;
                 }
             }
         }));
@@ -175,8 +183,9 @@ async fn attack(
                 };
                 n += 1;
                 let (c, tls) = (c.clone(), tls.clone());
-                // 16 source addresses per kind, after the slow peers'.
-                let from = Some(net::source_ip(2 + slow + kind * 16 + n % 16));
+                // 16 source addresses per kind, a group per kind.
+                let group = 3 + u8::try_from(kind).unwrap_or(0);
+                let from = Some(net::group_ip(group, n % 16));
                 tokio::spawn(async move {
                     hostile(kind, addr, from, tls.as_ref(), &c, n, until).await;
                     drop(permit);

@@ -14,6 +14,9 @@ use crate::hold::{self, Held};
 use crate::process::Process;
 use crate::target::Target;
 
+/// A figure that was not measured (JSON has no NaN).
+const NOT_MEASURED: f64 = -1.0;
+
 /// One transport's comparison.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Row {
@@ -50,6 +53,15 @@ pub struct StepFigures {
     pub cpu_cores: f64,
     /// Met the bar.
     pub sustainable: bool,
+    /// Readings published per second.
+    #[serde(default)]
+    pub published_rate: f64,
+    /// Readings the server said it dropped for slow subscribers.
+    #[serde(default)]
+    pub server_dropped: u64,
+    /// Why the step failed outright (then nothing above was measured).
+    #[serde(default)]
+    pub error: Option<String>,
 }
 
 impl From<&Step> for StepFigures {
@@ -62,6 +74,26 @@ impl From<&Step> for StepFigures {
             p50_ms: s.p50_ms,
             cpu_cores: s.cpu_cores,
             sustainable: s.sustainable,
+            published_rate: s.published_rate,
+            server_dropped: s.server_dropped,
+            error: None,
+        }
+    }
+}
+
+impl StepFigures {
+    fn failed(offered_rate: f64, error: String) -> Self {
+        Self {
+            offered_rate,
+            delivered_per_sec: 0.0,
+            delivered_share: 0.0,
+            p99_ms: NOT_MEASURED,
+            p50_ms: NOT_MEASURED,
+            cpu_cores: NOT_MEASURED,
+            sustainable: false,
+            published_rate: 0.0,
+            server_dropped: 0,
+            error: Some(error),
         }
     }
 }
@@ -88,72 +120,98 @@ pub async fn run(
     idle_connections: usize,
     progress: &mut dyn FnMut(&str),
 ) -> Result<Row> {
-    let sg_hold: Held = hold::run(&sides.sensegate.0, idle_connections, sides.sensegate.1).await?;
-    progress(&format!(
-        "  sensegate: {:.0} B per idle connection",
-        sg_hold.bytes_per_connection
-    ));
-    let mq_hold: Held = hold::run(&sides.mqtt.0, idle_connections, sides.mqtt.1).await?;
-    progress(&format!(
-        "  mqtt:      {:.0} B per idle connection",
-        mq_hold.bytes_per_connection
-    ));
-
+    // A side that fails a scenario outright still leaves the other side's
+    // figures (and the rest of the run) standing.
+    let idle = |h: Result<Held>, name: &str, progress: &mut dyn FnMut(&str)| match h {
+        Ok(h) => {
+            progress(&format!(
+                "  {name:9} {:.0} B per idle connection",
+                h.bytes_per_connection
+            ));
+            h.bytes_per_connection
+        }
+        Err(e) => {
+            progress(&format!("  {name:9} hold failed: {e:#}"));
+            NOT_MEASURED
+        }
+    };
+    let sg_idle = idle(
+        hold::run(&sides.sensegate.0, idle_connections, sides.sensegate.1).await,
+        "sensegate",
+        progress,
+    );
+    let mq_idle = idle(
+        hold::run(&sides.mqtt.0, idle_connections, sides.mqtt.1).await,
+        "mqtt",
+        progress,
+    );
     // Let both servers finish closing the idle connections.
     tokio::time::sleep(Duration::from_secs(2)).await;
-    let mut sg = Run::start(
-        sides.sensegate.0.clone(),
-        plan.clone(),
-        Some(sides.sensegate.1),
-    )
-    .await?;
-    let mut mq = Run::start(sides.mqtt.0.clone(), plan.clone(), Some(sides.mqtt.1)).await?;
+
+    let mut sg = Some(
+        Run::start(
+            sides.sensegate.0.clone(),
+            plan.clone(),
+            Some(sides.sensegate.1),
+        )
+        .await?,
+    );
+    let mut mq = Some(Run::start(sides.mqtt.0.clone(), plan.clone(), Some(sides.mqtt.1)).await?);
     let (mut sg_steps, mut mq_steps) = (Vec::new(), Vec::new());
-    let (mut sg_on, mut mq_on) = (true, true);
     for &rate in rates {
-        if !sg_on && !mq_on {
+        if sg.is_none() && mq.is_none() {
             break;
         }
-        for (on, run, steps, name) in [
-            (&mut sg_on, &mut sg, &mut sg_steps, "sensegate"),
-            (&mut mq_on, &mut mq, &mut mq_steps, "mqtt"),
+        for (side, steps, name) in [
+            (&mut sg, &mut sg_steps, "sensegate"),
+            (&mut mq, &mut mq_steps, "mqtt"),
         ] {
-            if !*on {
+            let Some(run) = side.as_mut() else {
                 continue;
-            }
-            let step = match run.step(rate).await {
-                Ok(s) => s,
+            };
+            let figures = match run.step(rate).await {
+                Ok(step) => {
+                    progress(&format!(
+                        "  {name:9} {rate:>6}/s: {:>9.0} delivered/s, {:>7.3}% delivered, p99 {:>7.2} ms, CPU {:.2} cores{}",
+                        step.delivered_per_sec,
+                        step.delivered_share * 100.0,
+                        step.p99_ms,
+                        step.cpu_cores,
+                        if step.sustainable {
+                            ""
+                        } else {
+                            "  (not sustainable)"
+                        }
+                    ));
+                    StepFigures::from(&step)
+                }
                 Err(e) => {
-                    progress(&format!("  {name} at {rate}/s: {e}"));
-                    *on = false;
-                    continue;
+                    progress(&format!("  {name:9} {rate:>6}/s: failed: {e:#}"));
+                    StepFigures::failed(rate, format!("{e:#}"))
                 }
             };
-            progress(&format!(
-                "  {name:9} {rate:>6}/s: {:>9.0} delivered/s, {:>7.3}% delivered, p99 {:>7.2} ms, CPU {:.2} cores{}",
-                step.delivered_per_sec,
-                step.delivered_share * 100.0,
-                step.p99_ms,
-                step.cpu_cores,
-                if step.sustainable {
-                    ""
-                } else {
-                    "  (not sustainable)"
+            let go_on = figures.sustainable;
+            steps.push(figures);
+            if !go_on {
+                // Off the machine at once, so its backlog does not slow the
+                // other server's next step.
+                if let Some(run) = side.take() {
+                    run.stop();
                 }
-            ));
-            *on = step.sustainable;
-            steps.push(StepFigures::from(&step));
+                tokio::time::sleep(Duration::from_secs(2)).await;
+            }
         }
     }
-    sg.stop();
-    mq.stop();
+    for run in [sg, mq].into_iter().flatten() {
+        run.stop();
+    }
     Ok(Row {
         transport: transport.to_owned(),
         subscribers: plan.subscribers,
         sensegate_steps: sg_steps,
         mqtt_steps: mq_steps,
-        sensegate_idle_bytes: sg_hold.bytes_per_connection,
-        mqtt_idle_bytes: mq_hold.bytes_per_connection,
+        sensegate_idle_bytes: sg_idle,
+        mqtt_idle_bytes: mq_idle,
         idle_connections,
     })
 }
@@ -184,73 +242,92 @@ pub fn table(rows: &[Row]) -> String {
     );
     let _ = writeln!(out, "|---|---|---|---|---|");
     for r in rows {
-        let t = &r.transport;
-        let (sg, mq) = (best(&r.sensegate_steps), best(&r.mqtt_steps));
-        let rate = |s: Option<&StepFigures>| s.map_or(0.0, |s| s.delivered_per_sec);
-        let _ = writeln!(
-            out,
-            "| {t} | sustainable fan-out to {} subscribers, deliveries/s | {:.0} | {:.0} | {} |",
-            r.subscribers,
-            rate(sg),
-            rate(mq),
-            ratio(rate(sg), rate(mq))
-        );
-        let at = |steps: &[StepFigures], offered: f64| {
-            steps
-                .iter()
-                .find(|s| (s.offered_rate - offered).abs() < 1e-9)
-                .cloned()
-        };
-        if let Some(m) = mq {
-            let s = at(&r.sensegate_steps, m.offered_rate);
-            let sp99 = s.as_ref().map_or(f64::NAN, |s| s.p99_ms);
-            let _ = writeln!(
-                out,
-                "| {t} | p99 latency at Mosquitto's sustainable rate ({:.0} readings/s), ms | {sp99:.2} | {:.2} | {} |",
-                m.offered_rate,
-                m.p99_ms,
-                ratio(sp99, m.p99_ms)
-            );
-            let lost =
-                |x: Option<&StepFigures>| x.map_or(f64::NAN, |x| (1.0 - x.delivered_share) * 100.0);
-            let _ = writeln!(
-                out,
-                "| {t} | readings lost at that rate | {:.3}% | {:.3}% | |",
-                lost(s.as_ref()),
-                lost(Some(m))
-            );
-            let _ = writeln!(
-                out,
-                "| {t} | server CPU at that rate, cores | {:.2} | {:.2} | {} |",
-                s.as_ref().map_or(f64::NAN, |s| s.cpu_cores),
-                m.cpu_cores,
-                ratio(s.as_ref().map_or(f64::NAN, |s| s.cpu_cores), m.cpu_cores)
-            );
-        }
-        let top_lost = |steps: &[StepFigures]| {
-            steps
-                .last()
-                .map_or(f64::NAN, |x| (1.0 - x.delivered_share) * 100.0)
-        };
-        let _ = writeln!(
-            out,
-            "| {t} | readings lost at the first unsustainable step | {:.3}% | {:.3}% | |",
-            top_lost(&r.sensegate_steps),
-            top_lost(&r.mqtt_steps)
-        );
-        let _ = writeln!(
-            out,
-            "| {t} | resident memory per idle connection ({} held), bytes | {:.0} | {:.0} | {} |",
-            r.idle_connections,
-            r.sensegate_idle_bytes,
-            r.mqtt_idle_bytes,
-            ratio(r.sensegate_idle_bytes, r.mqtt_idle_bytes)
-        );
+        row(&mut out, r);
     }
     out
 }
 
-/// Fan-out steps from a rate list and step length.
+/// A number, or `-` when it was not measured.
+fn num(x: f64, decimals: usize) -> String {
+    if x.is_finite() && x >= 0.0 {
+        format!("{x:.decimals$}")
+    } else {
+        "-".into()
+    }
+}
+
+fn row(out: &mut String, r: &Row) {
+    let t = &r.transport;
+    let (sg, mq) = (best(&r.sensegate_steps), best(&r.mqtt_steps));
+    let rate = |s: Option<&StepFigures>| s.map_or(0.0, |s| s.delivered_per_sec);
+    let _ = writeln!(
+        out,
+        "| {t} | sustainable fan-out to {} subscribers, deliveries/s | {:.0} | {:.0} | {} |",
+        r.subscribers,
+        rate(sg),
+        rate(mq),
+        ratio(rate(sg), rate(mq))
+    );
+    if let Some(m) = mq {
+        let s = r
+            .sensegate_steps
+            .iter()
+            .find(|s| (s.offered_rate - m.offered_rate).abs() < 1e-9);
+        let sp99 = s.map_or(f64::NAN, |s| s.p99_ms);
+        let _ = writeln!(
+            out,
+            "| {t} | p99 latency at Mosquitto's sustainable rate ({:.0} readings/s), ms | {} | {} | {} |",
+            m.offered_rate,
+            num(sp99, 2),
+            num(m.p99_ms, 2),
+            ratio(sp99, m.p99_ms)
+        );
+        let lost =
+            |x: Option<&StepFigures>| x.map_or(f64::NAN, |x| (1.0 - x.delivered_share) * 100.0);
+        let _ = writeln!(
+            out,
+            "| {t} | readings lost at that rate, % | {} | {} | |",
+            num(lost(s), 3),
+            num(lost(Some(m)), 3)
+        );
+        let scpu = s.map_or(f64::NAN, |s| s.cpu_cores);
+        let _ = writeln!(
+            out,
+            "| {t} | server CPU at that rate, cores | {} | {} | {} |",
+            num(scpu, 2),
+            num(m.cpu_cores, 2),
+            ratio(scpu, m.cpu_cores)
+        );
+    }
+    let first_failed = |steps: &[StepFigures]| match steps.iter().find(|s| !s.sustainable) {
+        Some(s) if s.error.is_some() => format!("{:.0}/s: failed", s.offered_rate),
+        Some(s) => format!(
+            "{:.0}/s: {:.3}% lost, p99 {} ms, {:.0} of {:.0}/s sent",
+            s.offered_rate,
+            (1.0 - s.delivered_share) * 100.0,
+            num(s.p99_ms, 1),
+            s.published_rate,
+            s.offered_rate
+        ),
+        None => "none: rates ran out, the figure above is a lower bound".to_owned(),
+    };
+    let _ = writeln!(
+        out,
+        "| {t} | first unsustainable step | {} | {} | |",
+        first_failed(&r.sensegate_steps),
+        first_failed(&r.mqtt_steps)
+    );
+    let _ = writeln!(
+        out,
+        "| {t} | resident memory per idle connection ({} held), bytes | {} | {} | {} |",
+        r.idle_connections,
+        num(r.sensegate_idle_bytes, 0),
+        num(r.mqtt_idle_bytes, 0),
+        ratio(r.sensegate_idle_bytes, r.mqtt_idle_bytes)
+    );
+}
+
+/// The fan-out plan: subscribers and measured time per step.
 #[must_use]
 pub fn plan(subscribers: usize, measure: Duration) -> Plan {
     Plan {

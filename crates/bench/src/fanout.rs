@@ -185,7 +185,11 @@ impl Run {
         })?;
         tokio::time::sleep_until(watch_from.into()).await;
         let watch = Watch::start(self.process);
-        let sent = reply_rx.await.context("the publisher thread ended")??;
+        let limit = self.plan.warmup + self.plan.measure + PUBLISH_TIMEOUT * 2;
+        let sent = tokio::time::timeout(limit, reply_rx)
+            .await
+            .map_err(|_| anyhow::anyhow!("the publisher did not finish the step"))?
+            .context("the publisher thread ended")??;
         let usage = watch.finish();
         // Late deliveries: wait until the count stops moving (or the cap).
         let expected = sent * self.tallies.len() as u64;
@@ -303,7 +307,9 @@ impl PublisherThread {
                     let _ = order.reply.send(result);
                 }
             })?;
-        ready_rx.recv().context("the publisher thread ended")??;
+        // Connecting takes at most the set-up timeout; the other workers
+        // keep the subscribers going meanwhile.
+        tokio::task::block_in_place(|| ready_rx.recv()).context("the publisher thread ended")??;
         Ok(Self { orders })
     }
 
@@ -314,38 +320,67 @@ impl PublisherThread {
     }
 }
 
+/// How far behind schedule the publisher may fall before it skips slots
+/// (which then count as not published, and fail the step's send bar).
+const MAX_LAG: Duration = Duration::from_millis(50);
+/// Longest wait for one publish, and for the acknowledgements at the end.
+const PUBLISH_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// Publishes at `order.rate` until `order.until`; returns how many readings
-/// were stamped inside the window.
+/// were stamped inside the window. Each reading is stamped with the time it
+/// was due, not the time it left, so a publisher held up by a server that
+/// stopped reading charges the wait to every reading it delayed (no
+/// coordinated omission).
 fn pace(
     rt: &tokio::runtime::Runtime,
     publisher: &mut crate::target::Publisher,
     order: &Order,
     size: usize,
 ) -> Result<u64> {
-    let interval = if order.rate > 0.0 {
+    let paced = order.rate > 0.0;
+    let interval = if paced {
         Duration::from_secs_f64(1.0 / order.rate)
     } else {
         Duration::ZERO
     };
-    let mut next = Instant::now();
+    let start = Instant::now();
+    let start_us = crate::now_us();
+    let mut next = start;
     let mut in_window = 0;
     loop {
         let now = Instant::now();
         if now >= order.until {
-            return Ok(in_window);
+            break;
         }
-        if next > now {
-            std::thread::sleep(next - now);
-        } else if now - next > interval * 10 {
-            // Far behind (the server is not taking them): no burst to
-            // catch up, the rate simply falls short.
-            next = now;
+        if paced {
+            if next > now {
+                std::thread::sleep(next - now);
+            } else if now - next > MAX_LAG {
+                // Far behind: skip the slots missed rather than burst.
+                #[expect(
+                    clippy::cast_possible_truncation,
+                    clippy::cast_sign_loss,
+                    reason = "a count of whole intervals"
+                )]
+                let missed = ((now - next).as_secs_f64() * order.rate) as u32;
+                next += interval * missed;
+            }
         }
-        let ts = crate::now_us();
-        rt.block_on(publisher.publish(ts, size))?;
+        let ts = if paced {
+            start_us + i64::try_from((next - start).as_micros()).unwrap_or(i64::MAX)
+        } else {
+            crate::now_us()
+        };
+        rt.block_on(async {
+            tokio::time::timeout(PUBLISH_TIMEOUT, publisher.publish(ts, size))
+                .await
+                .map_err(|_| anyhow::anyhow!("a publish took over {PUBLISH_TIMEOUT:?}"))?
+        })?;
         if ts >= order.window.0 && ts < order.window.1 {
             in_window += 1;
         }
         next += interval;
     }
+    rt.block_on(publisher.settle(PUBLISH_TIMEOUT))?;
+    Ok(in_window)
 }

@@ -1,11 +1,12 @@
-//! The ingest scenario: M devices each push batches of B readings to
-//! sensors of their own and wait for each acknowledgement (which sensegate
+//! The ingest scenario: M devices (each with a device token of its own)
+//! each push batches of B readings to sensors of their own and wait for each acknowledgement (which sensegate
 //! gives once the batch is committed to history). Reports committed
 //! readings per second and acknowledgement latency.
 
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, Result};
+use sensegate_client::Secret;
 use sensegate_client::wire as v1;
 use serde::Serialize;
 
@@ -45,9 +46,21 @@ pub async fn run(
     duration: Duration,
     process: Option<Process>,
 ) -> Result<Ingested> {
+    // Each device gets a device token of its own, scoped to its sensor, as
+    // real devices would: its own push-rate budget, the scope check on
+    // every reading.
+    let mut admin = target.sensegate(0, "bench-ingest-admin").await?;
     let mut clients = Vec::with_capacity(devices);
     for i in 0..devices {
-        clients.push(target.sensegate(i, "bench-ingest").await?);
+        let created = admin
+            .create_token(
+                &format!("bench-ingest-{i}"),
+                v1::Role::Device,
+                &format!("bench/ingest-{i}"),
+            )
+            .await?;
+        let device = target.with_token(Secret::new(created.secret));
+        clients.push(device.sensegate(i, "bench-ingest").await?);
     }
     let watch = Watch::start(process);
     let started = Instant::now();

@@ -335,8 +335,15 @@ async fn run(command: Command) -> Result<()> {
             for f in files {
                 let text = std::fs::read_to_string(&f)
                     .with_context(|| format!("reading {}", f.display()))?;
-                for line in text.lines().filter(|l| !l.trim().is_empty()) {
-                    rows.push(serde_json::from_str::<compare::Row>(line)?);
+                for (n, line) in text
+                    .lines()
+                    .enumerate()
+                    .filter(|(_, l)| !l.trim().is_empty())
+                {
+                    rows.push(
+                        serde_json::from_str::<compare::Row>(line)
+                            .with_context(|| format!("{} line {}", f.display(), n + 1))?,
+                    );
                 }
             }
             print!("{}", compare::table(&rows));

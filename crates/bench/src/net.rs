@@ -45,6 +45,17 @@ where
     }
 }
 
+/// The `n`-th address of group `group` (1 to 255): 127.group.x.y, one
+/// address per connection, apart from [`source_ip`]'s (127.0.0.x) and from
+/// every other group's, so caps per address hit only the group that earns
+/// them.
+#[must_use]
+pub fn group_ip(group: u8, n: usize) -> IpAddr {
+    let x = u8::try_from((n / 250) % 256).unwrap_or(0);
+    let y = u8::try_from(n % 250).unwrap_or(0);
+    IpAddr::from([127, group, x, 2 + y])
+}
+
 /// TCP to `addr` from `from`, with `TCP_NODELAY`.
 ///
 /// # Errors

@@ -21,8 +21,17 @@ use crate::net::Io;
 pub struct Pipelined {
     writer: WriteHalf<Box<dyn Io>>,
     next_id: u64,
-    refused: Arc<AtomicU64>,
+    acks: Arc<Acks>,
     out: BytesMut,
+}
+
+/// What the acknowledgement reader saw.
+#[derive(Default)]
+struct Acks {
+    acked: AtomicU64,
+    refused: AtomicU64,
+    /// The reader stopped (the connection failed).
+    dead: std::sync::atomic::AtomicBool,
 }
 
 fn frame(envelope: &v1::Envelope, out: &mut BytesMut) {
@@ -76,19 +85,22 @@ impl Pipelined {
             Some(Body::Welcome(_)) => {}
             _ => bail!("the hello was refused"),
         }
-        let refused = Arc::new(AtomicU64::new(0));
-        let counted = refused.clone();
+        let acks = Arc::new(Acks::default());
+        let seen = acks.clone();
         tokio::spawn(async move {
             while let Ok(envelope) = next_envelope(&mut reader, &mut buf, &decoder).await {
-                if !matches!(envelope.body, Some(Body::PushAck(_))) {
-                    counted.fetch_add(1, Relaxed);
+                if matches!(envelope.body, Some(Body::PushAck(_))) {
+                    seen.acked.fetch_add(1, Relaxed);
+                } else {
+                    seen.refused.fetch_add(1, Relaxed);
                 }
             }
+            seen.dead.store(true, Relaxed);
         });
         Ok(Self {
             writer,
             next_id: 2,
-            refused,
+            acks,
             out: BytesMut::new(),
         })
     }
@@ -98,10 +110,7 @@ impl Pipelined {
     /// # Errors
     /// The stream failed, or the server refused an earlier push.
     pub async fn push(&mut self, reading: v1::Reading) -> Result<()> {
-        let refused = self.refused.load(Relaxed);
-        if refused > 0 {
-            bail!("sensegate refused {refused} pushes");
-        }
+        self.check()?;
         self.out.clear();
         frame(
             &v1::Envelope {
@@ -114,6 +123,38 @@ impl Pipelined {
         );
         self.next_id += 1;
         self.writer.write_all(&self.out).await?;
+        // The reader shares this thread's runtime: let it take what has
+        // arrived, so acknowledgements never pile up unread.
+        tokio::task::yield_now().await;
         Ok(())
+    }
+
+    fn check(&self) -> Result<()> {
+        let refused = self.acks.refused.load(Relaxed);
+        if refused > 0 {
+            bail!("sensegate refused {refused} pushes");
+        }
+        if self.acks.dead.load(Relaxed) {
+            bail!("the publisher's connection failed");
+        }
+        Ok(())
+    }
+
+    /// Waits (up to `limit`) until every push so far is acknowledged.
+    ///
+    /// # Errors
+    /// A push was refused, the connection failed, or acknowledgements did
+    /// not all come in time.
+    pub async fn settle(&mut self, limit: std::time::Duration) -> Result<()> {
+        let pushed = self.next_id - 2;
+        let deadline = tokio::time::Instant::now() + limit;
+        while self.acks.acked.load(Relaxed) + self.acks.refused.load(Relaxed) < pushed {
+            self.check()?;
+            if tokio::time::Instant::now() >= deadline {
+                bail!("pushes not acknowledged within {limit:?}");
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+        self.check()
     }
 }

@@ -89,7 +89,6 @@ impl Watch {
     /// Stops and reports.
     #[must_use]
     pub fn finish(self) -> Usage {
-        self.stop.store(true, Relaxed);
         let wall = self.started.elapsed().as_secs_f64();
         let cpu = match (self.process.and_then(Process::cpu_seconds), self.cpu_start) {
             (Some(end), Some(start)) if wall > 0.0 => (end - start) / wall,
@@ -105,6 +104,13 @@ impl Watch {
             cpu_cores: cpu,
             peak_rss_mib,
         }
+    }
+}
+
+impl Drop for Watch {
+    fn drop(&mut self) {
+        // The sampling thread ends with the watch, reported or not.
+        self.stop.store(true, Relaxed);
     }
 }
 

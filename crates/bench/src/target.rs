@@ -1,7 +1,8 @@
 //! The two kinds of server the tool drives: sensegate through the client
 //! crate (native protocol), and an MQTT broker through [`crate::mqtt`].
-//! Both carry the same payload size per reading: an MQTT publish's payload
-//! is padded to the size of the protobuf `Reading` sensegate sends.
+//! Both carry the same bytes per reading: an MQTT publish's topic is the
+//! sensor name and its payload is padded to the rest of the protobuf
+//! `Reading` sensegate sends.
 
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
@@ -41,7 +42,7 @@ pub enum Target {
 }
 
 impl Target {
-    /// `sensegate` or `mosquitto`-like name for tables.
+    /// `sensegate` or `mqtt`, for tables.
     #[must_use]
     pub const fn kind(&self) -> &'static str {
         match self {
@@ -135,6 +136,19 @@ impl Target {
         }
     }
 
+    /// The same server with another token (sensegate; MQTT has none).
+    #[must_use]
+    pub fn with_token(&self, token: Secret) -> Self {
+        match self {
+            Self::Sensegate { addr, tls, .. } => Self::Sensegate {
+                addr: *addr,
+                token,
+                tls: tls.clone(),
+            },
+            Self::Mqtt { .. } => self.clone(),
+        }
+    }
+
     /// A sensegate client with this target's token (ingest, attack).
     ///
     /// # Errors
@@ -213,14 +227,29 @@ fn reading(timestamp_us: i64) -> v1::Reading {
     }
 }
 
-/// Bytes of one reading as sensegate encodes it (what an MQTT payload is
-/// padded to).
+/// Bytes an MQTT payload carries: a sensegate reading as encoded, less its
+/// sensor name, which an MQTT publish carries as its topic instead. (The
+/// payload holds the timestamp and the value, padded to this size.)
 #[must_use]
 pub fn reading_size() -> usize {
-    reading(crate::now_us()).encoded_len()
+    let mut r = reading(crate::now_us());
+    r.sensor.clear();
+    r.encoded_len()
 }
 
 impl Publisher {
+    /// Waits until the server has answered every publish (sensegate's
+    /// acknowledgements; MQTT at QoS 0 has none).
+    ///
+    /// # Errors
+    /// A push was refused, or not acknowledged within `limit`.
+    pub async fn settle(&mut self, limit: Duration) -> Result<()> {
+        match self {
+            Self::Sensegate(p) => p.settle(limit).await,
+            Self::Mqtt(_) => Ok(()),
+        }
+    }
+
     /// Publishes one reading stamped `timestamp_us`.
     ///
     /// # Errors

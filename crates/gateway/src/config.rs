@@ -32,7 +32,7 @@ pub const MAX_CONFIG_BYTES: u64 = 1 << 20;
 /// Default port of the native protocol.
 pub const DEFAULT_NATIVE_PORT: u16 = 7420;
 /// Quiet time before an idle plain-TCP connection is parked.
-pub const DEFAULT_PARK_AFTER: Duration = Duration::from_millis(1000);
+pub const DEFAULT_PARK_AFTER: Duration = Duration::from_secs(1);
 /// Default port of the HTTP API.
 pub const DEFAULT_HTTP_PORT: u16 = 7421;
 

@@ -22,7 +22,7 @@ use crate::auth::token::SecretToken;
 use crate::config::Config;
 use crate::file::permission_problem;
 use crate::inflight::InflightBudget;
-use crate::native::connection::Shared;
+use crate::native::connection::{Parking, Shared};
 use crate::service::{Service, ServiceError};
 use crate::sources::supervisor::HostCommand;
 use crate::stats::Limit;
@@ -162,18 +162,8 @@ impl Daemon {
         };
         let shutdown = service.shutdown_token();
         let tracker = TaskTracker::new();
-        let parking = match config.park_after {
-            Some(after) => Some((
-                crate::native::connection::start_parker(
-                    &tracker,
-                    shutdown.clone(),
-                    service.counters().parked.clone(),
-                )
-                .map_err(StartError::Parker)?,
-                after,
-            )),
-            None => None,
-        };
+        tracker.spawn(service.registry().clone().stop_all_at_shutdown());
+        let parking = parking(config, &tracker, &shutdown, &service)?;
         let shared = Shared {
             service: service.clone(),
             inflight: InflightBudget::new(config.limits.inflight_bytes_total),
@@ -302,6 +292,25 @@ impl Drop for Daemon {
     fn drop(&mut self) {
         self.shutdown.cancel();
     }
+}
+
+/// The parker for idle native connections, when parking is on.
+fn parking(
+    config: &Config,
+    tracker: &TaskTracker,
+    shutdown: &CancellationToken,
+    service: &Service,
+) -> Result<Option<Parking>, StartError> {
+    let Some(after) = config.park_after else {
+        return Ok(None);
+    };
+    let parker = crate::native::connection::start_parker(
+        tracker,
+        shutdown.clone(),
+        service.counters().parked.clone(),
+    )
+    .map_err(StartError::Parker)?;
+    Ok(Some((parker, after)))
 }
 
 /// Closes idle authenticated connections, checking once a second (or more

@@ -13,6 +13,7 @@
 //! payload is buffered.
 
 use std::sync::Arc;
+use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
 
 use bytes::BytesMut;
@@ -59,11 +60,14 @@ pub struct Shared {
     pub shutdown: CancellationToken,
     /// Where idle plain-TCP connections wait without a task, and after how
     /// much quiet; `None` keeps every connection a task.
-    pub parking: Option<(Arc<Parker<ParkedConn>>, Duration)>,
+    pub parking: Option<Parking>,
     /// The daemon's tasks: a parked connection holds a token of it, so a
     /// shutdown drain waits for it to say goodbye.
     pub tracker: TaskTracker,
 }
+
+/// The parker and the quiet time after which a connection goes to it.
+pub type Parking = (Arc<Parker<ParkedConn>>, Duration);
 
 /// A connection handed to the parker: its state, its place in the
 /// registry, and a token that keeps the shutdown drain waiting for it.
@@ -191,6 +195,10 @@ fn park(mut conn: Box<Conn>, admission: Admission) -> Result<(), (Box<Conn>, Adm
     let Some((parker, _)) = conn.shared.parking.clone() else {
         return Err((conn, admission));
     };
+    if !matches!(conn.transport, Transport::Tcp(_)) {
+        // Only plain TCP parks (the loop never asks otherwise).
+        return Err((conn, admission));
+    }
     let Transport::Tcp(stream) = std::mem::replace(&mut conn.transport, Transport::Parked) else {
         return Err((conn, admission));
     };
@@ -203,17 +211,17 @@ fn park(mut conn: Box<Conn>, admission: Admission) -> Result<(), (Box<Conn>, Adm
         }
     };
     let drain = conn.shared.tracker.token();
-    let parked = ParkedConn {
+    let handed = ParkedConn {
         conn,
         admission,
         _drain: drain,
     };
-    parker.park(stream, parked).map_err(|(stream, parked)| {
+    parker.park(stream, handed).map_err(|(stream, back)| {
         let ParkedConn {
             mut conn,
             admission,
             ..
-        } = parked;
+        } = back;
         if let Ok(s) = tokio::net::TcpStream::from_std(stream) {
             conn.transport = Transport::Tcp(s);
         }
@@ -253,7 +261,8 @@ impl Conn {
     /// How long this connection may stay quiet before it is parked, when it
     /// could be parked now: plain TCP, authenticated, not subscribed, no
     /// partial frame, nothing to send. (A hello or a frame in progress has
-    /// its own deadline instead.)
+    /// its own deadline instead.) Bytes already waiting are read before the
+    /// timer is looked at, so a peer that sent more is served first.
     fn park_after(&self) -> Option<Duration> {
         let (_, after) = self.shared.parking.as_ref()?;
         let idle = matches!(self.transport, Transport::Tcp(_))
@@ -262,7 +271,17 @@ impl Conn {
             && self.inbuf.is_empty()
             && self.frame_started.is_none()
             && self.replies.is_empty();
-        idle.then_some(*after)
+        // A connection that has only said hello parks at once: most peers
+        // that open and then sit idle never hold a task for long, so a burst
+        // of them does not leave the heap at its high-water mark. After
+        // that, only quiet connections park, so a busy client does not pay
+        // for a park and a wake-up per request.
+        let said_only_hello = self.session.connection().frames_in.load(Relaxed) <= 1;
+        idle.then_some(if said_only_hello {
+            Duration::ZERO
+        } else {
+            *after
+        })
     }
 
     /// The loop. Only the wait itself lives in this future: every handler

@@ -114,14 +114,15 @@ fn run<T: Parkable>(
     let mut events = Events::with_capacity(1024);
     let mut slots: Vec<Option<Slot<T>>> = Vec::new();
     let mut free: Vec<usize> = Vec::new();
-    let give_back = |poll: &Poll, slots: &mut Vec<Option<Slot<T>>>, free: &mut Vec<usize>, i: usize| {
-        if let Some(mut slot) = slots.get_mut(i).and_then(Option::take) {
-            let _ = poll.registry().deregister(&mut slot.stream);
-            free.push(i);
-            count.fetch_sub(1, Relaxed);
-            resume(TcpStream::from(slot.stream), slot.item);
-        }
-    };
+    let give_back =
+        |poll: &Poll, slots: &mut Vec<Option<Slot<T>>>, free: &mut Vec<usize>, i: usize| {
+            if let Some(mut slot) = slots.get_mut(i).and_then(Option::take) {
+                let _ = poll.registry().deregister(&mut slot.stream);
+                free.push(i);
+                count.fetch_sub(1, Relaxed);
+                resume(TcpStream::from(slot.stream), slot.item);
+            }
+        };
     loop {
         if let Err(e) = poll.poll(&mut events, Some(STOP_CHECK))
             && e.kind() != io::ErrorKind::Interrupted
