@@ -174,7 +174,8 @@ stop "$sg_pid"; stop "$mq_pid"
 if [ "${SKIP_SENSEGATE_ONLY:-0}" != 1 ]; then
   step "sensegate only: ingest with acknowledgement (history on, synchronous=FULL)"
   start_sensegate ingest 127.0.0.1:17422 "" '[limits]
-max_connections_per_address = 20000'
+max_connections_per_address = 20000
+push_rate_per_sec = 10000000'
   "$BENCH" ingest --addr 127.0.0.1:17422 --token-file "$work/sg-ingest/admin.token" --pid "$sg_pid" \
     --devices 8 --batch 1,100,1000 --secs 4 --json "$OUT/ingest.jsonl" || echo "ingest failed; going on" >&2
   stop "$sg_pid"
