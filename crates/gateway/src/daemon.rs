@@ -162,8 +162,9 @@ impl Daemon {
         };
         let shutdown = service.shutdown_token();
         let tracker = TaskTracker::new();
+        let parking = parking(config, &tracker, &service)?;
+        // After everything that can fail: the sweep task waits for shutdown.
         tracker.spawn(service.registry().clone().stop_all_at_shutdown());
-        let parking = parking(config, &tracker, &shutdown, &service)?;
         let shared = Shared {
             service: service.clone(),
             inflight: InflightBudget::new(config.limits.inflight_bytes_total),
@@ -298,18 +299,14 @@ impl Drop for Daemon {
 fn parking(
     config: &Config,
     tracker: &TaskTracker,
-    shutdown: &CancellationToken,
     service: &Service,
 ) -> Result<Option<Parking>, StartError> {
     let Some(after) = config.park_after else {
         return Ok(None);
     };
-    let parker = crate::native::connection::start_parker(
-        tracker,
-        shutdown.clone(),
-        service.counters().parked.clone(),
-    )
-    .map_err(StartError::Parker)?;
+    let parker =
+        crate::native::connection::start_parker(tracker, service.counters().parked.clone())
+            .map_err(StartError::Parker)?;
     Ok(Some((parker, after)))
 }
 

@@ -114,7 +114,8 @@ impl Connection {
             .unwrap_or_else(PoisonError::into_inner) = Some(principal);
     }
 
-    /// Whether it was told to stop (or the daemon is shutting down).
+    /// Whether it was told to stop (at shutdown, once the sweep of
+    /// [`Registry::stop_all_at_shutdown`] has reached it).
     #[must_use]
     pub fn stop_requested(&self) -> bool {
         self.stopping.load(Ordering::Acquire)
@@ -241,8 +242,9 @@ impl Drop for Admission {
 }
 
 impl Registry {
-    /// An empty registry with the two connection caps; cancelling
-    /// `shutdown` stops every connection.
+    /// An empty registry with the two connection caps. Once `shutdown` is
+    /// cancelled, connections are admitted already stopped, and
+    /// [`Registry::stop_all_at_shutdown`] (run as a task) stops the rest.
     #[must_use]
     pub fn new(max_total: usize, max_per_address: usize, shutdown: CancellationToken) -> Self {
         Self {

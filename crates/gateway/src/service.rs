@@ -256,8 +256,8 @@ impl Service {
         &self.registry
     }
 
-    /// Cancelled when the daemon shuts down; every connection's stop
-    /// token is its child.
+    /// Cancelled when the daemon shuts down (the registry then stops every
+    /// connection: `Registry::stop_all_at_shutdown`).
     #[must_use]
     pub fn shutdown_token(&self) -> tokio_util::sync::CancellationToken {
         self.shutdown.clone()

@@ -79,7 +79,10 @@ pub struct ParkedConn {
 
 impl Parkable for ParkedConn {
     fn stop_requested(&self) -> bool {
-        self.admission.connection().stop_requested()
+        // The shutdown token too: if the runtime is already gone (a daemon
+        // dropped with it), no sweep will come, and the parker must still
+        // let go.
+        self.admission.connection().stop_requested() || self.conn.shared.shutdown.is_cancelled()
     }
 }
 
@@ -89,7 +92,6 @@ impl Parkable for ParkedConn {
 /// The parker thread could not be started.
 pub fn start_parker(
     tracker: &TaskTracker,
-    shutdown: CancellationToken,
     parked: Arc<std::sync::atomic::AtomicUsize>,
 ) -> std::io::Result<Arc<Parker<ParkedConn>>> {
     let handle = tokio::runtime::Handle::current();
@@ -98,7 +100,6 @@ pub fn start_parker(
         move |stream, parked: ParkedConn| {
             tracker.spawn_on(resume(stream, parked), &handle);
         },
-        shutdown,
         parked,
     )
 }
@@ -148,6 +149,8 @@ struct Conn {
     /// (Activity after the hello is stamped in the registry for the reaper.)
     accepted: Instant,
     replies: Vec<v1::Envelope>,
+    /// The last hand-over to the parker failed (its queue was full).
+    park_failed: bool,
 }
 
 /// Runs one admitted connection to its end.
@@ -163,6 +166,7 @@ pub async fn run(shared: Shared, admission: Admission, transport: Transport, acc
         frame_started: None,
         accepted,
         replies: Vec::new(),
+        park_failed: false,
     });
     drive(conn, admission).await;
 }
@@ -211,6 +215,7 @@ fn park(mut conn: Box<Conn>, admission: Admission) -> Result<(), (Box<Conn>, Adm
         }
     };
     let drain = conn.shared.tracker.token();
+    conn.park_failed = false;
     let handed = ParkedConn {
         conn,
         admission,
@@ -225,6 +230,8 @@ fn park(mut conn: Box<Conn>, admission: Admission) -> Result<(), (Box<Conn>, Adm
         if let Ok(s) = tokio::net::TcpStream::from_std(stream) {
             conn.transport = Transport::Tcp(s);
         }
+        // Not again at once: after the usual quiet time.
+        conn.park_failed = true;
         (conn, admission)
     })
 }
@@ -264,7 +271,10 @@ impl Conn {
     /// its own deadline instead.) Bytes already waiting are read before the
     /// timer is looked at, so a peer that sent more is served first.
     fn park_after(&self) -> Option<Duration> {
-        let (_, after) = self.shared.parking.as_ref()?;
+        let (parker, after) = self.shared.parking.as_ref()?;
+        if parker.is_closed() || self.shared.shutdown.is_cancelled() {
+            return None;
+        }
         let idle = matches!(self.transport, Transport::Tcp(_))
             && matches!(self.session.state(), State::Serving(_))
             && self.session.subscriber().is_none()
@@ -276,7 +286,8 @@ impl Conn {
         // of them does not leave the heap at its high-water mark. After
         // that, only quiet connections park, so a busy client does not pay
         // for a park and a wake-up per request.
-        let said_only_hello = self.session.connection().frames_in.load(Relaxed) <= 1;
+        let said_only_hello =
+            !self.park_failed && self.session.connection().frames_in.load(Relaxed) <= 1;
         idle.then_some(if said_only_hello {
             Duration::ZERO
         } else {
