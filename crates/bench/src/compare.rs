@@ -62,6 +62,10 @@ pub struct StepFigures {
     /// Why the step failed outright (then nothing above was measured).
     #[serde(default)]
     pub error: Option<String>,
+    /// The step missed the bar once and was run again; these are the
+    /// second run's figures.
+    #[serde(default)]
+    pub retried: bool,
 }
 
 impl From<&Step> for StepFigures {
@@ -77,6 +81,7 @@ impl From<&Step> for StepFigures {
             published_rate: s.published_rate,
             server_dropped: s.server_dropped,
             error: None,
+            retried: false,
         }
     }
 }
@@ -94,6 +99,7 @@ impl StepFigures {
             published_rate: 0.0,
             server_dropped: 0,
             error: Some(error),
+            retried: false,
         }
     }
 }
@@ -169,27 +175,15 @@ pub async fn run(
             let Some(run) = side.as_mut() else {
                 continue;
             };
-            let figures = match run.step(rate).await {
-                Ok(step) => {
-                    progress(&format!(
-                        "  {name:9} {rate:>6}/s: {:>9.0} delivered/s, {:>7.3}% delivered, p99 {:>7.2} ms, CPU {:.2} cores{}",
-                        step.delivered_per_sec,
-                        step.delivered_share * 100.0,
-                        step.p99_ms,
-                        step.cpu_cores,
-                        if step.sustainable {
-                            ""
-                        } else {
-                            "  (not sustainable)"
-                        }
-                    ));
-                    StepFigures::from(&step)
-                }
-                Err(e) => {
-                    progress(&format!("  {name:9} {rate:>6}/s: failed: {e:#}"));
-                    StepFigures::failed(rate, format!("{e:#}"))
-                }
-            };
+            // A step that misses the bar is run once more before the search
+            // stops: one stall of the machine should not end it (the same
+            // rule for both servers).
+            let mut figures = measure(run, rate, name, progress).await;
+            if !figures.sustainable && figures.error.is_none() {
+                progress(&format!("  {name:9} {rate:>6}/s: once more, to confirm"));
+                figures = measure(run, rate, name, progress).await;
+                figures.retried = true;
+            }
             let go_on = figures.sustainable;
             steps.push(figures);
             if !go_on {
@@ -214,6 +208,36 @@ pub async fn run(
         mqtt_idle_bytes: mq_idle,
         idle_connections,
     })
+}
+
+/// One step, reported as it ends.
+async fn measure(
+    run: &mut Run,
+    rate: f64,
+    name: &str,
+    progress: &mut dyn FnMut(&str),
+) -> StepFigures {
+    match run.step(rate).await {
+        Ok(step) => {
+            progress(&format!(
+                "  {name:9} {rate:>6}/s: {:>9.0} delivered/s, {:>7.3}% delivered, p99 {:>7.2} ms, CPU {:.2} cores{}",
+                step.delivered_per_sec,
+                step.delivered_share * 100.0,
+                step.p99_ms,
+                step.cpu_cores,
+                if step.sustainable {
+                    ""
+                } else {
+                    "  (not sustainable)"
+                }
+            ));
+            StepFigures::from(&step)
+        }
+        Err(e) => {
+            progress(&format!("  {name:9} {rate:>6}/s: failed: {e:#}"));
+            StepFigures::failed(rate, format!("{e:#}"))
+        }
+    }
 }
 
 /// The highest sustainable step.
@@ -302,8 +326,9 @@ fn row(out: &mut String, r: &Row) {
     let first_failed = |steps: &[StepFigures]| match steps.iter().find(|s| !s.sustainable) {
         Some(s) if s.error.is_some() => format!("{:.0}/s: failed", s.offered_rate),
         Some(s) => format!(
-            "{:.0}/s: {:.3}% lost, p99 {} ms, {:.0} of {:.0}/s sent",
+            "{:.0}/s{}: {:.3}% lost, p99 {} ms, {:.0} of {:.0}/s sent",
             s.offered_rate,
+            if s.retried { " (twice)" } else { "" },
             (1.0 - s.delivered_share) * 100.0,
             num(s.p99_ms, 1),
             s.published_rate,
