@@ -254,10 +254,11 @@ impl Conn {
         if let Some(after) = self.park_after() {
             return Some(Instant::now() + after);
         }
+        let id = self.session.connection().id;
         let hello = self
             .session
             .hello_timeout(&self.shared.service)
-            .map(|t| self.accepted + t);
+            .map(|t| self.accepted + spread(t, id));
         let frame = self.frame_started.map(|t| t + self.limits().frame_timeout);
         match (hello, frame) {
             (Some(a), Some(b)) => Some(a.min(b)),
@@ -566,6 +567,16 @@ impl Conn {
     }
 }
 
+/// A deadline shortened by 0 to 9.9%, by connection id: peers that
+/// connected together (a flood of them) are not all cut off in the same
+/// millisecond, which would stall everyone else while thousands of
+/// goodbyes, closes and reconnections land at once. Never longer than
+/// configured.
+fn spread(deadline: Duration, id: u64) -> Duration {
+    let per_mille = u32::try_from(id % 100).unwrap_or(0);
+    deadline - deadline * per_mille / 1000
+}
+
 async fn wait(timer: Option<&mut Pin<Box<Sleep>>>) {
     match timer {
         Some(t) => t.as_mut().await,
@@ -577,5 +588,19 @@ async fn next_delivery(subscriber: Option<&Subscriber>, max: usize) -> Delivery 
     match subscriber {
         Some(s) => s.next_batch(max).await,
         None => std::future::pending().await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn deadlines_are_spread_but_never_longer() {
+        let d = Duration::from_secs(5);
+        let all: Vec<_> = (0..200).map(|id| spread(d, id)).collect();
+        assert!(all.iter().all(|x| *x <= d && *x >= d * 9 / 10));
+        let distinct: std::collections::BTreeSet<_> = all.iter().collect();
+        assert_eq!(distinct.len(), 100);
     }
 }
