@@ -574,7 +574,7 @@ impl Conn {
 /// configured.
 fn spread(deadline: Duration, id: u64) -> Duration {
     let per_mille = u32::try_from(id % 100).unwrap_or(0);
-    deadline - deadline * per_mille / 1000
+    deadline.saturating_sub(deadline * per_mille / 1000)
 }
 
 async fn wait(timer: Option<&mut Pin<Box<Sleep>>>) {
