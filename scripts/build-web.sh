@@ -12,4 +12,9 @@ fi
 if [ ! -f node_modules/.package-lock.json ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
   npm ci --no-audit --no-fund --loglevel=error
 fi
+# Rebuild only when a source is newer than the build: a rewritten web/dist
+# makes cargo rebuild the daemon that embeds it.
+if [ -f dist/index.html ] && [ -z "$(find src index.html build.mjs package-lock.json -newer dist/index.html -print -quit)" ]; then
+  exit 0
+fi
 npm run --silent build

@@ -23,6 +23,7 @@ use crate::config::Config;
 use crate::file::permission_problem;
 use crate::inflight::InflightBudget;
 use crate::native::connection::{Parking, Shared};
+use crate::registry::StopReason;
 use crate::service::{Service, ServiceError};
 use crate::sources::supervisor::HostCommand;
 use crate::stats::Limit;
@@ -276,6 +277,7 @@ impl Daemon {
     /// `drain` for the tasks to end.
     pub async fn shutdown(self, drain: Duration) {
         self.shutdown.cancel();
+        self.service.registry().stop_all(StopReason::Shutdown);
         self.tracker.close();
         if tokio::time::timeout(drain, self.tracker.wait())
             .await
@@ -292,6 +294,9 @@ impl Drop for Daemon {
     /// threads would otherwise keep the runtime from shutting down.)
     fn drop(&mut self) {
         self.shutdown.cancel();
+        // Parked connections included, even when the runtime is already
+        // gone and no task would run the sweep.
+        self.service.registry().stop_all(StopReason::Shutdown);
     }
 }
 

@@ -114,6 +114,18 @@ impl Connection {
             .unwrap_or_else(PoisonError::into_inner) = Some(principal);
     }
 
+    /// The time this connection has to authenticate (TLS handshake,
+    /// hello, or an HTTP request with a token): `auth_timeout` shortened by
+    /// 0 to 9.9% by connection id, never lengthened. Peers that connected
+    /// together (a flood of them) are then not all cut off in the same
+    /// millisecond, which would stall everyone else while thousands of
+    /// goodbyes, closes and reconnections land at once.
+    #[must_use]
+    pub fn auth_deadline(&self, auth_timeout: std::time::Duration) -> std::time::Duration {
+        let per_mille = u32::try_from(self.id % 100).unwrap_or(0);
+        auth_timeout.saturating_sub(auth_timeout * per_mille / 1000)
+    }
+
     /// Whether it was told to stop (at shutdown, once the sweep of
     /// [`Registry::stop_all_at_shutdown`] has reached it).
     #[must_use]
@@ -468,6 +480,22 @@ mod tests {
         drop((second, other, again));
         assert!(reg.is_empty());
         assert!(reg.lock().per_address.is_empty());
+    }
+
+    #[test]
+    fn auth_deadlines_are_spread_but_never_longer() {
+        let r = Arc::new(Registry::new(1000, 1000, CancellationToken::new()));
+        let d = std::time::Duration::from_secs(5);
+        let held: Vec<_> = (0..200u8)
+            .map(|i| r.admit(addr(2, u16::from(i)), "native", 0).unwrap())
+            .collect();
+        let all: Vec<_> = held
+            .iter()
+            .map(|a| a.connection().auth_deadline(d))
+            .collect();
+        assert!(all.iter().all(|x| *x <= d && *x >= d * 9 / 10));
+        let distinct: std::collections::BTreeSet<_> = all.iter().collect();
+        assert_eq!(distinct.len(), 100);
     }
 
     #[tokio::test]

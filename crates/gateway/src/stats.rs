@@ -187,6 +187,16 @@ mod tests {
     use super::*;
 
     #[test]
+    fn all_lists_every_limit_in_index_order() {
+        // A variant added without a place in ALL would index past the
+        // counters' array: each index must appear, in order.
+        for (i, l) in Limit::ALL.iter().enumerate() {
+            assert_eq!(l.index(), i, "{}", l.name());
+        }
+        assert_eq!(Limit::HttpHeaderTimeout.index(), Limit::ALL.len() - 1);
+    }
+
+    #[test]
     fn every_limit_has_its_own_slot_and_name() {
         let hits = LimitHits::default();
         for (i, l) in Limit::ALL.iter().enumerate() {

@@ -61,7 +61,10 @@ pub async fn run(
         };
         let _ = tcp.set_nodelay(true);
         let app = api::with_connection(router.clone(), admission.connection().clone());
-        let (tls, handshake) = (tls.clone(), service.limits().auth_timeout);
+        let handshake = admission
+            .connection()
+            .auth_deadline(service.limits().auth_timeout);
+        let tls = tls.clone();
         let service = service.clone();
         tracker.spawn(async move {
             let connection = admission.connection().clone();

@@ -2,9 +2,11 @@
 //!
 //! It reads bytes, cuts frames with the sans-IO decoder, hands each payload
 //! to the session and writes what comes back; it also drains the
-//! subscriber's queue into reading batches and keeps two clocks: the hello
-//! deadline and the time a started frame has to finish. The idle timeout is
-//! the reaper's (`Registry::reap_idle`), from the stamp taken per frame.
+//! subscriber's queue into reading batches and keeps one timer, set for the
+//! hello deadline, the time a started frame has to finish, or the quiet time
+//! after which an idle connection is parked (`super::parking`). The idle
+//! timeout is the reaper's (`Registry::reap_idle`), from the stamp taken per
+//! frame.
 //!
 //! Memory: the read buffer is released whenever it holds no partial frame,
 //! and the write buffer after every write, so an idle connection holds
@@ -79,10 +81,9 @@ pub struct ParkedConn {
 
 impl Parkable for ParkedConn {
     fn stop_requested(&self) -> bool {
-        // The shutdown token too: if the runtime is already gone (a daemon
-        // dropped with it), no sweep will come, and the parker must still
-        // let go.
-        self.admission.connection().stop_requested() || self.conn.shared.shutdown.is_cancelled()
+        // Shutdown included: the daemon stops every connection as it cancels
+        // its token (`Daemon::shutdown` and its `Drop`).
+        self.admission.connection().stop_requested()
     }
 }
 
@@ -245,20 +246,17 @@ impl Conn {
         self.shared.service.counters().limits.hit(limit);
     }
 
-    /// The deadline this connection's own timer must watch: the hello
-    /// deadline, or the end of the frame in progress. An authenticated
-    /// connection between frames has none: its idle timeout is enforced by
-    /// the daemon's reaper from `last_active`, so an idle connection holds
-    /// no timer at all.
+    /// The hello deadline, or the end of the frame in progress. An
+    /// authenticated connection between frames has neither: its idle
+    /// timeout is enforced by the daemon's reaper from `last_active`, and
+    /// its only timer is the one that parks it (a parked connection holds
+    /// none).
     fn deadline(&self) -> Option<Instant> {
-        if let Some(after) = self.park_after() {
-            return Some(Instant::now() + after);
-        }
-        let id = self.session.connection().id;
+        let connection = self.session.connection();
         let hello = self
             .session
             .hello_timeout(&self.shared.service)
-            .map(|t| self.accepted + spread(t, id));
+            .map(|t| self.accepted + connection.auth_deadline(t));
         let frame = self.frame_started.map(|t| t + self.limits().frame_timeout);
         match (hello, frame) {
             (Some(a), Some(b)) => Some(a.min(b)),
@@ -273,15 +271,16 @@ impl Conn {
     /// timer is looked at, so a peer that sent more is served first.
     fn park_after(&self) -> Option<Duration> {
         let (parker, after) = self.shared.parking.as_ref()?;
-        if parker.is_closed() || self.shared.shutdown.is_cancelled() {
-            return None;
-        }
+        // Cheap tests first: this runs once per loop iteration. (A stop or a
+        // shutdown needs no test here: the loop looks at `stopped()` before
+        // its timer.)
         let idle = matches!(self.transport, Transport::Tcp(_))
             && matches!(self.session.state(), State::Serving(_))
             && self.session.subscriber().is_none()
             && self.inbuf.is_empty()
             && self.frame_started.is_none()
-            && self.replies.is_empty();
+            && self.replies.is_empty()
+            && !parker.is_closed();
         // A connection that has only said hello parks at once: most peers
         // that open and then sit idle never hold a task for long, so a burst
         // of them does not leave the heap at its high-water mark. After
@@ -306,7 +305,12 @@ impl Conn {
             let subscriber = self.session.subscriber().cloned();
             let max_batch = self.max_batch();
             let chunk = self.read_chunk();
-            match (self.deadline(), timer.as_mut()) {
+            // What the timer is set for is decided here, once: when it
+            // fires, the connection parks or times out accordingly.
+            let park = self.park_after();
+            let deadline =
+                park.map_or_else(|| self.deadline(), |after| Some(Instant::now() + after));
+            match (deadline, timer.as_mut()) {
                 (Some(d), Some(t)) => t.as_mut().reset(d),
                 (Some(d), None) => timer = Some(Box::pin(sleep_until(d))),
                 (None, _) => timer = None,
@@ -333,7 +337,7 @@ impl Conn {
                     }
                 }
                 () = wait(timer.as_mut()), if timer.is_some() => {
-                    if self.park_after().is_some() {
+                    if park.is_some() {
                         return End::Park;
                     }
                     return Box::pin(self.timed_out()).await;
@@ -567,16 +571,6 @@ impl Conn {
     }
 }
 
-/// A deadline shortened by 0 to 9.9%, by connection id: peers that
-/// connected together (a flood of them) are not all cut off in the same
-/// millisecond, which would stall everyone else while thousands of
-/// goodbyes, closes and reconnections land at once. Never longer than
-/// configured.
-fn spread(deadline: Duration, id: u64) -> Duration {
-    let per_mille = u32::try_from(id % 100).unwrap_or(0);
-    deadline.saturating_sub(deadline * per_mille / 1000)
-}
-
 async fn wait(timer: Option<&mut Pin<Box<Sleep>>>) {
     match timer {
         Some(t) => t.as_mut().await,
@@ -588,19 +582,5 @@ async fn next_delivery(subscriber: Option<&Subscriber>, max: usize) -> Delivery 
     match subscriber {
         Some(s) => s.next_batch(max).await,
         None => std::future::pending().await,
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn deadlines_are_spread_but_never_longer() {
-        let d = Duration::from_secs(5);
-        let all: Vec<_> = (0..200).map(|id| spread(d, id)).collect();
-        assert!(all.iter().all(|x| *x <= d && *x >= d * 9 / 10));
-        let distinct: std::collections::BTreeSet<_> = all.iter().collect();
-        assert_eq!(distinct.len(), 100);
     }
 }

@@ -78,7 +78,9 @@ pub async fn run(
             let transport = match tls {
                 None => Transport::Tcp(tcp),
                 Some(acceptor) => {
-                    let hello_deadline = shared.service.limits().auth_timeout;
+                    let hello_deadline = admission
+                        .connection()
+                        .auth_deadline(shared.service.limits().auth_timeout);
                     // Boxed: the handshake state is large and must not stay
                     // in the task of an idle connection.
                     match Box::pin(timeout(hello_deadline, acceptor.accept(tcp))).await {
