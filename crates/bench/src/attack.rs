@@ -10,7 +10,6 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::{Duration, Instant};
 
 use anyhow::Result;
-use prost::Message as _;
 use sensegate_client::wire as v1;
 use serde::Serialize;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
@@ -251,21 +250,21 @@ const fn next(state: &mut u64) -> u64 {
 
 /// A hello frame carrying `token`.
 fn hello(token: &str) -> Vec<u8> {
-    let payload = v1::Envelope {
+    let envelope = v1::Envelope {
         request_id: 1,
         body: Some(v1::envelope::Body::Hello(v1::Hello {
             protocol_version: sensegate_client::PROTOCOL_VERSION,
             token: token.to_owned(),
             client_name: "bench-attack".into(),
         })),
-    }
-    .encode_to_vec();
-    let mut out = u32::try_from(payload.len())
-        .unwrap_or(0)
-        .to_le_bytes()
-        .to_vec();
-    out.extend_from_slice(&payload);
-    out
+    };
+    let mut out = bytes::BytesMut::new();
+    let _ = sensegate_proto::frame::encode_message(
+        &envelope,
+        sensegate_proto::FrameLimit::DEFAULT,
+        &mut out,
+    );
+    out.to_vec()
 }
 
 /// Reads and discards until the server closes or `until`.

@@ -9,7 +9,6 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
 use anyhow::{Context as _, Result, bail};
 use bytes::BytesMut;
-use prost::Message as _;
 use sensegate_client::wire::{self as v1, envelope::Body};
 use sensegate_proto::frame::HARD_MAX_FRAME_BYTES;
 use sensegate_proto::{FrameDecoder, FrameLimit, MessageLimits, decode_envelope};
@@ -34,11 +33,10 @@ struct Acks {
     dead: std::sync::atomic::AtomicBool,
 }
 
+/// Appends `envelope` as one frame (the protocol crate's encoder, under the
+/// default frame cap: a push of one reading is far below it).
 fn frame(envelope: &v1::Envelope, out: &mut BytesMut) {
-    let len = envelope.encoded_len();
-    out.extend_from_slice(&u32::try_from(len).unwrap_or(u32::MAX).to_le_bytes());
-    // Encoding into a BytesMut only fails for lack of space, and it grows.
-    let _ = envelope.encode(out);
+    let _ = sensegate_proto::frame::encode_message(envelope, FrameLimit::DEFAULT, out);
 }
 
 async fn next_envelope(
