@@ -43,6 +43,9 @@ pub enum AuditEvent<'a> {
         action: &'static str,
         /// What it acted on (token id, connection id), when any.
         target: Option<String>,
+        /// The token a `create_token` made: its id, role and scope.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        created: Option<CreatedToken<'a>>,
         /// `ok`, `denied`, `not_found` or `failed`.
         outcome: &'static str,
     },
@@ -53,6 +56,17 @@ pub enum AuditEvent<'a> {
         /// How many.
         count: u64,
     },
+}
+
+/// What the audit line of a created token records (never its secret).
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct CreatedToken<'a> {
+    /// The new token's id.
+    pub id: &'a str,
+    /// Its role.
+    pub role: &'static str,
+    /// Its scope.
+    pub scope: &'a str,
 }
 
 #[derive(Serialize)]
@@ -176,6 +190,7 @@ mod tests {
             principal: "evil\n{\"event\":\"forged\"}",
             action: "create_token",
             target: Some("0011".into()),
+            created: None,
             outcome: "ok",
         });
         let text = std::fs::read_to_string(&path).unwrap();
@@ -218,6 +233,7 @@ mod tests {
             principal: "admin",
             action: "list_tokens",
             target: None,
+            created: None,
             outcome: "ok",
         });
         audit.record_denial(&failure, now + DENIAL_WINDOW);

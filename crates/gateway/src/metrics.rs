@@ -44,7 +44,9 @@ pub fn render(service: &Service, caller: Option<&Principal>) -> String {
 
 /// Connections, the hub, ingest, history, authentication, driver restarts.
 fn daemon_series(out: &mut String, service: &Service) {
-    let connections = service.registry().list(service.limits().max_connections);
+    let connections = service
+        .registry()
+        .list(service.limits().max_connections, |_| true);
     let count = |frontend: &str| {
         connections
             .iter()

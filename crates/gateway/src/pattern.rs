@@ -34,6 +34,40 @@ impl Pattern {
     pub fn matches(&self, name: &str) -> bool {
         glob_match(self.0.as_bytes(), name.as_bytes())
     }
+
+    /// Whether every name `inner` matches is one this pattern matches: a
+    /// conservative test (it may say no to some patterns that are in fact
+    /// contained, never yes to one that is not). It says yes when
+    /// - this pattern is only stars (it matches everything);
+    /// - `inner` has no wildcard and this pattern matches it as a name;
+    /// - both are the same text;
+    /// - this pattern is a literal prefix followed by one `*` (`site-a/*`)
+    ///   and `inner`'s literal start, up to its first wildcard, begins with
+    ///   that prefix (`site-a/room-?/*`).
+    ///
+    /// Anything else is refused: `a*b` does not cover `a*xb` here, though it
+    /// does in fact. This is what keeps a scoped admin inside its scope.
+    #[must_use]
+    pub fn covers(&self, inner: &Self) -> bool {
+        let outer = self.0.as_bytes();
+        let inner_text = inner.0.as_bytes();
+        let is_wild = |c: &u8| *c == b'*' || *c == b'?';
+        if outer.iter().all(|&c| c == b'*') {
+            return true;
+        }
+        let Some(inner_wild) = inner_text.iter().position(is_wild) else {
+            return self.matches(&inner.0);
+        };
+        if outer == inner_text {
+            return true;
+        }
+        match outer.split_last() {
+            Some((b'*', prefix)) if !prefix.iter().any(is_wild) => {
+                inner_text[..inner_wild].starts_with(prefix)
+            }
+            _ => false,
+        }
+    }
 }
 
 impl std::fmt::Display for Pattern {
@@ -93,6 +127,64 @@ mod tests {
         assert!(m("a*b*c", "aXXbYYc"));
         assert!(!m("a*b*c", "aXXbYY"));
         assert!(m("**", "x"));
+    }
+
+    fn covers(outer: &str, inner: &str) -> bool {
+        Pattern::new(outer).covers(&Pattern::new(inner))
+    }
+
+    #[test]
+    fn covers_says_yes_only_for_contained_patterns() {
+        for (outer, inner) in [
+            ("*", "*"),
+            ("*", "a/*"),
+            ("**", "?"),
+            ("site-a/*", "site-a/*"),
+            ("site-a/*", "site-a/room/*"),
+            ("site-a/*", "site-a/r?om/*"),
+            ("site-a/*", "site-a/t"),
+            ("site-a/*", "site-a/"),
+            ("site-a/t", "site-a/t"),
+            ("a*b", "a*b"),
+            ("a*b", "axb"),
+            ("r?om", "room"),
+        ] {
+            assert!(covers(outer, inner), "{outer} should cover {inner}");
+        }
+        for (outer, inner) in [
+            ("site-a/*", "*"),
+            ("site-a/*", "site-*"),
+            ("site-a/*", "site-a*"),
+            ("site-a/*", "?ite-a/*"),
+            ("site-a/*", "site-b/t"),
+            ("site-a/t", "site-a/*"),
+            ("site-a/t", "site-a/?"),
+            ("a*b", "a*"),
+            ("a*b", "a*xb"),
+            ("r?om", "r?o?"),
+            ("room", "r??m"),
+        ] {
+            assert!(!covers(outer, inner), "{outer} must not cover {inner}");
+        }
+    }
+
+    #[test]
+    fn what_covers_says_holds_for_every_name_tried() {
+        // Soundness on a small alphabet: if covers(o, i), every name i
+        // matches, o matches.
+        let patterns = [
+            "*", "a*", "ab*", "a?", "a?*", "?b", "ab", "a*b", "b*", "**", "a",
+        ];
+        let names = ["", "a", "b", "ab", "ba", "abb", "aab", "abab", "bb", "aa"];
+        for o in patterns {
+            for i in patterns {
+                if covers(o, i) {
+                    for n in names {
+                        assert!(!m(i, n) || m(o, n), "{o} covers {i} but {n} breaks it");
+                    }
+                }
+            }
+        }
     }
 
     #[test]

@@ -3,10 +3,15 @@
 //!
 //! Deny by default: [`decide`] lists what each role may do; anything not
 //! listed is denied. Sensor actions also require the sensor to be in the
-//! principal's scope. The test below walks the whole role x action x scope
-//! table.
+//! principal's scope. Token and connection actions name the scope of the
+//! token concerned: an admin acts only on tokens (and on connections of
+//! tokens) whose scope lies inside its own, by the conservative rule of
+//! [`Pattern::covers`], so an admin scoped `site-a/*` can neither mint a `*`
+//! token nor revoke the root admin. The test below walks the whole role x
+//! action x scope table.
 
 use crate::auth::{Principal, Role};
+use crate::pattern::Pattern;
 
 /// Everything a principal can ask for. Sensor actions name the sensor so the
 /// scope can be checked.
@@ -24,16 +29,18 @@ pub enum Action<'a> {
     Push(&'a str),
     /// Read the metrics endpoint.
     ReadMetrics,
-    /// Create a token.
-    CreateToken,
-    /// List tokens.
+    /// Create a token with this scope.
+    CreateToken(&'a Pattern),
+    /// List tokens (the result is then filtered with
+    /// [`Action::RevokeToken`]: an admin sees the tokens it could revoke).
     ListTokens,
-    /// Revoke a token.
-    RevokeToken,
-    /// List connections.
+    /// Revoke a token with this scope.
+    RevokeToken(&'a Pattern),
+    /// List connections (filtered with [`Action::KickConnection`]).
     ListConnections,
-    /// Disconnect a connection.
-    KickConnection,
+    /// Disconnect a connection whose token has this scope (a connection not
+    /// yet authenticated counts as scope `*`: only an unscoped admin may).
+    KickConnection(&'a Pattern),
     /// Read one's own identity: name, role and scope (what the dashboard
     /// shows and which pages it offers).
     WhoAmI,
@@ -76,22 +83,30 @@ pub fn decide(principal: &Principal, action: Action<'_>) -> Decision {
             Decision::Deny(Deny::Scope)
         }
     };
+    let covers = |scope: &Pattern| {
+        if principal.scope.covers(scope) {
+            Decision::Allow
+        } else {
+            Decision::Deny(Deny::Scope)
+        }
+    };
     match (principal.role, action) {
         (
             Role::Admin,
             Action::ListSensors
             | Action::Subscribe
             | Action::ReadMetrics
-            | Action::CreateToken
             | Action::ListTokens
-            | Action::RevokeToken
-            | Action::ListConnections
-            | Action::KickConnection,
+            | Action::ListConnections,
         )
         | (Role::Reader, Action::ListSensors | Action::Subscribe | Action::ReadMetrics)
         | (Role::Admin | Role::Reader | Role::Device, Action::WhoAmI) => Decision::Allow,
         (Role::Admin | Role::Reader, Action::ReadSensor(sensor))
         | (Role::Admin | Role::Device, Action::Push(sensor)) => in_scope(sensor),
+        (
+            Role::Admin,
+            Action::CreateToken(scope) | Action::RevokeToken(scope) | Action::KickConnection(scope),
+        ) => covers(scope),
         _ => Decision::Deny(Deny::Role),
     }
 }
@@ -102,18 +117,20 @@ mod tests {
     use crate::pattern::Pattern;
 
     /// Every action, with its sensor (when it has one) in or out of scope.
-    fn actions(sensor: &str) -> [Action<'_>; 11] {
+    /// `scope` is the scope of the token acted on, in or out of the
+    /// principal's scope as `sensor` is.
+    fn actions<'a>(sensor: &'a str, scope: &'a Pattern) -> [Action<'a>; 11] {
         [
             Action::ListSensors,
             Action::ReadSensor(sensor),
             Action::Subscribe,
             Action::Push(sensor),
             Action::ReadMetrics,
-            Action::CreateToken,
+            Action::CreateToken(scope),
             Action::ListTokens,
-            Action::RevokeToken,
+            Action::RevokeToken(scope),
             Action::ListConnections,
-            Action::KickConnection,
+            Action::KickConnection(scope),
             Action::WhoAmI,
         ]
     }
@@ -134,7 +151,7 @@ mod tests {
         let table: [(Role, bool, &str); 6] = [
             //                         list read sub push metr ctok ltok rtok lcon kick whoami
             (Role::Admin, true, "A A A A A A A A A A A"),
-            (Role::Admin, false, "A S A S A A A A A A A"),
+            (Role::Admin, false, "A S A S A S A S A S A"),
             (Role::Reader, true, "A A A R A R R R R R A"),
             (Role::Reader, false, "A S A R A R R R R R A"),
             (Role::Device, true, "R R R A R R R R R R A"),
@@ -143,9 +160,10 @@ mod tests {
         let mut checked = 0;
         for (role, in_scope, row) in table {
             let sensor = if in_scope { "room/temp" } else { "hall/temp" };
+            let scope = Pattern::new(if in_scope { "room/a/*" } else { "*" });
             let expected: Vec<&str> = row.split(' ').collect();
             let p = principal(role);
-            for (action, want) in actions(sensor).into_iter().zip(&expected) {
+            for (action, want) in actions(sensor, &scope).into_iter().zip(&expected) {
                 let want = match *want {
                     "A" => Decision::Allow,
                     "R" => Decision::Deny(Deny::Role),
@@ -156,7 +174,38 @@ mod tests {
                 checked += 1;
             }
         }
-        assert_eq!(checked, Role::ALL.len() * 2 * actions("x").len());
+        assert_eq!(
+            checked,
+            Role::ALL.len() * 2 * actions("x", &Pattern::any()).len()
+        );
+    }
+
+    #[test]
+    fn an_unscoped_admin_manages_every_token_and_a_scoped_one_only_its_own() {
+        let mut root = principal(Role::Admin);
+        root.scope = Pattern::any();
+        let site = principal(Role::Admin);
+        for scope in ["*", "room/*", "hall/*", "room/t"] {
+            let s = Pattern::new(scope);
+            assert!(decide(&root, Action::CreateToken(&s)).is_allowed());
+            assert!(decide(&root, Action::RevokeToken(&s)).is_allowed());
+            assert!(decide(&root, Action::KickConnection(&s)).is_allowed());
+        }
+        for (scope, allowed) in [
+            ("*", false),
+            ("room/*", true),
+            ("hall/*", false),
+            ("room/t", true),
+        ] {
+            let s = Pattern::new(scope);
+            for action in [
+                Action::CreateToken(&s),
+                Action::RevokeToken(&s),
+                Action::KickConnection(&s),
+            ] {
+                assert_eq!(decide(&site, action).is_allowed(), allowed, "{action:?}");
+            }
+        }
     }
 
     #[test]

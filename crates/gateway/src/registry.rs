@@ -382,22 +382,20 @@ impl Registry {
         t
     }
 
-    /// Every connection, by id, at most `max`.
+    /// The connections `keep` accepts, by id, at most `max`.
     #[must_use]
-    pub fn list(&self, max: usize) -> Vec<Arc<Connection>> {
+    pub fn list(&self, max: usize, keep: impl Fn(&Connection) -> bool) -> Vec<Arc<Connection>> {
         let mut all: Vec<_> = self.lock().connections.values().cloned().collect();
+        all.retain(|c| keep(c));
         all.sort_by_key(|c| c.id);
         all.truncate(max);
         all
     }
 
-    /// Stops connection `id`; returns whether it was open.
-    pub fn kick(&self, id: u64) -> bool {
-        let found = self.lock().connections.get(&id).cloned();
-        found.is_some_and(|c| {
-            c.stop(StopReason::Kicked);
-            true
-        })
+    /// Connection `id`, when open.
+    #[must_use]
+    pub fn get(&self, id: u64) -> Option<Arc<Connection>> {
+        self.lock().connections.get(&id).cloned()
     }
 
     /// Stops every connection with `reason`.
@@ -517,9 +515,9 @@ mod tests {
         assert_eq!(a.connection().stopped().await, StopReason::Revoked);
         assert_eq!(c.connection().stopped().await, StopReason::Revoked);
         assert!(!b.connection().stop_requested());
-        assert!(r.kick(b.connection().id));
+        r.get(b.connection().id).unwrap().stop(StopReason::Kicked);
         assert_eq!(b.connection().stopped().await, StopReason::Kicked);
-        assert!(!r.kick(999));
+        assert!(r.get(999).is_none());
         let late = r.admit(addr(1, 4), "native", 0).unwrap();
         let sweep = tokio::spawn(r.clone().stop_all_at_shutdown());
         parent.cancel();

@@ -12,7 +12,7 @@ use std::time::Instant;
 
 use sensegate_proto::v1::ErrorCode;
 
-use crate::audit::{Audit, AuditEvent};
+use crate::audit::{Audit, AuditEvent, CreatedToken};
 use crate::auth::store::{StoreError, TokenRecord, TokenStore};
 use crate::auth::token::SecretToken;
 use crate::auth::{Principal, Role};
@@ -279,41 +279,37 @@ impl Service {
         self.tokens.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Checks a hello's token, throttling failures per source address.
+    /// Checks a hello's token. The token is verified first (constant
+    /// time), so a valid token is never refused for other peers' failures
+    /// behind the same address; failures are counted per source address,
+    /// and past `limits.auth_failures_per_minute` they are answered as
+    /// throttled.
     ///
     /// # Errors
-    /// [`ServiceError::AuthThrottled`] while `peer` is throttled (the token is
-    /// not even checked), [`ServiceError::Unauthenticated`] otherwise.
+    /// [`ServiceError::Unauthenticated`] for a token that does not verify,
+    /// [`ServiceError::AuthThrottled`] instead once `peer` is over its
+    /// allowance of failures.
     pub fn authenticate(
         &self,
         token: &str,
         peer: SocketAddr,
         now: Instant,
     ) -> Result<Arc<Principal>, ServiceError> {
-        if self.auth_throttle.is_throttled(peer.ip(), now) {
-            let event = AuditEvent::AuthFailure {
-                peer,
-                reason: "throttled",
-            };
-            self.audit.record_denial(&event, now);
-            self.counters
-                .auth_throttled
-                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            return Err(ServiceError::AuthThrottled);
-        }
         let verified = self.tokens().verify(token);
-        verified.map(|p| self.shared_principal(p)).map_err(|_| {
-            self.auth_throttle.record_failure(peer.ip(), now);
-            self.counters
-                .auth_bad_token
-                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            let event = AuditEvent::AuthFailure {
-                peer,
-                reason: "bad_token",
-            };
-            self.audit.record_denial(&event, now);
-            ServiceError::Unauthenticated
-        })
+        if let Ok(p) = verified {
+            return Ok(self.shared_principal(p));
+        }
+        let (reason, counter, error) = if self.auth_throttle.record_failure(peer.ip(), now) {
+            let c = &self.counters.auth_throttled;
+            ("throttled", c, ServiceError::AuthThrottled)
+        } else {
+            let c = &self.counters.auth_bad_token;
+            ("bad_token", c, ServiceError::Unauthenticated)
+        };
+        counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.audit
+            .record_denial(&AuditEvent::AuthFailure { peer, reason }, now);
+        Err(error)
     }
 
     fn shared_principal(&self, principal: Principal) -> Arc<Principal> {
@@ -592,7 +588,19 @@ impl Service {
         run: impl FnOnce() -> Result<T, ServiceError>,
     ) -> Result<T, ServiceError> {
         let result = Self::allow(caller.principal, action).and_then(|()| run());
-        let outcome = match &result {
+        self.audit_admin(caller, name, target, None, &result);
+        result
+    }
+
+    fn audit_admin<T>(
+        &self,
+        caller: Caller<'_>,
+        name: &'static str,
+        target: Option<String>,
+        created: Option<CreatedToken<'_>>,
+        result: &Result<T, ServiceError>,
+    ) {
+        let outcome = match result {
             Ok(_) => "ok",
             Err(ServiceError::Forbidden) => "denied",
             Err(ServiceError::NotFound) => "not_found",
@@ -604,6 +612,7 @@ impl Service {
             principal: &caller.principal.name,
             action: name,
             target,
+            created,
             outcome,
         };
         if outcome == "denied" {
@@ -612,15 +621,17 @@ impl Service {
         } else {
             self.audit.record(&event);
         }
-        result
     }
 
-    /// Creates a token; the secret is returned this once.
+    /// Creates a token; the secret is returned this once. Its scope must lie
+    /// within the caller's ([`Pattern::covers`]); the audit line records
+    /// the new token's id, role and scope.
     ///
     /// # Errors
-    /// [`ServiceError::Forbidden`], [`ServiceError::Invalid`] for a bad name
-    /// or scope, [`ServiceError::TokensFull`], [`ServiceError::Internal`]
-    /// when the store cannot be saved.
+    /// [`ServiceError::Forbidden`] (also for a scope outside the caller's),
+    /// [`ServiceError::Invalid`] for a bad name or scope,
+    /// [`ServiceError::TokensFull`], [`ServiceError::Internal`] when the
+    /// store cannot be saved.
     pub fn create_token(
         &self,
         caller: Caller<'_>,
@@ -628,7 +639,8 @@ impl Service {
         role: Role,
         scope: &str,
     ) -> Result<(TokenRecord, SecretToken), ServiceError> {
-        self.admin(caller, Action::CreateToken, "create_token", None, || {
+        let wanted = Pattern::new(scope);
+        let result = Self::allow(caller.principal, Action::CreateToken(&wanted)).and_then(|()| {
             let created = self
                 .tokens()
                 .create(name, role, scope, now_us())
@@ -637,28 +649,43 @@ impl Service {
                 self.counters.limits.hit(Limit::Tokens);
             }
             created
-        })
+        });
+        let created = result.as_ref().ok().map(|(r, _)| CreatedToken {
+            id: &r.id,
+            role: r.role.as_str(),
+            scope: r.scope.as_str(),
+        });
+        self.audit_admin(caller, "create_token", None, created, &result);
+        result
     }
 
-    /// Every token (no secrets: only ids, names, roles, scopes).
+    /// The tokens the caller could revoke: within its scope (no secrets:
+    /// only ids, names, roles, scopes).
     ///
     /// # Errors
     /// [`ServiceError::Forbidden`].
     pub fn list_tokens(&self, caller: Caller<'_>) -> Result<Vec<TokenRecord>, ServiceError> {
+        let p = caller.principal;
         self.admin(caller, Action::ListTokens, "list_tokens", None, || {
-            Ok(self.tokens().list())
+            let mut all = self.tokens().list();
+            all.retain(|t| policy::decide(p, Action::RevokeToken(&t.scope)).is_allowed());
+            Ok(all)
         })
     }
 
-    /// Revokes a token and disconnects its sessions; returns how many.
+    /// Revokes a token within the caller's scope and disconnects its
+    /// sessions; returns how many.
     ///
     /// # Errors
-    /// [`ServiceError::Forbidden`], [`ServiceError::NotFound`],
+    /// [`ServiceError::Forbidden`] for a token outside the caller's scope
+    /// (and, for a caller with a narrower scope than `*`, for an unknown id:
+    /// no oracle of which ids exist), [`ServiceError::NotFound`],
     /// [`ServiceError::Internal`] when the store cannot be saved.
     pub fn revoke_token(&self, caller: Caller<'_>, id: &str) -> Result<usize, ServiceError> {
+        let scope = self.tokens().scope_of(id).unwrap_or_else(Pattern::any);
         self.admin(
             caller,
-            Action::RevokeToken,
+            Action::RevokeToken(&scope),
             "revoke_token",
             Some(id.to_owned()),
             || {
@@ -676,7 +703,8 @@ impl Service {
         )
     }
 
-    /// Open connections.
+    /// The open connections the caller could kick: those of tokens within
+    /// its scope (connections not yet authenticated only for `*`).
     ///
     /// # Errors
     /// [`ServiceError::Forbidden`].
@@ -684,31 +712,40 @@ impl Service {
         &self,
         caller: Caller<'_>,
     ) -> Result<Vec<Arc<Connection>>, ServiceError> {
+        let p = caller.principal;
         self.admin(
             caller,
             Action::ListConnections,
             "list_connections",
             None,
-            || Ok(self.registry.list(self.limits.message.max_list_items)),
+            || {
+                Ok(self.registry.list(self.limits.message.max_list_items, |c| {
+                    policy::decide(p, Action::KickConnection(&connection_scope(c))).is_allowed()
+                }))
+            },
         )
     }
 
-    /// Disconnects one connection.
+    /// Disconnects one connection of a token within the caller's scope.
     ///
     /// # Errors
-    /// [`ServiceError::Forbidden`], [`ServiceError::NotFound`].
+    /// [`ServiceError::Forbidden`] out of scope (and for an unknown id,
+    /// as for tokens, unless the caller's scope is `*`),
+    /// [`ServiceError::NotFound`].
     pub fn kick(&self, caller: Caller<'_>, id: u64) -> Result<(), ServiceError> {
+        let target = self.registry.get(id);
+        let scope = target
+            .as_deref()
+            .map_or_else(Pattern::any, connection_scope);
         self.admin(
             caller,
-            Action::KickConnection,
+            Action::KickConnection(&scope),
             "kick",
             Some(id.to_string()),
             || {
-                if self.registry.kick(id) {
-                    Ok(())
-                } else {
-                    Err(ServiceError::NotFound)
-                }
+                let c = target.ok_or(ServiceError::NotFound)?;
+                c.stop(crate::registry::StopReason::Kicked);
+                Ok(())
             },
         )
     }
@@ -748,6 +785,12 @@ impl Service {
     pub fn token_is_live(&self, token: &str) -> bool {
         self.tokens().verify(token).is_ok()
     }
+}
+
+/// The scope a connection is judged by: its token's, or `*` before it
+/// authenticated (so only an unscoped admin sees or kicks it).
+fn connection_scope(c: &Connection) -> Pattern {
+    c.principal().map_or_else(Pattern::any, |p| p.scope.clone())
 }
 
 fn store_error(e: StoreError) -> ServiceError {

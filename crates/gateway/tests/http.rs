@@ -357,7 +357,7 @@ async fn a_stream_delivers_readings_and_a_client_that_never_reads_stays_bounded(
     let deadline = Instant::now() + Duration::from_secs(10);
     while service
         .registry()
-        .list(100)
+        .list(100, |_| true)
         .iter()
         .filter(|c| c.subscriptions.load(std::sync::atomic::Ordering::Relaxed) > 0)
         .count()
@@ -851,4 +851,58 @@ async fn whoami_tells_each_role_its_own_identity_and_nothing_else() {
         assert_eq!(v.as_object().unwrap().len(), 3, "{v}");
         assert!(!r.body.contains(token.expose()), "the secret is not echoed");
     }
+}
+
+/// As `hostile::a_scoped_admin_stays_inside_its_scope`, over HTTP.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_scoped_admin_cannot_escape_its_scope_over_http() {
+    let d = TestDaemon::start("").await;
+    let addr = http(&d);
+    let (_, site) = d.token(v1::Role::Admin, "site-a/*").await;
+    let site = site.expose().to_owned();
+    let r = request(
+        addr,
+        "POST",
+        "/api/v1/tokens",
+        Some(&site),
+        r#"{"name":"escape","role":"admin","scope":"*"}"#,
+    )
+    .await;
+    assert_eq!(
+        (r.status, code(&r).as_str()),
+        (403, "FORBIDDEN"),
+        "{}",
+        r.body
+    );
+    let r = request(
+        addr,
+        "POST",
+        "/api/v1/tokens",
+        Some(&site),
+        r#"{"name":"ok","role":"reader","scope":"site-a/x"}"#,
+    )
+    .await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    let r = request(addr, "GET", "/api/v1/tokens", Some(&site), "").await;
+    assert_eq!(r.status, 200);
+    let listed: serde_json::Value = serde_json::from_str(&r.body).unwrap();
+    let scopes: Vec<&str> = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["scope"].as_str().unwrap())
+        .collect();
+    assert_eq!(scopes, ["site-a/*", "site-a/x"], "{}", r.body);
+    let mut root = d.admin().await;
+    let root_id = root.list_tokens().await.unwrap()[0].id.clone();
+    let r = request(
+        addr,
+        "DELETE",
+        &format!("/api/v1/tokens/{root_id}"),
+        Some(&site),
+        "",
+    )
+    .await;
+    assert_eq!((r.status, code(&r).as_str()), (403, "FORBIDDEN"));
+    root.ping().await.unwrap();
 }

@@ -282,6 +282,12 @@ impl TokenStore {
         Ok(true)
     }
 
+    /// The scope of token `id`, when it exists.
+    #[must_use]
+    pub fn scope_of(&self, id: &str) -> Option<Pattern> {
+        self.by_id.get(id).map(|r| r.scope.clone())
+    }
+
     /// Whether token `id` exists and is not revoked (ids are not secret).
     #[must_use]
     pub fn is_live(&self, id: &str) -> bool {
