@@ -73,17 +73,16 @@ pub async fn serve(path: &Path) -> ExitCode {
             return ExitCode::from(EX_UNAVAILABLE);
         }
     };
-    let token_path = config.data_dir.join("admin.token");
-    if daemon.service().token_count() == 0 {
-        match daemon.ensure_admin_token(&token_path) {
-            Ok(_) => tracing::info!(
-                path = %token_path.display(),
-                "no tokens yet: created an admin token (the file is mode 0600)"
-            ),
-            Err(e) => {
-                tracing::error!("{e}");
-                return ExitCode::FAILURE;
-            }
+    let token_path = &config.admin_token_file;
+    match daemon.bootstrap_admin_token(token_path) {
+        Ok(true) => tracing::info!(
+            path = %token_path.display(),
+            "no tokens yet: created an admin token (the file is mode 0600 and is removed once the token is used)"
+        ),
+        Ok(false) => {}
+        Err(e) => {
+            tracing::error!("{e}");
+            return ExitCode::FAILURE;
         }
     }
     signalled().await;

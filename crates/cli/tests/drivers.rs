@@ -319,3 +319,151 @@ async fn a_driver_faster_than_its_rate_is_slowed_to_it() {
     assert!(total >= rate, "the driver was stopped, not slowed: {total}");
     assert!(gw.restarts("fast").is_empty());
 }
+
+/// The attack: a hostile driver under `serve` opened `admin.token`,
+/// `key.pem` and `tokens.json` (read-write too), mapped the token store
+/// shared and writable, opened `history.db-shm` read-write and locked it,
+/// opened a sibling host's `/proc/PID/mem` read-write, and sent the admin
+/// token out as its own readings. Each is refused now, and the rest of the
+/// daemon goes on: a healthy sibling streams, pushes are stored, the token
+/// store is unchanged.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hostile_driver_cannot_reach_the_daemons_files_or_its_siblings() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    std::fs::create_dir(&data).unwrap();
+    std::fs::set_permissions(&data, std::os::unix::fs::PermissionsExt::from_mode(0o700)).unwrap();
+    // A key file where a TLS daemon keeps one.
+    std::fs::write(data.join("key.pem"), "not a real key").unwrap();
+    let device = dir.path().join("device");
+    std::fs::write(&device, [0u8; 64]).unwrap();
+    let sensors = [
+        "x.token", "x.key", "x.store", "x.map", "x.shm", "x.mem", "x.setlk", "x.setlkw", "x.ofd",
+        "x.ofdw", "x.device", "x.passwd", "x.self", "x.leaked",
+    ];
+    let mut sources = driver(
+        "healthy",
+        SIM_PATH,
+        "channels=1;rate_hz=20",
+        &["healthy"],
+        "",
+    );
+    sources.push_str(&driver(
+        "thief",
+        FAULTY_PATH,
+        &format!("mode=steal;dir={};dev={}", data.display(), device.display()),
+        &sensors,
+        &format!("devices = [\"{}\"]", device.display()),
+    ));
+    let gw = Gateway::start_in(dir, &sources);
+    let store_before = std::fs::read(data.join("tokens.json")).unwrap();
+    let mut c = gw.client().await;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let values = loop {
+        let mut values = BTreeMap::new();
+        for s in sensors {
+            if let Ok(r) = c.latest(s).await {
+                // Small integers, printed exactly.
+                values.insert(s, r.value.to_string());
+            }
+        }
+        if values.len() == sensors.len() {
+            break values;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the thief reported only {values:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    eprintln!("thief: {values:?}");
+    // -errno, as the driver reports them.
+    let (eacces, eperm) = ("-13", "-1");
+    let refused = |s: &str| values[s].starts_with('-');
+    // The data directory is out of reach whatever the files' modes.
+    assert!(refused("x.token"), "admin.token was opened");
+    assert_eq!(values["x.leaked"], "0", "bytes of the admin token leaked");
+    for s in ["x.key", "x.store", "x.map", "x.shm"] {
+        assert_eq!(values[s], eacces, "{s}: not refused by the file ruleset");
+    }
+    assert_eq!(values["x.mem"], "0", "another process's memory was opened");
+    assert!(!refused("x.device"), "its own device was refused");
+    for s in ["x.setlk", "x.setlkw", "x.ofd", "x.ofdw"] {
+        assert_eq!(values[s], eperm, "{s}: a file lock was not refused");
+    }
+    assert_eq!(
+        values["x.passwd"], eacces,
+        "a file outside the ruleset was opened"
+    );
+    assert!(!refused("x.self"), "/proc/self is needed and allowed");
+
+    // The rest of the daemon is unaffected.
+    c.subscribe(&["healthy"]).await.unwrap();
+    let batch = tokio::time::timeout(Duration::from_secs(5), c.next_batch())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(!batch.readings.is_empty());
+    let now = sensegate_gateway::reading::now_us();
+    let mut device_client = gw.client().await;
+    let pushed = device_client
+        .push(vec![sensegate_client::wire::Reading {
+            sensor: "dev/t".into(),
+            timestamp_us: now,
+            value: 1.5,
+            quality: sensegate_client::wire::Quality::Good.into(),
+        }])
+        .await
+        .unwrap();
+    assert_eq!(pushed, 1);
+    assert_eq!(
+        std::fs::read(data.join("tokens.json")).unwrap(),
+        store_before,
+        "the token store changed"
+    );
+    assert!(
+        gw.restarts("thief").is_empty(),
+        "{:?}",
+        gw.restarts("thief")
+    );
+}
+
+/// The attack: a reading stamped ten years ahead became the sensor's latest
+/// with state ok, stayed in history, and the readings after it never
+/// replaced it. A driver's readings get the bound pushes have.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_driver_reading_from_the_far_future_is_refused() {
+    let timing = "restart_initial_ms = 50\nrestart_max_ms = 200";
+    let mut sources = driver(
+        "prophet",
+        FAULTY_PATH,
+        "mode=future;period_ms=20",
+        &["prophet"],
+        timing,
+    );
+    sources.push_str(&driver(
+        "healthy",
+        SIM_PATH,
+        "channels=1;rate_hz=20",
+        &["healthy"],
+        "",
+    ));
+    let gw = Gateway::start(&sources);
+    gw.wait_restarts("prophet", 2, Duration::from_secs(20));
+    let mut c = gw.client().await;
+    let s = c.list_sensors("prophet").await.unwrap();
+    assert!(
+        s[0].fault_reason.contains("ahead of the daemon's clock"),
+        "{:?}",
+        s[0].fault_reason
+    );
+    let e = c.latest("prophet").await.unwrap_err();
+    assert_eq!(
+        e.code(),
+        Some(sensegate_client::wire::ErrorCode::NotFound),
+        "{e}"
+    );
+    let healthy = c.latest("healthy").await.unwrap();
+    let now = sensegate_gateway::reading::now_us();
+    assert!(healthy.timestamp_us <= now + 1_000_000);
+}

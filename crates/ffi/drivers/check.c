@@ -113,6 +113,11 @@ static void check_faulty(struct api *a) {
     struct sg_driver *d = NULL;
     CHECK(open_str(a, "mode=nonsense", &d) == SG_E_INVALID_CONFIG, "accepted a bad mode");
     CHECK(open_str(a, "mode=null_open", &d) == 0 && d == NULL, "null_open");
+    /* A string value longer than its buffer is refused, not copied past it. */
+    char long_dir[1100] = "mode=steal;dir=";
+    memset(long_dir + strlen(long_dir), 'a', sizeof long_dir - strlen(long_dir) - 1);
+    long_dir[sizeof long_dir - 1] = 0;
+    CHECK(open_str(a, long_dir, &d) == SG_E_INVALID_CONFIG, "accepted an over-long dir");
     const struct {
         const char *config;
         int32_t want; /* expected return of the read after the good ones */
@@ -122,6 +127,7 @@ static void check_faulty(struct api *a) {
         {"mode=ragged;after=1", SG_RECORD_SIZE - 1},
         {"mode=overclaim;after=1", 4096 + SG_RECORD_SIZE},
         {"mode=error;after=1", SG_E_IO},
+        {"mode=future;period_ms=0", SG_RECORD_SIZE},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         d = NULL;

@@ -42,6 +42,29 @@ static inline int sg_config_u64(const uint8_t *config, size_t len, const char *k
     return 0;
 }
 
+/* Finds `key` and copies its value, NUL-terminated, into `out` of `size`
+ * bytes. Returns 1 when found, 0 when absent, -1 when it does not fit. */
+static inline int sg_config_str(const uint8_t *config, size_t len, const char *key, char *out,
+                                size_t size) {
+    size_t klen = strlen(key);
+    size_t i = 0;
+    while (i < len) {
+        size_t start = i;
+        while (i < len && config[i] != ';') i++;
+        size_t end = i;
+        i++;
+        if (end - start > klen && memcmp(config + start, key, klen) == 0 &&
+            config[start + klen] == '=') {
+            size_t vlen = end - start - klen - 1;
+            if (vlen + 1 > size) return -1;
+            memcpy(out, config + start + klen + 1, vlen);
+            out[vlen] = 0;
+            return 1;
+        }
+    }
+    return 0;
+}
+
 /* Finds `key` and compares its value with `want`. Returns 1 on a match. */
 static inline int sg_config_is(const uint8_t *config, size_t len, const char *key, const char *want) {
     size_t klen = strlen(key), wlen = strlen(want);

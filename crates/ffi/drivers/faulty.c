@@ -34,6 +34,25 @@
  *                 channel 11: fcntl(1, F_SETOWN) with high bits set (-errno)
  *               and channel 3 is 1 when every descriptor is a pipe or
  *               /dev/null.
+ *   steal       attacks the daemon's files and its siblings, with
+ *               "dir=DATA_DIR;dev=DEVICE" (a device its config lets it
+ *               write), and reports each result (fd or 1 on success,
+ *               -errno on refusal) as records:
+ *                 channel 0: open(DIR/admin.token, O_RDONLY)
+ *                 channel 1: open(DIR/key.pem, O_RDONLY)
+ *                 channel 2: open(DIR/tokens.json, O_RDWR)
+ *                 channel 3: a shared writable mmap of DIR/tokens.json, one
+ *                            byte written back unchanged (1)
+ *                 channel 4: open(DIR/history.db-shm, O_RDWR)
+ *                 channel 5: how many other processes' /proc/PID/mem it
+ *                            opened read-write (PIDs within 256 of its own)
+ *                 channel 6..9: F_SETLK, F_SETLKW, F_OFD_SETLK, F_OFD_SETLKW
+ *                            write locks on DEVICE
+ *                 channel 10: open(DEVICE, O_RDWR)
+ *                 channel 11: open("/etc/passwd", O_RDONLY)
+ *                 channel 12: open("/proc/self/status", O_RDONLY)
+ *                 channel 13: bytes of DIR/admin.token it could read
+ *   future      stamps its readings ten years ahead of the clock
  */
 #define _GNU_SOURCE
 #include <dirent.h>
@@ -45,6 +64,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
 #include <time.h>
@@ -53,7 +73,7 @@
 #include "config.h"
 #include "sensegate_driver.h"
 
-enum mode { OK, SEGV, OVERCLAIM, GARBAGE, RAGGED, OVERRUN, ERROR, HANG, SPIN, LEAK, PROBE };
+enum mode { OK, SEGV, OVERCLAIM, GARBAGE, RAGGED, OVERRUN, ERROR, HANG, SPIN, LEAK, PROBE, STEAL, FUTURE };
 
 struct sg_driver {
     enum mode mode;
@@ -61,6 +81,8 @@ struct sg_driver {
     uint64_t reads;
     uint64_t leak_mb;
     uint64_t period_ms;
+    char dir[1024];
+    char dev[1024];
 };
 
 static int64_t now_us(void) {
@@ -84,11 +106,13 @@ int32_t sg_driver_open(const uint8_t *config, size_t config_len, struct sg_drive
     } modes[] = {{"ok", OK},       {"segv", SEGV},     {"overclaim", OVERCLAIM},
                  {"garbage", GARBAGE}, {"ragged", RAGGED}, {"overrun", OVERRUN},
                  {"error", ERROR}, {"hang", HANG},     {"spin", SPIN},
-                 {"leak", LEAK},   {"probe", PROBE}};
+                 {"leak", LEAK},   {"probe", PROBE},   {"steal", STEAL},
+                 {"future", FUTURE}};
     if (config_len > SG_CONFIG_MAX) return SG_E_INVALID_CONFIG;
     if (sg_config_is(config, config_len, "mode", "abort_open")) abort();
     if (sg_config_is(config, config_len, "mode", "null_open")) return 0;
-    struct sg_driver d = {.mode = OK, .after = 0, .reads = 0, .leak_mb = 16, .period_ms = 50};
+    struct sg_driver d = {.mode = OK, .after = 0, .reads = 0, .leak_mb = 16, .period_ms = 50,
+                          .dir = "", .dev = ""};
     int found = 0;
     for (size_t i = 0; i < sizeof modes / sizeof modes[0]; i++) {
         if (sg_config_is(config, config_len, "mode", modes[i].name)) {
@@ -99,7 +123,9 @@ int32_t sg_driver_open(const uint8_t *config, size_t config_len, struct sg_drive
     if (!found) return SG_E_INVALID_CONFIG;
     if (sg_config_u64(config, config_len, "after", 1000000, &d.after) < 0 ||
         sg_config_u64(config, config_len, "leak_mb", 1024, &d.leak_mb) < 0 ||
-        sg_config_u64(config, config_len, "period_ms", 10000, &d.period_ms) < 0)
+        sg_config_u64(config, config_len, "period_ms", 10000, &d.period_ms) < 0 ||
+        sg_config_str(config, config_len, "dir", d.dir, sizeof d.dir) < 0 ||
+        sg_config_str(config, config_len, "dev", d.dev, sizeof d.dev) < 0)
         return SG_E_INVALID_CONFIG;
     struct sg_driver *h = malloc(sizeof *h);
     if (h == NULL) return SG_E_INTERNAL;
@@ -165,12 +191,103 @@ static int32_t probe(uint8_t *buf, size_t capacity) {
     return 12 * SG_RECORD_SIZE;
 }
 
+static double open_result(const char *dir, const char *file, int flags) {
+    char path[2048];
+    snprintf(path, sizeof path, "%s/%s", dir, file);
+    int fd = open(path, flags);
+    if (fd < 0) return -errno;
+    close(fd);
+    return fd;
+}
+
+static double map_and_write(const char *dir, const char *file) {
+    char path[2048];
+    snprintf(path, sizeof path, "%s/%s", dir, file);
+    int fd = open(path, O_RDWR);
+    if (fd < 0) return -errno;
+    uint8_t *p = mmap(NULL, 1, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    int err = errno;
+    close(fd);
+    if (p == MAP_FAILED) return -err;
+    p[0] = p[0]; /* a store through the shared mapping, the byte unchanged */
+    munmap(p, 1);
+    return 1;
+}
+
+static double lock_result(int fd, int cmd) {
+    if (fd < 0) return -EBADF;
+    struct flock lk = {.l_type = F_WRLCK, .l_whence = SEEK_SET, .l_start = 0, .l_len = 0, .l_pid = 0};
+    if (fcntl(fd, cmd, &lk) != 0) return -errno;
+    lk.l_type = F_UNLCK;
+    fcntl(fd, cmd == F_OFD_SETLKW ? F_OFD_SETLK : (cmd == F_SETLKW ? F_SETLK : cmd), &lk);
+    return 0;
+}
+
+static int32_t steal(const struct sg_driver *d, uint8_t *buf, size_t capacity) {
+    double results[14];
+    results[0] = open_result(d->dir, "admin.token", O_RDONLY);
+    results[1] = open_result(d->dir, "key.pem", O_RDONLY);
+    results[2] = open_result(d->dir, "tokens.json", O_RDWR);
+    results[3] = map_and_write(d->dir, "tokens.json");
+    results[4] = open_result(d->dir, "history.db-shm", O_RDWR);
+    int mems = 0;
+    int self = (int)getpid();
+    for (int pid = self - 256; pid <= self + 256; pid++) {
+        if (pid <= 1 || pid == self) continue;
+        char path[64];
+        snprintf(path, sizeof path, "/proc/%d/mem", pid);
+        int fd = open(path, O_RDWR);
+        if (fd >= 0) {
+            mems++;
+            close(fd);
+        }
+    }
+    results[5] = mems;
+    int dev = open(d->dev, O_RDWR);
+    results[10] = dev >= 0 ? dev : -errno;
+    results[6] = lock_result(dev, F_SETLK);
+    results[7] = lock_result(dev, F_SETLKW);
+    results[8] = lock_result(dev, F_OFD_SETLK);
+    results[9] = lock_result(dev, F_OFD_SETLKW);
+    if (dev >= 0) close(dev);
+    int pw = open("/etc/passwd", O_RDONLY);
+    results[11] = pw >= 0 ? pw : -errno;
+    if (pw >= 0) close(pw);
+    int st = open("/proc/self/status", O_RDONLY);
+    results[12] = st >= 0 ? st : -errno;
+    if (st >= 0) close(st);
+    char path[2048];
+    snprintf(path, sizeof path, "%s/admin.token", d->dir);
+    int tf = open(path, O_RDONLY);
+    ssize_t got = 0;
+    if (tf >= 0) {
+        char secret[256];
+        got = read(tf, secret, sizeof secret);
+        close(tf);
+    }
+    results[13] = got > 0 ? (double)got : 0;
+    if (capacity < 14 * SG_RECORD_SIZE) return SG_E_INTERNAL;
+    int64_t ts = now_us();
+    for (uint32_t c = 0; c < 14; c++) sg_put_record(buf + c * SG_RECORD_SIZE, c, 0, ts, results[c]);
+    return 14 * SG_RECORD_SIZE;
+}
+
 int32_t sg_driver_read(struct sg_driver *d, uint8_t *buf, size_t capacity) {
     if (d == NULL || buf == NULL || capacity < SG_RECORD_SIZE) return SG_E_INTERNAL;
     if (capacity > SG_READ_CAPACITY) capacity = SG_READ_CAPACITY;
     if (d->mode == PROBE) {
         sleep_ms(50);
         return probe(buf, capacity);
+    }
+    if (d->mode == STEAL) {
+        sleep_ms(50);
+        return steal(d, buf, capacity);
+    }
+    if (d->mode == FUTURE) {
+        sleep_ms((long)d->period_ms);
+        /* Ten years of 365.25 days. */
+        sg_put_record(buf, 0, SG_QUALITY_GOOD, now_us() + 315576000000000LL, 99.0);
+        return SG_RECORD_SIZE;
     }
     if (d->mode == OK || d->reads < d->after) {
         d->reads++;

@@ -1,15 +1,21 @@
 //! The driver host's sandbox: what a process drops before it loads a driver.
 //!
-//! In order, [`enter_and_load`] makes the process die with its parent,
-//! leaves the daemon's session (no controlling terminal), closes every
-//! descriptor but the ones it is told to keep and puts `/dev/null` on
-//! descriptor 2, sets resource limits, installs a seccomp filter that allows
-//! only the system calls a driver needs, and only then loads the driver.
-//! Anything else fails with `EPERM`: no sockets of any family, no `exec`, no
-//! new processes or threads, no signals to other processes (`kill`, or
-//! `F_SETOWN`/`FIOASYNC` signal arming), no typing into terminals, no
-//! creating or truncating files, no raising of the limits, no `ptrace`, no
-//! mounts.
+//! In order, [`enter_and_load`] makes the process undumpable (no other
+//! process of the same user may open its `/proc/PID/mem`) and die with its
+//! parent, leaves the daemon's session (no controlling terminal), closes
+//! every descriptor but the ones it is told to keep and puts `/dev/null` on
+//! descriptor 2, confines the files it may open with a Landlock ruleset
+//! ([`FileAccess`]: read-only the driver, the system's libraries, `/sys` and
+//! `/proc/self`; read-write only the devices its config names; nothing
+//! else, so not the daemon's data directory, its keys or another process's
+//! `/proc` entries), sets resource limits, installs a seccomp filter that
+//! allows only the system calls a driver needs, and only then loads the
+//! driver. Anything else fails with `EPERM` (or `EACCES` for a path outside
+//! the ruleset): no sockets of any family, no `exec`, no new processes or
+//! threads, no signals to other processes (`kill`, or `F_SETOWN`/`FIOASYNC`
+//! signal arming), no typing into terminals, no creating or truncating
+//! files, no file locks (which could stall the daemon's database), no
+//! raising of the limits, no `ptrace`, no mounts.
 //!
 //! The filter is an allow-list, written for x86-64 and aarch64 Linux. A
 //! driver that needs another call fails with `EPERM` on it; widening the list
@@ -17,6 +23,12 @@
 
 use std::collections::BTreeMap;
 use std::os::fd::RawFd;
+use std::path::PathBuf;
+
+use landlock::{
+    ABI, Access, AccessFs, BitFlags, PathBeneath, PathFd, Ruleset, RulesetAttr, RulesetCreatedAttr,
+    RulesetStatus, Scope,
+};
 
 use seccompiler::{
     BpfProgram, SeccompAction, SeccompCmpArgLen, SeccompCmpOp, SeccompCondition, SeccompFilter,
@@ -37,6 +49,53 @@ pub struct Limits {
     pub open_files: u64,
 }
 
+/// The files a driver host may open once confined (Landlock). Everything
+/// else is refused, whatever its permission bits say.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FileAccess {
+    /// Files and directory trees opened read-only (the driver library and
+    /// whatever else it is configured to read).
+    pub read: Vec<PathBuf>,
+    /// Devices (files or trees) opened for reading and writing, with device
+    /// `ioctl`s; never created, truncated, renamed or removed.
+    pub read_write: Vec<PathBuf>,
+    /// Whether the host may run on a kernel without Landlock (files are then
+    /// confined only by permissions). Off unless the operator opts out.
+    pub dangerous_allow_without_landlock: bool,
+}
+
+/// What [`FileAccess`] always adds: what a driver's loader and a sensor
+/// driver read. System libraries hold no secrets; `/proc/self` is this
+/// process only; the character devices hold nothing.
+pub const ALWAYS_READ: &[&str] = &[
+    "/dev/null",
+    "/dev/zero",
+    "/dev/urandom",
+    "/dev/random",
+    "/lib",
+    "/lib64",
+    "/usr/lib",
+    "/usr/lib64",
+    "/usr/local/lib",
+    "/etc/ld.so.cache",
+    "/sys",
+    "/proc/self",
+];
+
+/// The Landlock ABI the ruleset is written for; on an older kernel the
+/// rights it does not know are dropped (best effort), and on a kernel
+/// without Landlock nothing is enforced, which the host refuses unless
+/// [`FileAccess::dangerous_allow_without_landlock`].
+const LANDLOCK_ABI: ABI = ABI::V6;
+
+/// How a host ended up confined.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Confinement {
+    /// Whether the Landlock ruleset is in force (fully, or as far as the
+    /// kernel's Landlock version allows).
+    pub files_confined: bool,
+}
+
 /// Why the sandbox could not be entered. The host must not load the driver
 /// after any of these.
 #[derive(Debug, Error)]
@@ -55,6 +114,23 @@ pub enum SandboxError {
     /// Building or installing the seccomp filter failed.
     #[error("cannot install the seccomp filter: {0}")]
     Seccomp(String),
+    /// A path the ruleset names could not be opened.
+    #[error("cannot open {path} for the file ruleset: {source}")]
+    Path {
+        /// The path.
+        path: PathBuf,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// The Landlock ruleset could not be built or applied.
+    #[error("cannot apply the Landlock file ruleset: {0}")]
+    Landlock(String),
+    /// The kernel has no Landlock and the operator did not opt out.
+    #[error(
+        "this kernel does not enforce Landlock, so the driver's file access cannot be confined; \
+         the host refuses to run (set dangerous_allow_without_landlock = true on the driver to run it anyway)"
+    )]
+    NoLandlock,
 }
 
 /// Enters the sandbox. `keep` lists the descriptors to keep open (the host's
@@ -62,13 +138,85 @@ pub enum SandboxError {
 ///
 /// # Errors
 /// [`SandboxError`]; the process is then only partly confined and must exit.
-fn enter(keep: &[RawFd], limits: Limits, parent: u32) -> Result<(), SandboxError> {
+fn enter(
+    keep: &[RawFd],
+    limits: Limits,
+    parent: u32,
+    files: &FileAccess,
+) -> Result<Confinement, SandboxError> {
+    make_undumpable().map_err(|source| SandboxError::Limit {
+        what: "PR_SET_DUMPABLE",
+        source,
+    })?;
     die_with_parent(parent)?;
     new_session();
     close_other_descriptors(keep)?;
     stderr_to_null()?;
+    let files_confined = confine_files(files)?;
     set_limits(limits)?;
-    install_filter()
+    install_filter()?;
+    Ok(Confinement { files_confined })
+}
+
+/// Applies the Landlock ruleset of `files` to this process. Returns whether
+/// it is enforced.
+fn confine_files(files: &FileAccess) -> Result<bool, SandboxError> {
+    let landlock = |e: &dyn std::fmt::Display| SandboxError::Landlock(e.to_string());
+    let abi = LANDLOCK_ABI;
+    let read = AccessFs::from_read(abi);
+    let read_write = read | AccessFs::WriteFile | AccessFs::IoctlDev;
+    let mut ruleset = Ruleset::default()
+        .handle_access(AccessFs::from_all(abi))
+        .map_err(|e| landlock(&e))?
+        .scope(Scope::from_all(abi))
+        .map_err(|e| landlock(&e))?
+        .create()
+        .map_err(|e| landlock(&e))?;
+    let always = ALWAYS_READ.iter().map(PathBuf::from);
+    let optional = always.map(|p| (p, read, false));
+    let named = files.read.iter().map(|p| (p.clone(), read, true)).chain(
+        files
+            .read_write
+            .iter()
+            .map(|p| (p.clone(), read_write, true)),
+    );
+    for (path, access, required) in optional.chain(named) {
+        let fd = match PathFd::new(&path) {
+            Ok(fd) => fd,
+            // A system directory this machine does not have.
+            Err(_) if !required => continue,
+            Err(e) => {
+                let source = std::io::Error::other(e.to_string());
+                return Err(SandboxError::Path { path, source });
+            }
+        };
+        let is_dir = std::fs::metadata(&path).is_ok_and(|m| m.is_dir());
+        // A rule on a file may only carry the rights that apply to files.
+        let access = if is_dir {
+            access
+        } else {
+            access & file_rights(abi)
+        };
+        ruleset = ruleset
+            .add_rule(PathBeneath::new(fd, access))
+            .map_err(|e| landlock(&e))?;
+    }
+    let status = ruleset.restrict_self().map_err(|e| landlock(&e))?;
+    match status.ruleset {
+        RulesetStatus::FullyEnforced | RulesetStatus::PartiallyEnforced => Ok(true),
+        RulesetStatus::NotEnforced if files.dangerous_allow_without_landlock => Ok(false),
+        RulesetStatus::NotEnforced => Err(SandboxError::NoLandlock),
+    }
+}
+
+/// The Landlock rights that apply to a file (not a directory).
+fn file_rights(abi: ABI) -> BitFlags<AccessFs> {
+    AccessFs::from_all(abi)
+        & (AccessFs::ReadFile
+            | AccessFs::WriteFile
+            | AccessFs::Execute
+            | AccessFs::Truncate
+            | AccessFs::IoctlDev)
 }
 
 /// Enters the sandbox, then loads the driver at `path`: the only way this
@@ -84,9 +232,13 @@ pub fn enter_and_load(
     limits: Limits,
     parent: u32,
     path: &std::path::Path,
-) -> Result<std::sync::Arc<crate::Library>, HostError> {
-    enter(keep, limits, parent).map_err(HostError::Sandbox)?;
-    crate::Library::load(path).map_err(HostError::Driver)
+    files: &FileAccess,
+) -> Result<(std::sync::Arc<crate::Library>, Confinement), HostError> {
+    let mut files = files.clone();
+    files.read.push(path.to_owned());
+    let confinement = enter(keep, limits, parent, &files).map_err(HostError::Sandbox)?;
+    let library = crate::Library::load(path).map_err(HostError::Driver)?;
+    Ok((library, confinement))
 }
 
 /// Why [`enter_and_load`] failed.
@@ -160,7 +312,8 @@ fn die_with_parent(parent: u32) -> Result<(), SandboxError> {
 /// Makes this process undumpable: other processes of the same user can no
 /// longer open its `/proc/PID/mem`, `fd` or `environ`, so a driver that
 /// escaped its host's filter by some other path still cannot reach into the
-/// daemon. The daemon calls it once at start.
+/// daemon or a sibling host. The daemon calls it once at start, and every
+/// host before it loads its driver.
 ///
 /// # Errors
 /// The OS error.
@@ -313,8 +466,11 @@ const ALLOWED_ARCH: &[libc::c_long] = &[
 #[cfg(not(target_arch = "x86_64"))]
 const ALLOWED_ARCH: &[libc::c_long] = &[];
 
-/// `fcntl` commands refused: `F_SETOWN`, `F_SETSIG`, `F_SETOWN_EX`.
-const FCNTL_REFUSED: [u64; 3] = [8, 10, 15];
+/// `fcntl` commands refused: `F_SETOWN`, `F_SETSIG`, `F_SETOWN_EX` (signal
+/// arming), and the record locks `F_SETLK`, `F_SETLKW`, `F_OFD_SETLK`,
+/// `F_OFD_SETLKW` (a lock on a file the daemon shares, such as a database's
+/// index, would stall it).
+const FCNTL_REFUSED: [u64; 7] = [8, 10, 15, 6, 7, 37, 38];
 /// `ioctl` requests refused: `TIOCSTI`, `TIOCLINUX`, `FIOASYNC`,
 /// `FIOSETOWN`, `SIOCSPGRP`.
 const IOCTL_REFUSED: [u64; 5] = [0x5412, 0x541C, 0x5452, 0x8901, 0x8902];
@@ -413,6 +569,22 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_refused_fcntl_commands_are_the_libc_ones() {
+        // libc does not name F_SETSIG (10) and F_SETOWN_EX (15).
+        let named = [
+            libc::F_SETOWN,
+            10,
+            15,
+            libc::F_SETLK,
+            libc::F_SETLKW,
+            libc::F_OFD_SETLK,
+            libc::F_OFD_SETLKW,
+        ];
+        let named: Vec<u64> = named.iter().map(|&c| u64::try_from(c).unwrap()).collect();
+        assert_eq!(named, FCNTL_REFUSED);
+    }
+
+    #[test]
     fn the_filter_builds_for_this_machine() {
         let program = build_filter().unwrap();
         // One instruction at least per allowed call.
@@ -434,6 +606,8 @@ mod tests {
             libc::SYS_prlimit64,
             libc::SYS_setrlimit,
             libc::SYS_mount,
+            libc::SYS_flock,
+            libc::SYS_landlock_create_ruleset,
         ] {
             assert!(
                 !ALLOWED.contains(&nr) && !ALLOWED_ARCH.contains(&nr),

@@ -16,8 +16,8 @@ use serde::Deserialize;
 use crate::http::api::HttpLimits;
 use crate::pattern::Pattern;
 use crate::sources::config::{
-    DriverSource, HwmonSource, MAX_DRIVERS, MAX_SERIAL, Parity, RawDriver, RawHwmon, RawSerial,
-    SerialProtocol, SerialSource, Sources, is_name,
+    DriverSource, HwmonSource, MAX_DRIVER_PATHS, MAX_DRIVERS, MAX_SERIAL, Parity, RawDriver,
+    RawHwmon, RawSerial, SerialProtocol, SerialSource, Sources, is_name,
 };
 use crate::sources::supervisor::HostCommand;
 use crate::store::sqlite::Durability;
@@ -205,6 +205,9 @@ pub struct RawServer {
     pub data_dir: Option<PathBuf>,
     /// The audit log (JSON lines); empty turns it off.
     pub audit_log: Option<PathBuf>,
+    /// Where `serve` writes the first admin token when the token store is
+    /// empty (default `data_dir/admin.token`); removed once it was used.
+    pub admin_token_file: Option<PathBuf>,
 }
 
 /// `[native]`
@@ -280,6 +283,8 @@ pub struct Config {
     pub park_after: Option<Duration>,
     /// The audit log, when on.
     pub audit_log: Option<PathBuf>,
+    /// Where `serve` writes the first admin token.
+    pub admin_token_file: PathBuf,
     /// The caps.
     pub limits: Limits,
     /// The simulated source.
@@ -456,6 +461,7 @@ impl Config {
             tls: None,
             park_after: Some(DEFAULT_PARK_AFTER),
             audit_log: Some(data_dir.join("audit.jsonl")),
+            admin_token_file: data_dir.join("admin.token"),
             limits: Limits::default(),
             sim: SimConfig::default(),
             sources: Sources::default(),
@@ -512,6 +518,13 @@ impl Validator<'_> {
             Some(p) => Some(p),
             None => Some(data_dir.join("audit.jsonl")),
         };
+        let admin_token_file = match raw.server.admin_token_file {
+            Some(p) if p.as_os_str().is_empty() || p.is_dir() => {
+                return Err(self.invalid("server.admin_token_file", "must be a file path"));
+            }
+            Some(p) => p,
+            None => data_dir.join("admin.token"),
+        };
         let sim = self.sim(&raw.sim)?;
         let sources = self.sources(
             &raw.driver,
@@ -526,6 +539,7 @@ impl Validator<'_> {
             tls,
             park_after,
             audit_log,
+            admin_token_file,
             limits,
             sim,
             sources,
@@ -790,7 +804,35 @@ impl Validator<'_> {
             1,
             100_000_000,
         )?;
+        out.files.read = self.driver_paths("driver.read_paths", d.read_paths.as_ref(), &ctx)?;
+        out.files.read_write = self.driver_paths("driver.devices", d.devices.as_ref(), &ctx)?;
+        out.files.dangerous_allow_without_landlock =
+            d.dangerous_allow_without_landlock.unwrap_or(false);
         Ok(out)
+    }
+
+    /// A driver's list of paths: absolute, at most [`MAX_DRIVER_PATHS`] of
+    /// at most 4 KiB each.
+    fn driver_paths(
+        &self,
+        key: &'static str,
+        paths: Option<&Vec<PathBuf>>,
+        ctx: &dyn Fn(&str) -> String,
+    ) -> Result<Vec<PathBuf>, ConfigError> {
+        let paths = paths.cloned().unwrap_or_default();
+        if paths.len() > MAX_DRIVER_PATHS {
+            return Err(self.invalid(
+                key,
+                &ctx(&format!("lists more than {MAX_DRIVER_PATHS} paths")),
+            ));
+        }
+        if paths
+            .iter()
+            .any(|p| !p.is_absolute() || p.as_os_str().len() > 4096)
+        {
+            return Err(self.invalid(key, &ctx("must list absolute paths")));
+        }
+        Ok(paths)
     }
 
     fn serial(&self, r: &RawSerial, max_name: usize) -> Result<SerialSource, ConfigError> {

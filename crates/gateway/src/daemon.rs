@@ -267,6 +267,30 @@ impl Daemon {
         Ok(secret)
     }
 
+    /// `serve`'s bootstrap: when the token store is empty, creates an admin
+    /// token with scope `*`, writes its secret to `path` (mode 0600) and
+    /// removes that file once the token has been used, so the secret does
+    /// not stay readable on disk. Returns whether a token was made.
+    ///
+    /// # Errors
+    /// [`StartError::Bootstrap`], or [`StartError::DataDir`] when the file
+    /// cannot be written.
+    pub fn bootstrap_admin_token(&self, path: &Path) -> Result<bool, StartError> {
+        if self.service.token_count() != 0 {
+            return Ok(false);
+        }
+        let (record, secret) = self
+            .service
+            .bootstrap_token("admin", Role::Admin, "*")
+            .map_err(StartError::Bootstrap)?;
+        write_secret(path, secret.expose()).map_err(|source| StartError::DataDir {
+            path: path.to_owned(),
+            source,
+        })?;
+        self.service.remove_when_used(&record.id, path);
+        Ok(true)
+    }
+
     /// A token that resolves when shutdown starts.
     #[must_use]
     pub fn shutdown_token(&self) -> CancellationToken {

@@ -136,6 +136,12 @@ pub struct Service {
     store: Option<Arc<StoreHandle>>,
     /// Counters for `/metrics`.
     counters: Counters,
+    /// The bootstrap admin token's id and the file holding its secret, to
+    /// remove once the token was used (see [`Service::remove_when_used`]).
+    bootstrap: Mutex<Option<(String, std::path::PathBuf)>>,
+    /// Whether `bootstrap` holds anything: one relaxed load per
+    /// authentication instead of a lock.
+    bootstrap_armed: std::sync::atomic::AtomicBool,
 }
 
 /// Counters the metrics endpoint reports.
@@ -186,6 +192,8 @@ impl Service {
             ingested: std::sync::atomic::AtomicU64::new(0),
             store: None,
             counters: Counters::default(),
+            bootstrap: Mutex::new(None),
+            bootstrap_armed: std::sync::atomic::AtomicBool::new(false),
             limits,
         }
     }
@@ -297,6 +305,12 @@ impl Service {
     ) -> Result<Arc<Principal>, ServiceError> {
         let verified = self.tokens().verify(token);
         if let Ok(p) = verified {
+            if self
+                .bootstrap_armed
+                .load(std::sync::atomic::Ordering::Relaxed)
+            {
+                self.bootstrap_used(&p.token_id);
+            }
             return Ok(self.shared_principal(p));
         }
         let (reason, counter, error) = if self.auth_throttle.record_failure(peer.ip(), now) {
@@ -310,6 +324,44 @@ impl Service {
         self.audit
             .record_denial(&AuditEvent::AuthFailure { peer, reason }, now);
         Err(error)
+    }
+
+    /// Removes the file at `path`, which holds the secret of token `id`,
+    /// once that token has authenticated: the bootstrap admin secret does not
+    /// stay readable on disk after the operator picked it up.
+    pub fn remove_when_used(&self, id: &str, path: &std::path::Path) {
+        *self
+            .bootstrap
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = Some((id.to_owned(), path.to_owned()));
+        self.bootstrap_armed
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    fn bootstrap_used(&self, token_id: &str) {
+        let mut slot = self
+            .bootstrap
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let Some((id, path)) = slot.take_if(|(id, _)| id == token_id) else {
+            return;
+        };
+        self.bootstrap_armed
+            .store(false, std::sync::atomic::Ordering::Relaxed);
+        drop(slot);
+        match std::fs::remove_file(&path) {
+            Ok(()) => tracing::info!(
+                token_id = %id,
+                path = %path.display(),
+                "the first admin token was used; its file is removed"
+            ),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => tracing::warn!(
+                path = %path.display(),
+                error = %e,
+                "the first admin token was used but its file could not be removed"
+            ),
+        }
     }
 
     fn shared_principal(&self, principal: Principal) -> Arc<Principal> {

@@ -17,6 +17,9 @@ pub struct Gateway {
     pub child: Child,
     pub dir: tempfile::TempDir,
     pub addr: String,
+    /// The first admin token, read once: `serve` removes its file once it
+    /// has been used.
+    pub token: String,
     log: Arc<Mutex<Vec<String>>>,
 }
 
@@ -28,11 +31,18 @@ impl Gateway {
 
     /// A daemon over the data left in `dir` (after [`Gateway::kill`]).
     pub fn start_in(dir: tempfile::TempDir, sources: &str) -> Self {
+        let token_file = dir.path().join("data/admin.token");
+        Self::start_with(dir, &token_file, sources)
+    }
+
+    /// As [`Gateway::start_in`], with `[server] admin_token_file` set.
+    pub fn start_with(dir: tempfile::TempDir, token_file: &std::path::Path, sources: &str) -> Self {
         let data = dir.path().join("data");
         let config = dir.path().join("sensegate.toml");
         let text = format!(
-            "[server]\ndata_dir = \"{}\"\n[native]\nlisten = \"127.0.0.1:0\"\n[http]\nlisten = \"127.0.0.1:0\"\n{sources}",
-            data.display()
+            "[server]\ndata_dir = \"{}\"\nadmin_token_file = \"{}\"\n[native]\nlisten = \"127.0.0.1:0\"\n[http]\nlisten = \"127.0.0.1:0\"\n{sources}",
+            data.display(),
+            token_file.display()
         );
         std::fs::write(&config, text).unwrap();
         let mut child = Command::new(env!("CARGO_BIN_EXE_sensegate"))
@@ -66,21 +76,37 @@ impl Gateway {
             assert!(Instant::now() < deadline, "the daemon did not start");
             std::thread::sleep(Duration::from_millis(20));
         };
-        while !data.join("admin.token").exists() {
+        // Kept beside the data: a restart over the same store writes none.
+        let kept = dir.path().join("harness-admin.token");
+        let token = loop {
+            if let Ok(t) = std::fs::read_to_string(token_file)
+                && t.ends_with('\n')
+            {
+                std::fs::write(&kept, &t).unwrap();
+                break t.trim().to_owned();
+            }
+            if let Ok(t) = std::fs::read_to_string(&kept) {
+                break t.trim().to_owned();
+            }
             assert!(Instant::now() < deadline, "no admin token");
             std::thread::sleep(Duration::from_millis(20));
-        }
+        };
         Self {
             child,
             dir,
             addr,
+            token,
             log,
         }
     }
 
+    /// Lines the daemon logged so far.
+    pub fn log_lines(&self) -> Vec<String> {
+        self.log.lock().unwrap().clone()
+    }
+
     pub async fn client(&self) -> Client {
-        let token = std::fs::read_to_string(self.dir.path().join("data/admin.token")).unwrap();
-        let mut o = ConnectOptions::plain(self.addr.clone(), Secret::new(token.trim()));
+        let mut o = ConnectOptions::plain(self.addr.clone(), Secret::new(self.token.clone()));
         o.timeout = Duration::from_secs(20);
         Client::connect(&o).await.unwrap()
     }

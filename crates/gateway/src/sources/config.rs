@@ -42,7 +42,17 @@ pub struct RawDriver {
     pub open_files: Option<u64>,
     /// Readings per second taken from the host, at most.
     pub max_readings_per_sec: Option<u64>,
+    /// Files or trees the driver may read, besides its library, the
+    /// system's libraries, `/sys` and `/proc/self`.
+    pub read_paths: Option<Vec<PathBuf>>,
+    /// Devices the driver may read and write (and `ioctl`).
+    pub devices: Option<Vec<PathBuf>>,
+    /// Run the host even where the kernel has no Landlock.
+    pub dangerous_allow_without_landlock: Option<bool>,
 }
+
+/// Most paths in a driver's `read_paths` or `devices`.
+pub const MAX_DRIVER_PATHS: usize = 32;
 
 /// `[[serial]]`: a device on a serial port.
 #[derive(Debug, Default, Deserialize)]
@@ -110,6 +120,9 @@ pub struct DriverSource {
     /// Readings per second taken from the host; past it the daemon stops
     /// reading its pipe until the budget refills, which blocks the driver.
     pub max_readings_per_sec: u64,
+    /// What the host may open: read-only paths, devices, and whether it
+    /// may run without Landlock.
+    pub files: sensegate_ffi::sandbox::FileAccess,
 }
 
 /// What a serial device speaks.
@@ -196,6 +209,7 @@ impl DriverSource {
             cpu_seconds: 86_400,
             open_files: 16,
             max_readings_per_sec: 1_000_000,
+            files: sensegate_ffi::sandbox::FileAccess::default(),
         }
     }
 }

@@ -2,8 +2,9 @@
 //! runs one vendor driver so that the daemon never does.
 //!
 //! It reads one [`v1::HostStart`] frame from stdin, enters the sandbox
-//! ([`sensegate_ffi::sandbox`]: descriptors other than stdin and stdout
-//! closed, resource limits, seccomp), loads and opens the driver, and then
+//! ([`sensegate_ffi::sandbox`]: undumpable, descriptors other than stdin and
+//! stdout closed, a Landlock file ruleset, resource limits, seccomp), loads
+//! and opens the driver, and then
 //! forwards what the driver reads as [`v1::HostEvent`] frames on stdout:
 //! records, a heartbeat when there is nothing to say, or the reason it failed
 //! just before it exits. Plain blocking I/O on one thread: the sandbox
@@ -14,7 +15,7 @@
 //! than the driver inside it.
 
 use std::io::{Read, Write};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
@@ -60,18 +61,29 @@ fn serve(input: &mut impl Read, output: &mut impl Write) -> Result<(), String> {
         cpu_seconds: start.cpu_seconds,
         open_files: start.open_files,
     };
-    let library = sandbox::enter_and_load(
+    let files = sandbox::FileAccess {
+        read: start.read_paths.iter().map(PathBuf::from).collect(),
+        read_write: start.device_paths.iter().map(PathBuf::from).collect(),
+        dangerous_allow_without_landlock: start.dangerous_allow_without_landlock,
+    };
+    let (library, confinement) = sandbox::enter_and_load(
         &[0, 1],
         limits,
         start.daemon_pid,
         Path::new(&start.driver_path),
+        &files,
     )
     .map_err(|e| e.to_string())?;
     let mut driver = match Driver::open(&library, &start.config) {
         Ok(d) => d,
         Err(e) => fail(output, e.to_string()),
     };
-    send(output, Body::Ready(v1::HostReady {}))?;
+    send(
+        output,
+        Body::Ready(v1::HostReady {
+            files_confined: confinement.files_confined,
+        }),
+    )?;
     let heartbeat = Duration::from_millis(u64::from(start.heartbeat_ms.max(10)));
     let idle = Duration::from_millis(u64::from(start.idle_poll_ms.clamp(1, 1000)));
     let mut last_sent = Instant::now();

@@ -34,7 +34,7 @@ use super::config::DriverSource;
 use super::host::HOST_FRAME_LIMIT;
 use crate::catalog::SensorState;
 use crate::reading::{Quality, Reading, now_us};
-use crate::service::Service;
+use crate::service::{MAX_FUTURE_US, Service};
 
 /// How a driver host is started: a program and its arguments (by default
 /// this executable with `driver-host`).
@@ -189,7 +189,16 @@ async fn run_host(
             return kill(child, fault).await;
         };
         match event {
-            Body::Ready(_) | Body::Heartbeat(_) => {}
+            Body::Ready(ready) => {
+                if !ready.files_confined {
+                    tracing::warn!(
+                        source = %source.name,
+                        "driver host runs without Landlock (dangerous_allow_without_landlock): \
+                         its driver can open any file the daemon's user can"
+                    );
+                }
+            }
+            Body::Heartbeat(_) => {}
             Body::Failed(f) => reported = Some(clean(&f.reason)),
             Body::Records(bytes) => {
                 if let Err(fault) = to_readings(&bytes, sensors, &mut batch) {
@@ -275,6 +284,9 @@ async fn spawn(source: &DriverSource, host: &HostCommand) -> std::io::Result<Chi
         heartbeat_ms: u32::try_from(source.read_timeout.as_millis() / 4).unwrap_or(u32::MAX),
         idle_poll_ms: 5,
         daemon_pid: std::process::id(),
+        read_paths: paths(&source.files.read),
+        device_paths: paths(&source.files.read_write),
+        dangerous_allow_without_landlock: source.files.dangerous_allow_without_landlock,
     };
     let mut buf = BytesMut::new();
     let limit = FrameLimit::new(HOST_FRAME_LIMIT).unwrap_or(FrameLimit::DEFAULT);
@@ -287,8 +299,16 @@ async fn spawn(source: &DriverSource, host: &HostCommand) -> std::io::Result<Chi
     Ok(child)
 }
 
+fn paths(list: &[PathBuf]) -> Vec<String> {
+    list.iter()
+        .map(|p| p.to_string_lossy().into_owned())
+        .collect()
+}
+
 /// Turns a records frame into readings, refusing the whole frame on any bad
-/// record or unconfigured channel.
+/// record, unconfigured channel, or a timestamp further ahead of the
+/// daemon's clock than a push may be ([`MAX_FUTURE_US`]): a reading from the
+/// far future would stay the sensor's latest and never age out of history.
 fn to_readings(
     bytes: &[u8],
     sensors: &[Arc<str>],
@@ -313,6 +333,11 @@ fn to_readings(
                     "a record for channel {channel}, which is not configured"
                 ))
             })?;
+        if timestamp_us > now.saturating_add(MAX_FUTURE_US) {
+            return Err(HostFault::BadOutput(
+                "a reading stamped more than 10 minutes ahead of the daemon's clock".to_owned(),
+            ));
+        }
         out.push(Reading {
             sensor: sensor.clone(),
             timestamp_us: if timestamp_us == 0 { now } else { timestamp_us },
