@@ -2,9 +2,16 @@
 //! allocator: a declared length never makes the decoder allocate; what a
 //! partial frame costs follows the bytes that actually arrived.
 //!
-//! The last test runs tokio-util's `LengthDelimitedCodec` through the same
+//! The last case runs tokio-util's `LengthDelimitedCodec` through the same
 //! measurement and shows it reserving the declared megabyte, which is the
-//! behaviour the first tests rule out (and proof that the counter sees it).
+//! behaviour the first cases rule out (and proof that the counter sees it).
+//!
+//! The counters are process-wide, so the cases run in order inside one test:
+//! with several tests in this binary, `cargo test` would start and report
+//! them on other threads while one is measuring, and those threads'
+//! allocations would land in its count. With one test, the harness's only
+//! other thread waits for it without allocating, under `cargo test` as
+//! under nextest.
 #![allow(
     clippy::unwrap_used,
     reason = "test code: a failed unwrap is a failed test"
@@ -12,7 +19,6 @@
 
 use std::alloc::System;
 use std::pin::Pin;
-use std::sync::Mutex;
 use std::task::{Context, Poll};
 
 use bytes::BytesMut;
@@ -26,9 +32,6 @@ use tokio_util::codec::FramedRead;
 #[global_allocator]
 static GLOBAL: &StatsAlloc<System> = &INSTRUMENTED_SYSTEM;
 
-/// The counters are process-wide: tests in this file take turns.
-static SERIAL: Mutex<()> = Mutex::new(());
-
 const MIB: u32 = 1 << 20;
 
 /// Bytes obtained from the allocator. `stats_alloc` counts the growth of a
@@ -41,9 +44,7 @@ fn header(len: u32) -> [u8; 4] {
     len.to_le_bytes()
 }
 
-#[test]
 fn oversized_header_allocates_nothing() {
-    let _turn = SERIAL.lock().unwrap();
     let decoder = FrameDecoder::default();
     let mut buf = BytesMut::with_capacity(64);
     buf.extend_from_slice(&header(u32::MAX));
@@ -61,9 +62,7 @@ fn oversized_header_allocates_nothing() {
     assert_eq!(obtained(&stats), 0, "{stats:?}");
 }
 
-#[test]
 fn declared_megabyte_with_ten_bytes_allocates_nothing_in_decode() {
-    let _turn = SERIAL.lock().unwrap();
     let decoder = FrameDecoder::default();
     let mut buf = BytesMut::with_capacity(64);
     buf.extend_from_slice(&header(MIB));
@@ -80,9 +79,7 @@ fn declared_megabyte_with_ten_bytes_allocates_nothing_in_decode() {
 /// A peer trickles a 1 MiB frame one byte at a time; the buffer an I/O loop
 /// keeps grows with the bytes received (amortised doubling at most), never
 /// towards the declared length.
-#[test]
 fn trickled_frame_costs_what_arrived() {
-    let _turn = SERIAL.lock().unwrap();
     let decoder = FrameDecoder::default();
     let region = Region::new(GLOBAL);
     let mut buf = BytesMut::new();
@@ -129,9 +126,7 @@ fn trickle_megabyte_header(tail: usize) -> Trickle {
 
 /// `FramedRead` starts with an 8 KiB buffer; through our codec a trickled
 /// 1 MiB frame costs that buffer and nothing more, until the stream ends.
-#[test]
 fn framed_read_with_our_codec_stays_small() {
-    let _turn = SERIAL.lock().unwrap();
     let rt = tokio::runtime::Builder::new_current_thread()
         .build()
         .unwrap();
@@ -152,13 +147,11 @@ fn framed_read_with_our_codec_stays_small() {
 /// The control: tokio-util's `LengthDelimitedCodec` reserves the declared
 /// megabyte as soon as the header arrives. If this ever stops holding, the
 /// comparison in the docs must change, not the bound above.
-#[test]
 #[expect(
     clippy::disallowed_methods,
     reason = "the control case for the bound above"
 )]
 fn length_delimited_codec_reserves_the_declared_length() {
-    let _turn = SERIAL.lock().unwrap();
     let rt = tokio::runtime::Builder::new_current_thread()
         .build()
         .unwrap();
@@ -173,4 +166,13 @@ fn length_delimited_codec_reserves_the_declared_length() {
     let stats = region.change();
     assert!(matches!(result, Some(Err(_))));
     assert!(obtained(&stats) >= MIB as usize, "{stats:?}");
+}
+
+#[test]
+fn allocation_bounds_hold_one_case_at_a_time() {
+    oversized_header_allocates_nothing();
+    declared_megabyte_with_ten_bytes_allocates_nothing_in_decode();
+    trickled_frame_costs_what_arrived();
+    framed_read_with_our_codec_stays_small();
+    length_delimited_codec_reserves_the_declared_length();
 }
