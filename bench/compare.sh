@@ -118,7 +118,9 @@ start_mosquitto() {
 }
 
 # Starts sensegate; $1 = name, $2 = address, $3 = extra [native] lines,
-# $4 = extra sections. Sets sg_pid and waits for the admin token.
+# $4 = extra sections. Sets sg_pid and waits for the admin token, which it
+# copies to $dir/admin.token for the load tool (serve removes its own file
+# once the token has been used).
 start_sensegate() {
   local dir=$work/sg-$1
   mkdir -p "$dir"
@@ -128,6 +130,7 @@ start_sensegate() {
 [server]
 data_dir = "$dir"
 audit_log = ""
+admin_token_file = "$dir/first-admin.token"
 [native]
 listen = "$2"
 $3
@@ -138,7 +141,12 @@ CONF
   SENSEGATE_LOG=warn "$SENSEGATE" serve --config "$dir/sensegate.toml" >"$OUT/sensegate-$1.log" 2>&1 &
   sg_pid=$!
   pids+=("$sg_pid")
-  for _ in $(seq 100); do [ -s "$dir/admin.token" ] && return 0; sleep 0.1; done
+  for _ in $(seq 100); do
+    if [ -s "$dir/first-admin.token" ]; then
+      cp "$dir/first-admin.token" "$dir/admin.token" && return 0
+    fi
+    sleep 0.1
+  done
   echo "sensegate did not start; see $OUT/sensegate-$1.log" >&2; exit 1
 }
 
@@ -148,6 +156,8 @@ enabled = false
 [limits]
 max_connections = 20000
 max_connections_per_address = 20000
+max_patterns_per_token = 20000
+max_patterns_per_address = 20000
 idle_timeout_secs = 3600
 push_rate_per_sec = 1000000'
 

@@ -44,6 +44,29 @@ pub struct Attacked {
     pub peak_rss_mib: f64,
 }
 
+impl Attacked {
+    /// Prints the figures as a Markdown table.
+    pub fn print(&self) {
+        println!(
+            "| unloaded p99 ms | loaded p99 ms | ratio | delivered under attack | slow peers | oversize | garbage | wrong tokens | refused | peak RSS MiB |"
+        );
+        println!("|---|---|---|---|---|---|---|---|---|---|");
+        println!(
+            "| {:.2} | {:.2} | {:.2} | {:.3}% | {} | {} | {} | {} | {} | {:.1} |",
+            self.unloaded_p99_ms,
+            self.loaded_p99_ms,
+            self.p99_ratio,
+            self.loaded_delivered_share * 100.0,
+            self.slow_connections,
+            self.oversize,
+            self.garbage,
+            self.brute_force,
+            self.refused,
+            self.peak_rss_mib
+        );
+    }
+}
+
 #[derive(Default)]
 struct Counts {
     slow: AtomicU64,

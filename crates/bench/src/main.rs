@@ -8,6 +8,8 @@
 //!   ([`hold`]);
 //! - `attack`: hostile peers at volume while a subscriber measures its
 //!   latency ([`attack`]);
+//! - `churn`: subscription changes against the publish path while a
+//!   subscriber measures its latency ([`churn`]);
 //! - `compare`: `hold` and the fan-out search against sensegate and an
 //!   MQTT broker, alternating ([`compare`]); `table` prints the rows.
 //!
@@ -20,6 +22,7 @@
 )]
 
 mod attack;
+mod churn;
 mod compare;
 mod fanout;
 mod hold;
@@ -115,6 +118,23 @@ enum Command {
         /// garbage, wrong token).
         #[arg(long, default_value_t = 1000.0)]
         rate: f64,
+        /// Measured seconds (unloaded, then loaded).
+        #[arg(long, default_value_t = 5)]
+        secs: u64,
+    },
+    /// Subscription churn while a subscriber measures its latency.
+    Churn {
+        #[command(flatten)]
+        target: TargetArgs,
+        /// Connections holding never-matching patterns.
+        #[arg(long, default_value_t = 64)]
+        holders: usize,
+        /// Patterns each holds.
+        #[arg(long, default_value_t = 64)]
+        patterns: usize,
+        /// Connections subscribing and unsubscribing in a loop.
+        #[arg(long, default_value_t = 1)]
+        churners: usize,
         /// Measured seconds (unloaded, then loaded).
         #[arg(long, default_value_t = 5)]
         secs: u64,
@@ -310,24 +330,28 @@ async fn run(command: Command) -> Result<()> {
                 args.process(),
             )
             .await?;
-            println!(
-                "| unloaded p99 ms | loaded p99 ms | ratio | delivered under attack | slow peers | oversize | garbage | wrong tokens | refused | peak RSS MiB |"
-            );
-            println!("|---|---|---|---|---|---|---|---|---|---|");
-            println!(
-                "| {:.2} | {:.2} | {:.2} | {:.3}% | {} | {} | {} | {} | {} | {:.1} |",
-                a.unloaded_p99_ms,
-                a.loaded_p99_ms,
-                a.p99_ratio,
-                a.loaded_delivered_share * 100.0,
-                a.slow_connections,
-                a.oversize,
-                a.garbage,
-                a.brute_force,
-                a.refused,
-                a.peak_rss_mib
-            );
+            a.print();
             args.save(&a)
+        }
+        Command::Churn {
+            target: args,
+            holders,
+            patterns,
+            churners,
+            secs,
+        } => {
+            let target = args.target()?;
+            let c = churn::run(
+                &target,
+                holders,
+                patterns,
+                churners,
+                Duration::from_secs(secs),
+                args.process(),
+            )
+            .await?;
+            c.print();
+            args.save(&c)
         }
         Command::Compare(args) => compare_cmd(&args).await,
         Command::Table { files } => {

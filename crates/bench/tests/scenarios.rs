@@ -95,7 +95,7 @@ async fn fanout_delivers_every_reading_to_every_subscriber() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn hold_ingest_and_attack_report_their_figures() {
+async fn hold_ingest_churn_and_attack_report_their_figures() {
     let s = server("push_rate_per_sec = 10000000\n").await;
     let held = bench(&s, &["hold", "--connections", "200"]).await;
     assert_eq!(held[0]["connections"], 200);
@@ -113,6 +113,18 @@ async fn hold_ingest_and_attack_report_their_figures() {
         assert!(r["committed_per_sec"].as_f64().unwrap() > 0.0, "{r}");
         assert!(r["ack_p99_ms"].as_f64().unwrap() > 0.0, "{r}");
     }
+
+    let churned = bench(
+        &s,
+        &["churn", "--holders", "4", "--patterns", "8", "--secs", "1"],
+    )
+    .await;
+    let c = &churned[0];
+    assert!(c["changes"].as_u64().unwrap() > 0, "{c}");
+    assert!(
+        c["loaded_delivered_share"].as_f64().unwrap() >= 0.999,
+        "{c}"
+    );
 
     let attacked = bench(
         &s,

@@ -246,6 +246,8 @@ pub struct RawLimits {
     pub idle_timeout_secs: Option<u64>,
     pub frame_timeout_ms: Option<u64>,
     pub max_subscriptions: Option<u64>,
+    pub max_patterns_per_token: Option<u64>,
+    pub max_patterns_per_address: Option<u64>,
     pub max_push_batch: Option<u64>,
     pub push_rate_per_sec: Option<u64>,
     pub inflight_bytes_per_connection: Option<u64>,
@@ -339,6 +341,8 @@ pub struct Limits {
     pub idle_timeout: Duration,
     pub frame_timeout: Duration,
     pub max_subscriptions: usize,
+    pub max_patterns_per_token: usize,
+    pub max_patterns_per_address: usize,
     pub max_push_batch: usize,
     pub push_rate_per_sec: u32,
     pub inflight_bytes_per_connection: usize,
@@ -362,6 +366,8 @@ impl Default for Limits {
             idle_timeout: Duration::from_secs(300),
             frame_timeout: Duration::from_secs(10),
             max_subscriptions: 64,
+            max_patterns_per_token: 1_024,
+            max_patterns_per_address: 1_024,
             max_push_batch: 1_000,
             push_rate_per_sec: 10_000,
             inflight_bytes_per_connection: 1 << 20,
@@ -988,6 +994,12 @@ impl Validator<'_> {
     fn flow_caps(&self, r: &RawLimits, l: &mut Limits) -> Result<(), ConfigError> {
         let k = "limits.max_subscriptions";
         l.max_subscriptions = self.size(k, r.max_subscriptions, l.max_subscriptions, 1, 10_000)?;
+        let k = "limits.max_patterns_per_token";
+        let v = r.max_patterns_per_token;
+        l.max_patterns_per_token = self.size(k, v, l.max_patterns_per_token, 1, 10_000_000)?;
+        let k = "limits.max_patterns_per_address";
+        let v = r.max_patterns_per_address;
+        l.max_patterns_per_address = self.size(k, v, l.max_patterns_per_address, 1, 10_000_000)?;
         let k = "limits.max_push_batch";
         let most = l.message.max_readings;
         l.max_push_batch = self.size(k, r.max_push_batch, l.max_push_batch, 1, most)?;

@@ -8,14 +8,27 @@
 //! `limits.subscriber_queue` readings of memory and never slows anyone else.
 //!
 //! Which subscribers want a sensor is computed once per sensor and cached
-//! (the route), with the policy consulted for each subscriber's principal;
-//! any change of subscriptions clears the cache. A subscriber drains its
-//! whole queue at once ([`Subscriber::next_batch`]), so readings that pile
-//! up while its socket is busy leave in one write.
+//! (the route), with the policy consulted for each subscriber's principal.
+//! Routes are maintained incrementally: a change of one subscriber's
+//! patterns re-evaluates that subscriber only, and only against the routes
+//! of sensors the changed patterns match; a change that changes nothing
+//! (a pattern already there, or one not there to remove) does no work at
+//! all. The new routes are built under the read lock, beside publishers,
+//! and swapped in under the write lock in a few pointer stores, so churn by
+//! one connection never stalls the publish path for everyone else. Every
+//! change, and every first build of a sensor's route, is serialised by one
+//! mutex (`changes`), which also keeps the per-token and per-address pattern
+//! counts ([`PatternCaps`]).
 //!
-//! Locks are `std` locks held for a few instructions, never across `.await`.
+//! A subscriber drains its whole queue at once ([`Subscriber::next_batch`]),
+//! so readings that pile up while its socket is busy leave in one write.
+//!
+//! Locks are `std` locks held for a few instructions, never across `.await`;
+//! the order is `changes`, then the subscriber map, then a subscriber's
+//! patterns.
 
 use std::collections::{HashMap, VecDeque};
+use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 
@@ -30,11 +43,35 @@ use crate::reading::Reading;
 /// Most cached routes; past it the cache is cleared and rebuilt on demand.
 const MAX_ROUTES: usize = 65_536;
 
+/// Caps on subscription patterns: per connection, per token over all its
+/// connections, and per source address over all its connections.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PatternCaps {
+    /// `limits.max_subscriptions`.
+    pub per_connection: usize,
+    /// `limits.max_patterns_per_token`.
+    pub per_token: usize,
+    /// `limits.max_patterns_per_address`.
+    pub per_address: usize,
+}
+
+/// The cap an addition of patterns would have passed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PatternCap {
+    /// [`PatternCaps::per_connection`].
+    Connection,
+    /// [`PatternCaps::per_token`].
+    Token,
+    /// [`PatternCaps::per_address`].
+    Address,
+}
+
 /// One subscriber: a connection's patterns and its bounded queue.
 #[derive(Debug)]
 pub struct Subscriber {
     id: u64,
     principal: Principal,
+    peer: IpAddr,
     patterns: Mutex<Vec<Pattern>>,
     queue: Mutex<Queue>,
     notify: Notify,
@@ -157,15 +194,57 @@ impl Subscriber {
 #[derive(Debug)]
 pub struct Hub {
     inner: RwLock<Inner>,
+    /// Serialises every change of routes (pattern changes, removals, first
+    /// builds) and holds the pattern counts.
+    changes: Mutex<Counts>,
+    /// Routes built from scratch (first publish of a sensor, or after the
+    /// cache was full).
+    route_builds: AtomicU64,
     capacity: usize,
     lag_policy: LagPolicy,
     losses: Arc<Losses>,
 }
 
+type Route = Arc<[Arc<Subscriber>]>;
+
 #[derive(Debug, Default)]
 struct Inner {
     subscribers: HashMap<u64, Arc<Subscriber>>,
-    routes: HashMap<Arc<str>, Arc<[Arc<Subscriber>]>>,
+    routes: HashMap<Arc<str>, Route>,
+}
+
+/// Patterns held per token and per source address, over every subscriber.
+/// Entries go when their count reaches zero, so the maps are bounded by the
+/// live subscribers.
+#[derive(Debug, Default)]
+struct Counts {
+    per_token: HashMap<String, usize>,
+    per_address: HashMap<IpAddr, usize>,
+}
+
+impl Counts {
+    fn add(&mut self, sub: &Subscriber, n: usize) {
+        *self
+            .per_token
+            .entry(sub.principal.token_id.clone())
+            .or_default() += n;
+        *self.per_address.entry(sub.peer).or_default() += n;
+    }
+
+    fn remove(&mut self, sub: &Subscriber, n: usize) {
+        if let Some(c) = self.per_token.get_mut(&sub.principal.token_id) {
+            *c = c.saturating_sub(n);
+            if *c == 0 {
+                self.per_token.remove(&sub.principal.token_id);
+            }
+        }
+        if let Some(c) = self.per_address.get_mut(&sub.peer) {
+            *c = c.saturating_sub(n);
+            if *c == 0 {
+                self.per_address.remove(&sub.peer);
+            }
+        }
+    }
 }
 
 impl Hub {
@@ -174,10 +253,18 @@ impl Hub {
     pub fn new(capacity: usize, lag_policy: LagPolicy) -> Self {
         Self {
             inner: RwLock::new(Inner::default()),
+            changes: Mutex::new(Counts::default()),
+            route_builds: AtomicU64::new(0),
             capacity: capacity.max(1),
             lag_policy,
             losses: Arc::default(),
         }
+    }
+
+    /// Routes built from scratch so far.
+    #[must_use]
+    pub fn route_builds(&self) -> u64 {
+        self.route_builds.load(Relaxed)
     }
 
     /// What the queues lost so far.
@@ -186,9 +273,10 @@ impl Hub {
         &self.losses
     }
 
-    /// The subscriber of connection `id`, created on first use.
-    pub fn subscriber(&self, id: u64, principal: &Principal) -> Arc<Subscriber> {
-        let mut inner = self.inner.write().unwrap_or_else(PoisonError::into_inner);
+    /// The subscriber of connection `id` (from `peer`), created on first
+    /// use.
+    pub fn subscriber(&self, id: u64, principal: &Principal, peer: IpAddr) -> Arc<Subscriber> {
+        let mut inner = self.write();
         inner
             .subscribers
             .entry(id)
@@ -196,6 +284,7 @@ impl Hub {
                 Arc::new(Subscriber {
                     id,
                     principal: principal.clone(),
+                    peer,
                     patterns: Mutex::new(Vec::new()),
                     queue: Mutex::new(Queue::default()),
                     notify: Notify::new(),
@@ -207,63 +296,159 @@ impl Hub {
             .clone()
     }
 
-    /// Adds patterns to a subscriber, up to `max` in all; returns how many
-    /// are active, or `None` (and adds nothing) when `max` would be passed.
+    /// Adds patterns to a subscriber within `caps`; returns how many are
+    /// active, or the cap that would be passed (and adds nothing).
+    ///
+    /// # Errors
+    /// [`PatternCap`] when the connection, its token or its address would
+    /// hold more patterns than its cap.
     pub fn add_patterns(
         &self,
-        sub: &Subscriber,
+        sub: &Arc<Subscriber>,
         patterns: &[Pattern],
-        max: usize,
-    ) -> Option<usize> {
+        caps: PatternCaps,
+    ) -> Result<usize, PatternCap> {
+        let mut counts = lock(&self.changes);
         let mut mine = lock(&sub.patterns);
-        // Work stays within `max` per pattern whatever the request's length:
-        // the scan stops at the first pattern that would not fit.
-        let room = max.saturating_sub(mine.len());
-        let mut added: Vec<&Pattern> = Vec::new();
+        // Work stays within the cap per pattern whatever the request's
+        // length: the scan stops at the first pattern that would not fit.
+        let room = caps.per_connection.saturating_sub(mine.len());
+        let mut added: Vec<Pattern> = Vec::new();
         for p in patterns {
-            if mine.contains(p) || added.contains(&p) {
+            if mine.contains(p) || added.contains(p) {
                 continue;
             }
             if added.len() == room {
-                return None;
+                return Err(PatternCap::Connection);
             }
-            added.push(p);
+            added.push(p.clone());
         }
-        let changed = !added.is_empty();
-        mine.extend(added.into_iter().cloned());
+        if added.is_empty() {
+            return Ok(mine.len());
+        }
+        let registered = self.is_registered(sub);
+        if registered {
+            let n = added.len();
+            let token = counts.per_token.get(&sub.principal.token_id);
+            if token.copied().unwrap_or(0) + n > caps.per_token {
+                return Err(PatternCap::Token);
+            }
+            if counts.per_address.get(&sub.peer).copied().unwrap_or(0) + n > caps.per_address {
+                return Err(PatternCap::Address);
+            }
+            counts.add(sub, n);
+        }
+        mine.extend(added.iter().cloned());
         let active = mine.len();
         drop(mine);
-        if changed {
-            self.clear_routes();
+        if registered {
+            self.reroute(sub, |sensor| added.iter().any(|p| p.matches(sensor)));
         }
-        Some(active)
+        drop(counts);
+        Ok(active)
     }
 
     /// Removes patterns from a subscriber; returns how many remain.
-    pub fn remove_patterns(&self, sub: &Subscriber, patterns: &[Pattern]) -> usize {
-        let active = {
-            let mut mine = lock(&sub.patterns);
-            mine.retain(|p| !patterns.contains(p));
-            mine.len()
-        };
-        self.clear_routes();
+    pub fn remove_patterns(&self, sub: &Arc<Subscriber>, patterns: &[Pattern]) -> usize {
+        let mut counts = lock(&self.changes);
+        let mut mine = lock(&sub.patterns);
+        let before = mine.len();
+        let mut removed: Vec<Pattern> = Vec::new();
+        mine.retain(|p| {
+            let gone = patterns.contains(p);
+            if gone {
+                removed.push(p.clone());
+            }
+            !gone
+        });
+        let active = mine.len();
+        drop(mine);
+        if active != before && self.is_registered(sub) {
+            counts.remove(sub, before - active);
+            self.reroute(sub, |sensor| removed.iter().any(|p| p.matches(sensor)));
+        }
+        drop(counts);
         active
     }
 
-    /// Forgets connection `id`'s subscriber.
+    /// Forgets connection `id`'s subscriber: out of every route it was in.
     pub fn remove(&self, id: u64) {
-        let mut inner = self.inner.write().unwrap_or_else(PoisonError::into_inner);
-        if inner.subscribers.remove(&id).is_some() {
-            inner.routes.clear();
+        let mut counts = lock(&self.changes);
+        let Some(sub) = self.write().subscribers.remove(&id) else {
+            return;
+        };
+        let held = lock(&sub.patterns).len();
+        if held == 0 {
+            return;
         }
+        counts.remove(&sub, held);
+        let updates: Vec<(Arc<str>, Route)> = self
+            .read()
+            .routes
+            .iter()
+            .filter(|(_, route)| route.iter().any(|s| Arc::ptr_eq(s, &sub)))
+            .map(|(sensor, route)| (sensor.clone(), without(route, &sub)))
+            .collect();
+        self.swap(updates);
+        drop(counts);
     }
 
-    fn clear_routes(&self) {
-        self.inner
-            .write()
-            .unwrap_or_else(PoisonError::into_inner)
+    /// Whether `sub` is the hub's subscriber for its id (not one removed).
+    fn is_registered(&self, sub: &Arc<Subscriber>) -> bool {
+        self.read()
+            .subscribers
+            .get(&sub.id)
+            .is_some_and(|s| Arc::ptr_eq(s, sub))
+    }
+
+    /// Re-evaluates `sub` against the cached routes of the sensors `touched`
+    /// says its change may concern. Runs under `changes`: the new routes
+    /// are built beside publishers (read lock) and swapped in after.
+    fn reroute(&self, sub: &Arc<Subscriber>, touched: impl Fn(&str) -> bool) {
+        let updates: Vec<(Arc<str>, Route)> = self
+            .read()
             .routes
-            .clear();
+            .iter()
+            .filter(|(sensor, _)| touched(sensor))
+            .filter_map(|(sensor, route)| {
+                let has = route.iter().any(|s| Arc::ptr_eq(s, sub));
+                match (has, sub.wants(sensor)) {
+                    (false, true) => {
+                        let new: Route = route.iter().cloned().chain([sub.clone()]).collect();
+                        Some((sensor.clone(), new))
+                    }
+                    (true, false) => Some((sensor.clone(), without(route, sub))),
+                    _ => None,
+                }
+            })
+            .collect();
+        self.swap(updates);
+    }
+
+    /// Stores new routes: a few pointer stores under the write lock (the old
+    /// routes are dropped after it is released).
+    fn swap(&self, updates: Vec<(Arc<str>, Route)>) {
+        if updates.is_empty() {
+            return;
+        }
+        let mut old = Vec::with_capacity(updates.len());
+        {
+            let mut inner = self.write();
+            for (sensor, route) in updates {
+                if let Some(slot) = inner.routes.get_mut(&sensor) {
+                    old.push(std::mem::replace(slot, route));
+                }
+            }
+        }
+        drop(old);
+    }
+
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, Inner> {
+        self.inner.read().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, Inner> {
+        self.inner.write().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// Hands a reading to every subscriber that wants it. Never waits on a
@@ -278,11 +463,7 @@ impl Hub {
     /// Number of subscribers.
     #[must_use]
     pub fn len(&self) -> usize {
-        self.inner
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .subscribers
-            .len()
+        self.read().subscribers.len()
     }
 
     /// Whether there is no subscriber.
@@ -291,29 +472,46 @@ impl Hub {
         self.len() == 0
     }
 
-    fn route(&self, sensor: &Arc<str>) -> Arc<[Arc<Subscriber>]> {
-        if let Some(r) = self
-            .inner
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .routes
-            .get(sensor)
-        {
+    fn route(&self, sensor: &Arc<str>) -> Route {
+        if let Some(r) = self.read().routes.get(sensor) {
             return r.clone();
         }
-        let mut inner = self.inner.write().unwrap_or_else(PoisonError::into_inner);
-        let route: Arc<[Arc<Subscriber>]> = inner
-            .subscribers
-            .values()
+        // A first build: serialised with every change, so no change can be
+        // missed between the scan and the insert.
+        let _changes = lock(&self.changes);
+        let subscribers: Vec<Arc<Subscriber>> = {
+            let inner = self.read();
+            if let Some(r) = inner.routes.get(sensor) {
+                return r.clone();
+            }
+            inner.subscribers.values().cloned().collect()
+        };
+        let route: Route = subscribers
+            .into_iter()
             .filter(|s| s.wants(sensor))
-            .cloned()
             .collect();
+        self.route_builds.fetch_add(1, Relaxed);
+        let mut inner = self.write();
         if inner.routes.len() >= MAX_ROUTES {
             inner.routes.clear();
         }
         inner.routes.insert(sensor.clone(), route.clone());
         route
     }
+
+    /// Cached routes (for tests).
+    #[cfg(test)]
+    fn routes(&self) -> usize {
+        self.read().routes.len()
+    }
+}
+
+fn without(route: &Route, sub: &Arc<Subscriber>) -> Route {
+    route
+        .iter()
+        .filter(|s| !Arc::ptr_eq(s, sub))
+        .cloned()
+        .collect()
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -332,6 +530,18 @@ mod tests {
             name: "t".into(),
             role,
             scope: Pattern::new(scope),
+        }
+    }
+
+    fn local() -> IpAddr {
+        IpAddr::from([127, 0, 0, 1])
+    }
+
+    fn caps(per_connection: usize) -> PatternCaps {
+        PatternCaps {
+            per_connection,
+            per_token: 1_000,
+            per_address: 1_000,
         }
     }
 
@@ -356,8 +566,11 @@ mod tests {
     #[test]
     fn delivers_matching_readings_in_order_and_coalesces_them() {
         let hub = Hub::new(16, LagPolicy::DropOldest);
-        let s = hub.subscriber(1, &principal(Role::Reader, "*"));
-        assert_eq!(hub.add_patterns(&s, &[Pattern::new("room/*")], 4), Some(1));
+        let s = hub.subscriber(1, &principal(Role::Reader, "*"), local());
+        assert_eq!(
+            hub.add_patterns(&s, &[Pattern::new("room/*")], caps(4)),
+            Ok(1)
+        );
         for ts in 0..3 {
             hub.publish(&reading("room/t", ts));
             hub.publish(&reading("hall/t", ts));
@@ -369,8 +582,8 @@ mod tests {
     #[test]
     fn a_full_queue_loses_its_oldest_and_counts_them() {
         let hub = Hub::new(3, LagPolicy::DropOldest);
-        let s = hub.subscriber(1, &principal(Role::Reader, "*"));
-        hub.add_patterns(&s, &[Pattern::any()], 4);
+        let s = hub.subscriber(1, &principal(Role::Reader, "*"), local());
+        hub.add_patterns(&s, &[Pattern::any()], caps(4)).unwrap();
         for ts in 0..10 {
             hub.publish(&reading("x", ts));
         }
@@ -382,8 +595,8 @@ mod tests {
     #[test]
     fn a_full_queue_under_disconnect_marks_the_subscriber_lagged() {
         let hub = Hub::new(2, LagPolicy::Disconnect);
-        let s = hub.subscriber(1, &principal(Role::Reader, "*"));
-        hub.add_patterns(&s, &[Pattern::any()], 4);
+        let s = hub.subscriber(1, &principal(Role::Reader, "*"), local());
+        hub.add_patterns(&s, &[Pattern::any()], caps(4)).unwrap();
         for ts in 0..3 {
             hub.publish(&reading("x", ts));
         }
@@ -394,8 +607,8 @@ mod tests {
     #[test]
     fn scope_limits_delivery_even_for_a_wildcard_subscription() {
         let hub = Hub::new(8, LagPolicy::DropOldest);
-        let s = hub.subscriber(1, &principal(Role::Reader, "room/*"));
-        hub.add_patterns(&s, &[Pattern::any()], 4);
+        let s = hub.subscriber(1, &principal(Role::Reader, "room/*"), local());
+        hub.add_patterns(&s, &[Pattern::any()], caps(4)).unwrap();
         hub.publish(&reading("secret/x", 1));
         hub.publish(&reading("room/x", 2));
         assert_eq!(timestamps(s.try_batch(100)), (vec![2], 0));
@@ -404,21 +617,24 @@ mod tests {
     #[test]
     fn the_pattern_cap_adds_nothing_when_exceeded() {
         let hub = Hub::new(8, LagPolicy::DropOldest);
-        let s = hub.subscriber(1, &principal(Role::Reader, "*"));
+        let s = hub.subscriber(1, &principal(Role::Reader, "*"), local());
         assert_eq!(
-            hub.add_patterns(&s, &[Pattern::new("a"), Pattern::new("b")], 2),
-            Some(2)
+            hub.add_patterns(&s, &[Pattern::new("a"), Pattern::new("b")], caps(2)),
+            Ok(2)
         );
-        assert_eq!(hub.add_patterns(&s, &[Pattern::new("a")], 2), Some(2));
-        assert_eq!(hub.add_patterns(&s, &[Pattern::new("c")], 2), None);
+        assert_eq!(hub.add_patterns(&s, &[Pattern::new("a")], caps(2)), Ok(2));
+        assert_eq!(
+            hub.add_patterns(&s, &[Pattern::new("c")], caps(2)),
+            Err(PatternCap::Connection)
+        );
         // A pattern repeated in one request counts once.
         assert_eq!(hub.remove_patterns(&s, &[Pattern::new("b")]), 1);
         assert_eq!(
-            hub.add_patterns(&s, &[Pattern::new("c"), Pattern::new("c")], 2),
-            Some(2)
+            hub.add_patterns(&s, &[Pattern::new("c"), Pattern::new("c")], caps(2)),
+            Ok(2)
         );
         assert_eq!(hub.remove_patterns(&s, &[Pattern::new("c")]), 1);
-        hub.add_patterns(&s, &[Pattern::new("b")], 2);
+        hub.add_patterns(&s, &[Pattern::new("b")], caps(2)).unwrap();
         assert_eq!(hub.remove_patterns(&s, &[Pattern::new("a")]), 1);
         hub.publish(&reading("a", 1));
         assert!(s.try_batch(10).is_none());
@@ -427,8 +643,8 @@ mod tests {
     #[test]
     fn batches_are_cut_at_max_and_removal_stops_delivery() {
         let hub = Hub::new(8, LagPolicy::DropOldest);
-        let s = hub.subscriber(7, &principal(Role::Admin, "*"));
-        hub.add_patterns(&s, &[Pattern::any()], 4);
+        let s = hub.subscriber(7, &principal(Role::Admin, "*"), local());
+        hub.add_patterns(&s, &[Pattern::any()], caps(4)).unwrap();
         for ts in 0..5 {
             hub.publish(&reading("x", ts));
         }
@@ -438,5 +654,90 @@ mod tests {
         hub.publish(&reading("x", 9));
         assert!(s.try_batch(10).is_none());
         assert!(hub.is_empty());
+    }
+
+    #[test]
+    fn pattern_changes_update_routes_in_place_and_no_ops_do_nothing() {
+        let hub = Hub::new(64, LagPolicy::DropOldest);
+        let a = hub.subscriber(1, &principal(Role::Reader, "*"), local());
+        let b = hub.subscriber(2, &principal(Role::Reader, "*"), local());
+        hub.add_patterns(&a, &[Pattern::new("room/*")], caps(8))
+            .unwrap();
+        for sensor in ["room/t", "hall/t", "room/h"] {
+            hub.publish(&reading(sensor, 1));
+        }
+        assert_eq!(hub.routes(), 3);
+        // b joins room/t only: routes stay cached and are updated.
+        hub.add_patterns(&b, &[Pattern::new("room/t")], caps(8))
+            .unwrap();
+        assert_eq!(hub.routes(), 3);
+        let route = |sensor: &str| hub.read().routes.get(sensor).unwrap().len();
+        assert_eq!(
+            (route("room/t"), route("room/h"), route("hall/t")),
+            (2, 1, 0)
+        );
+        // A no-op change keeps the very same route objects.
+        let before = hub.read().routes.get("room/t").unwrap().clone();
+        hub.add_patterns(&b, &[Pattern::new("room/t")], caps(8))
+            .unwrap();
+        hub.remove_patterns(&b, &[Pattern::new("never/*")]);
+        assert!(Arc::ptr_eq(
+            &before,
+            hub.read().routes.get("room/t").unwrap()
+        ));
+        // Removing a pattern, and a subscriber, take them out of routes.
+        hub.remove_patterns(&a, &[Pattern::new("room/*")]);
+        assert_eq!((route("room/t"), route("room/h")), (1, 0));
+        drop(a.try_batch(100));
+        hub.publish(&reading("room/t", 2));
+        assert!(
+            a.try_batch(100).is_none(),
+            "a got a reading it no longer wants"
+        );
+        assert_eq!(timestamps(b.try_batch(100)), (vec![2], 0));
+        hub.remove(2);
+        assert_eq!(route("room/t"), 0);
+        assert_eq!(hub.routes(), 3);
+        hub.publish(&reading("room/t", 3));
+        assert!(b.try_batch(100).is_none(), "b got a reading after it left");
+    }
+
+    #[test]
+    fn patterns_are_capped_per_token_and_per_address_across_connections() {
+        let hub = Hub::new(8, LagPolicy::DropOldest);
+        let caps = PatternCaps {
+            per_connection: 4,
+            per_token: 5,
+            per_address: 6,
+        };
+        let many =
+            |n: usize| -> Vec<Pattern> { (0..n).map(|i| Pattern::new(format!("p{i}"))).collect() };
+        let t1 = principal(Role::Reader, "*");
+        let mut t2 = principal(Role::Reader, "*");
+        t2.token_id = "0000000000000002".into();
+        let other = IpAddr::from([127, 0, 0, 2]);
+        let a = hub.subscriber(1, &t1, local());
+        let b = hub.subscriber(2, &t1, local());
+        assert_eq!(hub.add_patterns(&a, &many(4), caps), Ok(4));
+        assert_eq!(hub.add_patterns(&b, &many(2), caps), Err(PatternCap::Token));
+        assert_eq!(hub.add_patterns(&b, &many(1), caps), Ok(1));
+        // Another token from the same address: the address cap.
+        let c = hub.subscriber(3, &t2, local());
+        assert_eq!(
+            hub.add_patterns(&c, &many(2), caps),
+            Err(PatternCap::Address)
+        );
+        assert_eq!(hub.add_patterns(&c, &many(1), caps), Ok(1));
+        // The same token elsewhere is still over its cap.
+        let d = hub.subscriber(4, &t1, other);
+        assert_eq!(hub.add_patterns(&d, &many(1), caps), Err(PatternCap::Token));
+        // What a connection gives back is free again; the maps empty out.
+        hub.remove(1);
+        assert_eq!(hub.add_patterns(&d, &many(4), caps), Ok(4));
+        for id in [2, 3, 4] {
+            hub.remove(id);
+        }
+        let counts = lock(&hub.changes);
+        assert!(counts.per_token.is_empty() && counts.per_address.is_empty());
     }
 }

@@ -193,6 +193,17 @@ fn hub_series(out: &mut String, service: &Service) {
         "Subscribers of the hub.",
     );
     let _ = writeln!(out, "sensegate_hub_subscribers {}", service.hub().len());
+    header(
+        out,
+        "sensegate_hub_route_builds_total",
+        "counter",
+        "Routes (the subscribers of one sensor) built from scratch; subscription changes update routes in place.",
+    );
+    let _ = writeln!(
+        out,
+        "sensegate_hub_route_builds_total {}",
+        service.hub().route_builds()
+    );
     let losses = service.hub().losses();
     header(
         out,

@@ -486,7 +486,10 @@ impl Service {
     ///
     /// # Errors
     /// [`ServiceError::Forbidden`] for a role that may not subscribe,
-    /// [`ServiceError::Subscriptions`] past `limits.max_subscriptions`.
+    /// [`ServiceError::Subscriptions`] past `limits.max_subscriptions`, or
+    /// past `limits.max_patterns_per_token` or
+    /// `limits.max_patterns_per_address` over all the token's or the
+    /// address's connections.
     pub fn subscribe(
         &self,
         caller: Caller<'_>,
@@ -494,14 +497,22 @@ impl Service {
         patterns: &[Pattern],
     ) -> Result<(Arc<crate::hub::Subscriber>, usize), ServiceError> {
         Self::allow(caller.principal, Action::Subscribe)?;
-        let sub = self.hub.subscriber(connection.id, caller.principal);
-        let active = self
+        let sub = self
             .hub
-            .add_patterns(&sub, patterns, self.limits.max_subscriptions)
-            .ok_or_else(|| {
-                self.counters.limits.hit(Limit::Subscriptions);
-                ServiceError::Subscriptions
-            })?;
+            .subscriber(connection.id, caller.principal, caller.peer.ip());
+        let caps = crate::hub::PatternCaps {
+            per_connection: self.limits.max_subscriptions,
+            per_token: self.limits.max_patterns_per_token,
+            per_address: self.limits.max_patterns_per_address,
+        };
+        let active = self.hub.add_patterns(&sub, patterns, caps).map_err(|cap| {
+            self.counters.limits.hit(match cap {
+                crate::hub::PatternCap::Connection => Limit::Subscriptions,
+                crate::hub::PatternCap::Token => Limit::PatternsPerToken,
+                crate::hub::PatternCap::Address => Limit::PatternsPerAddress,
+            });
+            ServiceError::Subscriptions
+        })?;
         connection.subscriptions.store(
             u32::try_from(active).unwrap_or(u32::MAX),
             std::sync::atomic::Ordering::Relaxed,
@@ -513,7 +524,7 @@ impl Service {
     pub fn unsubscribe(
         &self,
         connection: &Connection,
-        sub: &crate::hub::Subscriber,
+        sub: &Arc<crate::hub::Subscriber>,
         patterns: &[Pattern],
     ) -> usize {
         let active = self.hub.remove_patterns(sub, patterns);

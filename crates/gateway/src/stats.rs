@@ -35,6 +35,10 @@ pub enum Limit {
     PushBatch,
     /// `limits.max_subscriptions`.
     Subscriptions,
+    /// `limits.max_patterns_per_token`.
+    PatternsPerToken,
+    /// `limits.max_patterns_per_address`.
+    PatternsPerAddress,
     /// `limits.max_sensors`.
     Sensors,
     /// `limits.max_tokens`.
@@ -51,7 +55,7 @@ pub enum Limit {
 
 impl Limit {
     /// Every limit, in the order `/metrics` lists them.
-    pub const ALL: [Self; 17] = [
+    pub const ALL: [Self; 19] = [
         Self::ConnectionsTotal,
         Self::ConnectionsPerAddress,
         Self::FrameSize,
@@ -63,6 +67,8 @@ impl Limit {
         Self::PushRate,
         Self::PushBatch,
         Self::Subscriptions,
+        Self::PatternsPerToken,
+        Self::PatternsPerAddress,
         Self::Sensors,
         Self::Tokens,
         Self::HttpBody,
@@ -86,6 +92,8 @@ impl Limit {
             Self::PushRate => "push_rate",
             Self::PushBatch => "push_batch",
             Self::Subscriptions => "subscriptions",
+            Self::PatternsPerToken => "patterns_per_token",
+            Self::PatternsPerAddress => "patterns_per_address",
             Self::Sensors => "sensors",
             Self::Tokens => "tokens",
             Self::HttpBody => "http_body",

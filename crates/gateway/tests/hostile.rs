@@ -377,6 +377,47 @@ async fn subscriptions_past_the_cap_are_refused() {
 }
 
 #[tokio::test]
+async fn subscription_patterns_are_capped_per_token_and_per_address() {
+    let d = TestDaemon::start("[limits]\nmax_patterns_per_token = 3\nmax_patterns_per_address = 4")
+        .await;
+    let (_, reader) = d.token(v1::Role::Reader, "*").await;
+    let (_, other) = d.token(v1::Role::Reader, "*").await;
+    let from = |token: &sensegate_client::Secret, ip: &str| {
+        let mut o = d.options(token);
+        o.local_ip = Some(ip.parse().unwrap());
+        o
+    };
+    let mut first = Client::connect(&from(&reader, "127.0.0.6")).await.unwrap();
+    let mut second = Client::connect(&from(&reader, "127.0.0.7")).await.unwrap();
+    assert_eq!(first.subscribe(&["a", "b"]).await.unwrap(), 2);
+    // The token's third and fourth pattern, on another connection.
+    let e = second.subscribe(&["c", "d"]).await.unwrap_err();
+    assert_eq!(e.code(), Some(ErrorCode::Overloaded), "{e}");
+    assert_eq!(second.subscribe(&["c"]).await.unwrap(), 1);
+    // Another token from the first's address: the address's cap of 4.
+    let mut third = Client::connect(&from(&other, "127.0.0.6")).await.unwrap();
+    let e = third.subscribe(&["x", "y", "z"]).await.unwrap_err();
+    assert_eq!(e.code(), Some(ErrorCode::Overloaded), "{e}");
+    assert_eq!(third.subscribe(&["x", "y"]).await.unwrap(), 2);
+    // A connection that ends gives its patterns back.
+    drop(first);
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        match second.subscribe(&["d"]).await {
+            Ok(n) => break assert_eq!(n, 2),
+            Err(_) if std::time::Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            Err(e) => panic!("patterns not given back: {e}"),
+        }
+    }
+    third.ping().await.unwrap();
+    let hits = &d.daemon.service().counters().limits;
+    assert!(hits.get(sensegate_gateway::stats::Limit::PatternsPerToken) >= 1);
+    assert!(hits.get(sensegate_gateway::stats::Limit::PatternsPerAddress) >= 1);
+}
+
+#[tokio::test]
 async fn push_batch_size_and_rate_are_capped_per_token() {
     let d = TestDaemon::start("[limits]\nmax_push_batch = 5\npush_rate_per_sec = 10").await;
     let (_, token) = d.token(v1::Role::Device, "d/*").await;

@@ -776,12 +776,18 @@ async fn metrics_count_traffic_caps_hit_queue_losses_and_commits() {
             role: Role::Reader,
             scope: Pattern::any(),
         },
+        std::net::IpAddr::from([127, 0, 0, 1]),
     );
+    let caps = sensegate_gateway::hub::PatternCaps {
+        per_connection: 4,
+        per_token: 4,
+        per_address: 4,
+    };
     assert!(
         service
             .hub()
-            .add_patterns(&sub, &[Pattern::any()], 4)
-            .is_some()
+            .add_patterns(&sub, &[Pattern::any()], caps)
+            .is_ok()
     );
     let sensor: Arc<str> = service.catalog().register("lab/m", "", "test").unwrap();
     let t0 = now_us();
