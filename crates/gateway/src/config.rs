@@ -252,6 +252,9 @@ pub struct RawLimits {
     pub push_rate_per_sec: Option<u64>,
     pub inflight_bytes_per_connection: Option<u64>,
     pub inflight_bytes_total: Option<u64>,
+    pub inflight_bytes_per_token: Option<u64>,
+    pub reply_bytes_per_connection: Option<u64>,
+    pub write_timeout_ms: Option<u64>,
     pub subscriber_queue: Option<u64>,
     pub lag_policy: Option<String>,
     pub auth_failures_per_minute: Option<u64>,
@@ -347,6 +350,9 @@ pub struct Limits {
     pub push_rate_per_sec: u32,
     pub inflight_bytes_per_connection: usize,
     pub inflight_bytes_total: usize,
+    pub inflight_bytes_per_token: usize,
+    pub reply_bytes_per_connection: usize,
+    pub write_timeout: Duration,
     pub subscriber_queue: usize,
     pub lag_policy: LagPolicy,
     pub auth_failures_per_minute: u32,
@@ -372,6 +378,9 @@ impl Default for Limits {
             push_rate_per_sec: 10_000,
             inflight_bytes_per_connection: 1 << 20,
             inflight_bytes_total: 256 << 20,
+            inflight_bytes_per_token: 64 << 20,
+            reply_bytes_per_connection: 1 << 20,
+            write_timeout: Duration::from_secs(10),
             subscriber_queue: 1_024,
             lag_policy: LagPolicy::DropOldest,
             auth_failures_per_minute: 10,
@@ -1013,6 +1022,23 @@ impl Validator<'_> {
         let k = "limits.inflight_bytes_total";
         let v = r.inflight_bytes_total;
         l.inflight_bytes_total = self.size(k, v, l.inflight_bytes_total, 1 << 16, 1 << 40)?;
+        let k = "limits.inflight_bytes_per_token";
+        let v = r.inflight_bytes_per_token;
+        l.inflight_bytes_per_token =
+            self.size(k, v, l.inflight_bytes_per_token, 1 << 16, 1 << 40)?;
+        let k = "limits.reply_bytes_per_connection";
+        let v = r.reply_bytes_per_connection;
+        l.reply_bytes_per_connection =
+            self.size(k, v, l.reply_bytes_per_connection, 4096, 1 << 30)?;
+        let k = "limits.write_timeout_ms";
+        l.write_timeout = self.millis(k, r.write_timeout_ms, l.write_timeout, 100, 600_000)?;
+        if l.write_timeout > l.idle_timeout {
+            if r.write_timeout_ms.is_some() {
+                return Err(self.invalid(k, "must be at most idle_timeout_secs"));
+            }
+            // The default, under a shorter idle timeout: that one.
+            l.write_timeout = l.idle_timeout;
+        }
         let k = "limits.subscriber_queue";
         l.subscriber_queue = self.size(k, r.subscriber_queue, l.subscriber_queue, 1, 1 << 20)?;
         Ok(())

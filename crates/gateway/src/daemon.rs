@@ -168,7 +168,10 @@ impl Daemon {
         tracker.spawn(service.registry().clone().stop_all_at_shutdown());
         let shared = Shared {
             service: service.clone(),
-            inflight: InflightBudget::new(config.limits.inflight_bytes_total),
+            inflight: InflightBudget::with_share(
+                config.limits.inflight_bytes_total,
+                config.limits.inflight_bytes_per_token,
+            ),
             shutdown: shutdown.clone(),
             parking,
             tracker: tracker.clone(),

@@ -6,7 +6,9 @@ mod common;
 
 use std::time::Duration;
 
-use common::{TestDaemon, frame, hello, last_error, read_one, read_until_closed, reading, send};
+use common::{
+    TestDaemon, frame, hello, last_error, read_one, read_until_closed, reading, rss_bytes, send,
+};
 use sensegate_client::wire::{self as v1, ErrorCode, envelope::Body};
 use sensegate_client::{Client, ClientError};
 use tokio::io::AsyncWriteExt as _;
@@ -588,4 +590,69 @@ async fn a_scoped_admin_stays_inside_its_scope() {
         line.contains("\"role\":\"admin\"") && line.contains("\"scope\":\"site-a/room-1/*\""),
         "{line}"
     );
+}
+
+/// The attack: every whole frame in one read was executed and its reply
+/// queued before anything was written, and the replies were held up to the
+/// idle timeout while the peer did not read. With 1,000 sensors, 4
+/// connections sending 64 KiB of pipelined `ListSensors` each and never
+/// reading took the daemon from 16 MiB to 451 MiB. Now replies leave once
+/// they pass `reply_bytes_per_connection`, before the next frame is decoded,
+/// and a peer that does not read is cut off at `write_timeout_ms`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pipelined_requests_that_are_never_read_hold_bounded_replies() {
+    let d = TestDaemon::start("[limits]\nwrite_timeout_ms = 1000\nidle_timeout_secs = 300").await;
+    let (_, device) = d.token(v1::Role::Device, "big/*").await;
+    let mut dev = Client::connect(&d.options(&device)).await.unwrap();
+    let pad = "x".repeat(100);
+    let now = sensegate_gateway::reading::now_us();
+    let batch = (0..1000)
+        .map(|i| reading(&format!("big/{i:04}/{pad}"), now, 1.0))
+        .collect();
+    assert_eq!(dev.push(batch).await.unwrap(), 1000);
+    let (_, reader) = d.token(v1::Role::Reader, "*").await;
+    let list = frame(
+        Body::ListSensors(v1::ListSensorsRequest {
+            pattern: String::new(),
+        }),
+        7,
+    );
+    let before = rss_bytes();
+    let mut peers = Vec::new();
+    for i in 0..4u8 {
+        let mut s = d.raw_from([127, 0, 1, i + 1]).await;
+        send(&mut s, &hello(&reader)).await;
+        // 64 KiB of requests, each answered with about 150 KiB.
+        let pipelined: Vec<u8> = list.iter().copied().cycle().take(64 << 10).collect();
+        send(&mut s, &pipelined).await;
+        peers.push(s);
+    }
+    // Meanwhile everyone else is served, and memory stays bounded.
+    let mut peak = 0;
+    for _ in 0..20 {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        peak = peak.max(rss_bytes().saturating_sub(before));
+    }
+    d.assert_served().await;
+    eprintln!("pipelined, unread: RSS grew by {} MiB at most", peak >> 20);
+    assert!(peak < 64 << 20, "RSS grew by {} MiB", peak >> 20);
+    // The peers that never read are cut off by the write timeout, not the
+    // idle timeout.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while d.daemon.service().registry().len() > 1 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the stalled peers were not cut off"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(
+        d.daemon
+            .service()
+            .counters()
+            .limits
+            .get(sensegate_gateway::stats::Limit::SlowReader)
+            >= 4
+    );
+    drop(peers);
 }

@@ -12,7 +12,14 @@
 //! and the write buffer after every write, so an idle connection holds
 //! neither. A frame's declared length is checked against the per-connection
 //! and global in-flight caps as soon as its header arrives, before any of its
-//! payload is buffered.
+//! payload is buffered. Replies to pipelined requests are written once they
+//! pass `limits.reply_bytes_per_connection`, before the next frame is
+//! decoded, so a peer that sends many requests and reads nothing holds at
+//! most that much (plus one reply) until `limits.write_timeout_ms` cuts it
+//! off. Each reply is reserved from the global budget as its token's (a
+//! token's share is `limits.inflight_bytes_per_token`); one that does not fit
+//! is answered `OVERLOADED` instead, and a reading batch waits for room, so
+//! a full budget never closes a connection that did not cause it.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
@@ -50,6 +57,17 @@ const FAREWELL_TIMEOUT: Duration = Duration::from_secs(1);
 const HELLO_OVERHEAD: usize = 64;
 /// Upper bound of one encoded reading beyond its sensor name.
 const READING_OVERHEAD: usize = 32;
+/// How often a reading batch tries again for room in the global budget.
+const RESERVE_RETRY: Duration = Duration::from_millis(10);
+
+/// What [`Conn::send`] does when the global budget has no room.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Reserve {
+    /// Answer the request `OVERLOADED` instead.
+    OrRefuse,
+    /// Wait for room, up to the write timeout (reading batches).
+    OrWait,
+}
 
 /// Everything a connection task needs from the daemon.
 #[derive(Debug, Clone)]
@@ -150,6 +168,8 @@ struct Conn {
     /// (Activity after the hello is stamped in the registry for the reaper.)
     accepted: Instant,
     replies: Vec<v1::Envelope>,
+    /// Encoded size of `replies`.
+    replies_bytes: usize,
     /// The last hand-over to the parker failed (its queue was full).
     park_failed: bool,
 }
@@ -167,6 +187,7 @@ pub async fn run(shared: Shared, admission: Admission, transport: Transport, acc
         frame_started: None,
         accepted,
         replies: Vec::new(),
+        replies_bytes: 0,
         park_failed: false,
     });
     drive(conn, admission).await;
@@ -376,14 +397,30 @@ impl Conn {
                     self.session
                         .connection()
                         .touch(&self.shared.service.registry().clock());
+                    let before = self.replies.len();
                     let step = self.session.on_frame(
                         &self.shared.service,
                         frame.payload(),
                         now.into_std(),
                         &mut self.replies,
                     );
+                    self.replies_bytes += self.replies[before..]
+                        .iter()
+                        .map(prost::Message::encoded_len)
+                        .sum::<usize>();
                     match step {
-                        Step::Continue => {}
+                        Step::Continue => {
+                            // Pipelined requests: their replies leave once
+                            // they pass the cap, before the next frame is
+                            // looked at; and a buffer of many small frames
+                            // gives the worker back now and then.
+                            if self.replies_bytes >= self.limits().reply_bytes_per_connection
+                                && let Some(end) = self.flush().await
+                            {
+                                return Some(end);
+                            }
+                            tokio::task::coop::consume_budget().await;
+                        }
                         Step::Close => {
                             let replies = std::mem::take(&mut self.replies);
                             for r in replies {
@@ -409,8 +446,7 @@ impl Conn {
                                 }
                             };
                             self.replies.push(reply);
-                            let replies = std::mem::take(&mut self.replies);
-                            if let Some(end) = self.send(&replies).await {
+                            if let Some(end) = self.flush().await {
                                 return Some(end);
                             }
                         }
@@ -434,8 +470,14 @@ impl Conn {
         if self.replies.is_empty() {
             return None;
         }
+        self.flush().await
+    }
+
+    /// Writes the replies waiting.
+    async fn flush(&mut self) -> Option<End> {
         let replies = std::mem::take(&mut self.replies);
-        self.send(&replies).await
+        self.replies_bytes = 0;
+        self.send(&replies, Reserve::OrRefuse).await
     }
 
     /// The peer closed its side: a frame cut short gets its error.
@@ -483,7 +525,7 @@ impl Conn {
                 "frame over the connection's in-flight limit",
             ));
         }
-        if let Some(p) = self.shared.inflight.try_reserve(declared + HEADER_LEN) {
+        if let Some(p) = self.reserve(declared + HEADER_LEN, Reserve::OrRefuse) {
             self.frame_permit = Some(p);
             None
         } else {
@@ -506,17 +548,58 @@ impl Conn {
             Delivery::Batch { readings, dropped } => {
                 let envelope = session::batch_envelope(&readings, dropped);
                 drop(readings);
-                self.send(std::slice::from_ref(&envelope)).await
+                self.send(std::slice::from_ref(&envelope), Reserve::OrWait)
+                    .await
             }
         }
     }
 
-    /// Encodes and writes envelopes, bounded by the idle timeout so a peer
-    /// that stops reading cannot hold the task forever.
-    async fn send(&mut self, envelopes: &[v1::Envelope]) -> Option<End> {
+    /// Reserves `bytes` of the global budget for what a request costs: as
+    /// the connection's token once it has one, within the token's share.
+    /// (Reading batches reserve from the budget alone: the hub's queues
+    /// bound them, and they are the publish path's hot loop.)
+    fn reserve(&self, bytes: usize, reserve: Reserve) -> Option<InflightPermit> {
+        match (reserve, self.session.connection().principal()) {
+            (Reserve::OrRefuse, Some(p)) => self.shared.inflight.try_reserve_as(&p.token_id, bytes),
+            _ => self.shared.inflight.try_reserve(bytes),
+        }
+    }
+
+    /// Encodes and writes envelopes, each reserved from the global budget
+    /// while it is written, bounded by `limits.write_timeout_ms` so a peer
+    /// that stops reading cannot hold the task (or the bytes) for long.
+    async fn send(&mut self, envelopes: &[v1::Envelope], reserve: Reserve) -> Option<End> {
         let mut out = BytesMut::new();
+        let mut permits = Vec::with_capacity(envelopes.len());
         let limit = self.limits().frame;
+        let write_timeout = self.limits().write_timeout;
+        let started = Instant::now();
         for e in envelopes {
+            let len = prost::Message::encoded_len(e) + HEADER_LEN;
+            let permit = loop {
+                if let Some(p) = self.reserve(len, reserve) {
+                    break Some(p);
+                }
+                self.hit(Limit::Inflight);
+                // A reading batch waits for room: dropping it would lose
+                // readings. A reply is refused on its own.
+                if reserve == Reserve::OrRefuse || started.elapsed() >= write_timeout {
+                    break None;
+                }
+                tokio::time::sleep(RESERVE_RETRY).await;
+            };
+            let Some(permit) = permit else {
+                if reserve == Reserve::OrWait {
+                    return Some(End::Error);
+                }
+                let busy =
+                    session::error_envelope(e.request_id, ErrorCode::Overloaded, "server busy");
+                if frame::encode_message(&busy, limit, &mut out).is_err() {
+                    return Some(End::Error);
+                }
+                continue;
+            };
+            permits.push(permit);
             if frame::encode_message(e, limit, &mut out).is_err() {
                 let too_big = session::error_envelope(
                     e.request_id,
@@ -528,14 +611,9 @@ impl Conn {
                 }
             }
         }
-        let Some(_permit) = self.shared.inflight.try_reserve(out.len()) else {
-            self.hit(Limit::Inflight);
-            return Some(End::Error);
-        };
         let connection = self.session.connection().clone();
-        let stall = self.limits().idle_timeout;
-        tokio::select! {
-            r = timeout(stall, self.transport.write_all(&out)) => match r {
+        let outcome = tokio::select! {
+            r = timeout(write_timeout, self.transport.write_all(&out)) => match r {
                 Ok(Ok(())) => {
                     connection.count_out(envelopes.len() as u64, out.len());
                     None
@@ -547,7 +625,9 @@ impl Conn {
                 }
             },
             _ = connection.stopped() => Some(End::Stopped),
-        }
+        };
+        drop(permits);
+        outcome
     }
 
     /// Sends one last frame, briefly, before closing.
