@@ -18,6 +18,9 @@ use sha2::{Digest as _, Sha256};
 
 use crate::ClientError;
 
+/// The ALPN name the native protocol's TLS listener speaks.
+pub const ALPN: &[u8] = b"sensegate/1";
+
 /// How the client checks the server's certificate.
 #[derive(Debug, Clone, Default)]
 pub struct TlsOptions {
@@ -47,11 +50,18 @@ pub fn parse_fingerprint(text: &str) -> Result<[u8; 32], String> {
 }
 
 impl TlsOptions {
-    /// A rustls client configuration.
+    /// A rustls client configuration, offering the native protocol's ALPN
+    /// name ([`ALPN`]).
     ///
     /// # Errors
     /// [`ClientError::Tls`] when neither a pin nor a usable CA file is set.
     pub fn client_config(&self) -> Result<rustls::ClientConfig, ClientError> {
+        let mut config = self.client_config_without_alpn()?;
+        config.alpn_protocols = vec![ALPN.to_vec()];
+        Ok(config)
+    }
+
+    fn client_config_without_alpn(&self) -> Result<rustls::ClientConfig, ClientError> {
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
             .with_protocol_versions(&[&rustls::version::TLS13])

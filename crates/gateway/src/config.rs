@@ -500,7 +500,12 @@ impl Validator<'_> {
     fn config(&self, raw: RawConfig) -> Result<Config, ConfigError> {
         let defaults = Config::with_defaults(Path::new("/var/lib/sensegate"));
         let server_name = match raw.server.name {
-            Some(n) if n.is_empty() || n.len() > 64 || n.chars().any(char::is_control) => {
+            Some(n)
+                if n.is_empty()
+                    || n.len() > 64
+                    || n.chars()
+                        .any(sensegate_proto::envelope::is_unsafe_text_char) =>
+            {
                 return Err(self.invalid("server.name", "must be 1 to 64 printable characters"));
             }
             Some(n) => n,
@@ -764,7 +769,11 @@ impl Validator<'_> {
         }
         let mut out = DriverSource::new(&name, path, &config, sensors);
         out.unit = match &d.unit {
-            Some(u) if u.len() > 32 || u.chars().any(char::is_control) => {
+            Some(u)
+                if u.len() > 32
+                    || u.chars()
+                        .any(sensegate_proto::envelope::is_unsafe_text_char) =>
+            {
                 return Err(self.invalid("driver.unit", &ctx("must be at most 32 printable bytes")));
             }
             Some(u) => u.clone(),

@@ -125,18 +125,7 @@ impl Daemon {
             }
             None => Audit::disabled(),
         };
-        let (tls, fingerprint) = match &config.tls {
-            Some((cert, key)) => {
-                warn_permissions(key, true);
-                let server = tls::server_config(cert, key)?;
-                let certs = tls::load_certs(cert)?;
-                (
-                    Some(TlsAcceptor::from(server)),
-                    certs.first().map(tls::fingerprint),
-                )
-            }
-            None => (None, None),
-        };
+        let (tls, http_tls, fingerprint) = tls_acceptors(config)?;
         // Resolved before any task starts, so a failure leaves nothing running.
         let host = match (&config.driver_host, config.sources.drivers.is_empty()) {
             (_, true) => None,
@@ -180,12 +169,12 @@ impl Daemon {
         if let Some((listener, addr)) = http {
             tracker.spawn(crate::http::server::run(
                 listener,
-                tls.clone(),
+                http_tls.clone(),
                 service.clone(),
                 config.http.limits,
                 tracker.clone(),
             ));
-            tracing::info!(addr = %addr, tls = tls.is_some(), "http listener up");
+            tracing::info!(addr = %addr, tls = http_tls.is_some(), "http listener up");
         }
         tracker.spawn(crate::native::listener::run(
             listener,
@@ -432,7 +421,9 @@ pub fn write_secret(path: &Path, secret: &str) -> std::io::Result<()> {
     crate::file::write_private(path, format!("{secret}\n").as_bytes())
 }
 
-/// Creates a directory (and its parents) with mode 0700 if it is missing.
+/// Creates a directory (and its parents) with mode 0700 if it is missing,
+/// and refuses one that is writable by group or others or owned by another
+/// user ([`crate::file::check_private_dir`]).
 ///
 /// # Errors
 /// [`StartError::DataDir`].
@@ -445,7 +436,45 @@ pub fn create_private_dir(path: &Path) -> Result<(), StartError> {
     builder.recursive(true);
     #[cfg(unix)]
     std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
-    builder.create(path).map_err(err)
+    builder.create(path).map_err(err)?;
+    crate::file::check_private_dir(path).map_err(err)
+}
+
+/// The native and HTTP listeners' TLS acceptors (one ALPN protocol each) and
+/// the certificate's fingerprint, or nothing (with a warning for a plaintext
+/// listener others can reach).
+type Acceptors = (Option<TlsAcceptor>, Option<TlsAcceptor>, Option<String>);
+
+fn tls_acceptors(config: &Config) -> Result<Acceptors, StartError> {
+    let Some((cert, key)) = &config.tls else {
+        warn_plaintext("native", config.native_listen);
+        if config.http.enabled {
+            warn_plaintext("http", config.http.listen);
+        }
+        return Ok((None, None, None));
+    };
+    warn_permissions(key, true);
+    let native = tls::server_config(cert, key, tls::ALPN_NATIVE)?;
+    let http = tls::server_config(cert, key, tls::ALPN_HTTP)?;
+    let certs = tls::load_certs(cert)?;
+    Ok((
+        Some(TlsAcceptor::from(native)),
+        Some(TlsAcceptor::from(http)),
+        certs.first().map(tls::fingerprint),
+    ))
+}
+
+/// Warns about a plaintext listener on an address other machines can reach:
+/// tokens would cross the network in clear.
+fn warn_plaintext(which: &'static str, addr: std::net::SocketAddr) {
+    if !addr.ip().is_loopback() {
+        tracing::warn!(
+            listener = which,
+            addr = %addr,
+            "plaintext listener on a non-loopback address: tokens cross the network in clear; \
+             set native.tls_cert and native.tls_key"
+        );
+    }
 }
 
 /// Logs a warning when a file's permissions are too open.

@@ -1,8 +1,15 @@
-//! Reading a local file that is input (config, token store) with a cap.
+//! Local files: reading one that is input (config, token store) with a cap,
+//! and writing private ones (secrets, keys, the token store) safely.
 //!
 //! Checking the size first and then reading is not enough: the file can grow
 //! between the two, and a FIFO or a device such as `/dev/zero` reports size 0
 //! and never ends. So the read itself stops one byte past the cap.
+//!
+//! A private file is written whole to a new file beside it (created with
+//! `O_EXCL`, so never through a symlink someone planted there), synced,
+//! renamed over the old one, and the directory is synced so the rename
+//! survives a crash. Opening an existing private file never follows a
+//! symlink at its place (`O_NOFOLLOW`).
 
 use std::io::Read;
 use std::path::Path;
@@ -54,15 +61,105 @@ pub fn read_capped_bytes(path: &Path, max: u64) -> Result<Vec<u8>, CappedReadErr
     Ok(bytes)
 }
 
-/// Writes `data` to `path` (replacing it) with mode 0600 and syncs it.
+/// Writes `data` to `path` with mode 0600, replacing it at once: a new file
+/// beside it (its name is `path` with a suffix added, so never `path`
+/// itself), synced, renamed over `path`, and the directory synced.
 ///
 /// # Errors
 /// The I/O error.
 pub fn write_private(path: &Path, data: &[u8]) -> std::io::Result<()> {
     use std::io::Write as _;
-    let mut f = crate::auth::store::private_file(path)?;
-    f.write_all(data)?;
-    f.sync_all()
+    let fresh = aside(path);
+    // Left by a crash between create and rename: ours, and stale.
+    match std::fs::remove_file(&fresh) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+        _ => {}
+    }
+    let mut f = new_private_file(&fresh)?;
+    let written = f.write_all(data).and_then(|()| f.sync_all());
+    drop(f);
+    if let Err(e) = written.and_then(|()| std::fs::rename(&fresh, path)) {
+        let _ = std::fs::remove_file(&fresh);
+        return Err(e);
+    }
+    sync_parent(path)
+}
+
+/// The name a replacement of `path` is written under before the rename:
+/// `path` with `.sg-new` appended (longer than `path`, so never equal to it).
+#[must_use]
+pub fn aside(path: &Path) -> std::path::PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push(".sg-new");
+    name.into()
+}
+
+/// Creates a new file only its owner can read or write; fails if anything
+/// (a file, a symlink) is already at `path`.
+///
+/// # Errors
+/// The I/O error.
+pub fn new_private_file(path: &Path) -> std::io::Result<std::fs::File> {
+    use std::os::unix::fs::OpenOptionsExt as _;
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(path)
+}
+
+/// Syncs the directory holding `path`, so a rename into it is durable.
+///
+/// # Errors
+/// The I/O error.
+pub fn sync_parent(path: &Path) -> std::io::Result<()> {
+    let parent = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    std::fs::File::open(parent)?.sync_all()
+}
+
+/// Refuses a directory that others could write into or that belongs to
+/// someone else: whoever can write the data directory can replace the token
+/// store or the key.
+///
+/// # Errors
+/// An error saying what is wrong.
+pub fn check_private_dir(path: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::{MetadataExt as _, PermissionsExt as _};
+    let meta = std::fs::metadata(path)?;
+    if !meta.is_dir() {
+        return Err(std::io::Error::other("is not a directory"));
+    }
+    if meta.permissions().mode() & 0o022 != 0 {
+        return Err(std::io::Error::other(
+            "is writable by group or others; chmod go-w it",
+        ));
+    }
+    let me = effective_uid()?;
+    if meta.uid() != me {
+        return Err(std::io::Error::other(format!(
+            "is owned by uid {}, not by the daemon's user (uid {me})",
+            meta.uid()
+        )));
+    }
+    Ok(())
+}
+
+/// This process's effective user id, from `/proc/self/status`.
+fn effective_uid() -> std::io::Result<u32> {
+    let status = read_capped(Path::new("/proc/self/status"), 64 << 10).map_err(|e| match e {
+        CappedReadError::Io(e) => e,
+        CappedReadError::TooLarge { .. } => std::io::Error::other("/proc/self/status is too large"),
+    })?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("Uid:"))
+        .and_then(|v| v.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+        .ok_or_else(|| std::io::Error::other("no effective uid in /proc/self/status"))
 }
 
 /// Makes `path` a private file (mode 0600) without touching its contents:
@@ -132,6 +229,43 @@ mod tests {
         assert!(permission_problem(&p, false).is_none());
         std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600)).unwrap();
         assert!(permission_problem(&p, true).is_none());
+    }
+
+    #[test]
+    fn private_files_are_replaced_whole_and_never_through_a_symlink() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("secret");
+        write_private(&path, b"one").unwrap();
+        write_private(&path, b"two").unwrap();
+        assert_eq!(std::fs::read(&path).unwrap(), b"two");
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+        assert!(!aside(&path).exists());
+        // A symlink planted where the new file goes is never written through.
+        let victim = dir.path().join("victim");
+        std::fs::write(&victim, "untouched").unwrap();
+        std::os::unix::fs::symlink(&victim, dir.path().join("link")).unwrap();
+        assert!(new_private_file(&dir.path().join("link")).is_err());
+        // A replacement over a symlink replaces the link, not its target.
+        std::os::unix::fs::symlink(&victim, aside(&path)).unwrap();
+        write_private(&path, b"three").unwrap();
+        assert_eq!(std::fs::read_to_string(&victim).unwrap(), "untouched");
+        // The aside name is never the file itself, whatever its suffix.
+        let tmp = dir.path().join("tokens.tmp");
+        assert_ne!(aside(&tmp), tmp);
+    }
+
+    #[test]
+    fn a_data_dir_others_can_write_is_refused() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let dir = tempfile::tempdir().unwrap();
+        check_private_dir(dir.path()).unwrap();
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o770)).unwrap();
+        let e = check_private_dir(dir.path()).unwrap_err();
+        assert!(e.to_string().contains("writable by group or others"), "{e}");
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+        check_private_dir(dir.path()).unwrap();
     }
 
     #[test]

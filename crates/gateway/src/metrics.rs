@@ -22,15 +22,19 @@ use crate::registry::Traffic;
 use crate::service::Service;
 use crate::stats::{HistogramSnapshot, LATENCY_BUCKETS, Limit};
 
-/// Renders every series.
+/// Renders every series. With a caller, what concerns sensors (their
+/// counts by state, driver restarts by source, per-sensor values) covers
+/// only the sensors it may read: a reader learns nothing of the others.
 #[must_use]
 pub fn render(service: &Service, caller: Option<&Principal>) -> String {
     let mut out = String::with_capacity(4096);
-    daemon_series(&mut out, service);
     let everything = Pattern::any();
     let sensors = service
         .catalog()
-        .list(&everything, service.limits().max_sensors, |_| true);
+        .list(&everything, service.limits().max_sensors, |name| {
+            caller.is_none_or(|p| policy::decide(p, Action::ReadSensor(name)).is_allowed())
+        });
+    daemon_series(&mut out, service, caller.map(|_| sensors.as_slice()));
     header(&mut out, "sensegate_sensors", "gauge", "Sensors by state.");
     for state in SensorState::ALL {
         let n = sensors.iter().filter(|s| s.state == state).count();
@@ -43,7 +47,13 @@ pub fn render(service: &Service, caller: Option<&Principal>) -> String {
 }
 
 /// Connections, the hub, ingest, history, authentication, driver restarts.
-fn daemon_series(out: &mut String, service: &Service) {
+/// `in_scope`: the sensors a caller may read (`None`: public, no caller), to
+/// which driver restarts are limited.
+fn daemon_series(
+    out: &mut String,
+    service: &Service,
+    in_scope: Option<&[crate::catalog::SensorEntry]>,
+) {
     let connections = service
         .registry()
         .list(service.limits().max_connections, |_| true);
@@ -123,6 +133,17 @@ fn daemon_series(out: &mut String, service: &Service) {
         "sensegate_auth_failures_total{{reason=\"throttled\"}} {}",
         c.auth_throttled.load(Relaxed)
     );
+    driver_series(out, service, in_scope);
+}
+
+/// Driver host restarts by source (for a caller, only sources feeding a
+/// sensor in its scope).
+fn driver_series(
+    out: &mut String,
+    service: &Service,
+    in_scope: Option<&[crate::catalog::SensorEntry]>,
+) {
+    let c = service.counters();
     header(
         out,
         "sensegate_driver_restarts_total",
@@ -135,6 +156,10 @@ fn daemon_series(out: &mut String, service: &Service) {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         for (source, n) in restarts.iter() {
+            let origin = format!("driver:{source}");
+            if in_scope.is_some_and(|s| !s.iter().any(|e| e.source == origin)) {
+                continue;
+            }
             let _ = writeln!(
                 out,
                 "sensegate_driver_restarts_total{{source=\"{}\"}} {n}",

@@ -118,7 +118,11 @@ pub struct PushedReading {
 pub struct Service {
     limits: Limits,
     server_name: String,
+    /// Taken by every authentication: held for in-memory work only.
     tokens: Mutex<TokenStore>,
+    /// Serialises the token store's saves (written and synced outside
+    /// `tokens`), so a later snapshot is never overwritten by an earlier one.
+    token_saves: Mutex<()>,
     catalog: Catalog,
     hub: Hub,
     registry: Arc<Registry>,
@@ -177,6 +181,7 @@ impl Service {
         Self {
             server_name,
             tokens: Mutex::new(tokens),
+            token_saves: Mutex::new(()),
             catalog: Catalog::new(limits.max_sensors),
             hub: Hub::new(limits.subscriber_queue, limits.lag_policy),
             registry: Arc::new(Registry::new(
@@ -703,16 +708,8 @@ impl Service {
         scope: &str,
     ) -> Result<(TokenRecord, SecretToken), ServiceError> {
         let wanted = Pattern::new(scope);
-        let result = Self::allow(caller.principal, Action::CreateToken(&wanted)).and_then(|()| {
-            let created = self
-                .tokens()
-                .create(name, role, scope, now_us())
-                .map_err(store_error);
-            if matches!(created, Err(ServiceError::TokensFull)) {
-                self.counters.limits.hit(Limit::Tokens);
-            }
-            created
-        });
+        let result = Self::allow(caller.principal, Action::CreateToken(&wanted))
+            .and_then(|()| self.new_token(name, role, scope));
         let created = result.as_ref().ok().map(|(r, _)| CreatedToken {
             id: &r.id,
             role: r.role.as_str(),
@@ -752,10 +749,22 @@ impl Service {
             "revoke_token",
             Some(id.to_owned()),
             || {
-                let revoked = self.tokens().revoke(id).map_err(store_error)?;
-                if !revoked {
-                    return Err(ServiceError::NotFound);
+                let saving = self
+                    .token_saves
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner);
+                let snapshot = {
+                    let mut tokens = self.tokens();
+                    if !tokens.revoke_unsaved(id) {
+                        return Err(ServiceError::NotFound);
+                    }
+                    tokens.snapshot()
+                };
+                if let Err(e) = snapshot.map_or(Ok(()), crate::auth::store::Snapshot::write) {
+                    self.tokens().unrevoke(id);
+                    return Err(store_error(e));
                 }
+                drop(saving);
                 self.push_rate.forget(id);
                 self.principals
                     .lock()
@@ -824,9 +833,40 @@ impl Service {
         role: Role,
         scope: &str,
     ) -> Result<(TokenRecord, SecretToken), ServiceError> {
-        self.tokens()
-            .create(name, role, scope, now_us())
-            .map_err(store_error)
+        self.new_token(name, role, scope)
+    }
+
+    /// Creates a token and saves the store, writing and syncing the file
+    /// without holding the lock every authentication takes.
+    fn new_token(
+        &self,
+        name: &str,
+        role: Role,
+        scope: &str,
+    ) -> Result<(TokenRecord, SecretToken), ServiceError> {
+        let saving = self
+            .token_saves
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let (created, snapshot) = {
+            let mut tokens = self.tokens();
+            let created = tokens
+                .create_unsaved(name, role, scope, now_us())
+                .map_err(|e| {
+                    let e = store_error(e);
+                    if e == ServiceError::TokensFull {
+                        self.counters.limits.hit(Limit::Tokens);
+                    }
+                    e
+                })?;
+            (created, tokens.snapshot())
+        };
+        if let Err(e) = snapshot.map_or(Ok(()), crate::auth::store::Snapshot::write) {
+            self.tokens().forget(&created.0.id);
+            return Err(store_error(e));
+        }
+        drop(saving);
+        Ok(created)
     }
 
     /// Tokens in the store, revoked ones included.

@@ -80,11 +80,24 @@ pub fn load_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError>
     Ok(certs)
 }
 
-/// A TLS 1.3 server configuration from PEM files.
+/// The ALPN protocol of the native listener.
+pub const ALPN_NATIVE: &[u8] = b"sensegate/1";
+/// The ALPN protocol of the HTTP listener.
+pub const ALPN_HTTP: &[u8] = b"http/1.1";
+
+/// A TLS 1.3 server configuration from PEM files that speaks `alpn`: a
+/// client that offers other protocols only is refused in the handshake
+/// (`no_application_protocol`), so a browser cannot be pointed at the native
+/// port nor a native client at the HTTP one (cross-protocol confusion); a
+/// client that offers none is served.
 ///
 /// # Errors
 /// [`TlsError`] for unreadable files or a pair rustls refuses.
-pub fn server_config(cert: &Path, key: &Path) -> Result<Arc<rustls::ServerConfig>, TlsError> {
+pub fn server_config(
+    cert: &Path,
+    key: &Path,
+    alpn: &[u8],
+) -> Result<Arc<rustls::ServerConfig>, TlsError> {
     let certs = load_certs(cert)?;
     let key_pem = read(key)?;
     let key_der = PrivateKeyDer::from_pem_slice(&key_pem).map_err(|_| TlsError::Pem {
@@ -96,6 +109,8 @@ pub fn server_config(cert: &Path, key: &Path) -> Result<Arc<rustls::ServerConfig
         .with_protocol_versions(&[&rustls::version::TLS13])?
         .with_no_client_auth()
         .with_single_cert(certs, key_der)?;
+    let mut config = config;
+    config.alpn_protocols = vec![alpn.to_vec()];
     Ok(Arc::new(config))
 }
 
@@ -145,7 +160,7 @@ mod tests {
     fn a_generated_certificate_loads_with_a_stable_fingerprint() {
         let dir = tempfile::tempdir().unwrap();
         let (cert, key) = ensure_self_signed(dir.path()).unwrap();
-        server_config(&cert, &key).unwrap();
+        server_config(&cert, &key, ALPN_NATIVE).unwrap();
         let certs = load_certs(&cert).unwrap();
         let fp = fingerprint(&certs[0]);
         assert_eq!(fp.len(), 32 * 3 - 1);

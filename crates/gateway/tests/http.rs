@@ -549,7 +549,8 @@ async fn metrics_need_a_reader_and_show_only_sensors_in_scope() {
         "# TYPE sensegate_connections gauge",
         "sensegate_connections{frontend=\"http\"} 1",
         "sensegate_sensor_value{sensor=\"lab/t\"} 21.5",
-        "sensegate_sensors{state=\"ok\"} 2",
+        // Only the sensor in scope is counted (the other one used to be).
+        "sensegate_sensors{state=\"ok\"} 1",
         "sensegate_auth_failures_total{reason=\"bad_token\"} 0",
     ] {
         assert!(r.body.contains(line), "{line} missing in\n{}", r.body);

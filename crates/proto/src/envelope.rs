@@ -272,11 +272,11 @@ impl Check<'_> {
         chars(field, s, |b| b.is_ascii_graphic())
     }
 
-    /// Free text: any UTF-8 but control characters, which could forge log lines
-    /// or terminal escapes.
+    /// Free text: any UTF-8 but [`is_unsafe_text_char`]s, which could forge
+    /// log lines, drive terminals or reorder what a person reads.
     fn text(&self, field: &'static str, s: &str) -> Result<(), MessageError> {
         bounded(field, s, self.l.max_text_bytes, false)?;
-        if s.chars().any(char::is_control) {
+        if s.chars().any(is_unsafe_text_char) {
             return Err(MessageError::BadCharacter { field });
         }
         Ok(())
@@ -405,4 +405,39 @@ pub const fn is_name_byte(b: u8) -> bool {
 #[must_use]
 pub const fn is_pattern_byte(b: u8) -> bool {
     is_name_byte(b) || b == b'*' || b == b'?'
+}
+
+/// Whether `c` may not appear in free text: control characters (log line
+/// forgery, terminal escapes), Unicode format characters (bidirectional
+/// overrides and isolates that reorder what a terminal or a page shows,
+/// zero-width characters, the byte-order mark, tag characters) and the line
+/// and paragraph separators (U+2028, U+2029), which some viewers break lines
+/// on.
+#[must_use]
+pub fn is_unsafe_text_char(c: char) -> bool {
+    c.is_control()
+        || matches!(
+            c,
+            '\u{00AD}'
+                | '\u{0600}'..='\u{0605}'
+                | '\u{061C}'
+                | '\u{06DD}'
+                | '\u{070F}'
+                | '\u{0890}'..='\u{0891}'
+                | '\u{08E2}'
+                | '\u{180E}'
+                | '\u{200B}'..='\u{200F}'
+                | '\u{2028}'..='\u{202E}'
+                | '\u{2060}'..='\u{2064}'
+                | '\u{2066}'..='\u{206F}'
+                | '\u{FEFF}'
+                | '\u{FFF9}'..='\u{FFFB}'
+                | '\u{110BD}'
+                | '\u{110CD}'
+                | '\u{13430}'..='\u{1343F}'
+                | '\u{1BCA0}'..='\u{1BCA3}'
+                | '\u{1D173}'..='\u{1D17A}'
+                | '\u{E0001}'
+                | '\u{E0020}'..='\u{E007F}'
+        )
 }

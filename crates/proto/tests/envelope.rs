@@ -157,6 +157,44 @@ fn names_are_restricted_to_a_safe_set() {
     );
 }
 
+/// The attack: a client name with a right-to-left override (U+202E)
+/// reached terminals through `sensegate connections` and the log, showing
+/// text in another order than it was written.
+#[test]
+fn format_and_separator_characters_in_text_are_rejected() {
+    for bad in [
+        "admin\u{202E}gnp.exe",
+        "a\u{2066}b",
+        "zero\u{200B}width",
+        "\u{FEFF}bom",
+        "line\u{2028}break",
+        "para\u{2029}graph",
+        "tag\u{E0041}",
+        "soft\u{AD}hyphen",
+    ] {
+        let e = env(Body::Hello(Hello {
+            protocol_version: 1,
+            token: "x".into(),
+            client_name: bad.into(),
+        }));
+        assert_eq!(
+            roundtrip(&e),
+            Err(MessageError::BadCharacter {
+                field: "hello.client_name"
+            }),
+            "{bad:?}"
+        );
+    }
+    for good in ["Grüße aus Köln", "温度センサー", "café – ok", "emoji 🌡"] {
+        let e = env(Body::Hello(Hello {
+            protocol_version: 1,
+            token: "x".into(),
+            client_name: good.into(),
+        }));
+        assert!(roundtrip(&e).is_ok(), "{good:?}");
+    }
+}
+
 #[test]
 fn control_characters_in_text_are_rejected() {
     let e = env(Body::Hello(Hello {

@@ -5,8 +5,6 @@
 //! and every record is checked when it is loaded.
 
 use std::collections::HashMap;
-use std::fs;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -208,6 +206,28 @@ impl TokenStore {
         scope: &str,
         now_us: i64,
     ) -> Result<(TokenRecord, SecretToken), StoreError> {
+        let created = self.create_unsaved(name, role, scope, now_us)?;
+        if let Err(e) = self.save() {
+            self.by_id.remove(&created.0.id);
+            return Err(e);
+        }
+        Ok(created)
+    }
+
+    /// Creates a token in memory only; the caller saves a
+    /// [`TokenStore::snapshot`] and calls [`TokenStore::forget`] if that
+    /// fails. So the slow part (writing and syncing the file) can run without
+    /// the lock every authentication takes.
+    ///
+    /// # Errors
+    /// [`StoreError`] when the store is full or a field is invalid.
+    pub fn create_unsaved(
+        &mut self,
+        name: &str,
+        role: Role,
+        scope: &str,
+        now_us: i64,
+    ) -> Result<(TokenRecord, SecretToken), StoreError> {
         if self.by_id.len() >= self.max_tokens {
             return Err(StoreError::Full {
                 max: self.max_tokens,
@@ -230,11 +250,7 @@ impl TokenStore {
             created_at_us: now_us,
             revoked: false,
         };
-        self.by_id.insert(id.clone(), record.clone());
-        if let Err(e) = self.save() {
-            self.by_id.remove(&id);
-            return Err(e);
-        }
+        self.by_id.insert(id, record.clone());
         Ok((record, secret))
     }
 
@@ -266,20 +282,39 @@ impl TokenStore {
     /// # Errors
     /// [`StoreError`] when saving fails (the token stays live then).
     pub fn revoke(&mut self, id: &str) -> Result<bool, StoreError> {
-        let Some(record) = self.by_id.get_mut(id) else {
-            return Ok(false);
-        };
-        if record.revoked {
+        if !self.revoke_unsaved(id) {
             return Ok(false);
         }
-        record.revoked = true;
         if let Err(e) = self.save() {
-            if let Some(r) = self.by_id.get_mut(id) {
-                r.revoked = false;
-            }
+            self.unrevoke(id);
             return Err(e);
         }
         Ok(true)
+    }
+
+    /// Marks a token revoked in memory only (see
+    /// [`TokenStore::create_unsaved`]); returns whether it existed and was
+    /// live.
+    pub fn revoke_unsaved(&mut self, id: &str) -> bool {
+        match self.by_id.get_mut(id) {
+            Some(r) if !r.revoked => {
+                r.revoked = true;
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Undoes [`TokenStore::revoke_unsaved`] after its save failed.
+    pub fn unrevoke(&mut self, id: &str) {
+        if let Some(r) = self.by_id.get_mut(id) {
+            r.revoked = false;
+        }
+    }
+
+    /// Undoes [`TokenStore::create_unsaved`] after its save failed.
+    pub fn forget(&mut self, id: &str) {
+        self.by_id.remove(id);
     }
 
     /// The scope of token `id`, when it exists.
@@ -314,16 +349,19 @@ impl TokenStore {
         self.by_id.is_empty()
     }
 
-    /// Writes the store to its file (if it has one): a temporary file with
-    /// mode 0600 in the same directory, synced, then renamed over the old one.
+    /// Writes the store to its file (if it has one).
     fn save(&self) -> Result<(), StoreError> {
-        let Some(path) = &self.path else {
-            return Ok(());
-        };
-        let io = |source| StoreError::Io {
-            path: path.clone(),
-            source,
-        };
+        self.snapshot().map_or(Ok(()), Snapshot::write)
+    }
+
+    /// The store as its file would hold it now, to write with
+    /// [`Snapshot::write`] (`None` for a store in memory only).
+    ///
+    /// # Panics
+    /// Never: the file format is plain strings and numbers.
+    #[must_use]
+    pub fn snapshot(&self) -> Option<Snapshot> {
+        let path = self.path.clone()?;
         let file = FileFormat {
             version: 1,
             tokens: self
@@ -340,35 +378,33 @@ impl TokenStore {
                 })
                 .collect(),
         };
-        let text = serde_json::to_string_pretty(&file).map_err(|e| io(std::io::Error::other(e)))?;
-        let tmp = path.with_extension("tmp");
-        let mut f = private_file(&tmp).map_err(io)?;
-        f.write_all(text.as_bytes()).map_err(io)?;
-        f.sync_all().map_err(io)?;
-        fs::rename(&tmp, path).map_err(io)?;
-        Ok(())
+        let text = serde_json::to_string_pretty(&file).expect("the token file format serialises");
+        Some(Snapshot { path, text })
     }
 }
 
-/// Creates (truncating) a file only its owner can read or write.
-///
-/// # Errors
-/// The I/O error.
-pub fn private_file(path: &Path) -> std::io::Result<fs::File> {
-    let mut options = fs::OpenOptions::new();
-    options.write(true).create(true).truncate(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        options.mode(0o600);
+/// The token store's file contents at one moment, to be written.
+#[derive(Debug)]
+pub struct Snapshot {
+    path: PathBuf,
+    text: String,
+}
+
+impl Snapshot {
+    /// Replaces the store's file with this snapshot: written beside it
+    /// (mode 0600), synced, renamed over it, the directory synced
+    /// ([`crate::file::write_private`]).
+    ///
+    /// # Errors
+    /// [`StoreError::Io`].
+    pub fn write(self) -> Result<(), StoreError> {
+        crate::file::write_private(&self.path, self.text.as_bytes()).map_err(|source| {
+            StoreError::Io {
+                path: self.path,
+                source,
+            }
+        })
     }
-    let f = options.open(path)?;
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        f.set_permissions(fs::Permissions::from_mode(0o600))?;
-    }
-    Ok(f)
 }
 
 fn check_record(r: FileRecord) -> Result<TokenRecord, &'static str> {
@@ -442,6 +478,7 @@ fn hex_decode_32(s: &str) -> Option<[u8; 32]> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::fs;
 
     fn tmpdir() -> tempfile::TempDir {
         tempfile::tempdir().unwrap()

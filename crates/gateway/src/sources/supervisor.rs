@@ -176,6 +176,7 @@ async fn run_host(
     let mut batch: Vec<Reading> = Vec::new();
     let mut reported: Option<String> = None;
     let mut budget = Budget::new(source.max_readings_per_sec);
+    let mut chatter = Chatter::default();
     loop {
         let next = tokio::time::timeout(source.read_timeout, frames.next()).await;
         let frame = match next {
@@ -198,11 +199,19 @@ async fn run_host(
                     );
                 }
             }
-            Body::Heartbeat(_) => {}
+            Body::Heartbeat(_) => {
+                if !chatter.allow(Instant::now()) {
+                    return kill(child, HostFault::BadOutput(CHATTER.to_owned())).await;
+                }
+            }
             Body::Failed(f) => reported = Some(clean(&f.reason)),
             Body::Records(bytes) => {
                 if let Err(fault) = to_readings(&bytes, sensors, &mut batch) {
                     return kill(child, fault).await;
+                }
+                // An empty frame says no more than a heartbeat.
+                if batch.is_empty() && !chatter.allow(Instant::now()) {
+                    return kill(child, HostFault::BadOutput(CHATTER.to_owned())).await;
                 }
                 // Over the rate: stop reading the pipe until the budget
                 // refills, so the driver blocks instead of the daemon working.
@@ -220,6 +229,37 @@ async fn run_host(
                 }
             }
         }
+    }
+}
+
+/// Heartbeats and empty record frames a host may send per second: a
+/// heartbeat comes every `read_timeout / 4` at most (40 a second at the
+/// shortest timeout), so this only ever stops a host that floods the daemon
+/// with frames that carry nothing.
+const MAX_CHATTER_PER_SEC: u32 = 100;
+
+/// The fault reason for a host over [`MAX_CHATTER_PER_SEC`].
+const CHATTER: &str = "more than 100 heartbeats or empty frames in a second";
+
+/// Counts frames that carry nothing, per one-second window.
+#[derive(Debug, Default)]
+struct Chatter {
+    window: Option<Instant>,
+    count: u32,
+}
+
+impl Chatter {
+    fn allow(&mut self, now: Instant) -> bool {
+        match self.window {
+            Some(start) if now.saturating_duration_since(start) < Duration::from_secs(1) => {
+                self.count += 1;
+            }
+            _ => {
+                self.window = Some(now);
+                self.count = 1;
+            }
+        }
+        self.count <= MAX_CHATTER_PER_SEC
     }
 }
 
@@ -386,7 +426,13 @@ fn from_status(status: ExitStatus) -> HostFault {
 fn clean(reason: &str) -> String {
     let mut out: String = reason
         .chars()
-        .map(|c| if c.is_control() { ' ' } else { c })
+        .map(|c| {
+            if sensegate_proto::envelope::is_unsafe_text_char(c) {
+                ' '
+            } else {
+                c
+            }
+        })
         .take(MAX_REASON)
         .collect();
     if out.is_empty() {
@@ -457,6 +503,15 @@ mod tests {
         let later = t0 + Duration::from_millis(600);
         assert_eq!(b.take(1_000, later), Duration::ZERO);
         assert!(!b.take(1, later).is_zero());
+    }
+
+    #[test]
+    fn a_host_that_floods_with_empty_frames_is_stopped() {
+        let mut c = Chatter::default();
+        let now = Instant::now();
+        assert!((0..MAX_CHATTER_PER_SEC).all(|_| c.allow(now)));
+        assert!(!c.allow(now));
+        assert!(c.allow(now + Duration::from_secs(1)));
     }
 
     #[test]
