@@ -913,3 +913,94 @@ async fn a_scoped_admin_cannot_escape_its_scope_over_http() {
     assert_eq!((r.status, code(&r).as_str()), (403, "FORBIDDEN"));
     root.ping().await.unwrap();
 }
+
+/// The attack on clients: a body over the cap got a broken pipe or a reset,
+/// not the 413, because the daemon closed while the client was still
+/// sending (the kernel resets a socket closed with unread bytes, and the
+/// client's unread 413 goes with it). The daemon now says `Connection:
+/// close`, shuts its write side and drains for a bounded time before
+/// closing, so the client reads the 413 every time.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_oversize_body_still_being_sent_reads_its_413_every_time() {
+    let d = TestDaemon::start("[http]\nlisten = \"127.0.0.1:0\"\nmax_body_bytes = 1024\n").await;
+    let addr = http(&d);
+    let admin = d.admin.expose().to_owned();
+    for expect_continue in [false, true] {
+        for _ in 0..10 {
+            let s = TcpStream::connect(addr).await.unwrap();
+            let (mut rd, mut wr) = s.into_split();
+            let expect = if expect_continue {
+                "Expect: 100-continue\r\n"
+            } else {
+                ""
+            };
+            let head = format!(
+                "POST /api/v1/tokens HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {admin}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n{expect}\r\n",
+                20 << 20
+            );
+            let (got_tx, mut got_rx) = tokio::sync::watch::channel(false);
+            // The client keeps sending its 20 MB body until it has read the
+            // response, as curl does; a write that fails before then is the
+            // broken pipe a client sees.
+            let sender = tokio::spawn(async move {
+                if wr.write_all(head.as_bytes()).await.is_err() {
+                    return Err("the head");
+                }
+                let chunk = vec![b'x'; 16 << 10];
+                for _ in 0..1280 {
+                    tokio::select! {
+                        r = wr.write_all(&chunk) => if r.is_err() {
+                            return if *got_rx.borrow() { Ok(()) } else { Err("the body") };
+                        },
+                        _ = got_rx.changed() => return Ok(()),
+                    }
+                }
+                Ok(())
+            });
+            let mut raw = Vec::new();
+            let mut buf = [0u8; 4096];
+            let read = tokio::time::timeout(Duration::from_secs(10), async {
+                loop {
+                    let text = String::from_utf8_lossy(&raw).into_owned();
+                    if let Some((head, body)) = text.split_once("\r\n\r\n")
+                        && head.starts_with("HTTP/1.1 413")
+                    {
+                        let length: usize = head
+                            .to_ascii_lowercase()
+                            .lines()
+                            .find_map(|l| l.strip_prefix("content-length:"))
+                            .and_then(|v| v.trim().parse().ok())
+                            .unwrap_or(usize::MAX);
+                        if body.len() >= length {
+                            return Ok(());
+                        }
+                    }
+                    match rd.read(&mut buf).await {
+                        Ok(0) => return Ok(()),
+                        Ok(n) => raw.extend_from_slice(&buf[..n]),
+                        Err(e) => return Err(e),
+                    }
+                }
+            })
+            .await
+            .unwrap();
+            let _ = got_tx.send(true);
+            let text = String::from_utf8_lossy(&raw);
+            assert!(
+                text.starts_with("HTTP/1.1 413"),
+                "expect_continue={expect_continue}: {read:?}, read {text:?}"
+            );
+            assert!(
+                text.to_ascii_lowercase().contains("connection: close"),
+                "{text}"
+            );
+            let sent = sender.await.unwrap();
+            assert_eq!(
+                sent,
+                Ok(()),
+                "a write failed before the 413 was read: broken pipe"
+            );
+        }
+    }
+    d.assert_served().await;
+}

@@ -174,18 +174,45 @@ async fn limited(service: &Service, limits: HttpLimits, request: Request, next: 
             "query string too long",
         );
     }
-    let mut response =
-        if let Ok(r) = tokio::time::timeout(limits.request_timeout, next.run(request)).await {
-            r
-        } else {
-            hits.hit(Limit::HttpRequestTimeout);
-            error(
-                StatusCode::REQUEST_TIMEOUT,
-                ErrorCode::Malformed,
-                "request not completed in time",
-            )
-        };
+    // A declared length over the cap is refused before a byte of the body
+    // is read, so a client that asked `Expect: 100-continue` is not told to
+    // send it. (A chunked body is cut at the cap as it is read.)
+    let declared = request
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    let mut response = if declared
+        .is_some_and(|n| n > u64::try_from(limits.max_body_bytes).unwrap_or(u64::MAX))
+    {
+        hits.hit(Limit::HttpBody);
+        error(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            ErrorCode::Malformed,
+            "body over the size limit",
+        )
+    } else if let Ok(r) = tokio::time::timeout(limits.request_timeout, next.run(request)).await {
+        r
+    } else {
+        hits.hit(Limit::HttpRequestTimeout);
+        error(
+            StatusCode::REQUEST_TIMEOUT,
+            ErrorCode::Malformed,
+            "request not completed in time",
+        )
+    };
+    let status = response.status();
     let h = response.headers_mut();
+    // A body refused for its size (or a request cut off) was not read to
+    // its end: the connection cannot carry another request, and the client
+    // must be told so before it learns it from a closed socket (the server
+    // then closes lingering, `http::server`).
+    if matches!(
+        status,
+        StatusCode::PAYLOAD_TOO_LARGE | StatusCode::REQUEST_TIMEOUT
+    ) {
+        h.insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
     h.insert(
         header::CONTENT_SECURITY_POLICY,
         HeaderValue::from_static(

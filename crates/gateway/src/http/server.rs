@@ -4,7 +4,16 @@
 //! HTTP clients), TLS 1.3 with the native listener's certificate, hyper's
 //! HTTP/1.1 with a deadline on request headers, and a graceful end on kick,
 //! revocation or shutdown.
+//!
+//! Closing is lingering: when hyper ends a connection, its write side is
+//! shut first (the client gets the whole response and a FIN), then what the
+//! client still sends is read and dropped for at most [`LINGER_TIME`] and
+//! [`LINGER_BYTES`] before the socket closes. Closing with unread bytes
+//! would make the kernel reset the connection, and a client still sending an
+//! oversized body (curl, Telegraf) would see a broken pipe instead of the
+//! 413 it was sent.
 
+use std::future::Future as _;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
@@ -26,6 +35,10 @@ use crate::stats::{Limit, LimitHits};
 
 /// How long a stopped connection may finish its current response.
 const STOP_GRACE: Duration = Duration::from_secs(5);
+/// Longest a closing connection reads what its client still sends.
+pub const LINGER_TIME: Duration = Duration::from_secs(2);
+/// Most bytes a closing connection reads and drops.
+pub const LINGER_BYTES: usize = 4 << 20;
 
 /// Accepts HTTP connections until the service shuts down.
 pub async fn run(
@@ -150,15 +163,34 @@ async fn serve<I>(
 }
 
 /// A connection's I/O with its byte counters kept in the registry entry
-/// (plaintext bytes: inside TLS when TLS is on).
+/// (plaintext bytes: inside TLS when TLS is on), and its lingering close.
 struct Counted<I> {
     io: I,
     connection: Arc<Connection>,
+    linger: Linger,
+}
+
+/// Where a closing connection is.
+enum Linger {
+    /// Not closing.
+    Open,
+    /// Write side shut; reading and dropping until the client closes, the
+    /// deadline passes or `left` bytes were read.
+    Draining {
+        until: Pin<Box<tokio::time::Sleep>>,
+        left: usize,
+    },
+    /// Done: the socket may close.
+    Done,
 }
 
 impl<I> Counted<I> {
     const fn new(io: I, connection: Arc<Connection>) -> Self {
-        Self { io, connection }
+        Self {
+            io,
+            connection,
+            linger: Linger::Open,
+        }
     }
 
     fn sent(&self, n: usize) {
@@ -183,7 +215,7 @@ impl<I: AsyncRead + Unpin> AsyncRead for Counted<I> {
     }
 }
 
-impl<I: AsyncWrite + Unpin> AsyncWrite for Counted<I> {
+impl<I: AsyncRead + AsyncWrite + Unpin> AsyncWrite for Counted<I> {
     fn poll_write(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -219,6 +251,37 @@ impl<I: AsyncWrite + Unpin> AsyncWrite for Counted<I> {
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.get_mut().io).poll_shutdown(cx)
+        let this = self.get_mut();
+        loop {
+            match &mut this.linger {
+                Linger::Open => {
+                    std::task::ready!(Pin::new(&mut this.io).poll_shutdown(cx))?;
+                    this.linger = Linger::Draining {
+                        until: Box::pin(tokio::time::sleep(LINGER_TIME)),
+                        left: LINGER_BYTES,
+                    };
+                }
+                Linger::Draining { until, left } => {
+                    if until.as_mut().poll(cx).is_ready() {
+                        this.linger = Linger::Done;
+                        continue;
+                    }
+                    let mut scratch = [0u8; 4096];
+                    let mut buf = ReadBuf::new(&mut scratch);
+                    match Pin::new(&mut this.io).poll_read(cx, &mut buf) {
+                        Poll::Pending => return Poll::Pending,
+                        Poll::Ready(Ok(())) if !buf.filled().is_empty() => {
+                            *left = left.saturating_sub(buf.filled().len());
+                            if *left == 0 {
+                                this.linger = Linger::Done;
+                            }
+                        }
+                        // End of stream or an error: the client is gone.
+                        Poll::Ready(_) => this.linger = Linger::Done,
+                    }
+                }
+                Linger::Done => return Poll::Ready(Ok(())),
+            }
+        }
     }
 }
