@@ -80,11 +80,45 @@ pub enum RegisterError {
     },
 }
 
+/// How many new names devices may add: in all (the rest of the catalog is
+/// kept for configured sources, whose sensors may appear later: a serial
+/// device plugged in, a hwmon chip) and per token.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PushQuota {
+    /// Names all pushes together may add.
+    pub pushed_max: usize,
+    /// Names one token may add.
+    pub per_token: usize,
+}
+
+/// Why a push's new names were refused (none of them was added).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum PushRefused {
+    /// The catalog, or its part open to pushes, is full.
+    #[error(transparent)]
+    Full(CatalogFull),
+    /// The token has added its quota of names.
+    #[error("this token has added its quota of {max} sensors")]
+    TokenQuota {
+        /// The quota.
+        max: usize,
+    },
+}
+
 /// Every known sensor, by name.
 #[derive(Debug)]
 pub struct Catalog {
     sensors: RwLock<BTreeMap<Arc<str>, SensorEntry>>,
+    /// Names pushes added, in all and per token id; taken while `sensors`
+    /// is held for writing. Bounded by the token store's cap.
+    pushed: std::sync::Mutex<PushCounts>,
     max: usize,
+}
+
+#[derive(Debug, Default)]
+struct PushCounts {
+    total: usize,
+    per_token: std::collections::HashMap<String, usize>,
 }
 
 impl Catalog {
@@ -93,8 +127,87 @@ impl Catalog {
     pub fn new(max: usize) -> Self {
         Self {
             sensors: RwLock::new(BTreeMap::new()),
+            pushed: std::sync::Mutex::new(PushCounts::default()),
             max,
         }
+    }
+
+    /// The shared names of a push's sensors, adding the new ones as pushed
+    /// sensors of `token_id`: all or none. Nothing is added unless every
+    /// new name fits the catalog, the part of it open to pushes, and the
+    /// token's quota.
+    ///
+    /// # Errors
+    /// [`PushRefused`]; no name was added then.
+    pub fn intern_push(
+        &self,
+        names: &[&str],
+        token_id: &str,
+        quota: PushQuota,
+    ) -> Result<Vec<Arc<str>>, PushRefused> {
+        {
+            // Known names only (the usual case): a read lock.
+            let map = self
+                .sensors
+                .read()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            let known: Option<Vec<Arc<str>>> = names
+                .iter()
+                .map(|n| map.get_key_value(*n).map(|(k, _)| k.clone()))
+                .collect();
+            if let Some(known) = known {
+                return Ok(known);
+            }
+        }
+        let mut map = self
+            .sensors
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut fresh: Vec<&str> = names
+            .iter()
+            .copied()
+            .filter(|n| !map.contains_key(*n))
+            .collect();
+        fresh.sort_unstable();
+        fresh.dedup();
+        let mut counts = self
+            .pushed
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mine = counts.per_token.get(token_id).copied().unwrap_or(0);
+        if mine + fresh.len() > quota.per_token {
+            return Err(PushRefused::TokenQuota {
+                max: quota.per_token,
+            });
+        }
+        if counts.total + fresh.len() > quota.pushed_max.min(self.max)
+            || map.len() + fresh.len() > self.max
+        {
+            return Err(PushRefused::Full(CatalogFull { max: self.max }));
+        }
+        if !fresh.is_empty() {
+            counts.total += fresh.len();
+            *counts.per_token.entry(token_id.to_owned()).or_default() += fresh.len();
+        }
+        drop(counts);
+        for name in fresh {
+            let key: Arc<str> = Arc::from(name);
+            map.insert(
+                key.clone(),
+                SensorEntry {
+                    name: key,
+                    unit: String::new(),
+                    source: "push".to_owned(),
+                    state: SensorState::Idle,
+                    fault_reason: String::new(),
+                    latest: None,
+                },
+            );
+        }
+        Ok(names
+            .iter()
+            .filter_map(|n| map.get_key_value(*n).map(|(k, _)| k.clone()))
+            .collect())
     }
 
     /// Registers a sensor fed by a source; returns its shared name. The same
@@ -146,37 +259,6 @@ impl Catalog {
             },
         );
         Ok(key)
-    }
-
-    /// The shared name of `name`, registering it as a pushed sensor if new.
-    ///
-    /// # Errors
-    /// [`CatalogFull`] when it is new and the catalog is at its cap.
-    pub fn intern_pushed(&self, name: &str) -> Result<Arc<str>, CatalogFull> {
-        {
-            let map = self
-                .sensors
-                .read()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
-            if let Some((k, _)) = map.get_key_value(name) {
-                return Ok(k.clone());
-            }
-        }
-        match self.register(name, "", "push") {
-            Ok(k) => Ok(k),
-            Err(RegisterError::Full(full)) => Err(full),
-            // Another source registered it since the check above: a device
-            // in scope may push to it, as to any existing sensor.
-            Err(RegisterError::Taken { .. }) => {
-                let map = self
-                    .sensors
-                    .read()
-                    .unwrap_or_else(std::sync::PoisonError::into_inner);
-                map.get_key_value(name)
-                    .map(|(k, _)| k.clone())
-                    .ok_or(CatalogFull { max: self.max })
-            }
-        }
     }
 
     /// Records readings as their sensors' latest (each if it is newer),
@@ -268,6 +350,11 @@ impl Catalog {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    const QUOTA: PushQuota = PushQuota {
+        pushed_max: usize::MAX,
+        per_token: usize::MAX,
+    };
     use crate::reading::Quality;
 
     fn reading(sensor: &Arc<str>, ts: i64) -> Reading {
@@ -292,7 +379,7 @@ mod tests {
         );
         assert_eq!(c.entry("gps/lat").unwrap().source, "driver:gps");
         // A name a device pushed first is handed to the source.
-        c.intern_pushed("bench/t").unwrap();
+        c.intern_push(&["bench/t"], "t", QUOTA).unwrap();
         c.register("bench/t", "degC", "serial:bench").unwrap();
         let e = c.entry("bench/t").unwrap();
         assert_eq!(
@@ -304,11 +391,53 @@ mod tests {
     #[test]
     fn a_new_pushed_name_past_the_cap_is_refused_and_known_names_still_work() {
         let c = Catalog::new(2);
-        let a = c.intern_pushed("a").unwrap();
-        c.intern_pushed("b").unwrap();
-        assert_eq!(c.intern_pushed("c"), Err(CatalogFull { max: 2 }));
-        assert!(Arc::ptr_eq(&a, &c.intern_pushed("a").unwrap()));
+        let a = c.intern_push(&["a"], "t", QUOTA).unwrap();
+        c.intern_push(&["b"], "t", QUOTA).unwrap();
+        assert_eq!(
+            c.intern_push(&["c"], "t", QUOTA),
+            Err(PushRefused::Full(CatalogFull { max: 2 }))
+        );
+        assert!(Arc::ptr_eq(
+            &a[0],
+            &c.intern_push(&["a"], "t", QUOTA).unwrap()[0]
+        ));
         assert_eq!(c.len(), 2);
+    }
+
+    #[test]
+    fn a_push_adds_all_its_new_names_or_none_within_its_quotas() {
+        let c = Catalog::new(10);
+        let quota = PushQuota {
+            pushed_max: 8,
+            per_token: 4,
+        };
+        // Five new names from one token: over its quota, and none added.
+        let five = ["a", "b", "c", "d", "e"];
+        assert_eq!(
+            c.intern_push(&five, "t1", quota),
+            Err(PushRefused::TokenQuota { max: 4 })
+        );
+        assert_eq!(c.len(), 0);
+        // A name twice in a batch counts once.
+        assert_eq!(
+            c.intern_push(&["a", "a", "b"], "t1", quota).unwrap().len(),
+            3
+        );
+        assert_eq!(c.intern_push(&["c", "d"], "t1", quota).unwrap().len(), 2);
+        assert!(c.intern_push(&["x"], "t1", quota).is_err());
+        // Known names are always fine.
+        assert!(c.intern_push(&["a", "d"], "t1", quota).is_ok());
+        // Another token has its own quota, within what pushes may take.
+        assert!(c.intern_push(&["e", "f", "g", "h"], "t2", quota).is_ok());
+        assert_eq!(
+            c.intern_push(&["i"], "t3", quota),
+            Err(PushRefused::Full(CatalogFull { max: 10 }))
+        );
+        // The rest is kept for configured sources.
+        c.register("serial/a", "", "serial:x").unwrap();
+        c.register("serial/b", "", "serial:x").unwrap();
+        assert!(c.register("serial/c", "", "serial:x").is_err());
+        assert_eq!(c.len(), 10);
     }
 
     #[test]

@@ -260,6 +260,8 @@ pub struct RawLimits {
     pub auth_failures_per_minute: Option<u64>,
     pub max_tokens: Option<u64>,
     pub max_sensors: Option<u64>,
+    pub max_sensors_per_token: Option<u64>,
+    pub sensors_reserved_for_sources: Option<u64>,
     pub audit_denials_per_minute: Option<u64>,
 }
 
@@ -358,6 +360,8 @@ pub struct Limits {
     pub auth_failures_per_minute: u32,
     pub max_tokens: usize,
     pub max_sensors: usize,
+    pub max_sensors_per_token: usize,
+    pub sensors_reserved_for_sources: usize,
     pub audit_denials_per_minute: u32,
 }
 
@@ -386,6 +390,8 @@ impl Default for Limits {
             auth_failures_per_minute: 10,
             max_tokens: 10_000,
             max_sensors: 10_000,
+            max_sensors_per_token: 1_000,
+            sensors_reserved_for_sources: 1_000,
             audit_denials_per_minute: 600,
         }
     }
@@ -1002,6 +1008,14 @@ impl Validator<'_> {
         l.max_tokens = self.size(k, r.max_tokens, l.max_tokens, 1, 1_000_000)?;
         let k = "limits.max_sensors";
         l.max_sensors = self.size(k, r.max_sensors, l.max_sensors, 1, 1_000_000)?;
+        let k = "limits.max_sensors_per_token";
+        let v = r.max_sensors_per_token;
+        l.max_sensors_per_token = self.size(k, v, l.max_sensors_per_token, 1, 1_000_000)?;
+        // A tenth of the catalog for configured sources unless said.
+        let k = "limits.sensors_reserved_for_sources";
+        let v = r.sensors_reserved_for_sources;
+        let most = l.max_sensors;
+        l.sensors_reserved_for_sources = self.size(k, v, l.max_sensors / 10, 0, most)?;
         let k = "limits.audit_denials_per_minute";
         let v = r.audit_denials_per_minute;
         l.audit_denials_per_minute = self.small(k, v, l.audit_denials_per_minute, 1, 1_000_000)?;

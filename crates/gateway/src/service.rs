@@ -552,7 +552,9 @@ impl Service {
     /// [`ServiceError::PushBatch`] over `limits.max_push_batch`,
     /// [`ServiceError::Forbidden`] if any sensor is not the caller's,
     /// [`ServiceError::PushRate`] over `limits.push_rate_per_sec`,
-    /// [`ServiceError::SensorsFull`] when a new sensor does not fit,
+    /// [`ServiceError::SensorsFull`] when a new sensor does not fit (the
+    /// catalog, the part of it not reserved for configured sources, or the
+    /// token's `limits.max_sensors_per_token`),
     /// [`ServiceError::Invalid`] for a timestamp more than
     /// [`MAX_FUTURE_US`] ahead of the daemon's clock.
     pub fn push(
@@ -580,19 +582,36 @@ impl Service {
             self.counters.limits.hit(Limit::PushRate);
             return Err(ServiceError::PushRate);
         }
-        let mut accepted = Vec::with_capacity(readings.len());
-        for r in readings {
-            let sensor = self.catalog.intern_pushed(&r.sensor).map_err(|_| {
-                self.counters.limits.hit(Limit::Sensors);
+        // Every check above has passed: only now may new names enter the
+        // catalog, all of the push's or none.
+        let names: Vec<&str> = readings.iter().map(|r| r.sensor.as_str()).collect();
+        let quota = crate::catalog::PushQuota {
+            pushed_max: self
+                .limits
+                .max_sensors
+                .saturating_sub(self.limits.sensors_reserved_for_sources),
+            per_token: self.limits.max_sensors_per_token,
+        };
+        let sensors = self
+            .catalog
+            .intern_push(&names, &caller.principal.token_id, quota)
+            .map_err(|e| {
+                self.counters.limits.hit(match e {
+                    crate::catalog::PushRefused::Full(_) => Limit::Sensors,
+                    crate::catalog::PushRefused::TokenQuota { .. } => Limit::SensorsPerToken,
+                });
                 ServiceError::SensorsFull
             })?;
-            accepted.push(Reading {
+        let accepted = readings
+            .iter()
+            .zip(sensors)
+            .map(|(r, sensor)| Reading {
                 sensor,
                 timestamp_us: r.timestamp_us,
                 value: r.value,
                 quality: r.quality,
-            });
-        }
+            })
+            .collect();
         Ok(accepted)
     }
 

@@ -39,8 +39,10 @@ pub enum Limit {
     PatternsPerToken,
     /// `limits.max_patterns_per_address`.
     PatternsPerAddress,
-    /// `limits.max_sensors`.
+    /// `limits.max_sensors`, or the part not reserved for sources.
     Sensors,
+    /// `limits.max_sensors_per_token`.
+    SensorsPerToken,
     /// `limits.max_tokens`.
     Tokens,
     /// `http.max_body_bytes`.
@@ -55,7 +57,7 @@ pub enum Limit {
 
 impl Limit {
     /// Every limit, in the order `/metrics` lists them.
-    pub const ALL: [Self; 19] = [
+    pub const ALL: [Self; 20] = [
         Self::ConnectionsTotal,
         Self::ConnectionsPerAddress,
         Self::FrameSize,
@@ -70,6 +72,7 @@ impl Limit {
         Self::PatternsPerToken,
         Self::PatternsPerAddress,
         Self::Sensors,
+        Self::SensorsPerToken,
         Self::Tokens,
         Self::HttpBody,
         Self::HttpQuery,
@@ -95,6 +98,7 @@ impl Limit {
             Self::PatternsPerToken => "patterns_per_token",
             Self::PatternsPerAddress => "patterns_per_address",
             Self::Sensors => "sensors",
+            Self::SensorsPerToken => "sensors_per_token",
             Self::Tokens => "tokens",
             Self::HttpBody => "http_body",
             Self::HttpQuery => "http_query",

@@ -502,6 +502,56 @@ async fn new_sensors_past_the_catalog_cap_are_refused() {
     assert_eq!(dev.push(vec![reading("a", 2, 0.0)]).await.unwrap(), 1);
 }
 
+/// The attack: one device token filled the whole catalog with 9,993 names in
+/// half a second (993 of them from a batch that was refused, so interned
+/// without being accepted); a second device's one new name was then refused,
+/// as were serial or hwmon sensors first seen later, until restart.
+#[tokio::test]
+async fn one_device_cannot_take_the_catalog_from_others_or_from_sources() {
+    let d = TestDaemon::start(
+        "[limits]\nmax_sensors = 100\nmax_sensors_per_token = 30\nsensors_reserved_for_sources = 20",
+    )
+    .await;
+    let service = d.daemon.service().clone();
+    let batch = |prefix: &str, n: usize| -> Vec<v1::Reading> {
+        (0..n)
+            .map(|i| reading(&format!("{prefix}/{i}"), 1, 0.0))
+            .collect()
+    };
+    let (_, first) = d.token(v1::Role::Device, "*").await;
+    let mut first = Client::connect(&d.options(&first)).await.unwrap();
+    // Over its quota in one batch: refused, and not one name added.
+    let e = first.push(batch("a", 31)).await.unwrap_err();
+    assert_eq!(e.code(), Some(ErrorCode::Overloaded), "{e}");
+    assert_eq!(service.catalog().len(), 0, "a refused batch added names");
+    assert_eq!(first.push(batch("a", 30)).await.unwrap(), 30);
+    let e = first.push(batch("b", 1)).await.unwrap_err();
+    assert_eq!(e.code(), Some(ErrorCode::Overloaded), "{e}");
+    // Known names still work for it.
+    assert_eq!(first.push(batch("a", 5)).await.unwrap(), 5);
+    // A second device still registers names of its own.
+    let mut others = Vec::new();
+    for _ in 0..2 {
+        let (_, t) = d.token(v1::Role::Device, "*").await;
+        others.push(Client::connect(&d.options(&t)).await.unwrap());
+    }
+    assert_eq!(others[0].push(batch("c", 30)).await.unwrap(), 30);
+    // Pushes may fill 80 of the 100: the rest is for configured sources.
+    assert_eq!(others[1].push(batch("d", 20)).await.unwrap(), 20);
+    let e = others[1].push(batch("e", 1)).await.unwrap_err();
+    assert_eq!(e.code(), Some(ErrorCode::Overloaded), "{e}");
+    for i in 0..20 {
+        service
+            .catalog()
+            .register(&format!("serial/{i}"), "", "serial:late")
+            .unwrap();
+    }
+    assert_eq!(service.catalog().len(), 100);
+    let hits = &service.counters().limits;
+    assert!(hits.get(sensegate_gateway::stats::Limit::SensorsPerToken) >= 2);
+    assert!(hits.get(sensegate_gateway::stats::Limit::Sensors) >= 1);
+}
+
 #[tokio::test]
 async fn tokens_past_the_store_cap_are_refused() {
     let d = TestDaemon::start("[limits]\nmax_tokens = 2").await;
