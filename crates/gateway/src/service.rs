@@ -438,7 +438,8 @@ impl Service {
     /// # Errors
     /// [`ServiceError::Forbidden`] out of scope, [`ServiceError::NotFound`]
     /// when history is off, [`ServiceError::Invalid`] for an empty or
-    /// reversed range or a negative bucket.
+    /// reversed range, a negative bucket, or more buckets than
+    /// `limits.max_list_items`.
     pub fn history(
         &self,
         caller: Caller<'_>,
@@ -453,6 +454,14 @@ impl Service {
             return Err(ServiceError::NotFound);
         }
         if to_us <= from_us || bucket_us < 0 {
+            return Err(ServiceError::Invalid);
+        }
+        // More buckets than a reply may list is refused, not cut: the whole
+        // range would be scanned for a prefix of the answer (`bucket=1`
+        // over 30 days).
+        let list_cap = u64::try_from(self.limits.message.max_list_items).unwrap_or(u64::MAX);
+        if bucket_us > 0 && (to_us.abs_diff(from_us)).div_ceil(bucket_us.unsigned_abs()) > list_cap
+        {
             return Err(ServiceError::Invalid);
         }
         // The reply must fit one frame: a row costs at most its sensor name
@@ -472,6 +481,7 @@ impl Service {
             to_us,
             bucket_us,
             limit: if limit == 0 { cap } else { limit.min(cap) },
+            owner: caller.principal.token_id.clone(),
         })
     }
 

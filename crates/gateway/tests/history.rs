@@ -164,3 +164,49 @@ async fn a_push_from_the_far_future_is_refused_whole() {
     let h = admin.history("lab/t", 0, far + 1, 0, 0).await.unwrap();
     assert_eq!(h.readings.len(), 1);
 }
+
+/// The attack: a bucketed query over a huge range (`bucket=1` over 30 days)
+/// grouped the whole range before its limit applied, and a handful of them
+/// took every query slot. Bucket counts past the list cap are refused, and
+/// a limited answer stops its scan at the limit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn huge_bucket_counts_are_refused_and_limits_stop_the_scan() {
+    let d = TestDaemon::start("[limits]\nmax_list_items = 1000").await;
+    let (_, device) = d.token(v1::Role::Device, "lab/*").await;
+    let mut dev = Client::connect(&d.options(&device)).await.unwrap();
+    let now = sensegate_gateway::reading::now_us();
+    let base = now - 100_000_000;
+    let batch: Vec<v1::Reading> = (0..1000)
+        .map(|i| reading("lab/t", base + i * 100_000, 1.0))
+        .collect();
+    assert_eq!(dev.push(batch).await.unwrap(), 1000);
+    let (_, reader) = d.token(v1::Role::Reader, "lab/*").await;
+    let mut c = Client::connect(&d.options(&reader)).await.unwrap();
+    let thirty_days = 30 * 86_400 * 1_000_000;
+    let e = c
+        .history("lab/t", now - thirty_days, now, 1, 0)
+        .await
+        .unwrap_err();
+    assert_eq!(code(&e), Some(ErrorCode::Malformed), "{e}");
+    // 1,000 buckets of 100 ms: allowed, one reading each.
+    let all = c
+        .history("lab/t", base, base + 100_000_000, 100_000, 0)
+        .await
+        .unwrap();
+    assert_eq!(all.buckets.len(), 1000);
+    assert!(all.buckets.iter().all(|b| b.count == 1));
+    // A limit cuts the answer and says so.
+    let cut = c
+        .history("lab/t", base, base + 100_000_000, 100_000, 10)
+        .await
+        .unwrap();
+    assert_eq!(cut.buckets.len(), 10);
+    assert!(cut.truncated);
+    assert_eq!(cut.buckets[9].start_us, base + 900_000);
+    // 1,001 buckets: refused.
+    let e = c
+        .history("lab/t", base, base + 100_100_000, 100_000, 0)
+        .await
+        .unwrap_err();
+    assert_eq!(code(&e), Some(ErrorCode::Malformed), "{e}");
+}

@@ -37,6 +37,9 @@ pub struct HistoryQuery {
     pub bucket_us: i64,
     /// Most rows returned.
     pub limit: usize,
+    /// Who asks (a token id): each may hold only its share of the query
+    /// slots. Empty for the daemon itself.
+    pub owner: String,
 }
 
 /// Aggregates of one time bucket (also the HTTP API's JSON form).

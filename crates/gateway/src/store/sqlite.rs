@@ -388,28 +388,59 @@ fn query(conn: &Connection, q: &HistoryQuery) -> Result<History, rusqlite::Error
         out.truncated = out.rows.len() > q.limit;
         out.rows.truncate(q.limit);
     } else {
+        // Aggregated here, in index order, rather than by `GROUP BY` (which
+        // sorts every row of the range before its LIMIT applies): a bucket
+        // is complete when the scan passes its end, and the scan stops at
+        // the first bucket past the limit.
         let mut stmt = conn.prepare_cached(
-            "SELECT (ts - ?2) / ?4 AS b, MIN(value), MAX(value), AVG(value), COUNT(*)
-             FROM readings WHERE sensor_id = ?1 AND ts >= ?2 AND ts < ?3
-             GROUP BY b ORDER BY b LIMIT ?5",
+            "SELECT ts, value FROM readings
+             WHERE sensor_id = ?1 AND ts >= ?2 AND ts < ?3 ORDER BY ts",
         )?;
-        out.buckets = stmt
-            .query_map(params![id, q.from_us, q.to_us, q.bucket_us, fetch], |r| {
-                let b: i64 = r.get(0)?;
-                let count: i64 = r.get(4)?;
-                Ok(Bucket {
-                    start_us: q.from_us.saturating_add(b.saturating_mul(q.bucket_us)),
-                    min: r.get(1)?,
-                    max: r.get(2)?,
-                    mean: r.get(3)?,
-                    count: u64::try_from(count).unwrap_or(0),
-                })
-            })?
-            .collect::<Result<_, _>>()?;
-        out.truncated = out.buckets.len() > q.limit;
-        out.buckets.truncate(q.limit);
+        let mut rows = stmt.query(params![id, q.from_us, q.to_us])?;
+        let mut current: Option<(i64, Bucket, f64)> = None;
+        while let Some(r) = rows.next()? {
+            let ts: i64 = r.get(0)?;
+            let value: f64 = r.get(1)?;
+            let b = (ts - q.from_us) / q.bucket_us;
+            match &mut current {
+                Some((at, bucket, sum)) if *at == b => {
+                    bucket.min = bucket.min.min(value);
+                    bucket.max = bucket.max.max(value);
+                    bucket.count += 1;
+                    *sum += value;
+                }
+                _ => {
+                    if let Some((_, done, sum)) = current.take() {
+                        out.buckets.push(finish(done, sum));
+                    }
+                    if out.buckets.len() >= q.limit {
+                        out.truncated = true;
+                        break;
+                    }
+                    let start_us = q.from_us.saturating_add(b.saturating_mul(q.bucket_us));
+                    let first = Bucket {
+                        start_us,
+                        min: value,
+                        max: value,
+                        mean: 0.0,
+                        count: 1,
+                    };
+                    current = Some((b, first, value));
+                }
+            }
+        }
+        if let Some((_, done, sum)) = current {
+            out.buckets.push(finish(done, sum));
+        }
     }
     Ok(out)
+}
+
+/// A bucket with its mean, from the sum of its values.
+#[allow(clippy::cast_precision_loss, reason = "counts far below 2^52")]
+fn finish(mut bucket: Bucket, sum: f64) -> Bucket {
+    bucket.mean = sum / bucket.count as f64;
+    bucket
 }
 
 #[cfg(test)]
@@ -433,6 +464,7 @@ mod tests {
             to_us: to,
             bucket_us: bucket,
             limit,
+            owner: String::new(),
         }
     }
 

@@ -27,10 +27,66 @@ pub const MAX_COMMIT_ROWS: usize = 50_000;
 pub const PRUNE_STEP_ROWS: usize = 10_000;
 /// History queries running at once.
 const MAX_QUERIES: usize = 4;
+/// History queries one token may run at once: its share of the slots, so a
+/// principal that sends expensive queries leaves the rest to others.
+const MAX_QUERIES_PER_OWNER: usize = MAX_QUERIES / 2;
 /// Longest wait for a free query slot.
 const QUERY_WAIT: Duration = Duration::from_secs(10);
 /// Queued writes (each at least one reading).
 const MAX_JOBS: usize = 4096;
+
+/// One running query's place in its owner's share; given back on drop.
+struct OwnerShare {
+    owners: Arc<std::sync::Mutex<std::collections::HashMap<String, usize>>>,
+    /// `None` for the daemon's own queries, which need no share.
+    owner: Option<String>,
+}
+
+impl OwnerShare {
+    /// Takes a place for `owner` (none is needed for the daemon's own
+    /// queries, `owner` empty); `None` when it holds its share already.
+    fn take(
+        owners: &Arc<std::sync::Mutex<std::collections::HashMap<String, usize>>>,
+        owner: &str,
+    ) -> Option<Self> {
+        if owner.is_empty() {
+            return Some(Self {
+                owners: owners.clone(),
+                owner: None,
+            });
+        }
+        let mut map = owners
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let running = map.entry(owner.to_owned()).or_default();
+        if *running >= MAX_QUERIES_PER_OWNER {
+            return None;
+        }
+        *running += 1;
+        Some(Self {
+            owners: owners.clone(),
+            owner: Some(owner.to_owned()),
+        })
+    }
+}
+
+impl Drop for OwnerShare {
+    fn drop(&mut self) {
+        let Some(owner) = &self.owner else {
+            return;
+        };
+        let mut map = self
+            .owners
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(n) = map.get_mut(owner) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                map.remove(owner);
+            }
+        }
+    }
+}
 
 /// Retention and queue settings.
 #[derive(Debug, Clone)]
@@ -70,6 +126,8 @@ pub struct StoreHandle {
     room: Arc<Semaphore>,
     max_queued: usize,
     queries: Arc<Semaphore>,
+    /// Queries running per owner (token id); entries go at zero.
+    owners: Arc<std::sync::Mutex<std::collections::HashMap<String, usize>>>,
     dropped: AtomicU64,
     last_drop_log: std::sync::Mutex<Option<Instant>>,
     commit_latency: Arc<Histogram>,
@@ -112,6 +170,7 @@ impl StoreHandle {
             room: Arc::new(Semaphore::new(max_queued)),
             max_queued,
             queries: Arc::new(Semaphore::new(MAX_QUERIES)),
+            owners: Arc::default(),
             dropped: AtomicU64::new(0),
             last_drop_log: std::sync::Mutex::new(None),
             commit_latency,
@@ -173,6 +232,11 @@ impl StoreHandle {
     /// # Errors
     /// [`StoreError`].
     pub async fn history(&self, query: HistoryQuery) -> Result<History, StoreError> {
+        // The owner's share first, at once: a token over it is told so
+        // rather than queued behind its own queries.
+        let share = OwnerShare::take(&self.owners, &query.owner).ok_or_else(|| {
+            StoreError("too many history queries from this token at once; try again".to_owned())
+        })?;
         // Waiting for a slot is bounded like the query itself; the slot goes
         // with the query into its thread, so a caller that gives up does not
         // free a slot that is still in use.
@@ -182,7 +246,7 @@ impl StoreHandle {
             .map_err(|_| StoreError("the store is closed".to_owned()))?;
         let store = self.store.clone();
         tokio::task::spawn_blocking(move || {
-            let _slot = slot;
+            let _slot = (slot, share);
             store.history(&query)
         })
         .await
@@ -282,6 +346,22 @@ async fn prune_loop(store: Arc<dyn Store>, retention: Retention, shutdown: Cance
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn one_owner_holds_at_most_its_share_of_the_query_slots() {
+        let owners = Arc::default();
+        let a: Vec<_> = (0..MAX_QUERIES_PER_OWNER)
+            .map(|_| OwnerShare::take(&owners, "a").unwrap())
+            .collect();
+        assert!(OwnerShare::take(&owners, "a").is_none(), "past a's share");
+        let b = OwnerShare::take(&owners, "b").unwrap();
+        // The daemon's own queries need no share.
+        assert!(OwnerShare::take(&owners, "").unwrap().owner.is_none());
+        drop(a);
+        assert!(OwnerShare::take(&owners, "a").is_some());
+        drop(b);
+        assert!(owners.lock().unwrap().is_empty());
+    }
     use crate::reading::Quality;
     use crate::store::sqlite::{Durability, SqliteStore};
 
@@ -342,6 +422,7 @@ mod tests {
                 to_us: i64::MAX,
                 bucket_us: 0,
                 limit: 1000,
+                owner: String::new(),
             };
             assert_eq!(h.history(q).await.unwrap().rows.len(), 50);
         }
