@@ -62,6 +62,10 @@ pub enum ServiceError {
     /// A field of the request is not acceptable (bad name or pattern).
     #[error("invalid request")]
     Invalid,
+    /// History storage is full: the push was not stored (and not
+    /// acknowledged); it will be once space is freed.
+    #[error("history storage is full; try again later")]
+    StorageFull,
     /// Something failed on the server side (store write).
     #[error("internal error")]
     Internal,
@@ -76,9 +80,11 @@ impl ServiceError {
             Self::AuthThrottled | Self::PushRate => ErrorCode::RateLimited,
             Self::Forbidden => ErrorCode::Forbidden,
             Self::NotFound => ErrorCode::NotFound,
-            Self::PushBatch | Self::Subscriptions | Self::SensorsFull | Self::TokensFull => {
-                ErrorCode::Overloaded
-            }
+            Self::PushBatch
+            | Self::Subscriptions
+            | Self::SensorsFull
+            | Self::TokensFull
+            | Self::StorageFull => ErrorCode::Overloaded,
             Self::Invalid => ErrorCode::Malformed,
             Self::Internal => ErrorCode::Internal,
         }
@@ -641,6 +647,10 @@ impl Service {
                 // did land rewrites the same (sensor, timestamp) rows.
                 match tokio::time::timeout(COMMIT_TIMEOUT, store.commit(readings)).await {
                     Ok(Ok(stored)) => self.publish(&stored),
+                    Ok(Err(e)) if e.full => {
+                        tracing::warn!(error = %e, "a push was refused: history storage is full");
+                        return Err(ServiceError::StorageFull);
+                    }
                     Ok(Err(e)) => {
                         tracing::error!(error = %e, "a push could not be stored");
                         return Err(ServiceError::Internal);

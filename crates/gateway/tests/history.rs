@@ -210,3 +210,107 @@ async fn huge_bucket_counts_are_refused_and_limits_stop_the_scan() {
         .unwrap_err();
     assert_eq!(code(&e), Some(ErrorCode::Malformed), "{e}");
 }
+
+/// A tmpfs of its own for a test, unmounted when dropped.
+struct Tmpfs(tempfile::TempDir);
+
+impl Tmpfs {
+    /// `None` where mounting is not allowed (not root): the test says so.
+    fn mount(size: &str) -> Option<Self> {
+        let dir = tempfile::tempdir().unwrap();
+        let ok = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(dir.path())
+            .status()
+            .is_ok_and(|s| s.success());
+        ok.then_some(Self(dir))
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg(self.0.path())
+            .status();
+    }
+}
+
+/// The disk fills: pushes get a clear error once a commit fails for space,
+/// nothing acknowledged is lost, live readings keep flowing to subscribers,
+/// and history resumes once space is freed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_disk_refuses_pushes_clearly_and_history_resumes_when_freed() {
+    let Some(fs) = Tmpfs::mount("4m") else {
+        // CI runs as root; elsewhere say why nothing was checked.
+        eprintln!("skipped: mounting a tmpfs needs root");
+        assert_ne!(
+            std::env::var("CI").as_deref(),
+            Ok("true"),
+            "CI must run this test"
+        );
+        return;
+    };
+    let db = fs.0.path().join("history.db");
+    let d = TestDaemon::start(&format!(
+        "[limits]\npush_rate_per_sec = 10000000\n[store]\npath = {:?}\n[sim]\nenabled = true\nsensors = 1\nrate_hz = 50\n",
+        db.display().to_string()
+    ))
+    .await;
+    // Most of the space taken by something else.
+    let filler = fs.0.path().join("filler");
+    std::fs::write(&filler, vec![0u8; 3 << 20]).unwrap();
+    let (_, device) = d.token(v1::Role::Device, "lab/*").await;
+    let mut dev = Client::connect(&d.options(&device)).await.unwrap();
+    let now = sensegate_gateway::reading::now_us();
+    let mut acked = 0i64;
+    let mut ts = now - 1_000_000_000;
+    let refusal = loop {
+        let batch: Vec<v1::Reading> = (0..500).map(|i| reading("lab/t", ts + i, 1.0)).collect();
+        match dev.push(batch).await {
+            Ok(n) => {
+                acked += i64::from(n);
+                ts += 500;
+            }
+            Err(e) => break e,
+        }
+        assert!(acked < 2_000_000, "the disk never filled");
+    };
+    assert_eq!(code(&refusal), Some(ErrorCode::Overloaded), "{refusal}");
+    assert!(refusal.to_string().contains("storage is full"), "{refusal}");
+    // Live readings still reach subscribers.
+    let (_, reader) = d.token(v1::Role::Reader, "*").await;
+    let mut live = Client::connect(&d.options(&reader)).await.unwrap();
+    live.subscribe(&["sim/*"]).await.unwrap();
+    let batch = tokio::time::timeout(std::time::Duration::from_secs(5), live.next_batch())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(!batch.readings.is_empty());
+    // Space freed: pushes are stored again.
+    std::fs::remove_file(&filler).unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let batch: Vec<v1::Reading> = (0..500).map(|i| reading("lab/t", ts + i, 2.0)).collect();
+        match dev.push(batch).await {
+            Ok(n) => {
+                acked += i64::from(n);
+                break;
+            }
+            Err(e) => {
+                assert!(std::time::Instant::now() < deadline, "never resumed: {e}");
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            }
+        }
+    }
+    // Every acknowledged reading is there.
+    let conn = rusqlite::Connection::open(&db).unwrap();
+    let stored: i64 = conn
+        .query_row(
+            "SELECT COUNT(*) FROM readings r JOIN sensors s ON s.id = r.sensor_id WHERE s.name = 'lab/t'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(stored, acked, "acknowledged readings were lost");
+    drop(d);
+}

@@ -250,6 +250,7 @@ impl IntoResponse for ApiError {
             | ServiceError::Subscriptions
             | ServiceError::SensorsFull
             | ServiceError::TokensFull => StatusCode::SERVICE_UNAVAILABLE,
+            ServiceError::StorageFull => StatusCode::INSUFFICIENT_STORAGE,
             ServiceError::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         };
         let mut r = error(status, code, &self.0.to_string());

@@ -21,8 +21,25 @@ use crate::reading::{Quality, Reading};
 
 /// A backend failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("history store: {0}")]
-pub struct StoreError(pub String);
+#[error("history store: {message}")]
+pub struct StoreError {
+    /// What failed.
+    pub message: String,
+    /// The disk (or the database's quota) is full: nothing was written, and
+    /// writes will succeed again once space is freed.
+    pub full: bool,
+}
+
+impl StoreError {
+    /// A failure described by `message`.
+    #[must_use]
+    pub fn new(message: impl Into<String>) -> Self {
+        Self {
+            message: message.into(),
+            full: false,
+        }
+    }
+}
 
 /// A history query, validated by the service.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -73,7 +73,14 @@ struct Writer {
 }
 
 fn err(e: &rusqlite::Error) -> StoreError {
-    StoreError(e.to_string())
+    let full = matches!(
+        e,
+        rusqlite::Error::SqliteFailure(f, _) if f.code == rusqlite::ErrorCode::DiskFull
+    );
+    StoreError {
+        message: e.to_string(),
+        full,
+    }
 }
 
 impl SqliteStore {
@@ -86,7 +93,7 @@ impl SqliteStore {
     pub fn open(path: &Path, durability: Durability) -> Result<Self, StoreError> {
         // Create the file private before SQLite opens it, and make its WAL
         // and shared-memory files private as soon as they exist.
-        let io = |e: std::io::Error| StoreError(format!("{}: {e}", path.display()));
+        let io = |e: std::io::Error| StoreError::new(format!("{}: {e}", path.display()));
         crate::file::ensure_private(path).map_err(io)?;
         let conn = Connection::open(path).map_err(|e| err(&e))?;
         conn.pragma_update(None, "journal_mode", "WAL")
@@ -152,7 +159,7 @@ fn migrate(conn: &Connection) -> Result<(), StoreError> {
         .map_err(|e| err(&e))?;
     let known = i64::try_from(MIGRATIONS.len()).unwrap_or(i64::MAX);
     if version > known {
-        return Err(StoreError(format!(
+        return Err(StoreError::new(format!(
             "the database has schema version {version}; this program knows up to {known}"
         )));
     }
@@ -267,7 +274,7 @@ impl Store for SqliteStore {
             rusqlite::Error::SqliteFailure(f, _)
                 if f.code == rusqlite::ErrorCode::OperationInterrupted =>
             {
-                StoreError(format!(
+                StoreError::new(format!(
                     "the query ran over {} s; narrow the range or widen the bucket",
                     QUERY_DEADLINE.as_secs()
                 ))
@@ -558,6 +565,6 @@ mod tests {
             .pragma_update(None, "user_version", 99)
             .unwrap();
         let e = SqliteStore::open(&path, Durability::Full).unwrap_err();
-        assert!(e.0.contains("schema version 99"), "{e}");
+        assert!(e.message.contains("schema version 99"), "{e}");
     }
 }

@@ -207,7 +207,7 @@ impl StoreHandle {
     /// [`StoreError`] when the write failed or the writer is gone; then
     /// nothing may be acknowledged.
     pub async fn commit(&self, readings: Vec<Reading>) -> Result<Vec<Reading>, StoreError> {
-        let gone = || StoreError("the store writer has stopped".to_owned());
+        let gone = || StoreError::new("the store writer has stopped".to_owned());
         let n = u32::try_from(readings.len().min(self.max_queued)).unwrap_or(u32::MAX);
         let room = self
             .room
@@ -235,22 +235,24 @@ impl StoreHandle {
         // The owner's share first, at once: a token over it is told so
         // rather than queued behind its own queries.
         let share = OwnerShare::take(&self.owners, &query.owner).ok_or_else(|| {
-            StoreError("too many history queries from this token at once; try again".to_owned())
+            StoreError::new(
+                "too many history queries from this token at once; try again".to_owned(),
+            )
         })?;
         // Waiting for a slot is bounded like the query itself; the slot goes
         // with the query into its thread, so a caller that gives up does not
         // free a slot that is still in use.
         let slot = tokio::time::timeout(QUERY_WAIT, self.queries.clone().acquire_owned())
             .await
-            .map_err(|_| StoreError("too many history queries at once; try again".to_owned()))?
-            .map_err(|_| StoreError("the store is closed".to_owned()))?;
+            .map_err(|_| StoreError::new("too many history queries at once; try again".to_owned()))?
+            .map_err(|_| StoreError::new("the store is closed".to_owned()))?;
         let store = self.store.clone();
         tokio::task::spawn_blocking(move || {
             let _slot = (slot, share);
             store.history(&query)
         })
         .await
-        .map_err(|e| StoreError(e.to_string()))?
+        .map_err(|e| StoreError::new(e.to_string()))?
     }
 
     /// How long the writer's commits took (one per group of jobs).
