@@ -36,6 +36,9 @@ pub use settings::{ClientSettings, Secret};
 /// Reading batches kept while waiting for a reply; older ones are dropped
 /// (and counted in the next batch's `dropped`).
 const MAX_PENDING_BATCHES: usize = 1024;
+/// Most pages one list call asks for: a server (trusted no more than any
+/// peer) cannot keep a list call going for ever.
+const MAX_PAGES: usize = 10_000;
 
 /// A client-side failure.
 #[derive(Debug, thiserror::Error)]
@@ -267,13 +270,24 @@ impl Client {
         &mut self,
         pattern: &str,
     ) -> Result<Vec<v1::SensorInfo>, ClientError> {
-        let body = Body::ListSensors(v1::ListSensorsRequest {
-            pattern: pattern.to_owned(),
-        });
-        match self.request(body).await? {
-            Body::Sensors(r) => Ok(r.sensors),
-            _ => Err(unexpected()),
+        let mut all = Vec::new();
+        let mut after = String::new();
+        for _ in 0..MAX_PAGES {
+            let body = Body::ListSensors(v1::ListSensorsRequest {
+                pattern: pattern.to_owned(),
+                after: after.clone(),
+            });
+            let Body::Sensors(r) = self.request(body).await? else {
+                return Err(unexpected());
+            };
+            all.extend(r.sensors);
+            // A cursor that does not move on would loop for ever.
+            if r.next_after.is_empty() || r.next_after <= after {
+                return Ok(all);
+            }
+            after = r.next_after;
         }
+        Ok(all)
     }
 
     /// The latest reading of a sensor.
@@ -385,13 +399,23 @@ impl Client {
     /// # Errors
     /// As [`Client::request`].
     pub async fn list_tokens(&mut self) -> Result<Vec<v1::TokenInfo>, ClientError> {
-        match self
-            .request(Body::ListTokens(v1::ListTokensRequest {}))
-            .await?
-        {
-            Body::Tokens(r) => Ok(r.tokens),
-            _ => Err(unexpected()),
+        let mut all: Vec<v1::TokenInfo> = Vec::new();
+        let mut after = String::new();
+        for _ in 0..MAX_PAGES {
+            let body = Body::ListTokens(v1::ListTokensRequest {
+                after: after.clone(),
+            });
+            let Body::Tokens(r) = self.request(body).await? else {
+                return Err(unexpected());
+            };
+            all.extend(r.tokens);
+            // Ids are not ordered: a cursor seen before would loop.
+            if r.next_after.is_empty() || r.next_after == after {
+                return Ok(all);
+            }
+            after = r.next_after;
         }
+        Ok(all)
     }
 
     /// Revokes a token (admin); returns the sessions it disconnected.
@@ -411,13 +435,20 @@ impl Client {
     /// # Errors
     /// As [`Client::request`].
     pub async fn list_connections(&mut self) -> Result<Vec<v1::ConnectionInfo>, ClientError> {
-        match self
-            .request(Body::ListConnections(v1::ListConnectionsRequest {}))
-            .await?
-        {
-            Body::Connections(r) => Ok(r.connections),
-            _ => Err(unexpected()),
+        let mut all = Vec::new();
+        let mut after_id = 0;
+        for _ in 0..MAX_PAGES {
+            let body = Body::ListConnections(v1::ListConnectionsRequest { after_id });
+            let Body::Connections(r) = self.request(body).await? else {
+                return Err(unexpected());
+            };
+            all.extend(r.connections);
+            if r.next_after_id <= after_id {
+                return Ok(all);
+            }
+            after_id = r.next_after_id;
         }
+        Ok(all)
     }
 
     /// Disconnects a connection (admin).

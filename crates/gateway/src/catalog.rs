@@ -320,11 +320,25 @@ impl Catalog {
         max: usize,
         allowed: impl Fn(&str) -> bool,
     ) -> Vec<SensorEntry> {
+        self.list_after(pattern, None, max, allowed)
+    }
+
+    /// As [`Catalog::list`], starting after the name `after` (a page).
+    pub fn list_after(
+        &self,
+        pattern: &Pattern,
+        after: Option<&str>,
+        max: usize,
+        allowed: impl Fn(&str) -> bool,
+    ) -> Vec<SensorEntry> {
+        use std::ops::Bound;
         let map = self
             .sensors
             .read()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        map.values()
+        let start = after.map_or(Bound::Unbounded, Bound::Excluded);
+        map.range::<str, _>((start, Bound::Unbounded))
+            .map(|(_, e)| e)
             .filter(|e| pattern.matches(&e.name) && allowed(&e.name))
             .take(max)
             .cloned()

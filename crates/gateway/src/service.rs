@@ -407,7 +407,8 @@ impl Service {
         Ok(caller.principal.clone())
     }
 
-    /// Sensors matching `pattern` that the caller may read.
+    /// Sensors matching `pattern` that the caller may read, by name, after
+    /// `after` (a page: at most [`Service::page_probe`] of them).
     ///
     /// # Errors
     /// [`ServiceError::Forbidden`] for a role that may not list sensors.
@@ -415,14 +416,22 @@ impl Service {
         &self,
         caller: Caller<'_>,
         pattern: &Pattern,
+        after: Option<&str>,
     ) -> Result<Vec<SensorEntry>, ServiceError> {
         Self::allow(caller.principal, Action::ListSensors)?;
         let p = caller.principal;
         Ok(self
             .catalog
-            .list(pattern, self.limits.message.max_list_items, |name| {
+            .list_after(pattern, after, self.page_probe(), |name| {
                 policy::decide(p, Action::ReadSensor(name)).is_allowed()
             }))
+    }
+
+    /// Entries a page is taken from: one more than a page may hold, so the
+    /// front end can tell whether more follow (`limits.max_list_items`).
+    #[must_use]
+    pub const fn page_probe(&self) -> usize {
+        self.limits.message.max_list_items.saturating_add(1)
     }
 
     /// The latest reading of a sensor.
@@ -759,16 +768,32 @@ impl Service {
     }
 
     /// The tokens the caller could revoke: within its scope (no secrets:
-    /// only ids, names, roles, scopes).
+    /// only ids, names, roles, scopes), oldest first, after the token `after`
+    /// (a page: at most [`Service::page_probe`]).
     ///
     /// # Errors
     /// [`ServiceError::Forbidden`].
-    pub fn list_tokens(&self, caller: Caller<'_>) -> Result<Vec<TokenRecord>, ServiceError> {
+    pub fn list_tokens(
+        &self,
+        caller: Caller<'_>,
+        after: Option<&str>,
+    ) -> Result<Vec<TokenRecord>, ServiceError> {
         let p = caller.principal;
+        let probe = self.page_probe();
         self.admin(caller, Action::ListTokens, "list_tokens", None, || {
-            let mut all = self.tokens().list();
-            all.retain(|t| policy::decide(p, Action::RevokeToken(&t.scope)).is_allowed());
-            Ok(all)
+            let all = self.tokens().list();
+            // Oldest first; a page starts after the cursor's place.
+            let start = after.map_or(0, |id| {
+                all.iter()
+                    .position(|t| t.id == id)
+                    .map_or(all.len(), |i| i + 1)
+            });
+            Ok(all
+                .into_iter()
+                .skip(start)
+                .filter(|t| policy::decide(p, Action::RevokeToken(&t.scope)).is_allowed())
+                .take(probe)
+                .collect())
         })
     }
 
@@ -815,13 +840,15 @@ impl Service {
     }
 
     /// The open connections the caller could kick: those of tokens within
-    /// its scope (connections not yet authenticated only for `*`).
+    /// its scope (connections not yet authenticated only for `*`), by id,
+    /// after `after_id` (a page: at most [`Service::page_probe`]).
     ///
     /// # Errors
     /// [`ServiceError::Forbidden`].
     pub fn list_connections(
         &self,
         caller: Caller<'_>,
+        after_id: u64,
     ) -> Result<Vec<Arc<Connection>>, ServiceError> {
         let p = caller.principal;
         self.admin(
@@ -830,8 +857,10 @@ impl Service {
             "list_connections",
             None,
             || {
-                Ok(self.registry.list(self.limits.message.max_list_items, |c| {
-                    policy::decide(p, Action::KickConnection(&connection_scope(c))).is_allowed()
+                Ok(self.registry.list(self.page_probe(), |c| {
+                    c.id > after_id
+                        && policy::decide(p, Action::KickConnection(&connection_scope(c)))
+                            .is_allowed()
                 }))
             },
         )

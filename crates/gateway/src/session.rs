@@ -386,21 +386,13 @@ impl Serving {
                 Err(e) => Err(e),
             },
             Body::CreateToken(r) => create_token(service, caller, &r),
-            Body::ListTokens(_) => service.list_tokens(caller).map(|tokens| {
-                Body::Tokens(v1::ListTokensReply {
-                    tokens: tokens.iter().map(token_info).collect(),
-                })
-            }),
+            Body::ListTokens(r) => list_tokens(service, caller, &r),
             Body::RevokeToken(r) => service.revoke_token(caller, &r.id).map(|n| {
                 Body::TokenRevoked(v1::RevokeTokenReply {
                     disconnected: u32::try_from(n).unwrap_or(u32::MAX),
                 })
             }),
-            Body::ListConnections(_) => service.list_connections(caller).map(|conns| {
-                Body::Connections(v1::ListConnectionsReply {
-                    connections: conns.iter().map(|c| connection_info(c)).collect(),
-                })
-            }),
+            Body::ListConnections(r) => list_connections(service, caller, r),
             Body::Kick(r) => service
                 .kick(caller, r.id)
                 .map(|()| Body::Kicked(v1::KickReply { found: true })),
@@ -435,6 +427,40 @@ impl Serving {
     }
 }
 
+fn list_tokens(
+    service: &Service,
+    caller: Caller<'_>,
+    r: &v1::ListTokensRequest,
+) -> Result<Body, ServiceError> {
+    let after = (!r.after.is_empty()).then_some(r.after.as_str());
+    let tokens = service.list_tokens(caller, after)?;
+    let (tokens, more) = page(service, tokens.iter().map(token_info).collect());
+    let next_after = if more {
+        tokens.last().map(|t| t.id.clone()).unwrap_or_default()
+    } else {
+        String::new()
+    };
+    Ok(Body::Tokens(v1::ListTokensReply { tokens, next_after }))
+}
+
+fn list_connections(
+    service: &Service,
+    caller: Caller<'_>,
+    r: v1::ListConnectionsRequest,
+) -> Result<Body, ServiceError> {
+    let conns = service.list_connections(caller, r.after_id)?;
+    let (connections, more) = page(service, conns.iter().map(|c| connection_info(c)).collect());
+    let next_after_id = if more {
+        connections.last().map_or(0, |c| c.id)
+    } else {
+        0
+    };
+    Ok(Body::Connections(v1::ListConnectionsReply {
+        connections,
+        next_after_id,
+    }))
+}
+
 fn list_sensors(
     service: &Service,
     caller: Caller<'_>,
@@ -445,9 +471,11 @@ fn list_sensors(
     } else {
         Pattern::new(r.pattern.as_str())
     };
-    let entries = service.list_sensors(caller, &pattern)?;
-    Ok(Body::Sensors(v1::ListSensorsReply {
-        sensors: entries
+    let after = (!r.after.is_empty()).then_some(r.after.as_str());
+    let entries = service.list_sensors(caller, &pattern, after)?;
+    let (sensors, more) = page(
+        service,
+        entries
             .iter()
             .map(|e| v1::SensorInfo {
                 name: e.name.to_string(),
@@ -464,7 +492,43 @@ fn list_sensors(
                 last_timestamp_us: e.latest.as_ref().map_or(0, |r| r.timestamp_us),
             })
             .collect(),
+    );
+    let next_after = if more {
+        sensors.last().map(|s| s.name.clone()).unwrap_or_default()
+    } else {
+        String::new()
+    };
+    Ok(Body::Sensors(v1::ListSensorsReply {
+        sensors,
+        next_after,
     }))
+}
+
+/// Cuts a list to one page: at most `limits.max_list_items` entries, and no
+/// more than fit one frame with the rest of the reply. Returns whether
+/// entries were left out (the reply then names where the next page starts).
+fn page<T: prost::Message>(service: &Service, mut items: Vec<T>) -> (Vec<T>, bool) {
+    let limits = service.limits();
+    let max = limits.message.max_list_items;
+    // The envelope, the request id and the cursor, generously.
+    let overhead = 64 + limits.message.max_name_bytes;
+    let budget = usize::try_from(limits.frame.get())
+        .unwrap_or(usize::MAX)
+        .saturating_sub(overhead);
+    let mut used = 0usize;
+    let mut fits = 0usize;
+    for item in items.iter().take(max) {
+        // The entry, its tag and its length prefix.
+        let len = item.encoded_len() + 1 + prost::length_delimiter_len(item.encoded_len());
+        if used + len > budget {
+            break;
+        }
+        used += len;
+        fits += 1;
+    }
+    let more = items.len() > fits;
+    items.truncate(fits);
+    (items, more)
 }
 
 fn history(

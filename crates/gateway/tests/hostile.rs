@@ -664,6 +664,7 @@ async fn pipelined_requests_that_are_never_read_hold_bounded_replies() {
     let list = frame(
         Body::ListSensors(v1::ListSensorsRequest {
             pattern: String::new(),
+            after: String::new(),
         }),
         7,
     );
@@ -705,4 +706,68 @@ async fn pipelined_requests_that_are_never_read_hold_bounded_replies() {
             >= 4
     );
     drop(peers);
+}
+
+/// A big catalog made a list reply larger than the frame cap, which turned
+/// into `INTERNAL`. Lists are pages now: at most `max_list_items` entries
+/// and what fits one frame, with a cursor for the next; the client crate
+/// follows it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lists_come_in_pages_that_fit_a_frame() {
+    let d = TestDaemon::start(
+        "[limits]\nmax_frame_bytes = 65536\ninflight_bytes_per_connection = 65536\nmax_list_items = 10000",
+    )
+    .await;
+    let (_, device) = d.token(v1::Role::Device, "big/*").await;
+    let mut dev = Client::connect(&d.options(&device)).await.unwrap();
+    let pad = "x".repeat(100);
+    let now = sensegate_gateway::reading::now_us();
+    for chunk in 0..5 {
+        let batch = (0..200)
+            .map(|i| reading(&format!("big/{:04}/{pad}", chunk * 200 + i), now, 1.0))
+            .collect();
+        assert_eq!(dev.push(batch).await.unwrap(), 200);
+    }
+    // 1,000 sensors of ~150 bytes each: about 150 KiB, over the frame cap.
+    let mut admin = d.admin().await;
+    let sensors = admin.list_sensors("big/*").await.unwrap();
+    assert_eq!(sensors.len(), 1000);
+    let names: Vec<&str> = sensors.iter().map(|s| s.name.as_str()).collect();
+    assert!(
+        names.windows(2).all(|w| w[0] < w[1]),
+        "pages overlap or skip"
+    );
+    // One raw page: cut by the frame, with a cursor.
+    let page = admin
+        .request(Body::ListSensors(v1::ListSensorsRequest {
+            pattern: "big/*".into(),
+            after: String::new(),
+        }))
+        .await
+        .unwrap();
+    let Body::Sensors(page) = page else {
+        panic!("not a sensor list")
+    };
+    assert!(!page.sensors.is_empty() && page.sensors.len() < 1000);
+    assert_eq!(page.next_after, page.sensors.last().unwrap().name);
+    // Tokens and connections page too, at most max_list_items a page.
+    let d = TestDaemon::start("[limits]\nmax_list_items = 10").await;
+    let mut admin = d.admin().await;
+    for _ in 0..24 {
+        admin
+            .create_token("t", v1::Role::Reader, "*")
+            .await
+            .unwrap();
+    }
+    let tokens = admin.list_tokens().await.unwrap();
+    assert_eq!(tokens.len(), 25);
+    let mut ids: Vec<&str> = tokens.iter().map(|t| t.id.as_str()).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    assert_eq!(ids.len(), 25, "a token listed twice");
+    let mut held = Vec::new();
+    for _ in 0..14 {
+        held.push(d.admin().await);
+    }
+    assert_eq!(admin.list_connections().await.unwrap().len(), 15);
 }

@@ -948,6 +948,9 @@ async fn an_oversize_body_still_being_sent_reads_its_413_every_time() {
                 }
                 let chunk = vec![b'x'; 16 << 10];
                 for _ in 0..1280 {
+                    // A client on a network, not infinitely fast: the
+                    // daemon's drain and this test's reader get their turn.
+                    tokio::task::yield_now().await;
                     tokio::select! {
                         r = wr.write_all(&chunk) => if r.is_err() {
                             return if *got_rx.borrow() { Ok(()) } else { Err("the body") };

@@ -192,13 +192,19 @@ pub fn validate(envelope: &Envelope, limits: &MessageLimits) -> Result<(), Messa
         | Body::PushAck(_)
         | Body::Subscribed(_)
         | Body::Unsubscribed(_)
-        | Body::ListTokens(_)
         | Body::TokenRevoked(_)
         | Body::ListConnections(_)
         | Body::Kick(_)
         | Body::Kicked(_) => Ok(()),
-        Body::ListSensors(m) => c.optional_pattern("list_sensors.pattern", &m.pattern),
-        Body::Sensors(m) => c.each("sensors.sensors", &m.sensors, |s| c.sensor_info(s)),
+        Body::ListTokens(m) => c.optional_name("list_tokens.after", &m.after),
+        Body::ListSensors(m) => {
+            c.optional_pattern("list_sensors.pattern", &m.pattern)?;
+            c.optional_name("list_sensors.after", &m.after)
+        }
+        Body::Sensors(m) => {
+            c.each("sensors.sensors", &m.sensors, |s| c.sensor_info(s))?;
+            c.optional_name("sensors.next_after", &m.next_after)
+        }
         Body::Latest(m) => c.name("latest.sensor", &m.sensor),
         Body::LatestReply(m) => m.reading.as_ref().map_or(Ok(()), |r| c.reading(r)),
         Body::Subscribe(m) => c.each("subscribe.patterns", &m.patterns, |p| {
@@ -230,7 +236,10 @@ pub fn validate(envelope: &Envelope, limits: &MessageLimits) -> Result<(), Messa
             }
             c.token("token_created.secret", &m.secret)
         }
-        Body::Tokens(m) => c.each("tokens.tokens", &m.tokens, |t| c.token_info(t)),
+        Body::Tokens(m) => {
+            c.each("tokens.tokens", &m.tokens, |t| c.token_info(t))?;
+            c.optional_name("tokens.next_after", &m.next_after)
+        }
         Body::RevokeToken(m) => c.name("revoke_token.id", &m.id),
         Body::Connections(m) => c.each("connections.connections", &m.connections, |i| {
             c.connection_info(i)
@@ -256,6 +265,14 @@ impl Check<'_> {
     fn pattern(&self, field: &'static str, s: &str) -> Result<(), MessageError> {
         bounded(field, s, self.l.max_pattern_bytes, true)?;
         chars(field, s, is_pattern_byte)
+    }
+
+    fn optional_name(&self, field: &'static str, s: &str) -> Result<(), MessageError> {
+        if s.is_empty() {
+            Ok(())
+        } else {
+            self.name(field, s)
+        }
     }
 
     fn optional_pattern(&self, field: &'static str, s: &str) -> Result<(), MessageError> {

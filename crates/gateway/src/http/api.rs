@@ -482,8 +482,9 @@ async fn sensors(
 ) -> Result<Json<Vec<SensorJson>>, ApiError> {
     let Query(q) = parsed(q)?;
     let pattern = pattern(&service, q.pattern.as_deref())?;
-    let list = service.list_sensors(auth.caller(), &pattern)?;
-    Ok(Json(list.iter().map(sensor_json).collect()))
+    let list = service.list_sensors(auth.caller(), &pattern, None)?;
+    let max = service.limits().message.max_list_items;
+    Ok(Json(list.iter().take(max).map(sensor_json).collect()))
 }
 
 #[utoipa::path(get, path = "/api/v1/sensors/{name}/latest", params(("name" = String, Path, description = "sensor name")), security(("bearer" = [])), responses((status = 200, description = "the latest reading", body = ReadingJson), (status = 404, description = "no such sensor or no reading yet", body = ErrorBody), (status = 401, description = "no valid token", body = ErrorBody), (status = 403, description = "not allowed for this token", body = ErrorBody)))]
@@ -694,8 +695,9 @@ async fn list_tokens(
 ) -> Result<Json<Vec<TokenJson>>, ApiError> {
     Ok(Json(
         service
-            .list_tokens(auth.caller())?
+            .list_tokens(auth.caller(), None)?
             .iter()
+            .take(service.limits().message.max_list_items)
             .map(token_json)
             .collect(),
     ))
@@ -780,9 +782,10 @@ async fn list_connections(
     State(service): State<Arc<Service>>,
     auth: Auth,
 ) -> Result<Json<Vec<ConnectionJson>>, ApiError> {
-    let list = service.list_connections(auth.caller())?;
+    let list = service.list_connections(auth.caller(), 0)?;
     Ok(Json(
         list.iter()
+            .take(service.limits().message.max_list_items)
             .map(|c| ConnectionJson {
                 id: c.id,
                 principal: c.principal().map(|p| p.name.clone()).unwrap_or_default(),

@@ -37,8 +37,9 @@ use crate::stats::{Limit, LimitHits};
 const STOP_GRACE: Duration = Duration::from_secs(5);
 /// Longest a closing connection reads what its client still sends.
 pub const LINGER_TIME: Duration = Duration::from_secs(2);
-/// Most bytes a closing connection reads and drops.
-pub const LINGER_BYTES: usize = 4 << 20;
+/// Most bytes a closing connection reads and drops (a few milliseconds of
+/// one core at most).
+pub const LINGER_BYTES: usize = 16 << 20;
 
 /// Accepts HTTP connections until the service shuts down.
 pub async fn run(
