@@ -115,6 +115,15 @@ fn daemon_series(
             "Time the store took per group commit.",
             &store.commit_latency().snapshot(),
         );
+        if let Some(wal) = store.wal_bytes() {
+            header(
+                out,
+                "sensegate_store_wal_bytes",
+                "gauge",
+                "Size of the history database's write-ahead log.",
+            );
+            let _ = writeln!(out, "sensegate_store_wal_bytes {wal}");
+        }
     }
     let c = service.counters();
     header(

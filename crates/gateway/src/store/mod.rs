@@ -133,6 +133,11 @@ pub trait Store: Send + Sync + 'static {
     /// [`StoreError`].
     fn prune(&self, cutoff: &dyn Fn(&str) -> i64, max_rows: usize)
     -> Result<PruneStep, StoreError>;
+
+    /// The size of the write-ahead log, where the backend has one.
+    fn wal_bytes(&self) -> Option<u64> {
+        None
+    }
 }
 
 /// What one pruning step did.

@@ -261,6 +261,12 @@ impl StoreHandle {
         &self.commit_latency
     }
 
+    /// The size of the store's write-ahead log, where it has one.
+    #[must_use]
+    pub fn wal_bytes(&self) -> Option<u64> {
+        self.store.wal_bytes()
+    }
+
     /// Readings left out of history because the queue was full.
     #[must_use]
     pub fn dropped(&self) -> u64 {
