@@ -171,6 +171,7 @@ impl Daemon {
                 listener,
                 http_tls.clone(),
                 service.clone(),
+                shared.inflight.clone(),
                 config.http.limits,
                 tracker.clone(),
             ));

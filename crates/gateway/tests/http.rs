@@ -1007,3 +1007,86 @@ async fn an_oversize_body_still_being_sent_reads_its_413_every_time() {
     }
     d.assert_served().await;
 }
+
+/// The attack: ten thousand stalled readers each holding a large response
+/// would hold gigabytes. Every response with a known size is reserved from
+/// the global in-flight budget (as its token's) until it is sent: one that
+/// does not fit is answered 503 `OVERLOADED`, small ones still pass.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn responses_are_reserved_from_the_in_flight_budget() {
+    let d = TestDaemon::start(
+        "[limits]\ninflight_bytes_total = 65536\ninflight_bytes_per_connection = 65536\ninflight_bytes_per_token = 65536",
+    )
+    .await;
+    let addr = http(&d);
+    let (_, device) = d.token(v1::Role::Device, "big/*").await;
+    let mut dev = sensegate_client::Client::connect(&d.options(&device))
+        .await
+        .unwrap();
+    let pad = "x".repeat(100);
+    let now = now_us();
+    for chunk in 0..5 {
+        let batch = (0..200)
+            .map(|i| v1::Reading {
+                sensor: format!("big/{:04}/{pad}", chunk * 200 + i),
+                timestamp_us: now,
+                value: 1.0,
+                quality: v1::Quality::Good.into(),
+            })
+            .collect();
+        dev.push(batch).await.unwrap();
+    }
+    let admin = d.admin.expose().to_owned();
+    // About 150 KiB of JSON: more than the whole budget.
+    let r = request(addr, "GET", "/api/v1/sensors", Some(&admin), "").await;
+    assert_eq!(
+        (r.status, code(&r).as_str()),
+        (503, "OVERLOADED"),
+        "{}",
+        r.head
+    );
+    let r = request(addr, "GET", "/api/v1/whoami", Some(&admin), "").await;
+    assert_eq!(r.status, 200);
+    let hits = d.daemon.service().counters().limits.get(Limit::Inflight);
+    assert!(hits >= 1);
+}
+
+/// A client that stops reading a stream is cut off at the write timeout,
+/// not the idle timeout, as a native one is.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_stops_reading_is_cut_off_at_the_write_timeout() {
+    let d = TestDaemon::start(
+        "[limits]\nwrite_timeout_ms = 300\nidle_timeout_secs = 300\n[sim]\nenabled = true\nsensors = 200\nrate_hz = 500\n",
+    )
+    .await;
+    let addr = http(&d);
+    let admin = d.admin.expose().to_owned();
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    let req = format!(
+        "GET /api/v1/stream?sensors=sim/* HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {admin}\r\n\r\n"
+    );
+    s.write_all(req.as_bytes()).await.unwrap();
+    // Never read: the socket buffers fill, then the write stalls.
+    let service = d.daemon.service().clone();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while service.counters().limits.get(Limit::SlowReader) == 0 {
+        assert!(
+            Instant::now() < deadline,
+            "the stalled stream was not cut off"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    while service.registry().traffic("http").frames_in > 0 && service.registry().len() > 0 {
+        assert!(Instant::now() < deadline, "the stalled connection stayed");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        if service
+            .registry()
+            .list(10, |c| c.frontend == "http")
+            .is_empty()
+        {
+            break;
+        }
+    }
+    drop(s);
+    d.assert_served().await;
+}

@@ -102,7 +102,11 @@ impl utoipa::Modify for BearerAuth {
 pub struct Conn(pub Arc<Connection>);
 
 /// Builds the router.
-pub fn router(service: Arc<Service>, limits: HttpLimits) -> Router {
+pub fn router(
+    service: Arc<Service>,
+    inflight: Arc<crate::inflight::InflightBudget>,
+    limits: HttpLimits,
+) -> Router {
     let api = Router::new()
         .route("/api/v1/whoami", get(whoami))
         .route("/api/v1/sensors", get(sensors))
@@ -134,17 +138,87 @@ pub fn router(service: Arc<Service>, limits: HttpLimits) -> Router {
             )
         });
     api.layer(axum::middleware::from_fn_with_state(
-        (service.clone(), limits),
+        (service.clone(), inflight, limits),
         guard,
     ))
     .layer(axum::extract::DefaultBodyLimit::max(limits.max_body_bytes))
     .with_state(service)
 }
 
+/// A response holds its size of the global in-flight budget until it is
+/// sent (as its token's, within the token's share), so stalled readers
+/// cannot make the daemon hold responses without bound; one that does not
+/// fit is answered 503 `OVERLOADED` instead. Streams (no known size) are
+/// bounded by their hub queue instead.
+fn reserved(
+    service: &Service,
+    inflight: &Arc<crate::inflight::InflightBudget>,
+    connection: Option<&Connection>,
+    response: Response,
+) -> Response {
+    let Some(size) = http_body::Body::size_hint(response.body()).exact() else {
+        return response;
+    };
+    let size = usize::try_from(size).unwrap_or(usize::MAX);
+    if size == 0 {
+        return response;
+    }
+    let permit = match connection.and_then(Connection::principal) {
+        Some(p) => inflight.try_reserve_as(&p.token_id, size),
+        None => inflight.try_reserve(size),
+    };
+    let Some(permit) = permit else {
+        service.counters().limits.hit(Limit::Inflight);
+        return error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            ErrorCode::Overloaded,
+            "server busy",
+        );
+    };
+    let (parts, body) = response.into_parts();
+    Response::from_parts(
+        parts,
+        axum::body::Body::new(Held {
+            body,
+            _permit: permit,
+        }),
+    )
+}
+
+/// A response body with the reservation it holds until it is dropped.
+struct Held {
+    body: axum::body::Body,
+    _permit: crate::inflight::InflightPermit,
+}
+
+impl http_body::Body for Held {
+    type Data = bytes::Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
+        std::pin::Pin::new(&mut self.get_mut().body).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.body.size_hint()
+    }
+}
+
 /// Every request: counted, the query-string cap, the response deadline,
 /// and the security headers.
 async fn guard(
-    State((service, limits)): State<(Arc<Service>, HttpLimits)>,
+    State((service, inflight, limits)): State<(
+        Arc<Service>,
+        Arc<crate::inflight::InflightBudget>,
+        HttpLimits,
+    )>,
     request: Request,
     next: Next,
 ) -> Response {
@@ -153,6 +227,7 @@ async fn guard(
         c.frames_in.fetch_add(1, Relaxed);
     }
     let response = limited(&service, limits, request, next).await;
+    let response = reserved(&service, &inflight, connection.as_deref(), response);
     if let Some(c) = &connection {
         c.frames_out.fetch_add(1, Relaxed);
         c.bytes_in_at_reply.store(c.bytes_in.load(Relaxed), Relaxed);

@@ -46,10 +46,11 @@ pub async fn run(
     listener: TcpListener,
     tls: Option<TlsAcceptor>,
     service: Arc<Service>,
+    inflight: Arc<crate::inflight::InflightBudget>,
     limits: HttpLimits,
     tracker: TaskTracker,
 ) {
-    let router = api::router(service.clone(), limits);
+    let router = api::router(service.clone(), inflight, limits);
     let shutdown = service.shutdown_token();
     loop {
         let accepted = tokio::select! {
@@ -83,9 +84,10 @@ pub async fn run(
         tracker.spawn(async move {
             let connection = admission.connection().clone();
             let hits = &service.counters().limits;
+            let stall = Stall::new(service.clone());
             match tls {
                 None => {
-                    let io = Counted::new(tcp, connection.clone());
+                    let io = Counted::new(tcp, connection.clone(), stall);
                     serve(io, app, &connection, limits, handshake, hits).await;
                 }
                 Some(acceptor) => {
@@ -95,7 +97,7 @@ pub async fn run(
                     };
                     match accepted {
                         Ok(Ok(stream)) => {
-                            let io = Counted::new(stream, connection.clone());
+                            let io = Counted::new(stream, connection.clone(), stall);
                             serve(io, app, &connection, limits, handshake, hits).await;
                         }
                         Ok(Err(_)) => {}
@@ -164,11 +166,57 @@ async fn serve<I>(
 }
 
 /// A connection's I/O with its byte counters kept in the registry entry
-/// (plaintext bytes: inside TLS when TLS is on), and its lingering close.
+/// (plaintext bytes: inside TLS when TLS is on), its write timeout, and its
+/// lingering close.
 struct Counted<I> {
     io: I,
     connection: Arc<Connection>,
     linger: Linger,
+    stall: Stall,
+}
+
+/// The write timeout (`limits.write_timeout_ms`): a write that makes no
+/// progress for that long fails, and hyper closes the connection, so a
+/// client that stops reading a response (or a stream) holds it, and the
+/// response's reservation, no longer than that.
+struct Stall {
+    service: Arc<Service>,
+    timer: Option<Pin<Box<tokio::time::Sleep>>>,
+}
+
+impl Stall {
+    const fn new(service: Arc<Service>) -> Self {
+        Self {
+            service,
+            timer: None,
+        }
+    }
+
+    /// Called with a write's outcome: progress disarms the timer; a write
+    /// that cannot go on arms it, and fails once it fires.
+    fn check<T>(
+        &mut self,
+        cx: &mut Context<'_>,
+        r: Poll<std::io::Result<T>>,
+    ) -> Poll<std::io::Result<T>> {
+        if r.is_ready() {
+            self.timer = None;
+            return r;
+        }
+        let after = self.service.limits().write_timeout;
+        let timer = self
+            .timer
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep(after)));
+        if timer.as_mut().poll(cx).is_ready() {
+            self.timer = None;
+            self.service.counters().limits.hit(Limit::SlowReader);
+            return Poll::Ready(Err(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                "the client stopped reading",
+            )));
+        }
+        Poll::Pending
+    }
 }
 
 /// Where a closing connection is.
@@ -186,11 +234,12 @@ enum Linger {
 }
 
 impl<I> Counted<I> {
-    const fn new(io: I, connection: Arc<Connection>) -> Self {
+    const fn new(io: I, connection: Arc<Connection>, stall: Stall) -> Self {
         Self {
             io,
             connection,
             linger: Linger::Open,
+            stall,
         }
     }
 
@@ -227,7 +276,7 @@ impl<I: AsyncRead + AsyncWrite + Unpin> AsyncWrite for Counted<I> {
         if let Poll::Ready(Ok(n)) = r {
             this.sent(n);
         }
-        r
+        this.stall.check(cx, r)
     }
 
     fn poll_write_vectored(
@@ -240,7 +289,7 @@ impl<I: AsyncRead + AsyncWrite + Unpin> AsyncWrite for Counted<I> {
         if let Poll::Ready(Ok(n)) = r {
             this.sent(n);
         }
-        r
+        this.stall.check(cx, r)
     }
 
     fn is_write_vectored(&self) -> bool {
@@ -248,7 +297,9 @@ impl<I: AsyncRead + AsyncWrite + Unpin> AsyncWrite for Counted<I> {
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.get_mut().io).poll_flush(cx)
+        let this = self.get_mut();
+        let r = Pin::new(&mut this.io).poll_flush(cx);
+        this.stall.check(cx, r)
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
