@@ -1,0 +1,139 @@
+#!/usr/bin/env bash
+# Two sensegate builds side by side: the same load tool runs each scenario
+# against build A, then build B, then A and B again (ROUNDS times), so both
+# see the same machine in the same minutes (absolute figures on a shared
+# 2-core machine drift by 2x from hour to hour; only a same-run comparison
+# counts). Prints every row, tagged A or B.
+#
+# Usage: bench/ab.sh A_BINARY B_BINARY
+#   A_BINARY, B_BINARY  two `sensegate` executables (say, a release build of
+#                       main and one of a branch)
+# Environment: ROUNDS (default 2), SUBSCRIBERS (fan-out, default 1000),
+#   RATES (fan-out readings/s, default 1000,4000), HOLD (idle connections,
+#   default 5000), OUT (rows and logs; default target/bench-ab).
+#
+# Scenarios: fan-out over plain TCP at fixed rates, idle connection memory,
+# the attack scenario (subscriber p99 loaded against unloaded), and
+# subscription churn over 1,000 simulated sensors (subscriber p99 loaded
+# against unloaded). A build that does not know a config key the other
+# needs (say, a cap added since) is given the config without it.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root=$PWD
+A=${1:?usage: bench/ab.sh A_BINARY B_BINARY}
+B=${2:?usage: bench/ab.sh A_BINARY B_BINARY}
+ROUNDS=${ROUNDS:-2}
+SUBSCRIBERS=${SUBSCRIBERS:-1000}
+RATES=${RATES:-1000,4000}
+HOLD=${HOLD:-5000}
+OUT=${OUT:-$root/target/bench-ab}
+PORT=17520
+
+step() { printf '\n==> %s\n' "$*"; }
+stop() { kill "$1" 2>/dev/null || true; wait "$1" 2>/dev/null || true; }
+
+mkdir -p "$OUT"
+step "build the load tool (release)"
+cargo build --release --locked -p sensegate-bench >"$OUT/build.log" 2>&1
+BENCH=$root/target/release/sensegate-bench
+ulimit -n 65536 2>/dev/null || true
+work=$(mktemp -d)
+pids=()
+trap 'for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$work"' EXIT
+
+# Starts BINARY ($1) with the extra config lines ($2); lines after "##new"
+# are kept only if the binary accepts them. Sets sg_pid and token.
+start() {
+  local bin=$1 extra=$2 dir
+  dir=$(mktemp -d "$work/sg-XXXX")
+  chmod 700 "$dir"
+  local base="[server]
+data_dir = \"$dir\"
+audit_log = \"\"
+[native]
+listen = \"127.0.0.1:$PORT\"
+[http]
+enabled = false"
+  local known=${extra%%##new*} new=""
+  [[ $extra == *"##new"* ]] && new=${extra#*##new}
+  printf '%s\n%s\n%s\n' "$base" "$known" "$new" >"$dir/try.toml"
+  if "$bin" check-config "$dir/try.toml" >/dev/null 2>&1; then
+    cp "$dir/try.toml" "$dir/sensegate.toml"
+  else
+    printf '%s\n%s\n' "$base" "$known" >"$dir/sensegate.toml"
+  fi
+  SENSEGATE_LOG=warn "$bin" serve --config "$dir/sensegate.toml" >"$dir/log" 2>&1 &
+  sg_pid=$!
+  pids+=("$sg_pid")
+  for _ in $(seq 100); do
+    # Copied before anything uses it: newer builds remove it once used.
+    if [ -s "$dir/admin.token" ]; then cp "$dir/admin.token" "$dir/bench.token"; token=$dir/bench.token; return 0; fi
+    sleep 0.1
+  done
+  echo "sensegate did not start:" >&2; cat "$dir/log" >&2; exit 1
+}
+
+FANOUT='[store]
+enabled = false
+[limits]
+max_connections = 20000
+max_connections_per_address = 20000
+idle_timeout_secs = 3600
+push_rate_per_sec = 1000000
+##new
+max_patterns_per_token = 20000
+max_patterns_per_address = 20000'
+CHURN='[store]
+enabled = false
+[sim]
+enabled = true
+sensors = 1000
+rate_hz = 10
+[limits]
+max_connections = 20000
+max_connections_per_address = 20000
+##new
+max_patterns_per_token = 20000
+max_patterns_per_address = 20000'
+ATTACK='[store]
+enabled = false'
+
+run() { # $1 label, $2 binary, $3 config, then the bench arguments
+  local label=$1 bin=$2 conf=$3
+  shift 3
+  start "$bin" "$conf"
+  "$BENCH" "$1" --addr "127.0.0.1:$PORT" --token-file "$token" --pid "$sg_pid" "${@:2}" \
+    --json "$OUT/$label.jsonl" 2>>"$OUT/bench.log" | tail -n 1 | sed "s/^/$label /"
+  stop "$sg_pid"
+}
+
+for round in $(seq "$ROUNDS"); do
+  step "round $round: fan-out, $SUBSCRIBERS subscribers, rates $RATES (readings/s)"
+  for side in A B; do
+    bin=$A; [ $side = B ] && bin=$B
+    start "$bin" "$FANOUT"
+    # The tool's header once, then each build's rows.
+    "$BENCH" fanout --addr "127.0.0.1:$PORT" --token-file "$token" --pid "$sg_pid" \
+      --subscribers "$SUBSCRIBERS" --rates "$RATES" --json "$OUT/fanout-$side.jsonl" \
+      2>>"$OUT/bench.log" | grep '^|' | if [ $side = A ]; then sed -n '1p;3,$p'; else tail -n +3; fi \
+      | sed "s/^/$side /"
+    stop "$sg_pid"
+  done
+  step "round $round: $HOLD idle connections (bytes per connection)"
+  for side in A B; do
+    bin=$A; [ $side = B ] && bin=$B
+    run "hold-$side" "$bin" "$FANOUT" hold --connections "$HOLD"
+  done
+  step "round $round: attack (subscriber p99 unloaded, loaded, ratio)"
+  for side in A B; do
+    bin=$A; [ $side = B ] && bin=$B
+    run "attack-$side" "$bin" "$ATTACK" attack --slow 2000 --rate 1000 --secs 5
+  done
+  step "round $round: subscription churn, 64 x 64 never-matching patterns, 1,000 sensors at 10 Hz"
+  for side in A B; do
+    bin=$A; [ $side = B ] && bin=$B
+    run "churn-$side" "$bin" "$CHURN" churn --holders 64 --patterns 64 --secs 5
+  done
+done
+echo
+echo "rows: $OUT"
