@@ -17,7 +17,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::audit::Audit;
 use crate::auth::Role;
-use crate::auth::store::{StoreError, TokenStore};
+use crate::auth::store::{StoreError, TokenRecord, TokenStore};
 use crate::auth::token::SecretToken;
 use crate::config::Config;
 use crate::file::permission_problem;
@@ -249,15 +249,20 @@ impl Daemon {
                 return Ok(SecretToken::from_text(text));
             }
         }
-        let (_, secret) = self
+        Ok(self.new_admin_token(saved)?.1)
+    }
+
+    /// A new admin token with scope `*`, its secret written to `path`.
+    fn new_admin_token(&self, path: &Path) -> Result<(TokenRecord, SecretToken), StartError> {
+        let (record, secret) = self
             .service
             .bootstrap_token("admin", Role::Admin, "*")
             .map_err(StartError::Bootstrap)?;
-        write_secret(saved, secret.expose()).map_err(|source| StartError::DataDir {
-            path: saved.to_owned(),
+        write_secret(path, secret.expose()).map_err(|source| StartError::DataDir {
+            path: path.to_owned(),
             source,
         })?;
-        Ok(secret)
+        Ok((record, secret))
     }
 
     /// `serve`'s bootstrap: when the token store is empty, creates an admin
@@ -272,14 +277,7 @@ impl Daemon {
         if self.service.token_count() != 0 {
             return Ok(false);
         }
-        let (record, secret) = self
-            .service
-            .bootstrap_token("admin", Role::Admin, "*")
-            .map_err(StartError::Bootstrap)?;
-        write_secret(path, secret.expose()).map_err(|source| StartError::DataDir {
-            path: path.to_owned(),
-            source,
-        })?;
+        let (record, _) = self.new_admin_token(path)?;
         self.service.remove_when_used(&record.id, path);
         Ok(true)
     }
