@@ -7,10 +7,12 @@
 //! so a crowd of peers that each announce a large frame cannot make the
 //! daemon hold their sum. Replies are reserved as they are written.
 //!
-//! An authenticated connection reserves as its token ([`InflightBudget::
-//! try_reserve_as`]), and one token's connections together may hold at most
-//! `limits.inflight_bytes_per_token` of the budget: a principal that opens
-//! many connections cannot take the whole budget from everyone else.
+//! Replies and HTTP responses are reserved as their token's
+//! ([`InflightBudget::try_reserve_as`]), and one token's connections
+//! together may hold at most `limits.inflight_bytes_per_token` of the
+//! budget: a principal that opens many connections cannot take the whole
+//! budget from everyone else. (A frame being assembled is bounded by the
+//! per-connection cap and reserves from the budget alone.)
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -22,8 +24,11 @@ pub struct InflightBudget {
     used: AtomicUsize,
     max: usize,
     per_owner_max: usize,
-    /// Bytes held per token id; entries go at zero.
-    owners: Mutex<HashMap<Arc<str>, usize>>,
+    /// Bytes held per token id. An entry stays at zero (one per token that
+    /// ever reserved, so bounded by the token store's cap): a reservation
+    /// on the hot path allocates nothing, and a permit gives its bytes back
+    /// without the lock.
+    owners: Mutex<HashMap<Arc<str>, Arc<AtomicUsize>>>,
 }
 
 /// A reservation; dropping it gives the bytes back.
@@ -31,7 +36,43 @@ pub struct InflightBudget {
 pub struct InflightPermit {
     budget: Arc<InflightBudget>,
     bytes: usize,
-    owner: Option<Arc<str>>,
+}
+
+/// A reservation counted against its owner's share too (replies and
+/// responses); dropping it gives the bytes back to both. A frame being
+/// assembled holds a plain [`InflightPermit`], which sits in every
+/// connection's state and so stays two words.
+#[derive(Debug)]
+pub struct OwnedPermit {
+    permit: InflightPermit,
+    owner: Arc<AtomicUsize>,
+}
+
+/// Either kind of reservation, held for its drop.
+#[derive(Debug)]
+pub enum Reservation {
+    /// Against the budget alone.
+    Plain(InflightPermit),
+    /// Against the budget and its owner's share.
+    Owned(OwnedPermit),
+}
+
+impl InflightBudget {
+    /// Reserves `bytes` as `owner`'s when there is one, else from the
+    /// budget alone.
+    #[must_use]
+    pub fn reserve_for(self: &Arc<Self>, owner: Option<&str>, bytes: usize) -> Option<Reservation> {
+        match owner {
+            Some(o) => self.try_reserve_as(o, bytes).map(Reservation::Owned),
+            None => self.try_reserve(bytes).map(Reservation::Plain),
+        }
+    }
+}
+
+impl Drop for OwnedPermit {
+    fn drop(&mut self) {
+        self.owner.fetch_sub(self.permit.bytes, Ordering::AcqRel);
+    }
 }
 
 impl InflightBudget {
@@ -55,19 +96,24 @@ impl InflightBudget {
     /// Reserves `bytes` for `owner` (a token id), or `None` when that would
     /// pass the owner's share or the budget.
     #[must_use]
-    pub fn try_reserve_as(self: &Arc<Self>, owner: &str, bytes: usize) -> Option<InflightPermit> {
+    pub fn try_reserve_as(self: &Arc<Self>, owner: &str, bytes: usize) -> Option<OwnedPermit> {
         let mut owners = self.owners.lock().unwrap_or_else(PoisonError::into_inner);
-        let held = owners.get(owner).copied().unwrap_or(0);
+        let slot = match owners.get(owner) {
+            Some(slot) => slot.clone(),
+            None => owners.entry(Arc::from(owner)).or_default().clone(),
+        };
+        // Reservations of one owner are serialised by the lock; returns
+        // (on drop) only make room.
+        let held = slot.load(Ordering::Acquire);
         if held.checked_add(bytes)? > self.per_owner_max {
             return None;
         }
-        let mut permit = self.try_reserve(bytes)?;
-        let key = owners
-            .get_key_value(owner)
-            .map_or_else(|| Arc::from(owner), |(k, _)| k.clone());
-        *owners.entry(key.clone()).or_default() += bytes;
-        permit.owner = Some(key);
-        Some(permit)
+        let permit = self.try_reserve(bytes)?;
+        slot.fetch_add(bytes, Ordering::AcqRel);
+        Some(OwnedPermit {
+            permit,
+            owner: slot,
+        })
     }
 
     /// Reserves `bytes`, or `None` when that would pass the budget.
@@ -86,7 +132,6 @@ impl InflightBudget {
                     return Some(InflightPermit {
                         budget: self.clone(),
                         bytes,
-                        owner: None,
                     });
                 }
                 Err(seen) => current = seen,
@@ -103,19 +148,6 @@ impl InflightBudget {
 
 impl Drop for InflightPermit {
     fn drop(&mut self) {
-        if let Some(owner) = self.owner.take() {
-            let mut owners = self
-                .budget
-                .owners
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner);
-            if let Some(held) = owners.get_mut(&owner) {
-                *held = held.saturating_sub(self.bytes);
-                if *held == 0 {
-                    owners.remove(&owner);
-                }
-            }
-        }
         self.budget.used.fetch_sub(self.bytes, Ordering::AcqRel);
     }
 }
@@ -151,6 +183,13 @@ mod tests {
         assert!(budget.try_reserve_as(x, 40).is_some());
         drop(second);
         assert_eq!(budget.used(), 0);
-        assert!(budget.owners.lock().unwrap().is_empty());
+        assert!(
+            budget
+                .owners
+                .lock()
+                .unwrap()
+                .values()
+                .all(|n| n.load(Ordering::Relaxed) == 0)
+        );
     }
 }

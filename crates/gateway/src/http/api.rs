@@ -163,10 +163,9 @@ fn reserved(
     if size == 0 {
         return response;
     }
-    let permit = match connection.and_then(Connection::principal) {
-        Some(p) => inflight.try_reserve_as(&p.token_id, size),
-        None => inflight.try_reserve(size),
-    };
+    let principal = connection.and_then(Connection::principal);
+    let owner = principal.as_deref().map(|p| p.token_id.as_str());
+    let permit = inflight.reserve_for(owner, size);
     let Some(permit) = permit else {
         service.counters().limits.hit(Limit::Inflight);
         return error(
@@ -188,7 +187,7 @@ fn reserved(
 /// A response body with the reservation it holds until it is dropped.
 struct Held {
     body: axum::body::Body,
-    _permit: crate::inflight::InflightPermit,
+    _permit: crate::inflight::Reservation,
 }
 
 impl http_body::Body for Held {

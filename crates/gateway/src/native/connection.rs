@@ -39,7 +39,7 @@ use tokio_util::task::task_tracker::TaskTrackerToken;
 use super::parking::{Parkable, Parker};
 use super::transport::Transport;
 use crate::hub::{Delivery, Subscriber};
-use crate::inflight::{InflightBudget, InflightPermit};
+use crate::inflight::{InflightBudget, InflightPermit, Reservation};
 use crate::registry::Admission;
 use crate::service::Service;
 use crate::session::{self, Session, State, Step};
@@ -168,8 +168,6 @@ struct Conn {
     /// (Activity after the hello is stamped in the registry for the reaper.)
     accepted: Instant,
     replies: Vec<v1::Envelope>,
-    /// Encoded size of `replies`.
-    replies_bytes: usize,
     /// The last hand-over to the parker failed (its queue was full).
     park_failed: bool,
 }
@@ -187,7 +185,6 @@ pub async fn run(shared: Shared, admission: Admission, transport: Transport, acc
         frame_started: None,
         accepted,
         replies: Vec::new(),
-        replies_bytes: 0,
         park_failed: false,
     });
     drive(conn, admission).await;
@@ -382,6 +379,9 @@ impl Conn {
     /// Cuts and handles every whole frame in the buffer.
     async fn handle_input(&mut self) -> Option<End> {
         let now = Instant::now();
+        // Encoded size of the replies waiting (kept here, not in the
+        // connection: every flush empties them).
+        let mut unwritten = 0usize;
         loop {
             if self.frame_started.is_none() && !self.inbuf.is_empty() {
                 self.frame_started = Some(now);
@@ -404,7 +404,7 @@ impl Conn {
                         now.into_std(),
                         &mut self.replies,
                     );
-                    self.replies_bytes += self.replies[before..]
+                    unwritten += self.replies[before..]
                         .iter()
                         .map(prost::Message::encoded_len)
                         .sum::<usize>();
@@ -414,10 +414,11 @@ impl Conn {
                             // they pass the cap, before the next frame is
                             // looked at; and a buffer of many small frames
                             // gives the worker back now and then.
-                            if self.replies_bytes >= self.limits().reply_bytes_per_connection
-                                && let Some(end) = self.flush().await
-                            {
-                                return Some(end);
+                            if unwritten >= self.limits().reply_bytes_per_connection {
+                                unwritten = 0;
+                                if let Some(end) = self.flush().await {
+                                    return Some(end);
+                                }
                             }
                             tokio::task::coop::consume_budget().await;
                         }
@@ -446,6 +447,7 @@ impl Conn {
                                 }
                             };
                             self.replies.push(reply);
+                            unwritten = 0;
                             if let Some(end) = self.flush().await {
                                 return Some(end);
                             }
@@ -476,7 +478,6 @@ impl Conn {
     /// Writes the replies waiting.
     async fn flush(&mut self) -> Option<End> {
         let replies = std::mem::take(&mut self.replies);
-        self.replies_bytes = 0;
         self.send(&replies, Reserve::OrRefuse).await
     }
 
@@ -525,7 +526,7 @@ impl Conn {
                 "frame over the connection's in-flight limit",
             ));
         }
-        if let Some(p) = self.reserve(declared + HEADER_LEN, Reserve::OrRefuse) {
+        if let Some(p) = self.shared.inflight.try_reserve(declared + HEADER_LEN) {
             self.frame_permit = Some(p);
             None
         } else {
@@ -554,15 +555,17 @@ impl Conn {
         }
     }
 
-    /// Reserves `bytes` of the global budget for what a request costs: as
-    /// the connection's token once it has one, within the token's share.
-    /// (Reading batches reserve from the budget alone: the hub's queues
-    /// bound them, and they are the publish path's hot loop.)
-    fn reserve(&self, bytes: usize, reserve: Reserve) -> Option<InflightPermit> {
-        match (reserve, self.session.connection().principal()) {
-            (Reserve::OrRefuse, Some(p)) => self.shared.inflight.try_reserve_as(&p.token_id, bytes),
-            _ => self.shared.inflight.try_reserve(bytes),
-        }
+    /// Reserves `bytes` of the global budget for a reply: as the
+    /// connection's token once it has one, within the token's share.
+    /// (Reading batches and frames being assembled reserve from the budget
+    /// alone: the hub's queues and the per-connection cap bound them.)
+    fn reserve(&self, bytes: usize, reserve: Reserve) -> Option<Reservation> {
+        let principal = match reserve {
+            Reserve::OrRefuse => self.session.connection().principal(),
+            Reserve::OrWait => None,
+        };
+        let owner = principal.as_deref().map(|p| p.token_id.as_str());
+        self.shared.inflight.reserve_for(owner, bytes)
     }
 
     /// Encodes and writes envelopes, each reserved from the global budget
