@@ -1087,3 +1087,63 @@ async fn a_client_that_stops_reading_is_cut_off_at_the_write_timeout() {
     drop(s);
     d.assert_served().await;
 }
+
+/// HTTP lists come in pages too: at most `max_list_items`, with an
+/// `x-next-after` header naming where the next page starts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_lists_come_in_pages_with_a_next_header() {
+    let d = TestDaemon::start("[limits]\nmax_list_items = 10\n").await;
+    let addr = http(&d);
+    let admin = d.admin.expose().to_owned();
+    let mut c = d.admin().await;
+    for _ in 0..24 {
+        c.create_token("t", v1::Role::Reader, "*").await.unwrap();
+    }
+    let (_, device) = d.token(v1::Role::Device, "p/*").await;
+    let mut dev = sensegate_client::Client::connect(&d.options(&device))
+        .await
+        .unwrap();
+    let now = now_us();
+    let batch = (0..25)
+        .map(|i| v1::Reading {
+            sensor: format!("p/{i:02}"),
+            timestamp_us: now,
+            value: 1.0,
+            quality: v1::Quality::Good.into(),
+        })
+        .collect();
+    dev.push(batch).await.unwrap();
+    for (route, key, want) in [
+        ("/api/v1/tokens", "id", 26),
+        ("/api/v1/sensors", "name", 25),
+    ] {
+        let mut seen = Vec::new();
+        let mut after = String::new();
+        loop {
+            let sep = if route.contains('?') { '&' } else { '?' };
+            let path = if after.is_empty() {
+                route.to_owned()
+            } else {
+                format!("{route}{sep}after={after}")
+            };
+            let r = request(addr, "GET", &path, Some(&admin), "").await;
+            assert_eq!(r.status, 200, "{}", r.body);
+            let page: Vec<serde_json::Value> = serde_json::from_str(&r.body).unwrap();
+            assert!(page.len() <= 10);
+            seen.extend(page.iter().map(|v| v[key].as_str().unwrap().to_owned()));
+            let next = r
+                .head
+                .lines()
+                .find_map(|l| l.strip_prefix("x-next-after:"))
+                .map(|v| v.trim().to_owned());
+            match next {
+                Some(n) => after = n,
+                None => break,
+            }
+        }
+        let mut unique = seen.clone();
+        unique.sort();
+        unique.dedup();
+        assert_eq!((seen.len(), unique.len()), (want, want), "{route}");
+    }
+}

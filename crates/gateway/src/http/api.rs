@@ -518,6 +518,40 @@ fn reading_json(r: &Reading) -> ReadingJson {
 #[into_params(parameter_in = Query)]
 struct PatternQuery {
     pattern: Option<String>,
+    /// The page starts after this sensor name (the `x-next-after` header of
+    /// the page before).
+    after: Option<String>,
+}
+
+/// A page of a list: where it starts.
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+struct AfterQuery {
+    /// The page starts after this token id or connection id (the
+    /// `x-next-after` header of the page before).
+    after: Option<String>,
+}
+
+/// The response header that names where the next page starts.
+const NEXT_AFTER: &str = "x-next-after";
+
+/// A list cut to one page (`limits.max_list_items`), with the
+/// [`NEXT_AFTER`] header when more follow.
+fn paged<T: Serialize>(
+    service: &Service,
+    mut items: Vec<T>,
+    key: impl Fn(&T) -> String,
+) -> Response {
+    let max = service.limits().message.max_list_items;
+    let next = (items.len() > max).then(|| {
+        items.truncate(max);
+        items.last().map(&key).unwrap_or_default()
+    });
+    let mut r = Json(items).into_response();
+    if let Some(next) = next.and_then(|n| HeaderValue::from_str(&n).ok()) {
+        r.headers_mut().insert(NEXT_AFTER, next);
+    }
+    r
 }
 
 /// A pattern from a query string, checked like the protocol checks it.
@@ -548,17 +582,21 @@ fn parsed<T, R>(r: Result<T, R>) -> Result<T, ApiError> {
     r.map_err(|_| ApiError(ServiceError::Invalid))
 }
 
-#[utoipa::path(get, path = "/api/v1/sensors", params(PatternQuery), security(("bearer" = [])), responses((status = 200, description = "sensors in the token's scope", body = [SensorJson]), (status = 401, description = "no valid token", body = ErrorBody), (status = 403, description = "not allowed for this token", body = ErrorBody)))]
+#[utoipa::path(get, path = "/api/v1/sensors", params(PatternQuery), security(("bearer" = [])), responses((status = 200, description = "sensors in the token's scope, by name: one page, with an `x-next-after` header when more follow", body = [SensorJson], headers(("x-next-after" = String, description = "where the next page starts: pass it as `after`"))), (status = 401, description = "no valid token", body = ErrorBody), (status = 403, description = "not allowed for this token", body = ErrorBody)))]
 async fn sensors(
     State(service): State<Arc<Service>>,
     auth: Auth,
     q: Result<Query<PatternQuery>, QueryRejection>,
-) -> Result<Json<Vec<SensorJson>>, ApiError> {
+) -> Result<Response, ApiError> {
     let Query(q) = parsed(q)?;
     let pattern = pattern(&service, q.pattern.as_deref())?;
-    let list = service.list_sensors(auth.caller(), &pattern, None)?;
-    let max = service.limits().message.max_list_items;
-    Ok(Json(list.iter().take(max).map(sensor_json).collect()))
+    let after = q.after.as_deref().filter(|a| !a.is_empty());
+    if let Some(a) = after {
+        name(&service, a)?;
+    }
+    let list = service.list_sensors(auth.caller(), &pattern, after)?;
+    let list: Vec<SensorJson> = list.iter().map(sensor_json).collect();
+    Ok(paged(&service, list, |s| s.name.clone()))
 }
 
 #[utoipa::path(get, path = "/api/v1/sensors/{name}/latest", params(("name" = String, Path, description = "sensor name")), security(("bearer" = [])), responses((status = 200, description = "the latest reading", body = ReadingJson), (status = 404, description = "no such sensor or no reading yet", body = ErrorBody), (status = 401, description = "no valid token", body = ErrorBody), (status = 403, description = "not allowed for this token", body = ErrorBody)))]
@@ -762,19 +800,23 @@ fn token_json(t: &crate::auth::store::TokenRecord) -> TokenJson {
     }
 }
 
-#[utoipa::path(get, path = "/api/v1/tokens", security(("bearer" = [])), responses((status = 200, description = "tokens, without secrets", body = [TokenJson]), (status = 401, description = "no valid token", body = ErrorBody), (status = 403, description = "not allowed for this token", body = ErrorBody)))]
+#[utoipa::path(get, path = "/api/v1/tokens", params(AfterQuery), security(("bearer" = [])), responses((status = 200, description = "tokens, without secrets, oldest first: one page, with an `x-next-after` header when more follow", body = [TokenJson], headers(("x-next-after" = String, description = "where the next page starts: pass it as `after`"))), (status = 401, description = "no valid token", body = ErrorBody), (status = 403, description = "not allowed for this token", body = ErrorBody)))]
 async fn list_tokens(
     State(service): State<Arc<Service>>,
     auth: Auth,
-) -> Result<Json<Vec<TokenJson>>, ApiError> {
-    Ok(Json(
-        service
-            .list_tokens(auth.caller(), None)?
-            .iter()
-            .take(service.limits().message.max_list_items)
-            .map(token_json)
-            .collect(),
-    ))
+    q: Result<Query<AfterQuery>, QueryRejection>,
+) -> Result<Response, ApiError> {
+    let Query(q) = parsed(q)?;
+    let after = q.after.as_deref().filter(|a| !a.is_empty());
+    if let Some(a) = after {
+        name(&service, a)?;
+    }
+    let list: Vec<TokenJson> = service
+        .list_tokens(auth.caller(), after)?
+        .iter()
+        .map(token_json)
+        .collect();
+    Ok(paged(&service, list, |t| t.id.clone()))
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]
@@ -851,28 +893,33 @@ struct ConnectionJson {
     bytes_out: u64,
 }
 
-#[utoipa::path(get, path = "/api/v1/connections", security(("bearer" = [])), responses((status = 200, description = "open connections, native and HTTP", body = [ConnectionJson]), (status = 401, description = "no valid token", body = ErrorBody), (status = 403, description = "not allowed for this token", body = ErrorBody)))]
+#[utoipa::path(get, path = "/api/v1/connections", params(AfterQuery), security(("bearer" = [])), responses((status = 200, description = "open connections, native and HTTP, by id: one page, with an `x-next-after` header when more follow", body = [ConnectionJson], headers(("x-next-after" = String, description = "where the next page starts: pass it as `after`"))), (status = 401, description = "no valid token", body = ErrorBody), (status = 403, description = "not allowed for this token", body = ErrorBody)))]
 async fn list_connections(
     State(service): State<Arc<Service>>,
     auth: Auth,
-) -> Result<Json<Vec<ConnectionJson>>, ApiError> {
-    let list = service.list_connections(auth.caller(), 0)?;
-    Ok(Json(
-        list.iter()
-            .take(service.limits().message.max_list_items)
-            .map(|c| ConnectionJson {
-                id: c.id,
-                principal: c.principal().map(|p| p.name.clone()).unwrap_or_default(),
-                role: c.principal().map_or("", |p| role_name(p.role)),
-                peer: c.peer.to_string(),
-                frontend: c.frontend,
-                connected_at_us: c.connected_at_us,
-                subscriptions: c.subscriptions.load(Relaxed),
-                bytes_in: c.bytes_in.load(Relaxed),
-                bytes_out: c.bytes_out.load(Relaxed),
-            })
-            .collect(),
-    ))
+    q: Result<Query<AfterQuery>, QueryRejection>,
+) -> Result<Response, ApiError> {
+    let Query(q) = parsed(q)?;
+    let after = match q.after.as_deref() {
+        None | Some("") => 0,
+        Some(a) => parsed(a.parse::<u64>())?,
+    };
+    let list = service.list_connections(auth.caller(), after)?;
+    let list: Vec<ConnectionJson> = list
+        .iter()
+        .map(|c| ConnectionJson {
+            id: c.id,
+            principal: c.principal().map(|p| p.name.clone()).unwrap_or_default(),
+            role: c.principal().map_or("", |p| role_name(p.role)),
+            peer: c.peer.to_string(),
+            frontend: c.frontend,
+            connected_at_us: c.connected_at_us,
+            subscriptions: c.subscriptions.load(Relaxed),
+            bytes_in: c.bytes_in.load(Relaxed),
+            bytes_out: c.bytes_out.load(Relaxed),
+        })
+        .collect();
+    Ok(paged(&service, list, |c| c.id.to_string()))
 }
 
 #[utoipa::path(delete, path = "/api/v1/connections/{id}", params(("id" = u64, Path, description = "connection id")), security(("bearer" = [])), responses((status = 204, description = "disconnected"), (status = 401, description = "no valid token", body = ErrorBody), (status = 403, description = "not allowed for this token", body = ErrorBody)))]
