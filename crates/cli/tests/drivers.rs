@@ -24,6 +24,32 @@ fn driver(name: &str, path: &str, config: &str, sensors: &[&str], extra: &str) -
     )
 }
 
+/// The latest value of each of `sensors`, printed (the probes report small
+/// integers, printed exactly), once every one has reported (20 s at most).
+async fn latest_values<'a>(
+    c: &mut sensegate_client::Client,
+    sensors: &[&'a str],
+) -> BTreeMap<&'a str, String> {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let mut values = BTreeMap::new();
+        for s in sensors {
+            if let Ok(r) = c.latest(s).await {
+                values.insert(*s, r.value.to_string());
+            }
+        }
+        if values.len() == sensors.len() {
+            return values;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "only {values:?} reported: {:?}",
+            c.list_sensors("*").await.map(|l| l.len())
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 /// Each mode of the faulty driver and a phrase of the reason it must give.
 const MODES: &[(&str, &str)] = &[
     ("segv", "SIGSEGV"),
@@ -169,24 +195,7 @@ async fn the_host_cannot_open_sockets_exec_or_fork_and_holds_only_its_pipes() {
         "open_files = 8",
     ));
     let mut c = gw.client().await;
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let values = loop {
-        let mut values = BTreeMap::new();
-        for s in sensors {
-            if let Ok(r) = c.latest(s).await {
-                // Small integers, printed exactly.
-                values.insert(s, r.value.to_string());
-            }
-        }
-        if values.len() == sensors.len() {
-            break values;
-        }
-        if Instant::now() >= deadline {
-            let listed = c.list_sensors("p.*").await.unwrap();
-            panic!("the probe reported only {values:?}: {listed:?}");
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    let values = latest_values(&mut c, &sensors).await;
     let eperm = "-1";
     assert_eq!(values["p.inet"], eperm, "socket(AF_INET) was not refused");
     assert_eq!(values["p.unix"], eperm, "socket(AF_UNIX) was not refused");
@@ -358,24 +367,7 @@ async fn a_hostile_driver_cannot_reach_the_daemons_files_or_its_siblings() {
     let gw = Gateway::start_in(dir, &sources);
     let store_before = std::fs::read(data.join("tokens.json")).unwrap();
     let mut c = gw.client().await;
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let values = loop {
-        let mut values = BTreeMap::new();
-        for s in sensors {
-            if let Ok(r) = c.latest(s).await {
-                // Small integers, printed exactly.
-                values.insert(s, r.value.to_string());
-            }
-        }
-        if values.len() == sensors.len() {
-            break values;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the thief reported only {values:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    let values = latest_values(&mut c, &sensors).await;
     eprintln!("thief: {values:?}");
     // -errno, as the driver reports them.
     let (eacces, eperm) = ("-13", "-1");

@@ -771,3 +771,58 @@ async fn lists_come_in_pages_that_fit_a_frame() {
     }
     assert_eq!(admin.list_connections().await.unwrap().len(), 15);
 }
+
+/// A full shared budget never closes a connection that did not fill it: a
+/// reply that finds no room is answered `OVERLOADED` on its own and the
+/// session goes on (it used to be closed).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_budget_refuses_a_reply_but_never_closes_its_connection() {
+    let d = TestDaemon::start(
+        "[limits]\ninflight_bytes_total = 65536\ninflight_bytes_per_connection = 65536\ninflight_bytes_per_token = 65536\nreply_bytes_per_connection = 4096\nwrite_timeout_ms = 30000\nidle_timeout_secs = 300",
+    )
+    .await;
+    let (_, device) = d.token(v1::Role::Device, "big/*").await;
+    let mut dev = Client::connect(&d.options(&device)).await.unwrap();
+    let pad = "x".repeat(100);
+    let now = sensegate_gateway::reading::now_us();
+    for chunk in 0..2 {
+        let batch = (0..150)
+            .map(|i| reading(&format!("big/{:04}/{pad}", chunk * 150 + i), now, 1.0))
+            .collect();
+        assert_eq!(dev.push(batch).await.unwrap(), 150);
+    }
+    // A reader that pipelines lists (about 45 KiB each) and never reads:
+    // its socket fills, and its blocked write holds most of the budget.
+    let (_, hog) = d.token(v1::Role::Reader, "*").await;
+    let mut s = d.raw_from([127, 0, 2, 1]).await;
+    send(&mut s, &hello(&hog)).await;
+    let list = frame(
+        Body::ListSensors(v1::ListSensorsRequest {
+            pattern: String::new(),
+            after: String::new(),
+        }),
+        7,
+    );
+    let pipelined: Vec<u8> = list.iter().copied().cycle().take(32 << 10).collect();
+    send(&mut s, &pipelined).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    // Another token's list finds no room: refused, and its session goes on.
+    let (_, reader) = d.token(v1::Role::Reader, "*").await;
+    let mut other = Client::connect(&d.options(&reader)).await.unwrap();
+    let mut refused = 0;
+    for _ in 0..5 {
+        match other.list_sensors("big/*").await {
+            Ok(list) => assert_eq!(list.len(), 300),
+            Err(e) => {
+                assert_eq!(e.code(), Some(ErrorCode::Overloaded), "{e}");
+                refused += 1;
+            }
+        }
+        other.ping().await.unwrap();
+    }
+    assert!(
+        refused > 0,
+        "the budget was never full: the test proves nothing"
+    );
+    drop(s);
+}
