@@ -12,10 +12,12 @@
 #   RATES (fan-out readings/s, default 1000,4000), HOLD (idle connections,
 #   default 5000), OUT (rows and logs; default target/bench-ab).
 #
-# Scenarios: fan-out over plain TCP at fixed rates, idle connection memory,
-# the attack scenario (subscriber p99 loaded against unloaded), and
-# subscription churn over 1,000 simulated sensors (subscriber p99 loaded
-# against unloaded). A build that does not know a config key the other
+# Scenarios: fan-out over plain TCP at fixed rates, idle connection memory
+# over TCP and TLS 1.3, ingest with acknowledgement (history on), the attack
+# scenario (subscriber p99 loaded against unloaded, over 15 s windows: 5 s
+# hold about 1,000 samples, too few for a steady p99 of a fraction of a
+# millisecond), and subscription churn over 1,000 simulated sensors
+# (subscriber p99 loaded against unloaded). A build that does not know a config key the other
 # needs (say, a cap added since) is given the config without it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -33,6 +35,7 @@ step() { printf '\n==> %s\n' "$*"; }
 stop() { kill "$1" 2>/dev/null || true; wait "$1" 2>/dev/null || true; }
 
 mkdir -p "$OUT"
+command -v openssl >/dev/null || { echo "openssl is required (for the TLS step)" >&2; exit 1; }
 step "build the load tool (release)"
 cargo build --release --locked -p sensegate-bench >"$OUT/build.log" 2>&1
 BENCH=$root/target/release/sensegate-bench
@@ -40,6 +43,12 @@ ulimit -n 65536 2>/dev/null || true
 work=$(mktemp -d)
 pids=()
 trap 'for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$work"' EXIT
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 \
+  -subj /CN=localhost -addext subjectAltName=DNS:localhost,IP:127.0.0.1 \
+  -addext basicConstraints=critical,CA:FALSE \
+  -keyout "$work/key.pem" -out "$work/cert.pem" 2>/dev/null
+openssl pkcs8 -topk8 -nocrypt -in "$work/key.pem" -out "$work/key8.pem"
+chmod 0600 "$work/key8.pem"
 
 # Starts BINARY ($1) with the extra config lines ($2); lines after "##new"
 # are kept only if the binary accepts them. Sets sg_pid and token.
@@ -52,6 +61,7 @@ data_dir = \"$dir\"
 audit_log = \"\"
 [native]
 listen = \"127.0.0.1:$PORT\"
+${NATIVE_EXTRA:-}
 [http]
 enabled = false"
   local known=${extra%%##new*} new=""
@@ -97,6 +107,9 @@ max_patterns_per_token = 20000
 max_patterns_per_address = 20000'
 ATTACK='[store]
 enabled = false'
+INGEST='[limits]
+max_connections_per_address = 20000
+push_rate_per_sec = 10000000'
 
 run() { # $1 label, $2 binary, $3 config, then the bench arguments
   local label=$1 bin=$2 conf=$3
@@ -124,10 +137,26 @@ for round in $(seq "$ROUNDS"); do
     bin=$A; [ $side = B ] && bin=$B
     run "hold-$side" "$bin" "$FANOUT" hold --connections "$HOLD"
   done
-  step "round $round: attack (subscriber p99 unloaded, loaded, ratio)"
+  step "round $round: $HOLD idle TLS 1.3 connections (bytes per connection)"
   for side in A B; do
     bin=$A; [ $side = B ] && bin=$B
-    run "attack-$side" "$bin" "$ATTACK" attack --slow 2000 --rate 1000 --secs 5
+    NATIVE_EXTRA="tls_cert = \"$work/cert.pem\"
+tls_key = \"$work/key8.pem\"" run "hold-tls-$side" "$bin" "$FANOUT" hold --connections "$HOLD" \
+      --tls-cert "$work/cert.pem"
+  done
+  step "round $round: ingest, 8 devices, batches of 1, 100, 1000 (committed/s, ack p99 ms)"
+  for side in A B; do
+    bin=$A; [ $side = B ] && bin=$B
+    start "$bin" "$INGEST"
+    "$BENCH" ingest --addr "127.0.0.1:$PORT" --token-file "$token" --pid "$sg_pid" \
+      --devices 8 --batch 1,100,1000 --secs 4 --json "$OUT/ingest-$side.jsonl" \
+      2>>"$OUT/bench.log" | grep '^|' | tail -n +3 | sed "s/^/$side /"
+    stop "$sg_pid"
+  done
+  step "round $round: attack, 15 s windows (subscriber p99 unloaded, loaded, ratio)"
+  for side in A B; do
+    bin=$A; [ $side = B ] && bin=$B
+    run "attack-$side" "$bin" "$ATTACK" attack --slow 2000 --rate 1000 --secs 15
   done
   step "round $round: subscription churn, 64 x 64 never-matching patterns, 1,000 sensors at 10 Hz"
   for side in A B; do

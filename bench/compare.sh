@@ -194,7 +194,7 @@ push_rate_per_sec = 10000000'
   start_sensegate attack 127.0.0.1:17423 "" '[store]
 enabled = false'
   "$BENCH" attack --addr 127.0.0.1:17423 --token-file "$work/sg-attack/admin.token" --pid "$sg_pid" \
-    --slow 2000 --rate 1000 --secs 5 --json "$OUT/attack.jsonl" || echo "attack failed; going on" >&2
+    --slow 2000 --rate 1000 --secs 15 --json "$OUT/attack.jsonl" || echo "attack failed; going on" >&2
   stop "$sg_pid"
 fi
 

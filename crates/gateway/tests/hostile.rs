@@ -826,3 +826,33 @@ async fn a_full_budget_refuses_a_reply_but_never_closes_its_connection() {
     );
     drop(s);
 }
+
+/// The attack: an existing data directory that others could write into was
+/// used as it was, so whoever could write it could replace the token store
+/// or the key. The daemon now refuses to start on it.
+#[tokio::test]
+async fn a_data_dir_others_can_write_is_refused_at_start() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    std::fs::create_dir(&data).unwrap();
+    std::fs::set_permissions(&data, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let text = format!(
+        "[server]\ndata_dir = {:?}\n[native]\nlisten = \"127.0.0.1:0\"\n[http]\nenabled = false\n",
+        data.display().to_string()
+    );
+    let config =
+        sensegate_gateway::config::Config::parse(&text, std::path::Path::new("t.toml")).unwrap();
+    let e = sensegate_gateway::daemon::Daemon::start(&config)
+        .await
+        .err()
+        .expect("the daemon started on a world-writable data dir");
+    assert!(e.to_string().contains("writable by group or others"), "{e}");
+    assert!(
+        !data.join("tokens.json").exists(),
+        "it wrote into the dir first"
+    );
+    std::fs::set_permissions(&data, std::fs::Permissions::from_mode(0o700)).unwrap();
+    let started = sensegate_gateway::daemon::Daemon::start(&config).await;
+    assert!(started.is_ok(), "{:?}", started.err());
+}
