@@ -843,10 +843,9 @@ async fn a_data_dir_others_can_write_is_refused_at_start() {
     );
     let config =
         sensegate_gateway::config::Config::parse(&text, std::path::Path::new("t.toml")).unwrap();
-    let e = sensegate_gateway::daemon::Daemon::start(&config)
-        .await
-        .err()
-        .expect("the daemon started on a world-writable data dir");
+    let Err(e) = sensegate_gateway::daemon::Daemon::start(&config).await else {
+        panic!("the daemon started on a world-writable data dir");
+    };
     assert!(e.to_string().contains("writable by group or others"), "{e}");
     assert!(
         !data.join("tokens.json").exists(),
