@@ -459,3 +459,34 @@ async fn a_driver_reading_from_the_far_future_is_refused() {
     let now = sensegate_gateway::reading::now_us();
     assert!(healthy.timestamp_us <= now + 1_000_000);
 }
+
+/// A driver that took over its host wrote heartbeat frames straight to the
+/// pipe, as fast as it could, to keep the daemon busy: past 100 frames a
+/// second that carry nothing, the host is killed and restarted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_host_flooding_heartbeats_is_restarted() {
+    let timing = "restart_initial_ms = 50\nrestart_max_ms = 200";
+    let mut sources = driver("chatty", FAULTY_PATH, "mode=chatter", &["chatty"], timing);
+    sources.push_str(&driver(
+        "healthy",
+        SIM_PATH,
+        "channels=1;rate_hz=20",
+        &["healthy"],
+        "",
+    ));
+    let gw = Gateway::start(&sources);
+    gw.wait_restarts("chatty", 2, Duration::from_secs(20));
+    let mut c = gw.client().await;
+    let s = c.list_sensors("chatty").await.unwrap();
+    assert!(
+        s[0].fault_reason.contains("heartbeats or empty frames"),
+        "{:?}",
+        s[0].fault_reason
+    );
+    c.subscribe(&["healthy"]).await.unwrap();
+    let batch = tokio::time::timeout(Duration::from_secs(5), c.next_batch())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(!batch.readings.is_empty());
+}

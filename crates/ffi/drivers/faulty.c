@@ -53,6 +53,9 @@
  *                 channel 12: open("/proc/self/status", O_RDONLY)
  *                 channel 13: bytes of DIR/admin.token it could read
  *   future      stamps its readings ten years ahead of the clock
+ *   chatter     writes heartbeat frames straight to the host's pipe (fd 1),
+ *               a thousand per read, as a driver that took over its host
+ *               could, and reports nothing
  */
 #define _GNU_SOURCE
 #include <dirent.h>
@@ -73,7 +76,7 @@
 #include "config.h"
 #include "sensegate_driver.h"
 
-enum mode { OK, SEGV, OVERCLAIM, GARBAGE, RAGGED, OVERRUN, ERROR, HANG, SPIN, LEAK, PROBE, STEAL, FUTURE };
+enum mode { OK, SEGV, OVERCLAIM, GARBAGE, RAGGED, OVERRUN, ERROR, HANG, SPIN, LEAK, PROBE, STEAL, FUTURE, CHATTER };
 
 struct sg_driver {
     enum mode mode;
@@ -107,7 +110,7 @@ int32_t sg_driver_open(const uint8_t *config, size_t config_len, struct sg_drive
                  {"garbage", GARBAGE}, {"ragged", RAGGED}, {"overrun", OVERRUN},
                  {"error", ERROR}, {"hang", HANG},     {"spin", SPIN},
                  {"leak", LEAK},   {"probe", PROBE},   {"steal", STEAL},
-                 {"future", FUTURE}};
+                 {"future", FUTURE}, {"chatter", CHATTER}};
     if (config_len > SG_CONFIG_MAX) return SG_E_INVALID_CONFIG;
     if (sg_config_is(config, config_len, "mode", "abort_open")) abort();
     if (sg_config_is(config, config_len, "mode", "null_open")) return 0;
@@ -282,6 +285,18 @@ int32_t sg_driver_read(struct sg_driver *d, uint8_t *buf, size_t capacity) {
     if (d->mode == STEAL) {
         sleep_ms(50);
         return steal(d, buf, capacity);
+    }
+    if (d->mode == CHATTER) {
+        /* A frame: 4-byte little-endian length 2, then HostEvent with an
+         * empty heartbeat (field 3, length 0). */
+        static const uint8_t beat[6] = {2, 0, 0, 0, 0x1a, 0};
+        uint8_t burst[100 * sizeof beat];
+        for (size_t i = 0; i < 100; i++) memcpy(burst + i * sizeof beat, beat, sizeof beat);
+        for (int i = 0; i < 10; i++) {
+            if (write(1, burst, sizeof burst) < 0) break;
+        }
+        sleep_ms(1);
+        return 0;
     }
     if (d->mode == FUTURE) {
         sleep_ms((long)d->period_ms);

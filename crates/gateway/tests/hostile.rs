@@ -855,3 +855,24 @@ async fn a_data_dir_others_can_write_is_refused_at_start() {
     let started = sensegate_gateway::daemon::Daemon::start(&config).await;
     assert!(started.is_ok(), "{:?}", started.err());
 }
+
+/// The attack: a client name with a right-to-left override reached the
+/// log and `sensegate connections`, shown in another order than written.
+/// The hello is refused.
+#[tokio::test]
+async fn a_hello_with_a_bidi_override_in_its_name_is_refused() {
+    let d = TestDaemon::start("").await;
+    let mut s = d.raw().await;
+    let hello = frame(
+        Body::Hello(v1::Hello {
+            protocol_version: 1,
+            token: d.admin.expose().to_owned(),
+            client_name: "admin\u{202E}gnp.exe".into(),
+        }),
+        1,
+    );
+    send(&mut s, &hello).await;
+    let (code, _) = last_error(&read_until_closed(&mut s).await);
+    assert_eq!(code, ErrorCode::Malformed);
+    d.assert_served().await;
+}
