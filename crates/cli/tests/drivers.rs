@@ -50,6 +50,35 @@ async fn latest_values<'a>(
     }
 }
 
+/// A faulty driver `name` (sensor `name`) in mode `config` beside the C sim
+/// driver (sensor `healthy`, 20 Hz): returns once it has been restarted
+/// twice with a reason holding `phrase`, with a client of the daemon.
+async fn restarted_beside_a_healthy_host(
+    name: &str,
+    config: &str,
+    phrase: &str,
+) -> (Gateway, sensegate_client::Client) {
+    let timing = "restart_initial_ms = 50\nrestart_max_ms = 200";
+    let mut sources = driver(name, FAULTY_PATH, config, &[name], timing);
+    sources.push_str(&driver(
+        "healthy",
+        SIM_PATH,
+        "channels=1;rate_hz=20",
+        &["healthy"],
+        "",
+    ));
+    let gw = Gateway::start(&sources);
+    gw.wait_restarts(name, 2, Duration::from_secs(20));
+    let mut c = gw.client().await;
+    let s = c.list_sensors(name).await.unwrap();
+    assert!(
+        s[0].fault_reason.contains(phrase),
+        "{:?}",
+        s[0].fault_reason
+    );
+    (gw, c)
+}
+
 /// Each mode of the faulty driver and a phrase of the reason it must give.
 const MODES: &[(&str, &str)] = &[
     ("segv", "SIGSEGV"),
@@ -425,30 +454,12 @@ async fn a_hostile_driver_cannot_reach_the_daemons_files_or_its_siblings() {
 /// replaced it. A driver's readings get the bound pushes have.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_driver_reading_from_the_far_future_is_refused() {
-    let timing = "restart_initial_ms = 50\nrestart_max_ms = 200";
-    let mut sources = driver(
+    let (_gw, mut c) = restarted_beside_a_healthy_host(
         "prophet",
-        FAULTY_PATH,
         "mode=future;period_ms=20",
-        &["prophet"],
-        timing,
-    );
-    sources.push_str(&driver(
-        "healthy",
-        SIM_PATH,
-        "channels=1;rate_hz=20",
-        &["healthy"],
-        "",
-    ));
-    let gw = Gateway::start(&sources);
-    gw.wait_restarts("prophet", 2, Duration::from_secs(20));
-    let mut c = gw.client().await;
-    let s = c.list_sensors("prophet").await.unwrap();
-    assert!(
-        s[0].fault_reason.contains("ahead of the daemon's clock"),
-        "{:?}",
-        s[0].fault_reason
-    );
+        "ahead of the daemon's clock",
+    )
+    .await;
     let e = c.latest("prophet").await.unwrap_err();
     assert_eq!(
         e.code(),
@@ -465,24 +476,9 @@ async fn a_driver_reading_from_the_far_future_is_refused() {
 /// second that carry nothing, the host is killed and restarted.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_host_flooding_heartbeats_is_restarted() {
-    let timing = "restart_initial_ms = 50\nrestart_max_ms = 200";
-    let mut sources = driver("chatty", FAULTY_PATH, "mode=chatter", &["chatty"], timing);
-    sources.push_str(&driver(
-        "healthy",
-        SIM_PATH,
-        "channels=1;rate_hz=20",
-        &["healthy"],
-        "",
-    ));
-    let gw = Gateway::start(&sources);
-    gw.wait_restarts("chatty", 2, Duration::from_secs(20));
-    let mut c = gw.client().await;
-    let s = c.list_sensors("chatty").await.unwrap();
-    assert!(
-        s[0].fault_reason.contains("heartbeats or empty frames"),
-        "{:?}",
-        s[0].fault_reason
-    );
+    let (_gw, mut c) =
+        restarted_beside_a_healthy_host("chatty", "mode=chatter", "heartbeats or empty frames")
+            .await;
     c.subscribe(&["healthy"]).await.unwrap();
     let batch = tokio::time::timeout(Duration::from_secs(5), c.next_batch())
         .await

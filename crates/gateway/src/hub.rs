@@ -224,10 +224,13 @@ struct Counts {
 
 impl Counts {
     fn add(&mut self, sub: &Subscriber, n: usize) {
-        *self
-            .per_token
-            .entry(sub.principal.token_id.clone())
-            .or_default() += n;
+        // The token's name is copied only the first time it is seen.
+        match self.per_token.get_mut(&sub.principal.token_id) {
+            Some(c) => *c += n,
+            None => {
+                self.per_token.insert(sub.principal.token_id.clone(), n);
+            }
+        }
         *self.per_address.entry(sub.peer).or_default() += n;
     }
 

@@ -652,14 +652,7 @@ async fn a_scoped_admin_stays_inside_its_scope() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pipelined_requests_that_are_never_read_hold_bounded_replies() {
     let d = TestDaemon::start("[limits]\nwrite_timeout_ms = 1000\nidle_timeout_secs = 300").await;
-    let (_, device) = d.token(v1::Role::Device, "big/*").await;
-    let mut dev = Client::connect(&d.options(&device)).await.unwrap();
-    let pad = "x".repeat(100);
-    let now = sensegate_gateway::reading::now_us();
-    let batch = (0..1000)
-        .map(|i| reading(&format!("big/{i:04}/{pad}"), now, 1.0))
-        .collect();
-    assert_eq!(dev.push(batch).await.unwrap(), 1000);
+    d.big_sensors(1000).await;
     let (_, reader) = d.token(v1::Role::Reader, "*").await;
     let list = frame(
         Body::ListSensors(v1::ListSensorsRequest {
@@ -718,16 +711,7 @@ async fn lists_come_in_pages_that_fit_a_frame() {
         "[limits]\nmax_frame_bytes = 65536\ninflight_bytes_per_connection = 65536\nmax_list_items = 10000",
     )
     .await;
-    let (_, device) = d.token(v1::Role::Device, "big/*").await;
-    let mut dev = Client::connect(&d.options(&device)).await.unwrap();
-    let pad = "x".repeat(100);
-    let now = sensegate_gateway::reading::now_us();
-    for chunk in 0..5 {
-        let batch = (0..200)
-            .map(|i| reading(&format!("big/{:04}/{pad}", chunk * 200 + i), now, 1.0))
-            .collect();
-        assert_eq!(dev.push(batch).await.unwrap(), 200);
-    }
+    d.big_sensors(1000).await;
     // 1,000 sensors of ~150 bytes each: about 150 KiB, over the frame cap.
     let mut admin = d.admin().await;
     let sensors = admin.list_sensors("big/*").await.unwrap();
@@ -781,16 +765,7 @@ async fn a_full_budget_refuses_a_reply_but_never_closes_its_connection() {
         "[limits]\ninflight_bytes_total = 65536\ninflight_bytes_per_connection = 65536\ninflight_bytes_per_token = 65536\nreply_bytes_per_connection = 4096\nwrite_timeout_ms = 30000\nidle_timeout_secs = 300",
     )
     .await;
-    let (_, device) = d.token(v1::Role::Device, "big/*").await;
-    let mut dev = Client::connect(&d.options(&device)).await.unwrap();
-    let pad = "x".repeat(100);
-    let now = sensegate_gateway::reading::now_us();
-    for chunk in 0..2 {
-        let batch = (0..150)
-            .map(|i| reading(&format!("big/{:04}/{pad}", chunk * 150 + i), now, 1.0))
-            .collect();
-        assert_eq!(dev.push(batch).await.unwrap(), 150);
-    }
+    d.big_sensors(300).await;
     // A reader that pipelines lists (about 45 KiB each) and never reads:
     // its socket fills, and its blocked write holds most of the budget.
     let (_, hog) = d.token(v1::Role::Reader, "*").await;

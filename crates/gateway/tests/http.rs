@@ -1019,23 +1019,7 @@ async fn responses_are_reserved_from_the_in_flight_budget() {
     )
     .await;
     let addr = http(&d);
-    let (_, device) = d.token(v1::Role::Device, "big/*").await;
-    let mut dev = sensegate_client::Client::connect(&d.options(&device))
-        .await
-        .unwrap();
-    let pad = "x".repeat(100);
-    let now = now_us();
-    for chunk in 0..5 {
-        let batch = (0..200)
-            .map(|i| v1::Reading {
-                sensor: format!("big/{:04}/{pad}", chunk * 200 + i),
-                timestamp_us: now,
-                value: 1.0,
-                quality: v1::Quality::Good.into(),
-            })
-            .collect();
-        dev.push(batch).await.unwrap();
-    }
+    d.big_sensors(1000).await;
     let admin = d.admin.expose().to_owned();
     // About 150 KiB of JSON: more than the whole budget.
     let r = request(addr, "GET", "/api/v1/sensors", Some(&admin), "").await;

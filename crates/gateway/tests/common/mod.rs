@@ -79,6 +79,23 @@ impl TestDaemon {
         (reply.token.unwrap().id, Secret::new(reply.secret))
     }
 
+    /// `n` sensors with names of about 110 bytes (`big/NNNN/xxx...`), pushed
+    /// by a device token in batches small enough for a 64 KiB frame: what
+    /// makes list replies large.
+    pub async fn big_sensors(&self, n: usize) {
+        let (_, device) = self.token(v1::Role::Device, "big/*").await;
+        let mut dev = Client::connect(&self.options(&device)).await.unwrap();
+        let pad = "x".repeat(100);
+        let now = sensegate_gateway::reading::now_us();
+        for start in (0..n).step_by(100) {
+            let batch: Vec<v1::Reading> = (start..n.min(start + 100))
+                .map(|i| reading(&format!("big/{i:04}/{pad}"), now, 1.0))
+                .collect();
+            let len = u32::try_from(batch.len()).unwrap();
+            assert_eq!(dev.push(batch).await.unwrap(), len);
+        }
+    }
+
     /// A normal client is still served: connect, ping, list.
     pub async fn assert_served(&self) {
         let mut c = self.admin().await;
