@@ -1,6 +1,7 @@
-//! `sensegate serve`'s first admin token: written once where the operator
-//! says, and removed once it has been used, so the secret does not stay
-//! readable on disk.
+//! What `sensegate serve` does at start: its first admin token is written
+//! once where the operator says, and removed once it has been used, so the
+//! secret does not stay readable on disk; a plaintext listener others can
+//! reach is warned about.
 #![allow(
     clippy::unwrap_used,
     reason = "test code: a failed unwrap is a failed test"
@@ -54,4 +55,29 @@ async fn admin_token_file_puts_the_first_token_where_the_operator_says() {
         assert!(Instant::now() < deadline, "the used token's file stayed");
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
+}
+
+/// The hole: a plaintext listener on an address other machines reach sent
+/// tokens across the network in clear without a word. `serve` now warns,
+/// once per such listener, and says which keys fix it; on loopback it
+/// does not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_plaintext_listener_others_can_reach_is_warned_about() {
+    let warned = |gw: &Gateway, listener: &str| {
+        gw.log_lines().iter().any(|l| {
+            l.contains("plaintext listener on a non-loopback address")
+                && (l.contains(&format!("listener=\"{listener}\""))
+                    || l.contains(&format!("listener={listener} ")))
+                && l.contains("native.tls_cert")
+        })
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let token_file = dir.path().join("data/admin.token");
+    let open = Gateway::start_on(dir, &token_file, "0.0.0.0", "");
+    assert!(warned(&open, "native"), "{:#?}", open.log_lines());
+    assert!(warned(&open, "http"), "{:#?}", open.log_lines());
+    open.client().await.ping().await.unwrap();
+    let local = Gateway::start("");
+    local.client().await.ping().await.unwrap();
+    assert!(!warned(&local, "native") && !warned(&local, "http"));
 }

@@ -23,7 +23,7 @@ use sensegate_gateway::pattern::Pattern;
 use sensegate_gateway::reading::{Quality, Reading, now_us};
 use sensegate_gateway::store::Store;
 use sensegate_gateway::store::sqlite::{Durability, SqliteStore};
-use sensegate_gateway::store::writer::{Retention, StoreHandle};
+use sensegate_gateway::store::writer::{QuerySlots, Retention, StoreHandle};
 use tokio_util::sync::CancellationToken;
 
 fn batches(sensor: &str, batch: usize, count: usize) -> Vec<Vec<Reading>> {
@@ -94,7 +94,7 @@ async fn ours(path: &Path, data: Vec<Vec<Reading>>, writers: usize) -> f64 {
         rules: vec![(Pattern::new("none"), Duration::from_secs(1))],
         every: Duration::from_secs(3600),
     };
-    let h = StoreHandle::start(store, 1_000_000, retention, &stop);
+    let h = StoreHandle::start(store, 1_000_000, QuerySlots::default(), retention, &stop);
     let total = rows(&data);
     let mut shares: Vec<Vec<Vec<Reading>>> = (0..writers).map(|_| Vec::new()).collect();
     for (i, b) in data.into_iter().enumerate() {

@@ -21,7 +21,7 @@ use crate::sources::config::{
 };
 use crate::sources::supervisor::HostCommand;
 use crate::store::sqlite::Durability;
-use crate::store::writer::Retention;
+use crate::store::writer::{QuerySlots, Retention};
 
 const K_FRAME: &str = "limits.max_frame_bytes";
 const K_LAG: &str = "limits.lag_policy";
@@ -119,6 +119,10 @@ pub struct RawStore {
     pub max_queued_readings: Option<u64>,
     /// How often old readings are pruned.
     pub prune_interval_secs: Option<u64>,
+    /// History queries running at once, in all.
+    pub max_queries: Option<u64>,
+    /// History queries running at once from one token.
+    pub max_queries_per_token: Option<u64>,
 }
 
 /// One `[[store.retention]]` rule.
@@ -144,6 +148,8 @@ pub struct StoreConfig {
     pub retention: Retention,
     /// Readings waiting for the writer, at most.
     pub max_queued_readings: usize,
+    /// History queries at once, in all and per token.
+    pub queries: QuerySlots,
 }
 
 impl PartialEq for StoreConfig {
@@ -162,6 +168,7 @@ impl PartialEq for StoreConfig {
             && self.retention.every == other.retention.every
             && rules(self) == rules(other)
             && self.max_queued_readings == other.max_queued_readings
+            && self.queries == other.queries
     }
 }
 
@@ -177,6 +184,7 @@ impl Default for StoreConfig {
                 every: Duration::from_secs(60),
             },
             max_queued_readings: 100_000,
+            queries: QuerySlots::default(),
         }
     }
 }
@@ -667,6 +675,17 @@ impl Validator<'_> {
             86_400,
         )?;
         c.retention.every = Duration::from_secs(secs);
+        let total = self.size("store.max_queries", r.max_queries, c.queries.total, 1, 256)?;
+        c.queries = QuerySlots {
+            total,
+            per_token: self.size(
+                "store.max_queries_per_token",
+                r.max_queries_per_token,
+                c.queries.per_token.min(total),
+                1,
+                total,
+            )?,
+        };
         c.max_queued_readings = self.size(
             "store.max_queued_readings",
             r.max_queued_readings,
@@ -1304,6 +1323,16 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.starts_with("test.toml:2: `limits.lag_policy`"), "{err}");
+        // A token's share of the query slots is at most all of them.
+        let err = parse("[store]\nmax_queries = 3\nmax_queries_per_token = 4\n")
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            err,
+            "test.toml:3: `store.max_queries_per_token` is 4, must be between 1 and 3"
+        );
+        let c = parse("[store]\nmax_queries = 1\n").unwrap();
+        assert_eq!((c.store.queries.total, c.store.queries.per_token), (1, 1));
     }
 
     #[test]

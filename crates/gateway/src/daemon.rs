@@ -243,7 +243,7 @@ impl Daemon {
     /// # Errors
     /// [`StartError::Bootstrap`] or a write failure.
     pub fn ensure_admin_token(&self, saved: &Path) -> Result<SecretToken, StartError> {
-        if let Ok(text) = crate::file::read_capped(saved, 1024) {
+        if let Ok(text) = crate::file::read_private(saved, 1024) {
             let text = text.trim();
             if self.service.token_is_live(text) {
                 return Ok(SecretToken::from_text(text));
@@ -375,6 +375,7 @@ fn open_store(
     Ok(Some(StoreHandle::start(
         Arc::new(store),
         config.store.max_queued_readings,
+        config.store.queries,
         config.store.retention.clone(),
         shutdown,
     )))

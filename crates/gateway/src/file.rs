@@ -32,13 +32,7 @@ pub enum CappedReadError {
 /// # Errors
 /// [`CappedReadError`].
 pub fn read_capped(path: &Path, max: u64) -> Result<String, CappedReadError> {
-    let bytes = read_capped_bytes(path, max)?;
-    String::from_utf8(bytes).map_err(|e| {
-        CappedReadError::Io(std::io::Error::new(
-            std::io::ErrorKind::InvalidData,
-            e.utf8_error(),
-        ))
-    })
+    utf8(read_capped_bytes(path, max)?)
 }
 
 /// Reads `path`, refusing more than `max` bytes.
@@ -47,6 +41,35 @@ pub fn read_capped(path: &Path, max: u64) -> Result<String, CappedReadError> {
 /// [`CappedReadError`].
 pub fn read_capped_bytes(path: &Path, max: u64) -> Result<Vec<u8>, CappedReadError> {
     let file = std::fs::File::open(path).map_err(CappedReadError::Io)?;
+    read_open_capped(file, max)
+}
+
+/// Reads a private file the daemon wrote itself (the token store, the
+/// bootstrap secret) as UTF-8, refusing more than `max` bytes and a symlink
+/// at `path` (`O_NOFOLLOW`): a link planted there is never followed.
+///
+/// # Errors
+/// [`CappedReadError`].
+pub fn read_private(path: &Path, max: u64) -> Result<String, CappedReadError> {
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(path)
+        .map_err(CappedReadError::Io)?;
+    utf8(read_open_capped(file, max)?)
+}
+
+fn utf8(bytes: Vec<u8>) -> Result<String, CappedReadError> {
+    String::from_utf8(bytes).map_err(|e| {
+        CappedReadError::Io(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            e.utf8_error(),
+        ))
+    })
+}
+
+fn read_open_capped(file: std::fs::File, max: u64) -> Result<Vec<u8>, CappedReadError> {
     let reported = file.metadata().map_err(CappedReadError::Io)?.len();
     if reported > max {
         return Err(CappedReadError::TooLarge { size: reported });
@@ -251,6 +274,10 @@ mod tests {
         std::os::unix::fs::symlink(&victim, aside(&path)).unwrap();
         write_private(&path, b"three").unwrap();
         assert_eq!(std::fs::read_to_string(&victim).unwrap(), "untouched");
+        // Reading a private file never follows a symlink at its place.
+        assert_eq!(read_private(&path, 64).unwrap(), "three");
+        assert!(read_private(&dir.path().join("link"), 64).is_err());
+        assert!(read_capped(&dir.path().join("link"), 64).is_ok());
         // The aside name is never the file itself, whatever its suffix.
         let tmp = dir.path().join("tokens.tmp");
         assert_ne!(aside(&tmp), tmp);

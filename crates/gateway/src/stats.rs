@@ -45,6 +45,9 @@ pub enum Limit {
     SensorsPerToken,
     /// `limits.max_tokens`.
     Tokens,
+    /// `store.max_queries` or `store.max_queries_per_token`: a history
+    /// query refused because the slots, or the token's share, were taken.
+    HistoryQueries,
     /// `http.max_body_bytes`.
     HttpBody,
     /// `http.max_query_bytes`.
@@ -57,7 +60,7 @@ pub enum Limit {
 
 impl Limit {
     /// Every limit, in the order `/metrics` lists them.
-    pub const ALL: [Self; 20] = [
+    pub const ALL: [Self; 21] = [
         Self::ConnectionsTotal,
         Self::ConnectionsPerAddress,
         Self::FrameSize,
@@ -74,6 +77,7 @@ impl Limit {
         Self::Sensors,
         Self::SensorsPerToken,
         Self::Tokens,
+        Self::HistoryQueries,
         Self::HttpBody,
         Self::HttpQuery,
         Self::HttpRequestTimeout,
@@ -100,6 +104,7 @@ impl Limit {
             Self::Sensors => "sensors",
             Self::SensorsPerToken => "sensors_per_token",
             Self::Tokens => "tokens",
+            Self::HistoryQueries => "history_queries",
             Self::HttpBody => "http_body",
             Self::HttpQuery => "http_query",
             Self::HttpRequestTimeout => "http_request_timeout",

@@ -314,3 +314,128 @@ async fn a_full_disk_refuses_pushes_clearly_and_history_resumes_when_freed() {
     assert_eq!(stored, acked, "acknowledged readings were lost");
     drop(d);
 }
+
+/// Pushes `n` readings of `sensor`, one a millisecond ending 100 s ago, in
+/// batches of 1,000.
+async fn fill(dev: &mut Client, sensor: &str, n: i64) -> i64 {
+    let base = sensegate_gateway::reading::now_us() - 100_000_000 - n * 1_000;
+    for start in (0..n).step_by(1000) {
+        let batch: Vec<v1::Reading> = (start..n.min(start + 1000))
+            .map(|i| reading(sensor, base + i * 1_000, 1.0))
+            .collect();
+        dev.push(batch).await.unwrap();
+    }
+    base
+}
+
+/// The attack: a handful of expensive queries from one token took every
+/// query slot in the daemon. Through the listener, one token's queries at
+/// once past its share are refused at once while another token's query
+/// still runs (without the share, all are queued and served).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_token_cannot_take_every_query_slot() {
+    let d = TestDaemon::start(
+        "[limits]\npush_rate_per_sec = 1000000\n[store]\nsynchronous = \"normal\"",
+    )
+    .await;
+    let (_, device) = d.token(v1::Role::Device, "lab/*").await;
+    let mut dev = Client::connect(&d.options(&device)).await.unwrap();
+    let n = 300_000;
+    let base = fill(&mut dev, "lab/t", n).await;
+    let span = n * 1_000;
+    let (_, greedy) = d.token(v1::Role::Reader, "lab/*").await;
+    let (_, other) = d.token(v1::Role::Reader, "lab/*").await;
+    let mut greedy_conns = Vec::new();
+    for _ in 0..6 {
+        greedy_conns.push(Client::connect(&d.options(&greedy)).await.unwrap());
+    }
+    let mut polite = Client::connect(&d.options(&other)).await.unwrap();
+    // Every one of these scans all 300,000 rows into 100 buckets.
+    let queries = greedy_conns.into_iter().map(|mut c| {
+        tokio::spawn(async move { c.history("lab/t", base, base + span, span / 100, 0).await })
+    });
+    let queries: Vec<_> = queries.collect();
+    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    let served = polite
+        .history("lab/t", base, base + span, span / 100, 0)
+        .await
+        .unwrap();
+    assert_eq!(served.buckets.iter().map(|b| b.count).sum::<u64>(), 300_000);
+    let mut refused = 0;
+    for q in queries {
+        match q.await.unwrap() {
+            Ok(h) => assert_eq!(h.buckets.len(), 100),
+            Err(e) => {
+                assert_eq!(code(&e), Some(ErrorCode::Overloaded), "{e}");
+                assert!(e.to_string().contains("from this token"), "{e}");
+                refused += 1;
+            }
+        }
+    }
+    assert!(refused >= 1, "no query of the six was refused");
+    d.assert_served().await;
+}
+
+/// The attack: overlapping readers kept the history WAL from being reset
+/// (it grew 3.3 MiB in 15 s while flat without them). Through the listener:
+/// three connections run queries that scan all history, without pause,
+/// while a device pushes 1,200,000
+/// readings (about three times the WAL's reset size), and the WAL still
+/// goes back under its reset size.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn overlapping_queries_through_the_listener_do_not_grow_the_wal() {
+    use sensegate_gateway::store::sqlite::WAL_RESET_BYTES;
+    let d = TestDaemon::start(
+        "[limits]\npush_rate_per_sec = 1000000\n[store]\nsynchronous = \"normal\"",
+    )
+    .await;
+    let wal = d.dir.path().join("history.db-wal");
+    let (_, device) = d.token(v1::Role::Device, "lab/*").await;
+    let mut dev = Client::connect(&d.options(&device)).await.unwrap();
+    fill(&mut dev, "lab/t", 1).await;
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut readers = Vec::new();
+    let now = sensegate_gateway::reading::now_us();
+    for _ in 0..3 {
+        // One token each: a token's share is two queries at once.
+        let (_, reader) = d.token(v1::Role::Reader, "lab/*").await;
+        let mut c = Client::connect(&d.options(&reader)).await.unwrap();
+        let stop = stop.clone();
+        readers.push(tokio::spawn(async move {
+            let mut n = 0u64;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                // Scans every row so far: the queries overlap.
+                c.history("lab/t", 0, now, now / 100, 0).await.unwrap();
+                n += 1;
+            }
+            n
+        }));
+    }
+    let mut peak = 0;
+    for chunk in 0..1200i64 {
+        let batch: Vec<v1::Reading> = (0..1000)
+            .map(|i| reading("lab/t", now - 1_500_000_000 + chunk * 1000 + i, 1.0))
+            .collect();
+        dev.push(batch).await.unwrap();
+        peak = peak.max(std::fs::metadata(&wal).map_or(0, |m| m.len()));
+    }
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    let mut end = std::fs::metadata(&wal).map_or(0, |m| m.len());
+    while end >= WAL_RESET_BYTES && std::time::Instant::now() < deadline {
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        end = std::fs::metadata(&wal).map_or(0, |m| m.len());
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let mut queries = 0;
+    for r in readers {
+        queries += r.await.unwrap();
+    }
+    eprintln!(
+        "WAL: peak {} KiB, at the end {} KiB, {queries} queries",
+        peak >> 10,
+        end >> 10
+    );
+    assert!(queries > 30, "the readers did not overlap the pushes");
+    assert!(peak < 4 * WAL_RESET_BYTES, "the WAL grew to {peak} bytes");
+    assert!(end < WAL_RESET_BYTES, "the WAL is {end} bytes");
+}

@@ -851,3 +851,60 @@ async fn a_hello_with_a_bidi_override_in_its_name_is_refused() {
     assert_eq!(code, ErrorCode::Malformed);
     d.assert_served().await;
 }
+
+/// Private files in the data dir are never read or written through a
+/// symlink planted at their place: a link at the token store's name stops
+/// the daemon at start (it used to be followed, and its target read as the
+/// store and then overwritten by the first save); a link at the store's
+/// replacement name is replaced, never written through, when a token
+/// created through the listener saves the store.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn symlinks_planted_at_private_files_are_never_followed() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    std::fs::create_dir(&data).unwrap();
+    let victim = dir.path().join("victim");
+    std::fs::write(&victim, "{\"version\":1,\"tokens\":[]}").unwrap();
+    std::os::unix::fs::symlink(&victim, data.join("tokens.json")).unwrap();
+    let text = format!(
+        "[server]\ndata_dir = {:?}\n[native]\nlisten = \"127.0.0.1:0\"\n[http]\nenabled = false\n",
+        data.display().to_string()
+    );
+    let config =
+        sensegate_gateway::config::Config::parse(&text, std::path::Path::new("t.toml")).unwrap();
+    let Err(e) = sensegate_gateway::daemon::Daemon::start(&config).await else {
+        panic!("the daemon read its token store through a symlink");
+    };
+    assert!(e.to_string().contains("tokens.json"), "{e}");
+    std::fs::remove_file(data.join("tokens.json")).unwrap();
+
+    let daemon = sensegate_gateway::daemon::Daemon::start(&config)
+        .await
+        .unwrap();
+    let admin = daemon
+        .ensure_admin_token(&data.join("admin.token"))
+        .unwrap();
+    std::os::unix::fs::symlink(&victim, data.join("tokens.json.sg-new")).unwrap();
+    let mut o = sensegate_client::ConnectOptions::plain(
+        daemon.native_addr().to_string(),
+        sensegate_client::Secret::new(admin.expose()),
+    );
+    o.timeout = std::time::Duration::from_secs(20);
+    let mut c = Client::connect(&o).await.unwrap();
+    let made = c.create_token("new", v1::Role::Reader, "*").await.unwrap();
+    let id = made.token.unwrap().id;
+    assert_eq!(
+        std::fs::read_to_string(&victim).unwrap(),
+        "{\"version\":1,\"tokens\":[]}",
+        "the save wrote through the planted link"
+    );
+    let store = data.join("tokens.json");
+    assert!(
+        std::fs::symlink_metadata(&store)
+            .unwrap()
+            .file_type()
+            .is_file()
+    );
+    assert!(std::fs::read_to_string(&store).unwrap().contains(&id));
+    assert!(!data.join("tokens.json.sg-new").exists());
+}

@@ -37,10 +37,20 @@ impl Gateway {
 
     /// As [`Gateway::start_in`], with `[server] admin_token_file` set.
     pub fn start_with(dir: tempfile::TempDir, token_file: &std::path::Path, sources: &str) -> Self {
+        Self::start_on(dir, token_file, "127.0.0.1", sources)
+    }
+
+    /// As [`Gateway::start_with`], both listeners on `ip` (port 0).
+    pub fn start_on(
+        dir: tempfile::TempDir,
+        token_file: &std::path::Path,
+        ip: &str,
+        sources: &str,
+    ) -> Self {
         let data = dir.path().join("data");
         let config = dir.path().join("sensegate.toml");
         let text = format!(
-            "[server]\ndata_dir = \"{}\"\nadmin_token_file = \"{}\"\n[native]\nlisten = \"127.0.0.1:0\"\n[http]\nlisten = \"127.0.0.1:0\"\n{sources}",
+            "[server]\ndata_dir = \"{}\"\nadmin_token_file = \"{}\"\n[native]\nlisten = \"{ip}:0\"\n[http]\nlisten = \"{ip}:0\"\n{sources}",
             data.display(),
             token_file.display()
         );

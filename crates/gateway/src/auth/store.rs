@@ -148,7 +148,7 @@ impl TokenStore {
             path: path.to_owned(),
             source,
         };
-        let text = match crate::file::read_capped(path, MAX_FILE_BYTES) {
+        let text = match crate::file::read_private(path, MAX_FILE_BYTES) {
             Ok(text) => text,
             Err(CappedReadError::Io(e)) if e.kind() == std::io::ErrorKind::NotFound => {
                 store.save()?;
@@ -383,6 +383,14 @@ impl TokenStore {
     }
 }
 
+#[cfg(test)]
+thread_local! {
+    /// Run by [`Snapshot::write`] on this thread before it writes: lets a
+    /// test hold a save in progress.
+    pub(crate) static SAVING: std::cell::RefCell<Option<Box<dyn Fn()>>> =
+        const { std::cell::RefCell::new(None) };
+}
+
 /// The token store's file contents at one moment, to be written.
 #[derive(Debug)]
 pub struct Snapshot {
@@ -398,6 +406,12 @@ impl Snapshot {
     /// # Errors
     /// [`StoreError::Io`].
     pub fn write(self) -> Result<(), StoreError> {
+        #[cfg(test)]
+        SAVING.with(|hook| {
+            if let Some(hook) = hook.borrow().as_ref() {
+                hook();
+            }
+        });
         crate::file::write_private(&self.path, self.text.as_bytes()).map_err(|source| {
             StoreError::Io {
                 path: self.path,

@@ -323,7 +323,9 @@ impl IntoResponse for ApiError {
             ServiceError::PushBatch
             | ServiceError::Subscriptions
             | ServiceError::SensorsFull
-            | ServiceError::TokensFull => StatusCode::SERVICE_UNAVAILABLE,
+            | ServiceError::TokensFull
+            | ServiceError::QueriesBusy
+            | ServiceError::TokenQueriesBusy => StatusCode::SERVICE_UNAVAILABLE,
             ServiceError::StorageFull => StatusCode::INSUFFICIENT_STORAGE,
             ServiceError::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         };
@@ -331,6 +333,13 @@ impl IntoResponse for ApiError {
         if status == StatusCode::UNAUTHORIZED {
             r.headers_mut()
                 .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        if matches!(
+            self.0,
+            ServiceError::QueriesBusy | ServiceError::TokenQueriesBusy
+        ) {
+            r.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
         }
         r
     }

@@ -276,3 +276,72 @@ fn store_error(e: StoreError) -> ServiceError {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::mpsc;
+    use std::time::Duration;
+
+    use super::*;
+    use crate::audit::Audit;
+    use crate::auth::store::{SAVING, TokenStore};
+    use crate::config::Limits;
+
+    /// Creating a token writes and syncs the store's file; authentication
+    /// must not wait for that (it takes the token lock on every hello).
+    /// With a save held in progress, a hello still verifies at once.
+    #[test]
+    fn a_token_save_in_progress_does_not_hold_up_authentication() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = TokenStore::open(&dir.path().join("tokens.json"), 8).unwrap();
+        let svc = Arc::new(Service::new(
+            "t".into(),
+            Limits::default(),
+            store,
+            Audit::disabled(),
+        ));
+        let (_, secret) = svc.bootstrap_token("admin", Role::Admin, "*").unwrap();
+        let secret = secret.expose().to_owned();
+        let peer: std::net::SocketAddr = "127.0.0.1:9".parse().unwrap();
+        let (saving_tx, saving_rx) = mpsc::sync_channel::<()>(1);
+        let (release_tx, release_rx) = mpsc::sync_channel::<()>(1);
+        let creator = {
+            let (svc, secret) = (svc.clone(), secret.clone());
+            std::thread::spawn(move || {
+                let release = std::sync::Mutex::new(release_rx);
+                SAVING.with(|h| {
+                    *h.borrow_mut() = Some(Box::new(move || {
+                        saving_tx.send(()).unwrap();
+                        release.lock().unwrap().recv().unwrap();
+                    }));
+                });
+                let admin = svc.authenticate(&secret, peer, Instant::now()).unwrap();
+                let caller = Caller {
+                    principal: &admin,
+                    peer,
+                };
+                svc.create_token(caller, "new", Role::Reader, "*")
+                    .map(|_| ())
+            })
+        };
+        saving_rx.recv_timeout(Duration::from_secs(10)).unwrap();
+        // The save is now in progress and held: a hello on another thread.
+        let (done_tx, done_rx) = mpsc::sync_channel(1);
+        let auth = {
+            let svc = svc.clone();
+            std::thread::spawn(move || {
+                let ok = svc.authenticate(&secret, peer, Instant::now()).is_ok();
+                done_tx.send(ok).unwrap();
+            })
+        };
+        let verified = done_rx.recv_timeout(Duration::from_secs(5));
+        release_tx.send(()).unwrap();
+        creator.join().unwrap().unwrap();
+        auth.join().unwrap();
+        assert_eq!(
+            verified,
+            Ok(true),
+            "authentication waited for the token store's save"
+        );
+    }
+}

@@ -26,7 +26,7 @@ use crate::reading::{Quality, Reading, now_us};
 use crate::registry::{AdmitError, Connection, Registry};
 use crate::stats::{Limit, LimitHits};
 use crate::store::writer::StoreHandle;
-use crate::store::{History, HistoryQuery};
+use crate::store::{History, HistoryQuery, StoreErrorKind};
 use crate::throttle::{AuthThrottle, PushRate};
 
 mod admin;
@@ -69,6 +69,14 @@ pub enum ServiceError {
     /// acknowledged); it will be once space is freed.
     #[error("history storage is full; try again later")]
     StorageFull,
+    /// Every history query slot is taken (`store.max_queries`): nothing
+    /// ran; the same query may succeed in a moment.
+    #[error("too many history queries at once; try again")]
+    QueriesBusy,
+    /// The caller's token runs its share of the history query slots already
+    /// (`store.max_queries_per_token`): nothing ran.
+    #[error("too many history queries from this token at once; try again")]
+    TokenQueriesBusy,
     /// Something failed on the server side (store write).
     #[error("internal error")]
     Internal,
@@ -87,7 +95,9 @@ impl ServiceError {
             | Self::Subscriptions
             | Self::SensorsFull
             | Self::TokensFull
-            | Self::StorageFull => ErrorCode::Overloaded,
+            | Self::StorageFull
+            | Self::QueriesBusy
+            | Self::TokenQueriesBusy => ErrorCode::Overloaded,
             Self::Invalid => ErrorCode::Malformed,
             Self::Internal => ErrorCode::Internal,
         }
@@ -509,9 +519,19 @@ impl Service {
     /// [`ServiceError::Internal`] when the store fails.
     pub async fn run_history(&self, query: HistoryQuery) -> Result<History, ServiceError> {
         let store = self.store.as_ref().ok_or(ServiceError::NotFound)?;
-        store.history(query).await.map_err(|e| {
-            tracing::error!(error = %e, "history query failed");
-            ServiceError::Internal
+        store.history(query).await.map_err(|e| match e.kind {
+            StoreErrorKind::Busy => {
+                self.counters.limits.hit(Limit::HistoryQueries);
+                ServiceError::QueriesBusy
+            }
+            StoreErrorKind::ShareTaken => {
+                self.counters.limits.hit(Limit::HistoryQueries);
+                ServiceError::TokenQueriesBusy
+            }
+            StoreErrorKind::Full | StoreErrorKind::Failed => {
+                tracing::error!(error = %e, "history query failed");
+                ServiceError::Internal
+            }
         })
     }
 
@@ -659,7 +679,7 @@ impl Service {
                 // did land rewrites the same (sensor, timestamp) rows.
                 match tokio::time::timeout(COMMIT_TIMEOUT, store.commit(readings)).await {
                     Ok(Ok(stored)) => self.publish(&stored),
-                    Ok(Err(e)) if e.full => {
+                    Ok(Err(e)) if e.kind == StoreErrorKind::Full => {
                         tracing::warn!(error = %e, "a push was refused: history storage is full");
                         return Err(ServiceError::StorageFull);
                     }

@@ -19,15 +19,29 @@ pub mod writer;
 
 use crate::reading::{Quality, Reading};
 
-/// A backend failed.
+/// A backend failed, or refused work for now.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("history store: {message}")]
 pub struct StoreError {
     /// What failed.
     pub message: String,
+    /// What a caller may do about it.
+    pub kind: StoreErrorKind,
+}
+
+/// What kind of failure a [`StoreError`] is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StoreErrorKind {
+    /// The backend failed.
+    Failed,
     /// The disk (or the database's quota) is full: nothing was written, and
     /// writes will succeed again once space is freed.
-    pub full: bool,
+    Full,
+    /// Every query slot is taken: nothing ran; the same query may succeed
+    /// in a moment.
+    Busy,
+    /// The asker holds its share of the query slots already: nothing ran.
+    ShareTaken,
 }
 
 impl StoreError {
@@ -36,7 +50,17 @@ impl StoreError {
     pub fn new(message: impl Into<String>) -> Self {
         Self {
             message: message.into(),
-            full: false,
+            kind: StoreErrorKind::Failed,
+        }
+    }
+
+    /// A refusal for now, of `kind` [`StoreErrorKind::Busy`] or
+    /// [`StoreErrorKind::ShareTaken`].
+    #[must_use]
+    pub fn refused(kind: StoreErrorKind, message: impl Into<String>) -> Self {
+        Self {
+            message: message.into(),
+            kind,
         }
     }
 }

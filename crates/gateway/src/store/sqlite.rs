@@ -12,7 +12,7 @@ use std::sync::Mutex;
 
 use rusqlite::{Connection, OpenFlags, params};
 
-use super::{Bucket, History, HistoryQuery, PruneStep, Row, Store, StoreError};
+use super::{Bucket, History, HistoryQuery, PruneStep, Row, Store, StoreError, StoreErrorKind};
 use crate::reading::{Quality, Reading};
 
 /// The migrations, in order; `PRAGMA user_version` records how many ran.
@@ -91,7 +91,11 @@ fn err(e: &rusqlite::Error) -> StoreError {
     );
     StoreError {
         message: e.to_string(),
-        full,
+        kind: if full {
+            StoreErrorKind::Full
+        } else {
+            StoreErrorKind::Failed
+        },
     }
 }
 

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
-use super::{History, HistoryQuery, Store, StoreError};
+use super::{History, HistoryQuery, Store, StoreError, StoreErrorKind};
 use crate::pattern::Pattern;
 use crate::reading::{Reading, now_us};
 use crate::stats::Histogram;
@@ -25,11 +25,25 @@ use crate::stats::Histogram;
 pub const MAX_COMMIT_ROWS: usize = 50_000;
 /// Most readings deleted by one pruning step.
 pub const PRUNE_STEP_ROWS: usize = 10_000;
-/// History queries running at once.
-const MAX_QUERIES: usize = 4;
-/// History queries one token may run at once: its share of the slots, so a
-/// principal that sends expensive queries leaves the rest to others.
-const MAX_QUERIES_PER_OWNER: usize = MAX_QUERIES / 2;
+/// How many history queries may run at once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct QuerySlots {
+    /// In all (`store.max_queries`).
+    pub total: usize,
+    /// From one token (`store.max_queries_per_token`): its share of the
+    /// slots, so a principal that sends expensive queries leaves the rest
+    /// to others.
+    pub per_token: usize,
+}
+
+impl Default for QuerySlots {
+    fn default() -> Self {
+        Self {
+            total: 4,
+            per_token: 2,
+        }
+    }
+}
 /// Longest wait for a free query slot.
 const QUERY_WAIT: Duration = Duration::from_secs(10);
 /// Queued writes (each at least one reading).
@@ -48,6 +62,7 @@ impl OwnerShare {
     fn take(
         owners: &Arc<std::sync::Mutex<std::collections::HashMap<String, usize>>>,
         owner: &str,
+        per_owner: usize,
     ) -> Option<Self> {
         if owner.is_empty() {
             return Some(Self {
@@ -59,7 +74,7 @@ impl OwnerShare {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         let running = map.entry(owner.to_owned()).or_default();
-        if *running >= MAX_QUERIES_PER_OWNER {
+        if *running >= per_owner {
             return None;
         }
         *running += 1;
@@ -126,6 +141,8 @@ pub struct StoreHandle {
     room: Arc<Semaphore>,
     max_queued: usize,
     queries: Arc<Semaphore>,
+    /// Queries one owner may run at once.
+    per_owner: usize,
     /// Queries running per owner (token id); entries go at zero.
     owners: Arc<std::sync::Mutex<std::collections::HashMap<String, usize>>>,
     dropped: AtomicU64,
@@ -143,11 +160,12 @@ impl std::fmt::Debug for StoreHandle {
 
 impl StoreHandle {
     /// Starts the writer thread and the pruning task over `store`. At most
-    /// `max_queued` readings wait for the writer.
+    /// `max_queued` readings wait for the writer; queries run in `slots`.
     #[must_use]
     pub fn start(
         store: Arc<dyn Store>,
         max_queued: usize,
+        slots: QuerySlots,
         retention: Retention,
         shutdown: &CancellationToken,
     ) -> Arc<Self> {
@@ -169,7 +187,8 @@ impl StoreHandle {
             tx,
             room: Arc::new(Semaphore::new(max_queued)),
             max_queued,
-            queries: Arc::new(Semaphore::new(MAX_QUERIES)),
+            queries: Arc::new(Semaphore::new(slots.total)),
+            per_owner: slots.per_token,
             owners: Arc::default(),
             dropped: AtomicU64::new(0),
             last_drop_log: std::sync::Mutex::new(None),
@@ -234,17 +253,21 @@ impl StoreHandle {
     pub async fn history(&self, query: HistoryQuery) -> Result<History, StoreError> {
         // The owner's share first, at once: a token over it is told so
         // rather than queued behind its own queries.
-        let share = OwnerShare::take(&self.owners, &query.owner).ok_or_else(|| {
-            StoreError::new(
-                "too many history queries from this token at once; try again".to_owned(),
-            )
-        })?;
+        let share =
+            OwnerShare::take(&self.owners, &query.owner, self.per_owner).ok_or_else(|| {
+                StoreError::refused(
+                    StoreErrorKind::ShareTaken,
+                    "too many history queries from this token at once",
+                )
+            })?;
         // Waiting for a slot is bounded like the query itself; the slot goes
         // with the query into its thread, so a caller that gives up does not
         // free a slot that is still in use.
         let slot = tokio::time::timeout(QUERY_WAIT, self.queries.clone().acquire_owned())
             .await
-            .map_err(|_| StoreError::new("too many history queries at once; try again".to_owned()))?
+            .map_err(|_| {
+                StoreError::refused(StoreErrorKind::Busy, "too many history queries at once")
+            })?
             .map_err(|_| StoreError::new("the store is closed".to_owned()))?;
         let store = self.store.clone();
         tokio::task::spawn_blocking(move || {
@@ -358,15 +381,18 @@ mod tests {
     #[test]
     fn one_owner_holds_at_most_its_share_of_the_query_slots() {
         let owners = Arc::default();
-        let a: Vec<_> = (0..MAX_QUERIES_PER_OWNER)
-            .map(|_| OwnerShare::take(&owners, "a").unwrap())
+        let a: Vec<_> = (0..2)
+            .map(|_| OwnerShare::take(&owners, "a", 2).unwrap())
             .collect();
-        assert!(OwnerShare::take(&owners, "a").is_none(), "past a's share");
-        let b = OwnerShare::take(&owners, "b").unwrap();
+        assert!(
+            OwnerShare::take(&owners, "a", 2).is_none(),
+            "past a's share"
+        );
+        let b = OwnerShare::take(&owners, "b", 2).unwrap();
         // The daemon's own queries need no share.
-        assert!(OwnerShare::take(&owners, "").unwrap().owner.is_none());
+        assert!(OwnerShare::take(&owners, "", 2).unwrap().owner.is_none());
         drop(a);
-        assert!(OwnerShare::take(&owners, "a").is_some());
+        assert!(OwnerShare::take(&owners, "a", 2).is_some());
         drop(b);
         assert!(owners.lock().unwrap().is_empty());
     }
@@ -412,7 +438,13 @@ mod tests {
         let store: Arc<dyn Store> =
             Arc::new(SqliteStore::open(&dir.path().join("h.db"), Durability::Full).unwrap());
         let stop = CancellationToken::new();
-        let h = StoreHandle::start(store.clone(), 100, retention(), &stop);
+        let h = StoreHandle::start(
+            store.clone(),
+            100,
+            QuerySlots::default(),
+            retention(),
+            &stop,
+        );
         // Concurrent acknowledged commits: all durable when they return.
         let tasks: Vec<_> = (0..8)
             .map(|i| {
