@@ -38,6 +38,8 @@ fi
 need_apt=()
 have node || need_apt+=(nodejs)
 have npm || need_apt+=(npm)
+# The layering check (scripts/check-layers.py).
+have python3 || need_apt+=(python3)
 if [ "$E2E" != 0 ] && ! have chromium; then need_apt+=(chromium); fi
 if [ ${#need_apt[@]} -gt 0 ]; then
   if have apt-get; then apt-get update -qq && apt-get install -y -qq "${need_apt[@]}"; else
@@ -52,6 +54,9 @@ cargo fmt --all -- --check
 
 step "unsafe only in crates/ffi"
 scripts/check-unsafe.sh
+
+step "layers: the core crate has no HTTP, TLS, SQLite, mio or serial crate; no module cycle"
+scripts/check-layers.py
 
 step "clippy (all targets, warnings are errors)"
 cargo clippy --workspace --all-targets --all-features --locked -- -D warnings

@@ -13,6 +13,9 @@ use sensegate_proto::frame::HARD_MAX_FRAME_BYTES;
 use sensegate_proto::{FrameLimit, MessageLimits};
 use serde::Deserialize;
 
+pub use sensegate_core::hub::LagPolicy;
+pub use sensegate_core::limits::Limits;
+
 use crate::http::api::HttpLimits;
 use crate::pattern::Pattern;
 use crate::sources::config::{
@@ -273,15 +276,6 @@ pub struct RawLimits {
     pub audit_denials_per_minute: Option<u64>,
 }
 
-/// What a subscriber that falls behind gets.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum LagPolicy {
-    /// Lose the oldest readings, and be told how many.
-    DropOldest,
-    /// Be disconnected with a goodbye.
-    Disconnect,
-}
-
 /// The validated configuration.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Config {
@@ -335,72 +329,6 @@ impl Default for SimConfig {
             sensors: 4,
             rate_hz: 10.0,
             seed: 1,
-        }
-    }
-}
-
-/// Every cap, validated.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[allow(
-    missing_docs,
-    reason = "each field mirrors the `limits` key of the same name"
-)]
-pub struct Limits {
-    pub frame: FrameLimit,
-    pub message: MessageLimits,
-    pub max_connections: usize,
-    pub max_connections_per_address: usize,
-    pub auth_timeout: Duration,
-    pub idle_timeout: Duration,
-    pub frame_timeout: Duration,
-    pub max_subscriptions: usize,
-    pub max_patterns_per_token: usize,
-    pub max_patterns_per_address: usize,
-    pub max_push_batch: usize,
-    pub push_rate_per_sec: u32,
-    pub inflight_bytes_per_connection: usize,
-    pub inflight_bytes_total: usize,
-    pub inflight_bytes_per_token: usize,
-    pub reply_bytes_per_connection: usize,
-    pub write_timeout: Duration,
-    pub subscriber_queue: usize,
-    pub lag_policy: LagPolicy,
-    pub auth_failures_per_minute: u32,
-    pub max_tokens: usize,
-    pub max_sensors: usize,
-    pub max_sensors_per_token: usize,
-    pub sensors_reserved_for_sources: usize,
-    pub audit_denials_per_minute: u32,
-}
-
-impl Default for Limits {
-    fn default() -> Self {
-        Self {
-            frame: FrameLimit::DEFAULT,
-            message: MessageLimits::DEFAULT,
-            max_connections: 10_000,
-            max_connections_per_address: 64,
-            auth_timeout: Duration::from_secs(5),
-            idle_timeout: Duration::from_secs(300),
-            frame_timeout: Duration::from_secs(10),
-            max_subscriptions: 64,
-            max_patterns_per_token: 1_024,
-            max_patterns_per_address: 1_024,
-            max_push_batch: 1_000,
-            push_rate_per_sec: 10_000,
-            inflight_bytes_per_connection: 1 << 20,
-            inflight_bytes_total: 256 << 20,
-            inflight_bytes_per_token: 64 << 20,
-            reply_bytes_per_connection: 1 << 20,
-            write_timeout: Duration::from_secs(10),
-            subscriber_queue: 1_024,
-            lag_policy: LagPolicy::DropOldest,
-            auth_failures_per_minute: 10,
-            max_tokens: 10_000,
-            max_sensors: 10_000,
-            max_sensors_per_token: 1_000,
-            sensors_reserved_for_sources: 1_000,
-            audit_denials_per_minute: 600,
         }
     }
 }

@@ -1,49 +1,38 @@
-//! The sensegate daemon as a library.
+//! The sensegate daemon as a library: the front ends, the sources, the
+//! SQLite history backend and the wiring, around the socket-free domain
+//! core in `sensegate_core` (re-exported here under its own module names).
 //!
 //! Data flows sources -> [`service`] -> [`hub`] -> front ends. By module:
 //! - [`config`]: the two-tier configuration (raw TOML, then validated);
-//! - [`auth`]: tokens (random, hashed, checked in constant time) and the
-//!   token store; [`policy`]: the one function that decides every action;
-//! - [`service`]: the application core every front end calls, with the
-//!   [`catalog`] of sensors, the [`hub`] that fans readings out through
-//!   bounded queues, the connection [`registry`], the rate caps in
-//!   [`throttle`], and the [`audit`] log;
 //! - [`session`]: one native-protocol session as a state machine without
 //!   I/O; [`native`]: the listener and the thin connection task around it;
 //!   [`inflight`]: the global byte budget; [`tls`]: TLS 1.3 and certificates;
-//!   [`http`]: the HTTP/JSON API with server-sent events, same core;
-//! - [`store`]: history (SQLite, group commit, retention);
-//! - [`metrics`]: the Prometheus text for `/metrics`, from [`stats`] (caps
-//!   hit, latency histograms) and the counters the other parts keep;
+//!   [`http`]: the HTTP/JSON API with server-sent events, same core, and
+//!   the Prometheus text for `/metrics` from the service's policy-filtered
+//!   snapshot;
+//! - [`store`]: the core's history writer, and the SQLite backend;
 //! - [`sim`]: the simulated sensor source; [`sources`]: C drivers in sandboxed
 //!   driver hosts, serial devices and hwmon; [`daemon`]: wiring and shutdown.
 //!
-//! Tokens are never logged: [`auth::token`] redacts them in `Debug`, no
-//! error carries one, and the audit log has no field for one.
+//! The core's modules ([`auth`], [`policy`], [`service`], [`catalog`],
+//! [`hub`], [`registry`], [`throttle`], [`audit`], [`stats`], [`pattern`],
+//! [`reading`], [`file`]) are re-exported so callers keep one path.
 #![forbid(unsafe_code)]
 
-pub mod audit;
-pub mod auth;
-pub mod catalog;
+pub use sensegate_core::{
+    audit, auth, catalog, file, hub, limits, pattern, policy, reading, registry, service, stats,
+    throttle,
+};
+
 pub mod config;
 pub mod daemon;
-pub mod file;
 pub mod http;
-pub mod hub;
 pub mod inflight;
-pub mod metrics;
 pub mod native;
-pub mod pattern;
-pub mod policy;
-pub mod reading;
-pub mod registry;
-pub mod service;
 pub mod session;
 pub mod sim;
 pub mod sources;
-pub mod stats;
 pub mod store;
-pub mod throttle;
 pub mod tls;
 
 pub use sensegate_proto::{FrameLimit, MessageLimits};

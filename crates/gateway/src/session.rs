@@ -595,7 +595,7 @@ fn connection_info(c: &Connection) -> v1::ConnectionInfo {
         principal,
         role: role.into(),
         peer: c.peer.to_string(),
-        frontend: c.frontend.to_owned(),
+        frontend: c.frontend.name().to_owned(),
         connected_at_us: c.connected_at_us,
         subscriptions: c.subscriptions.load(Relaxed),
         frames_in: c.frames_in.load(Relaxed),
@@ -630,7 +630,10 @@ mod tests {
 
     fn session(svc: &Service) -> (Session, Admission) {
         let peer: SocketAddr = "127.0.0.1:1".parse().unwrap();
-        let admission = svc.registry().admit(peer, "native", 0).unwrap();
+        let admission = svc
+            .registry()
+            .admit(peer, crate::registry::Frontend::Native, 0)
+            .unwrap();
         (Session::new(admission.connection().clone()), admission)
     }
 

@@ -1062,7 +1062,7 @@ async fn a_client_that_stops_reading_is_cut_off_at_the_write_timeout() {
     }
     while !service
         .registry()
-        .list(10, |c| c.frontend == "http")
+        .list(10, |c| c.frontend.name() == "http")
         .is_empty()
     {
         assert!(Instant::now() < deadline, "the stalled connection stayed");

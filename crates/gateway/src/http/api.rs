@@ -33,7 +33,6 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get};
 use axum::{Extension, Json, Router};
 use futures_util::Stream;
-use sensegate_proto::v1::ErrorCode;
 use serde::{Deserialize, Serialize};
 use utoipa::OpenApi as _;
 
@@ -44,6 +43,8 @@ use crate::pattern::Pattern;
 use crate::reading::{Quality, Reading};
 use crate::registry::{Connection, StopReason};
 use crate::service::{Caller, Service, ServiceError};
+
+pub use super::error::{ApiError, ErrorBody};
 use crate::stats::Limit;
 
 /// Caps and deadlines of the HTTP front end.
@@ -129,14 +130,8 @@ pub fn router(
         .route("/assets/{file}", get(super::dashboard::asset))
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(|| async { "ready\n" }))
-        .fallback(|| async { ApiError(ServiceError::NotFound) })
-        .method_not_allowed_fallback(|| async {
-            error(
-                StatusCode::METHOD_NOT_ALLOWED,
-                ErrorCode::Malformed,
-                "method not allowed",
-            )
-        });
+        .fallback(|| async { ApiError::Service(ServiceError::NotFound) })
+        .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed });
     api.layer(axum::middleware::from_fn_with_state(
         (service.clone(), inflight, limits),
         guard,
@@ -168,11 +163,7 @@ fn reserved(
     let permit = inflight.reserve_for(owner, size);
     let Some(permit) = permit else {
         service.counters().limits.hit(Limit::Inflight);
-        return error(
-            StatusCode::SERVICE_UNAVAILABLE,
-            ErrorCode::Overloaded,
-            "server busy",
-        );
+        return ApiError::Busy.into_response();
     };
     let (parts, body) = response.into_parts();
     Response::from_parts(
@@ -242,11 +233,7 @@ async fn limited(service: &Service, limits: HttpLimits, request: Request, next: 
         .is_some_and(|q| q.len() > limits.max_query_bytes)
     {
         hits.hit(Limit::HttpQuery);
-        return error(
-            StatusCode::URI_TOO_LONG,
-            ErrorCode::Malformed,
-            "query string too long",
-        );
+        return ApiError::QueryTooLong.into_response();
     }
     // A declared length over the cap is refused before a byte of the body
     // is read, so a client that asked `Expect: 100-continue` is not told to
@@ -260,20 +247,12 @@ async fn limited(service: &Service, limits: HttpLimits, request: Request, next: 
         .is_some_and(|n| n > u64::try_from(limits.max_body_bytes).unwrap_or(u64::MAX))
     {
         hits.hit(Limit::HttpBody);
-        error(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            ErrorCode::Malformed,
-            "body over the size limit",
-        )
+        ApiError::BodyTooLarge.into_response()
     } else if let Ok(r) = tokio::time::timeout(limits.request_timeout, next.run(request)).await {
         r
     } else {
         hits.hit(Limit::HttpRequestTimeout);
-        error(
-            StatusCode::REQUEST_TIMEOUT,
-            ErrorCode::Malformed,
-            "request not completed in time",
-        )
+        ApiError::RequestTimeout.into_response()
     };
     let status = response.status();
     let h = response.headers_mut();
@@ -307,71 +286,6 @@ async fn limited(service: &Service, limits: HttpLimits, request: Request, next: 
     response
 }
 
-/// A refused request, as JSON with the stable code.
-#[derive(Debug)]
-pub struct ApiError(pub ServiceError);
-
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        let code = self.0.code();
-        let status = match self.0 {
-            ServiceError::Unauthenticated => StatusCode::UNAUTHORIZED,
-            ServiceError::AuthThrottled | ServiceError::PushRate => StatusCode::TOO_MANY_REQUESTS,
-            ServiceError::Forbidden => StatusCode::FORBIDDEN,
-            ServiceError::NotFound => StatusCode::NOT_FOUND,
-            ServiceError::Invalid => StatusCode::BAD_REQUEST,
-            ServiceError::PushBatch
-            | ServiceError::Subscriptions
-            | ServiceError::SensorsFull
-            | ServiceError::TokensFull
-            | ServiceError::QueriesBusy
-            | ServiceError::TokenQueriesBusy => StatusCode::SERVICE_UNAVAILABLE,
-            ServiceError::StorageFull => StatusCode::INSUFFICIENT_STORAGE,
-            ServiceError::Internal => StatusCode::INTERNAL_SERVER_ERROR,
-        };
-        let mut r = error(status, code, &self.0.to_string());
-        if status == StatusCode::UNAUTHORIZED {
-            r.headers_mut()
-                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
-        }
-        if matches!(
-            self.0,
-            ServiceError::QueriesBusy | ServiceError::TokenQueriesBusy
-        ) {
-            r.headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
-        }
-        r
-    }
-}
-
-impl From<ServiceError> for ApiError {
-    fn from(e: ServiceError) -> Self {
-        Self(e)
-    }
-}
-
-#[derive(Serialize, utoipa::ToSchema)]
-struct ErrorBody<'a> {
-    error: ErrorDetail<'a>,
-}
-
-#[derive(Serialize, utoipa::ToSchema)]
-struct ErrorDetail<'a> {
-    code: &'static str,
-    message: &'a str,
-}
-
-pub(crate) fn error(status: StatusCode, code: ErrorCode, message: &str) -> Response {
-    let body = ErrorBody {
-        error: ErrorDetail {
-            code: code.wire_name(),
-            message,
-        },
-    };
-    (status, Json(body)).into_response()
-}
-
 /// An authenticated caller: the `Authorization: Bearer` token checked by
 /// the service (throttled per address like the native hello).
 pub struct Auth {
@@ -397,9 +311,9 @@ impl FromRequestParts<Arc<Service>> for Auth {
         service: &Arc<Service>,
     ) -> Result<Self, ApiError> {
         let Some(Conn(connection)) = parts.extensions.get::<Conn>().cloned() else {
-            return Err(ApiError(ServiceError::Internal));
+            return Err(ApiError::Service(ServiceError::Internal));
         };
-        let unauthenticated = ApiError(ServiceError::Unauthenticated);
+        let unauthenticated = ApiError::Service(ServiceError::Unauthenticated);
         let mut values = parts.headers.get_all(header::AUTHORIZATION).iter();
         let (Some(value), None) = (values.next(), values.next()) else {
             // None, or more than one: which would count is ambiguous.
@@ -424,7 +338,7 @@ impl FromRequestParts<Arc<Service>> for Auth {
             // revocation's sweep may have missed this connection, which
             // now carries the revoked token. End it as the sweep would.
             connection.stop(StopReason::Revoked);
-            return Err(ApiError(ServiceError::Unauthenticated));
+            return Err(ApiError::Service(ServiceError::Unauthenticated));
         }
         connection.touch(&service.registry().clock());
         Ok(Self {
@@ -442,11 +356,12 @@ fn metrics(
     auth: Result<Auth, ApiError>,
     public: bool,
 ) -> Result<Response, ApiError> {
-    let text = match (auth, public) {
+    let snapshot = match (auth, public) {
         (Ok(auth), _) => service.metrics(Some(auth.caller()))?,
         (Err(_), true) => service.metrics(None)?,
         (Err(e), false) => return Err(e),
     };
+    let text = super::metrics::render(&snapshot);
     Ok((
         [(
             header::CONTENT_TYPE,
@@ -472,7 +387,7 @@ async fn whoami(
     let p = service.whoami(auth.caller())?;
     Ok(Json(WhoAmIJson {
         name: p.name,
-        role: role_name(p.role),
+        role: Role::as_str(p.role),
         scope: p.scope.as_str().to_owned(),
     }))
 }
@@ -573,7 +488,7 @@ fn pattern(service: &Service, text: Option<&str>) -> Result<Pattern, ApiError> {
         {
             Ok(Pattern::new(p))
         }
-        Some(_) => Err(ApiError(ServiceError::Invalid)),
+        Some(_) => Err(ApiError::Service(ServiceError::Invalid)),
     }
 }
 
@@ -581,14 +496,14 @@ fn name(service: &Service, text: &str) -> Result<(), ApiError> {
     if crate::sources::config::is_name(text, service.limits().message.max_name_bytes) {
         Ok(())
     } else {
-        Err(ApiError(ServiceError::Invalid))
+        Err(ApiError::Service(ServiceError::Invalid))
     }
 }
 
 /// A path or query parameter that does not parse is a bad request, told in
 /// the usual JSON form and without echoing it.
 fn parsed<T, R>(r: Result<T, R>) -> Result<T, ApiError> {
-    r.map_err(|_| ApiError(ServiceError::Invalid))
+    r.map_err(|_| ApiError::Service(ServiceError::Invalid))
 }
 
 #[utoipa::path(get, path = "/api/v1/sensors", params(PatternQuery), security(("bearer" = [])), responses((status = 200, description = "sensors in the token's scope, by name: one page, with an `x-next-after` header when more follow", body = [SensorJson], headers(("x-next-after" = String, description = "where the next page starts: pass it as `after`"))), (status = 401, description = "no valid token", body = ErrorBody), (status = 403, description = "not allowed for this token", body = ErrorBody)))]
@@ -631,8 +546,31 @@ struct HistoryParams {
 #[derive(Serialize, utoipa::ToSchema)]
 struct HistoryJson {
     readings: Vec<RowJson>,
-    buckets: Vec<crate::store::Bucket>,
+    buckets: Vec<BucketJson>,
     truncated: bool,
+}
+
+/// Aggregates of one time bucket.
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(as = Bucket)]
+struct BucketJson {
+    start_us: i64,
+    min: f64,
+    max: f64,
+    mean: f64,
+    count: u64,
+}
+
+impl From<&crate::store::Bucket> for BucketJson {
+    fn from(b: &crate::store::Bucket) -> Self {
+        Self {
+            start_us: b.start_us,
+            min: b.min,
+            max: b.max,
+            mean: b.mean,
+            count: b.count,
+        }
+    }
 }
 
 #[derive(Serialize, utoipa::ToSchema)]
@@ -655,7 +593,7 @@ async fn history(
         p.to.unwrap_or_else(|| crate::reading::now_us().saturating_add(1));
     let from = p.from.unwrap_or_else(|| to.saturating_sub(3_600_000_000));
     if from < 0 || to < 0 {
-        return Err(ApiError(ServiceError::Invalid));
+        return Err(ApiError::Service(ServiceError::Invalid));
     }
     let limit = usize::try_from(p.limit.unwrap_or(0)).unwrap_or(usize::MAX);
     let query = service.history(
@@ -677,7 +615,7 @@ async fn history(
                 quality: quality_name(r.quality),
             })
             .collect(),
-        buckets: h.buckets,
+        buckets: h.buckets.iter().map(BucketJson::from).collect(),
         truncated: h.truncated,
     }))
 }
@@ -703,7 +641,7 @@ async fn stream(
     for p in text.split(',') {
         // An empty piece would widen the stream to everything in scope.
         if p.is_empty() {
-            return Err(ApiError(ServiceError::Invalid));
+            return Err(ApiError::Service(ServiceError::Invalid));
         }
         patterns.push(pattern(&service, Some(p))?);
     }
@@ -716,7 +654,7 @@ async fn stream(
     };
     let subscriber = match service.subscribe(auth.caller(), &auth.connection, &patterns) {
         Ok((s, _)) => s,
-        Err(e) => return Err(ApiError(e)),
+        Err(e) => return Err(ApiError::Service(e)),
     };
     let connection = auth.connection.clone();
     let clock_service = service.clone();
@@ -790,19 +728,11 @@ struct TokenJson {
     revoked: bool,
 }
 
-const fn role_name(r: Role) -> &'static str {
-    match r {
-        Role::Admin => "admin",
-        Role::Reader => "reader",
-        Role::Device => "device",
-    }
-}
-
 fn token_json(t: &crate::auth::store::TokenRecord) -> TokenJson {
     TokenJson {
         id: t.id.clone(),
         name: t.name.clone(),
-        role: role_name(t.role),
+        role: Role::as_str(t.role),
         scope: t.scope.as_str().to_owned(),
         created_at_us: t.created_at_us,
         revoked: t.revoked,
@@ -848,26 +778,15 @@ async fn create_token(
     State(service): State<Arc<Service>>,
     auth: Auth,
     body: Result<Json<NewToken>, JsonRejection>,
-) -> Result<(StatusCode, Json<CreatedToken>), Response> {
+) -> Result<(StatusCode, Json<CreatedToken>), ApiError> {
     let Json(t) = body.map_err(|r| {
         if r.status() == StatusCode::PAYLOAD_TOO_LARGE {
             service.counters().limits.hit(Limit::HttpBody);
         }
-        error(
-            r.status(),
-            ErrorCode::Malformed,
-            "the body is not a token request",
-        )
+        ApiError::BadBody(r.status())
     })?;
-    let role = match t.role.as_str() {
-        "admin" => Role::Admin,
-        "reader" => Role::Reader,
-        "device" => Role::Device,
-        _ => return Err(ApiError(ServiceError::Invalid).into_response()),
-    };
-    let (record, secret) = service
-        .create_token(auth.caller(), &t.name, role, &t.scope)
-        .map_err(|e| ApiError(e).into_response())?;
+    let role = Role::parse(&t.role).ok_or(ApiError::Service(ServiceError::Invalid))?;
+    let (record, secret) = service.create_token(auth.caller(), &t.name, role, &t.scope)?;
     Ok((
         StatusCode::CREATED,
         Json(CreatedToken {
@@ -919,9 +838,9 @@ async fn list_connections(
         .map(|c| ConnectionJson {
             id: c.id,
             principal: c.principal().map(|p| p.name.clone()).unwrap_or_default(),
-            role: c.principal().map_or("", |p| role_name(p.role)),
+            role: c.principal().map_or("", |p| Role::as_str(p.role)),
             peer: c.peer.to_string(),
-            frontend: c.frontend,
+            frontend: c.frontend.name(),
             connected_at_us: c.connected_at_us,
             subscriptions: c.subscriptions.load(Relaxed),
             bytes_in: c.bytes_in.load(Relaxed),

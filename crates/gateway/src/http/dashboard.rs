@@ -7,10 +7,10 @@
 //! secret and needs no token; everything it shows comes from the API with
 //! the token the user typed (kept in the tab's session storage).
 
+use super::error::ApiError;
 use axum::extract::{Path, rejection::PathRejection};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use sensegate_proto::v1::ErrorCode;
 
 /// One embedded file.
 #[derive(Debug)]
@@ -43,11 +43,7 @@ pub fn is_built() -> bool {
 pub async fn index(headers: HeaderMap) -> Response {
     match find("index.html") {
         Some(a) => serve(a, &headers),
-        None => super::api::error(
-            StatusCode::NOT_FOUND,
-            ErrorCode::NotFound,
-            "the dashboard was not built into this binary",
-        ),
+        None => ApiError::NoDashboard.into_response(),
     }
 }
 
@@ -58,7 +54,7 @@ pub async fn asset(file: Result<Path<String>, PathRejection>, headers: HeaderMap
         .and_then(|Path(f)| find(&format!("assets/{f}")).filter(|_| !f.contains('/')));
     match found {
         Some(a) => serve(a, &headers),
-        None => super::api::error(StatusCode::NOT_FOUND, ErrorCode::NotFound, "not found"),
+        None => ApiError::NoAsset.into_response(),
     }
 }
 

@@ -17,4 +17,6 @@
 
 pub mod api;
 pub mod dashboard;
+pub mod error;
+pub mod metrics;
 pub mod server;

@@ -66,14 +66,18 @@ pub async fn run(
                 continue;
             }
         };
-        let admission = match service.registry().admit(peer, "http", now_us()) {
-            Ok(a) => a,
-            Err(e) => {
-                // Past the connection caps: closed at once, nothing read.
-                service.counters().refused(e);
-                continue;
-            }
-        };
+        let admission =
+            match service
+                .registry()
+                .admit(peer, crate::registry::Frontend::Http, now_us())
+            {
+                Ok(a) => a,
+                Err(e) => {
+                    // Past the connection caps: closed at once, nothing read.
+                    service.counters().refused(e);
+                    continue;
+                }
+            };
         let _ = tcp.set_nodelay(true);
         let app = api::with_connection(router.clone(), admission.connection().clone());
         let handshake = admission

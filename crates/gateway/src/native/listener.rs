@@ -55,22 +55,27 @@ pub async fn run(
             }
         };
         let _ = tcp.set_nodelay(true);
-        let admission = match shared.service.registry().admit(peer, "native", now_us()) {
-            Ok(a) => a,
-            Err(e) => {
-                tracing::debug!(%peer, error = %e, "connection refused");
-                shared.service.counters().refused(e);
-                if tls.is_none()
-                    && let Ok(permit) = refusals.clone().try_acquire_owned()
-                {
-                    tracker.spawn(async move {
-                        refuse(tcp, e).await;
-                        drop(permit);
-                    });
+        let admission =
+            match shared
+                .service
+                .registry()
+                .admit(peer, crate::registry::Frontend::Native, now_us())
+            {
+                Ok(a) => a,
+                Err(e) => {
+                    tracing::debug!(%peer, error = %e, "connection refused");
+                    shared.service.counters().refused(e);
+                    if tls.is_none()
+                        && let Ok(permit) = refusals.clone().try_acquire_owned()
+                    {
+                        tracker.spawn(async move {
+                            refuse(tcp, e).await;
+                            drop(permit);
+                        });
+                    }
+                    continue;
                 }
-                continue;
-            }
-        };
+            };
         let shared = shared.clone();
         let tls = tls.clone();
         let fut = async move {

@@ -1,174 +1,84 @@
-//! History: where readings are kept, and the queries over them.
-//!
-//! - [`Store`] is the small trait a backend implements (write a group of
-//!   batches in one transaction, answer a history query, prune old rows).
-//!   [`sqlite`] is the backend today; a PostgreSQL one can be added behind
-//!   the same trait without touching callers.
-//! - [`writer`] is what callers use: [`writer::StoreHandle`] queues readings
-//!   for one writer thread that commits everything queued at once (group
-//!   commit), acknowledges a device's push only after its commit, runs
-//!   history queries on a blocking thread, and prunes by age in small steps.
-//!
-//! Every queue is bounded: at most `store.max_queued_readings` readings wait
-//! for the writer. Source readings that find it full are left out of history
-//! and counted (live data goes on); a push waits for room, and is
-//! acknowledged only once it is durable.
+//! History on this box: the core's store trait and writer
+//! ([`sensegate_core::store`]), and the SQLite backend behind them.
+
+pub use sensegate_core::store::*;
 
 pub mod sqlite;
-pub mod writer;
 
-use crate::reading::{Quality, Reading};
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::time::Duration;
 
-/// A backend failed, or refused work for now.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("history store: {message}")]
-pub struct StoreError {
-    /// What failed.
-    pub message: String,
-    /// What a caller may do about it.
-    pub kind: StoreErrorKind,
-}
+    use tokio_util::sync::CancellationToken;
 
-/// What kind of failure a [`StoreError`] is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum StoreErrorKind {
-    /// The backend failed.
-    Failed,
-    /// The disk (or the database's quota) is full: nothing was written, and
-    /// writes will succeed again once space is freed.
-    Full,
-    /// Every query slot is taken: nothing ran; the same query may succeed
-    /// in a moment.
-    Busy,
-    /// The asker holds its share of the query slots already: nothing ran.
-    ShareTaken,
-}
+    use super::sqlite::{Durability, SqliteStore};
+    use super::writer::{QuerySlots, Retention, StoreHandle};
+    use super::{HistoryQuery, Store};
+    use crate::pattern::Pattern;
+    use crate::reading::{Quality, Reading, now_us};
 
-impl StoreError {
-    /// A failure described by `message`.
-    #[must_use]
-    pub fn new(message: impl Into<String>) -> Self {
-        Self {
-            message: message.into(),
-            kind: StoreErrorKind::Failed,
+    /// `n` readings of the last `n` µs (recent: old ones would be pruned
+    /// at once by the retention task).
+    fn readings(sensor: &str, n: i64) -> Vec<Reading> {
+        let s: Arc<str> = Arc::from(sensor);
+        let base = now_us() - n;
+        (0..n)
+            .map(|i| Reading {
+                sensor: s.clone(),
+                timestamp_us: base + i,
+                value: 1.0,
+                quality: Quality::Good,
+            })
+            .collect()
+    }
+
+    fn retention() -> Retention {
+        Retention {
+            default: Duration::from_secs(86_400),
+            rules: vec![(Pattern::new("short/*"), Duration::from_secs(1))],
+            every: Duration::from_secs(3600),
         }
     }
 
-    /// A refusal for now, of `kind` [`StoreErrorKind::Busy`] or
-    /// [`StoreErrorKind::ShareTaken`].
-    #[must_use]
-    pub fn refused(kind: StoreErrorKind, message: impl Into<String>) -> Self {
-        Self {
-            message: message.into(),
-            kind,
+    /// The core's writer over the SQLite backend.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn commits_are_acknowledged_once_durable_and_offers_past_the_cap_are_counted() {
+        let dir = tempfile::tempdir().unwrap();
+        let store: Arc<dyn Store> =
+            Arc::new(SqliteStore::open(&dir.path().join("h.db"), Durability::Full).unwrap());
+        let stop = CancellationToken::new();
+        let h = StoreHandle::start(
+            store.clone(),
+            100,
+            QuerySlots::default(),
+            retention(),
+            &stop,
+        );
+        // Concurrent acknowledged commits: all durable when they return.
+        let tasks: Vec<_> = (0..8)
+            .map(|i| {
+                let h = h.clone();
+                tokio::spawn(async move { h.commit(readings(&format!("d{i}"), 50)).await })
+            })
+            .collect();
+        for t in tasks {
+            t.await.unwrap().unwrap();
         }
-    }
-}
-
-/// A history query, validated by the service.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct HistoryQuery {
-    /// The sensor.
-    pub sensor: String,
-    /// Start, inclusive, µs since the epoch.
-    pub from_us: i64,
-    /// End, exclusive.
-    pub to_us: i64,
-    /// 0 for raw readings, else the bucket width in µs.
-    pub bucket_us: i64,
-    /// Most rows returned.
-    pub limit: usize,
-    /// Who asks (a token id): each may hold only its share of the query
-    /// slots. Empty for the daemon itself.
-    pub owner: String,
-}
-
-/// Aggregates of one time bucket (also the HTTP API's JSON form).
-#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, utoipa::ToSchema)]
-pub struct Bucket {
-    /// Start of the bucket.
-    pub start_us: i64,
-    /// Smallest value.
-    pub min: f64,
-    /// Largest value.
-    pub max: f64,
-    /// Mean.
-    pub mean: f64,
-    /// Readings in it.
-    pub count: u64,
-}
-
-impl Bucket {
-    /// The native protocol's form.
-    #[must_use]
-    pub const fn to_wire(&self) -> sensegate_proto::v1::Bucket {
-        sensegate_proto::v1::Bucket {
-            start_us: self.start_us,
-            min: self.min,
-            max: self.max,
-            mean: self.mean,
-            count: self.count,
+        for i in 0..8 {
+            let q = HistoryQuery {
+                sensor: format!("d{i}"),
+                from_us: 0,
+                to_us: i64::MAX,
+                bucket_us: 0,
+                limit: 1000,
+                owner: String::new(),
+            };
+            assert_eq!(h.history(q).await.unwrap().rows.len(), 50);
         }
+        // An offer bigger than the whole queue is left out and counted.
+        h.offer(&readings("big", 101));
+        assert_eq!(h.dropped(), 101);
+        stop.cancel();
     }
-}
-
-/// A raw reading from history.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Row {
-    /// When.
-    pub timestamp_us: i64,
-    /// The value.
-    pub value: f64,
-    /// Its quality.
-    pub quality: Quality,
-}
-
-/// What a history query found.
-#[derive(Debug, Clone, PartialEq, Default)]
-pub struct History {
-    /// Raw readings (when the query had no bucket).
-    pub rows: Vec<Row>,
-    /// Buckets (when it had one).
-    pub buckets: Vec<Bucket>,
-    /// The limit cut the answer short.
-    pub truncated: bool,
-}
-
-/// A history backend. Writes come from one thread at a time; queries and
-/// pruning may come from others.
-pub trait Store: Send + Sync + 'static {
-    /// Writes every batch in one durable transaction.
-    ///
-    /// # Errors
-    /// [`StoreError`]; then none of the batches is stored.
-    fn write(&self, batches: &[&[Reading]]) -> Result<(), StoreError>;
-
-    /// Answers a query.
-    ///
-    /// # Errors
-    /// [`StoreError`].
-    fn history(&self, query: &HistoryQuery) -> Result<History, StoreError>;
-
-    /// One pruning step: deletes at most `max_rows` readings older than
-    /// their sensor's cutoff (`cutoff(name)`, µs since the epoch), in one
-    /// short transaction. Call again while [`PruneStep::more`] is set.
-    ///
-    /// # Errors
-    /// [`StoreError`].
-    fn prune(&self, cutoff: &dyn Fn(&str) -> i64, max_rows: usize)
-    -> Result<PruneStep, StoreError>;
-
-    /// The size of the write-ahead log, where the backend has one.
-    fn wal_bytes(&self) -> Option<u64> {
-        None
-    }
-}
-
-/// What one pruning step did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct PruneStep {
-    /// Rows deleted.
-    pub deleted: usize,
-    /// Sensors remain to be visited in this pass.
-    pub more: bool,
 }

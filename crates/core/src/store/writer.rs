@@ -396,23 +396,6 @@ mod tests {
         drop(b);
         assert!(owners.lock().unwrap().is_empty());
     }
-    use crate::reading::Quality;
-    use crate::store::sqlite::{Durability, SqliteStore};
-
-    /// `n` readings of the last `n` µs (recent: old ones would be pruned
-    /// at once by the retention task).
-    fn readings(sensor: &str, n: i64) -> Vec<Reading> {
-        let s: Arc<str> = Arc::from(sensor);
-        let base = now_us() - n;
-        (0..n)
-            .map(|i| Reading {
-                sensor: s.clone(),
-                timestamp_us: base + i,
-                value: 1.0,
-                quality: Quality::Good,
-            })
-            .collect()
-    }
 
     fn retention() -> Retention {
         Retention {
@@ -430,45 +413,5 @@ mod tests {
             r.cutoff("other", 100_000_000_000),
             100_000_000_000 - 86_400_000_000
         );
-    }
-
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn commits_are_acknowledged_once_durable_and_offers_past_the_cap_are_counted() {
-        let dir = tempfile::tempdir().unwrap();
-        let store: Arc<dyn Store> =
-            Arc::new(SqliteStore::open(&dir.path().join("h.db"), Durability::Full).unwrap());
-        let stop = CancellationToken::new();
-        let h = StoreHandle::start(
-            store.clone(),
-            100,
-            QuerySlots::default(),
-            retention(),
-            &stop,
-        );
-        // Concurrent acknowledged commits: all durable when they return.
-        let tasks: Vec<_> = (0..8)
-            .map(|i| {
-                let h = h.clone();
-                tokio::spawn(async move { h.commit(readings(&format!("d{i}"), 50)).await })
-            })
-            .collect();
-        for t in tasks {
-            t.await.unwrap().unwrap();
-        }
-        for i in 0..8 {
-            let q = HistoryQuery {
-                sensor: format!("d{i}"),
-                from_us: 0,
-                to_us: i64::MAX,
-                bucket_us: 0,
-                limit: 1000,
-                owner: String::new(),
-            };
-            assert_eq!(h.history(q).await.unwrap().rows.len(), 50);
-        }
-        // An offer bigger than the whole queue is left out and counted.
-        h.offer(&readings("big", 101));
-        assert_eq!(h.dropped(), 101);
-        stop.cancel();
     }
 }

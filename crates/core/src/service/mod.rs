@@ -18,8 +18,8 @@ use crate::audit::{Audit, AuditEvent};
 use crate::auth::Principal;
 use crate::auth::store::TokenStore;
 use crate::catalog::{Catalog, SensorEntry};
-use crate::config::Limits;
 use crate::hub::Hub;
+use crate::limits::Limits;
 use crate::pattern::Pattern;
 use crate::policy::{self, Action};
 use crate::reading::{Quality, Reading, now_us};
@@ -30,6 +30,9 @@ use crate::store::{History, HistoryQuery, StoreErrorKind};
 use crate::throttle::{AuthThrottle, PushRate};
 
 mod admin;
+mod metrics;
+
+pub use metrics::{HubFigures, MetricsSnapshot, SensorValue, StoreFigures};
 
 /// Why an operation was refused. Messages are fixed text: never input, never
 /// a secret.
@@ -236,18 +239,6 @@ impl Service {
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
         *map.entry(source.to_owned()).or_default() += 1;
-    }
-
-    /// The metrics text for a caller allowed to read it (`None`: the
-    /// endpoint is configured public, and per-sensor series are left out).
-    ///
-    /// # Errors
-    /// [`ServiceError::Forbidden`] for a role that may not read metrics.
-    pub fn metrics(&self, caller: Option<Caller<'_>>) -> Result<String, ServiceError> {
-        if let Some(c) = caller {
-            Self::allow(c.principal, Action::ReadMetrics)?;
-        }
-        Ok(crate::metrics::render(self, caller.map(|c| c.principal)))
     }
 
     /// Keeps history in `store`: source readings are offered to it, pushes

@@ -1,4 +1,6 @@
-//! The Prometheus text exposition for `/metrics`, built from typed values.
+//! The Prometheus text exposition for `/metrics`, rendered from the
+//! service's [`MetricsSnapshot`] (typed values, already filtered by policy
+//! for the caller).
 //!
 //! Series: connections by front end, frames and bytes in and out by front
 //! end, caps hit by kind, hub subscribers and what their queues lost,
@@ -11,70 +13,38 @@
 //! `[A-Za-z0-9._:/-]`; they are escaped anyway.
 
 use std::fmt::Write as _;
-use std::sync::atomic::Ordering::Relaxed;
 
-use crate::auth::Principal;
-use crate::catalog::SensorState;
-use crate::pattern::Pattern;
-use crate::policy::{self, Action};
 use crate::reading::now_us;
 use crate::registry::Traffic;
-use crate::service::Service;
-use crate::stats::{HistogramSnapshot, LATENCY_BUCKETS, Limit};
+use crate::service::MetricsSnapshot;
+use crate::stats::{HistogramSnapshot, LATENCY_BUCKETS};
 
-/// Renders every series. With a caller, what concerns sensors (their
-/// counts by state, driver restarts by source, per-sensor values) covers
-/// only the sensors it may read: a reader learns nothing of the others.
+/// Renders every series of `m` (already filtered by the service for its
+/// caller).
 #[must_use]
-pub fn render(service: &Service, caller: Option<&Principal>) -> String {
+pub fn render(m: &MetricsSnapshot) -> String {
     let mut out = String::with_capacity(4096);
-    let everything = Pattern::any();
-    let sensors = service
-        .catalog()
-        .list(&everything, service.limits().max_sensors, |name| {
-            caller.is_none_or(|p| policy::decide(p, Action::ReadSensor(name)).is_allowed())
-        });
-    daemon_series(&mut out, service, caller.map(|_| sensors.as_slice()));
+    daemon_series(&mut out, m);
     header(&mut out, "sensegate_sensors", "gauge", "Sensors by state.");
-    for state in SensorState::ALL {
-        let n = sensors.iter().filter(|s| s.state == state).count();
+    for (state, n) in &m.sensors_by_state {
         let _ = writeln!(out, "sensegate_sensors{{state=\"{}\"}} {n}", state.name());
     }
-    if let Some(principal) = caller {
-        sensor_series(&mut out, &sensors, principal);
+    if let Some(values) = &m.sensor_values {
+        sensor_series(&mut out, values);
     }
     out
 }
 
 /// Connections, the hub, ingest, history, authentication, driver restarts.
-/// `in_scope`: the sensors a caller may read (`None`: public, no caller), to
-/// which driver restarts are limited.
-fn daemon_series(
-    out: &mut String,
-    service: &Service,
-    in_scope: Option<&[crate::catalog::SensorEntry]>,
-) {
-    let connections = service
-        .registry()
-        .list(service.limits().max_connections, |_| true);
-    let count = |frontend: &str| {
-        connections
-            .iter()
-            .filter(|c| c.frontend == frontend)
-            .count()
-    };
+fn daemon_series(out: &mut String, m: &MetricsSnapshot) {
     header(
         out,
         "sensegate_connections",
         "gauge",
         "Open connections by front end.",
     );
-    for frontend in ["native", "http"] {
-        let _ = writeln!(
-            out,
-            "sensegate_connections{{frontend=\"{frontend}\"}} {}",
-            count(frontend)
-        );
+    for (frontend, n) in &m.connections {
+        let _ = writeln!(out, "sensegate_connections{{frontend=\"{frontend}\"}} {n}");
     }
     header(
         out,
@@ -82,14 +52,10 @@ fn daemon_series(
         "gauge",
         "Idle native connections waiting without a task (counted in sensegate_connections too).",
     );
-    let _ = writeln!(
-        out,
-        "sensegate_connections_parked {}",
-        service.counters().parked.load(Relaxed)
-    );
-    traffic_series(out, service);
-    limit_series(out, service);
-    hub_series(out, service);
+    let _ = writeln!(out, "sensegate_connections_parked {}", m.parked);
+    traffic_series(out, m);
+    limit_series(out, m);
+    hub_series(out, m);
     header(
         out,
         "sensegate_readings_ingested_total",
@@ -99,23 +65,23 @@ fn daemon_series(
     let _ = writeln!(
         out,
         "sensegate_readings_ingested_total {}",
-        service.readings_ingested()
+        m.readings_ingested
     );
-    if let Some(store) = service.store() {
+    if let Some(store) = &m.store {
         header(
             out,
             "sensegate_history_dropped_total",
             "counter",
             "Source readings left out of history (queue full).",
         );
-        let _ = writeln!(out, "sensegate_history_dropped_total {}", store.dropped());
+        let _ = writeln!(out, "sensegate_history_dropped_total {}", store.dropped);
         histogram(
             out,
             "sensegate_store_commit_seconds",
             "Time the store took per group commit.",
-            &store.commit_latency().snapshot(),
+            &store.commit_latency,
         );
-        if let Some(wal) = store.wal_bytes() {
+        if let Some(wal) = store.wal_bytes {
             header(
                 out,
                 "sensegate_store_wal_bytes",
@@ -125,7 +91,6 @@ fn daemon_series(
             let _ = writeln!(out, "sensegate_store_wal_bytes {wal}");
         }
     }
-    let c = service.counters();
     header(
         out,
         "sensegate_auth_failures_total",
@@ -135,51 +100,30 @@ fn daemon_series(
     let _ = writeln!(
         out,
         "sensegate_auth_failures_total{{reason=\"bad_token\"}} {}",
-        c.auth_bad_token.load(Relaxed)
+        m.auth_bad_token
     );
     let _ = writeln!(
         out,
         "sensegate_auth_failures_total{{reason=\"throttled\"}} {}",
-        c.auth_throttled.load(Relaxed)
+        m.auth_throttled
     );
-    driver_series(out, service, in_scope);
-}
-
-/// Driver host restarts by source (for a caller, only sources feeding a
-/// sensor in its scope).
-fn driver_series(
-    out: &mut String,
-    service: &Service,
-    in_scope: Option<&[crate::catalog::SensorEntry]>,
-) {
-    let c = service.counters();
     header(
         out,
         "sensegate_driver_restarts_total",
         "counter",
         "Driver host restarts by source.",
     );
-    {
-        let restarts = c
-            .driver_restarts
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        for (source, n) in restarts.iter() {
-            let origin = format!("driver:{source}");
-            if in_scope.is_some_and(|s| !s.iter().any(|e| e.source == origin)) {
-                continue;
-            }
-            let _ = writeln!(
-                out,
-                "sensegate_driver_restarts_total{{source=\"{}\"}} {n}",
-                escape(source)
-            );
-        }
+    for (source, n) in &m.driver_restarts {
+        let _ = writeln!(
+            out,
+            "sensegate_driver_restarts_total{{source=\"{}\"}} {n}",
+            escape(source)
+        );
     }
 }
 
-/// Last value and age of each sensor `principal` may read.
-fn sensor_series(out: &mut String, sensors: &[crate::catalog::SensorEntry], principal: &Principal) {
+/// Last value and age of each sensor in the caller's scope.
+fn sensor_series(out: &mut String, values: &[crate::service::SensorValue]) {
     let now = now_us();
     header(
         out,
@@ -188,22 +132,18 @@ fn sensor_series(out: &mut String, sensors: &[crate::catalog::SensorEntry], prin
         "Last value of each sensor in scope.",
     );
     let mut ages = String::new();
-    for s in sensors {
-        let allowed = policy::decide(principal, Action::ReadSensor(&s.name)).is_allowed();
-        let Some(latest) = s.latest.as_ref().filter(|_| allowed) else {
-            continue;
-        };
+    for s in values {
         let name = escape(&s.name);
         let _ = writeln!(
             out,
             "sensegate_sensor_value{{sensor=\"{name}\"}} {}",
-            latest.value
+            s.value
         );
         #[allow(
             clippy::cast_precision_loss,
             reason = "ages in seconds, far below 2^52"
         )]
-        let age = (now - latest.timestamp_us).max(0) as f64 / 1e6;
+        let age = (now - s.timestamp_us).max(0) as f64 / 1e6;
         let _ = writeln!(
             ages,
             "sensegate_sensor_age_seconds{{sensor=\"{name}\"}} {age}"
@@ -219,14 +159,14 @@ fn sensor_series(out: &mut String, sensors: &[crate::catalog::SensorEntry], prin
 }
 
 /// Hub subscribers and what their queues lost.
-fn hub_series(out: &mut String, service: &Service) {
+fn hub_series(out: &mut String, m: &MetricsSnapshot) {
     header(
         out,
         "sensegate_hub_subscribers",
         "gauge",
         "Subscribers of the hub.",
     );
-    let _ = writeln!(out, "sensegate_hub_subscribers {}", service.hub().len());
+    let _ = writeln!(out, "sensegate_hub_subscribers {}", m.hub.subscribers);
     header(
         out,
         "sensegate_hub_route_builds_total",
@@ -236,37 +176,27 @@ fn hub_series(out: &mut String, service: &Service) {
     let _ = writeln!(
         out,
         "sensegate_hub_route_builds_total {}",
-        service.hub().route_builds()
+        m.hub.route_builds
     );
-    let losses = service.hub().losses();
     header(
         out,
         "sensegate_hub_dropped_total",
         "counter",
         "Readings dropped from full subscriber queues (lag_policy drop_oldest).",
     );
-    let _ = writeln!(
-        out,
-        "sensegate_hub_dropped_total {}",
-        losses.dropped.load(Relaxed)
-    );
+    let _ = writeln!(out, "sensegate_hub_dropped_total {}", m.hub.dropped);
     header(
         out,
         "sensegate_hub_lagged_total",
         "counter",
         "Subscribers cut off for falling behind (lag_policy disconnect).",
     );
-    let _ = writeln!(
-        out,
-        "sensegate_hub_lagged_total {}",
-        losses.lagged.load(Relaxed)
-    );
+    let _ = writeln!(out, "sensegate_hub_lagged_total {}", m.hub.lagged);
 }
 
 /// Frames and bytes in and out by front end (HTTP: requests, and responses
 /// and stream events).
-fn traffic_series(out: &mut String, service: &Service) {
-    let frontends = ["native", "http"].map(|f| (f, service.registry().traffic(f)));
+fn traffic_series(out: &mut String, m: &MetricsSnapshot) {
     for (name, help, field) in [
         (
             "sensegate_frames_received_total",
@@ -290,27 +220,25 @@ fn traffic_series(out: &mut String, service: &Service) {
         ),
     ] {
         header(out, name, "counter", help);
-        for (frontend, t) in &frontends {
+        for (frontend, t) in &m.traffic {
             let _ = writeln!(out, "{name}{{frontend=\"{frontend}\"}} {}", field(t));
         }
     }
 }
 
 /// How often each cap was hit.
-fn limit_series(out: &mut String, service: &Service) {
+fn limit_series(out: &mut String, m: &MetricsSnapshot) {
     header(
         out,
         "sensegate_limits_hit_total",
         "counter",
         "Requests, frames and connections refused or cut off by a cap, by cap.",
     );
-    let hits = &service.counters().limits;
-    for limit in Limit::ALL {
+    for (limit, n) in &m.limits {
         let _ = writeln!(
             out,
-            "sensegate_limits_hit_total{{limit=\"{}\"}} {}",
-            limit.name(),
-            hits.get(limit)
+            "sensegate_limits_hit_total{{limit=\"{}\"}} {n}",
+            limit.name()
         );
     }
 }

@@ -3,9 +3,9 @@
 //! attacker which token ids exist. A valid token is measured too, for scale.
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use sensegate_gateway::auth::Role;
-use sensegate_gateway::auth::store::TokenStore;
-use sensegate_gateway::auth::token::{ID_HEX_LEN, PREFIX};
+use sensegate_core::auth::Role;
+use sensegate_core::auth::store::TokenStore;
+use sensegate_core::auth::token::{ID_HEX_LEN, PREFIX};
 use std::hint::black_box;
 
 fn bench(c: &mut Criterion) {

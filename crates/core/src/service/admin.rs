@@ -285,7 +285,7 @@ mod tests {
     use super::*;
     use crate::audit::Audit;
     use crate::auth::store::{SAVING, TokenStore};
-    use crate::config::Limits;
+    use crate::limits::Limits;
 
     /// Creating a token writes and syncs the store's file; authentication
     /// must not wait for that (it takes the token lock on every hello).

@@ -55,6 +55,35 @@ impl StopReason {
     }
 }
 
+/// Which front end a connection came in through.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Frontend {
+    /// The native length-prefixed protocol.
+    Native,
+    /// The HTTP/JSON API.
+    Http,
+}
+
+impl Frontend {
+    /// Every front end, in the order `/metrics` lists them.
+    pub const ALL: [Self; 2] = [Self::Native, Self::Http];
+
+    /// Its name on the wire, in metrics and in `list connections`.
+    #[must_use]
+    pub const fn name(self) -> &'static str {
+        match self {
+            Self::Native => "native",
+            Self::Http => "http",
+        }
+    }
+}
+
+impl std::fmt::Display for Frontend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
 /// What the registry knows of one connection. Counters are updated by the
 /// connection task and read by `list connections`.
 #[derive(Debug)]
@@ -63,8 +92,8 @@ pub struct Connection {
     pub id: u64,
     /// Source address.
     pub peer: SocketAddr,
-    /// `native` or `http`.
-    pub frontend: &'static str,
+    /// The front end it came in through.
+    pub frontend: Frontend,
     /// When it was accepted, microseconds since the epoch.
     pub connected_at_us: i64,
     /// Behind a mutex held only to clone or swap the `Arc`.
@@ -207,7 +236,7 @@ struct Inner {
     connections: HashMap<u64, Arc<Connection>>,
     per_address: HashMap<IpAddr, usize>,
     /// What closed connections carried, by front end.
-    closed: HashMap<&'static str, Traffic>,
+    closed: HashMap<Frontend, Traffic>,
 }
 
 /// Frames and bytes in each direction.
@@ -307,7 +336,7 @@ impl Registry {
     pub fn admit(
         self: &Arc<Self>,
         peer: SocketAddr,
-        frontend: &'static str,
+        frontend: Frontend,
         now_us: i64,
     ) -> Result<Admission, AdmitError> {
         let mut inner = self.lock();
@@ -369,9 +398,9 @@ impl Registry {
     /// Everything front end `frontend` carried since start: closed
     /// connections and open ones.
     #[must_use]
-    pub fn traffic(&self, frontend: &str) -> Traffic {
+    pub fn traffic(&self, frontend: Frontend) -> Traffic {
         let inner = self.lock();
-        let mut t = inner.closed.get(frontend).copied().unwrap_or_default();
+        let mut t = inner.closed.get(&frontend).copied().unwrap_or_default();
         for c in inner
             .connections
             .values()
@@ -460,20 +489,20 @@ mod tests {
     #[test]
     fn caps_total_and_per_address_and_frees_places_on_drop() {
         let reg = Arc::new(Registry::new(3, 2, CancellationToken::new()));
-        let first = reg.admit(addr(1, 1), "native", 0).unwrap();
-        let second = reg.admit(addr(1, 2), "native", 0).unwrap();
+        let first = reg.admit(addr(1, 1), Frontend::Native, 0).unwrap();
+        let second = reg.admit(addr(1, 2), Frontend::Native, 0).unwrap();
         assert_eq!(
-            reg.admit(addr(1, 3), "native", 0).unwrap_err(),
+            reg.admit(addr(1, 3), Frontend::Native, 0).unwrap_err(),
             AdmitError::PerAddress
         );
-        let other = reg.admit(addr(2, 1), "native", 0).unwrap();
+        let other = reg.admit(addr(2, 1), Frontend::Native, 0).unwrap();
         assert_eq!(
-            reg.admit(addr(3, 1), "native", 0).unwrap_err(),
+            reg.admit(addr(3, 1), Frontend::Native, 0).unwrap_err(),
             AdmitError::Total
         );
         drop(first);
         assert_eq!(reg.len(), 2);
-        let again = reg.admit(addr(1, 4), "native", 0).unwrap();
+        let again = reg.admit(addr(1, 4), Frontend::Native, 0).unwrap();
         assert_ne!(again.connection().id, second.connection().id);
         drop((second, other, again));
         assert!(reg.is_empty());
@@ -485,7 +514,7 @@ mod tests {
         let r = Arc::new(Registry::new(1000, 1000, CancellationToken::new()));
         let d = std::time::Duration::from_secs(5);
         let held: Vec<_> = (0..200u8)
-            .map(|i| r.admit(addr(2, u16::from(i)), "native", 0).unwrap())
+            .map(|i| r.admit(addr(2, u16::from(i)), Frontend::Native, 0).unwrap())
             .collect();
         let all: Vec<_> = held
             .iter()
@@ -500,9 +529,9 @@ mod tests {
     async fn kick_and_revocation_stop_the_right_connections() {
         let parent = CancellationToken::new();
         let r = Arc::new(Registry::new(10, 10, parent.clone()));
-        let a = r.admit(addr(1, 1), "native", 0).unwrap();
-        let b = r.admit(addr(1, 2), "native", 0).unwrap();
-        let c = r.admit(addr(1, 3), "native", 0).unwrap();
+        let a = r.admit(addr(1, 1), Frontend::Native, 0).unwrap();
+        let b = r.admit(addr(1, 2), Frontend::Native, 0).unwrap();
+        let c = r.admit(addr(1, 3), Frontend::Native, 0).unwrap();
         for (adm, token) in [(&a, "aaaa"), (&b, "bbbb"), (&c, "aaaa")] {
             adm.connection().set_principal(Arc::new(Principal {
                 token_id: token.into(),
@@ -518,12 +547,12 @@ mod tests {
         r.get(b.connection().id).unwrap().stop(StopReason::Kicked);
         assert_eq!(b.connection().stopped().await, StopReason::Kicked);
         assert!(r.get(999).is_none());
-        let late = r.admit(addr(1, 4), "native", 0).unwrap();
+        let late = r.admit(addr(1, 4), Frontend::Native, 0).unwrap();
         let sweep = tokio::spawn(r.clone().stop_all_at_shutdown());
         parent.cancel();
         assert_eq!(late.connection().stopped().await, StopReason::Shutdown);
         sweep.await.unwrap();
-        let after = r.admit(addr(1, 5), "native", 0).unwrap();
+        let after = r.admit(addr(1, 5), Frontend::Native, 0).unwrap();
         assert_eq!(after.connection().stopped().await, StopReason::Shutdown);
     }
 }

@@ -35,10 +35,18 @@ use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use tokio::sync::Notify;
 
 use crate::auth::Principal;
-use crate::config::LagPolicy;
 use crate::pattern::Pattern;
 use crate::policy::{self, Action};
 use crate::reading::Reading;
+
+/// What a subscriber that falls behind gets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LagPolicy {
+    /// Lose the oldest readings, and be told how many.
+    DropOldest,
+    /// Be disconnected with a goodbye.
+    Disconnect,
+}
 
 /// Most cached routes; past it the cache is cleared and rebuilt on demand.
 const MAX_ROUTES: usize = 65_536;

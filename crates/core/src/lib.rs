@@ -1,0 +1,38 @@
+//! sensegate's domain core, with no sockets, no HTTP, no TLS and no SQLite.
+//!
+//! Every front end (native protocol, HTTP, and the ones to come) and every
+//! source reaches the domain through [`service::Service`], which asks
+//! [`policy::decide`] before it does anything. By module:
+//! - [`pattern`], [`reading`]: sensor-name patterns and readings;
+//! - [`auth`]: tokens (random, hashed, checked in constant time) and the
+//!   token store; [`policy`]: the one function that decides every action;
+//! - [`service`]: the operations front ends call, and the narrow sink
+//!   sources feed; inside it, the sensor [`catalog`], the [`hub`] that fans
+//!   readings out through bounded queues, the connection [`registry`], the
+//!   rate caps in [`throttle`], and the [`audit`] log;
+//! - [`store`]: the history backend trait and the group-commit writer over
+//!   it (the SQLite backend lives with the daemon);
+//! - [`limits`]: the caps the service enforces; [`stats`]: counters of caps
+//!   hit and latency histograms; [`file`]: capped reads and private writes
+//!   of local files (the token store).
+//!
+//! Tokens are never logged: [`auth::token`] redacts them in `Debug`, no
+//! error carries one, and the audit log has no field for one.
+#![forbid(unsafe_code)]
+
+pub mod audit;
+pub mod auth;
+pub mod catalog;
+pub mod file;
+pub mod hub;
+pub mod limits;
+pub mod pattern;
+pub mod policy;
+pub mod reading;
+pub mod registry;
+pub mod service;
+pub mod stats;
+pub mod store;
+pub mod throttle;
+
+pub use sensegate_proto::{FrameLimit, MessageLimits};

@@ -1,0 +1,161 @@
+//! What `/metrics` reports, as typed values the service has already
+//! filtered by policy: a front end renders the text (the Prometheus format
+//! lives with HTTP) and never reaches into the catalog, the hub or the
+//! registry itself.
+//!
+//! With a caller, what concerns sensors (their counts by state, driver
+//! restarts by source, per-sensor values) covers only the sensors it may
+//! read: a reader learns nothing of the others. Without one (the endpoint
+//! configured public) there are no per-sensor values.
+
+use std::sync::PoisonError;
+use std::sync::atomic::Ordering::Relaxed;
+
+use super::{Caller, Service, ServiceError};
+use crate::catalog::SensorState;
+use crate::pattern::Pattern;
+use crate::policy::{self, Action};
+use crate::registry::{Frontend, Traffic};
+use crate::stats::{HistogramSnapshot, Limit};
+
+/// Everything `/metrics` shows, at one moment.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MetricsSnapshot {
+    /// Open connections, per front end (in [`Frontend::ALL`] order).
+    pub connections: Vec<(Frontend, usize)>,
+    /// Idle native connections parked now (counted in `connections` too).
+    pub parked: usize,
+    /// What each front end carried since start.
+    pub traffic: Vec<(Frontend, Traffic)>,
+    /// How often each cap was hit (in [`Limit::ALL`] order).
+    pub limits: Vec<(Limit, u64)>,
+    /// The hub.
+    pub hub: HubFigures,
+    /// Readings taken in from every source.
+    pub readings_ingested: u64,
+    /// History, when on.
+    pub store: Option<StoreFigures>,
+    /// Failed authentications: a wrong token.
+    pub auth_bad_token: u64,
+    /// Failed authentications: throttled.
+    pub auth_throttled: u64,
+    /// Driver host restarts by source (for a caller, only the sources that
+    /// feed a sensor in its scope).
+    pub driver_restarts: Vec<(String, u64)>,
+    /// Sensors by state (for a caller, those in its scope).
+    pub sensors_by_state: Vec<(SensorState, usize)>,
+    /// The last value of each sensor in the caller's scope that has one;
+    /// `None` without a caller.
+    pub sensor_values: Option<Vec<SensorValue>>,
+}
+
+/// The hub's figures.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HubFigures {
+    /// Subscribers now.
+    pub subscribers: usize,
+    /// Routes built from scratch since start.
+    pub route_builds: u64,
+    /// Readings dropped from full subscriber queues.
+    pub dropped: u64,
+    /// Subscribers cut off for falling behind.
+    pub lagged: u64,
+}
+
+/// The history writer's figures.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoreFigures {
+    /// Source readings left out of history (queue full).
+    pub dropped: u64,
+    /// Time per group commit.
+    pub commit_latency: HistogramSnapshot,
+    /// The write-ahead log's size, where the backend has one.
+    pub wal_bytes: Option<u64>,
+}
+
+/// One sensor's last value.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SensorValue {
+    /// Its name.
+    pub name: std::sync::Arc<str>,
+    /// The value.
+    pub value: f64,
+    /// When it was read, µs since the epoch.
+    pub timestamp_us: i64,
+}
+
+impl Service {
+    /// The metrics for a caller allowed to read them (`None`: the endpoint
+    /// is configured public, and per-sensor values are left out).
+    ///
+    /// # Errors
+    /// [`ServiceError::Forbidden`] for a role that may not read metrics.
+    pub fn metrics(&self, caller: Option<Caller<'_>>) -> Result<MetricsSnapshot, ServiceError> {
+        let principal = caller.map(|c| c.principal);
+        if let Some(p) = principal {
+            Self::allow(p, Action::ReadMetrics)?;
+        }
+        let sensors = self
+            .catalog
+            .list(&Pattern::any(), self.limits.max_sensors, |name| {
+                principal.is_none_or(|p| policy::decide(p, Action::ReadSensor(name)).is_allowed())
+            });
+        let open = self.registry.list(self.limits.max_connections, |_| true);
+        let c = &self.counters;
+        let restarts = c
+            .driver_restarts
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .iter()
+            .filter(|(source, _)| {
+                let origin = format!("driver:{source}");
+                principal.is_none() || sensors.iter().any(|e| e.source == origin)
+            })
+            .map(|(source, n)| (source.clone(), *n))
+            .collect();
+        let losses = self.hub.losses();
+        Ok(MetricsSnapshot {
+            connections: Frontend::ALL
+                .iter()
+                .map(|&f| (f, open.iter().filter(|c| c.frontend == f).count()))
+                .collect(),
+            parked: c.parked.load(Relaxed),
+            traffic: Frontend::ALL
+                .iter()
+                .map(|&f| (f, self.registry.traffic(f)))
+                .collect(),
+            limits: Limit::ALL.iter().map(|&l| (l, c.limits.get(l))).collect(),
+            hub: HubFigures {
+                subscribers: self.hub.len(),
+                route_builds: self.hub.route_builds(),
+                dropped: losses.dropped.load(Relaxed),
+                lagged: losses.lagged.load(Relaxed),
+            },
+            readings_ingested: self.readings_ingested(),
+            store: self.store.as_ref().map(|s| StoreFigures {
+                dropped: s.dropped(),
+                commit_latency: s.commit_latency().snapshot(),
+                wal_bytes: s.wal_bytes(),
+            }),
+            auth_bad_token: c.auth_bad_token.load(Relaxed),
+            auth_throttled: c.auth_throttled.load(Relaxed),
+            driver_restarts: restarts,
+            sensors_by_state: SensorState::ALL
+                .iter()
+                .map(|&s| (s, sensors.iter().filter(|e| e.state == s).count()))
+                .collect(),
+            sensor_values: principal.map(|_| {
+                sensors
+                    .iter()
+                    .filter_map(|s| {
+                        s.latest.as_ref().map(|r| SensorValue {
+                            name: s.name.clone(),
+                            value: r.value,
+                            timestamp_us: r.timestamp_us,
+                        })
+                    })
+                    .collect()
+            }),
+        })
+    }
+}

@@ -1,0 +1,173 @@
+//! History: where readings are kept, and the queries over them.
+//!
+//! - [`Store`] is the small trait a backend implements (write a group of
+//!   batches in one transaction, answer a history query, prune old rows).
+//!   The daemon's SQLite backend implements it today; a PostgreSQL one can
+//!   be added behind the same trait without touching callers.
+//! - [`writer`] is what callers use: [`writer::StoreHandle`] queues readings
+//!   for one writer thread that commits everything queued at once (group
+//!   commit), acknowledges a device's push only after its commit, runs
+//!   history queries on a blocking thread, and prunes by age in small steps.
+//!
+//! Every queue is bounded: at most `store.max_queued_readings` readings wait
+//! for the writer. Source readings that find it full are left out of history
+//! and counted (live data goes on); a push waits for room, and is
+//! acknowledged only once it is durable.
+
+pub mod writer;
+
+use crate::reading::{Quality, Reading};
+
+/// A backend failed, or refused work for now.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("history store: {message}")]
+pub struct StoreError {
+    /// What failed.
+    pub message: String,
+    /// What a caller may do about it.
+    pub kind: StoreErrorKind,
+}
+
+/// What kind of failure a [`StoreError`] is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StoreErrorKind {
+    /// The backend failed.
+    Failed,
+    /// The disk (or the database's quota) is full: nothing was written, and
+    /// writes will succeed again once space is freed.
+    Full,
+    /// Every query slot is taken: nothing ran; the same query may succeed
+    /// in a moment.
+    Busy,
+    /// The asker holds its share of the query slots already: nothing ran.
+    ShareTaken,
+}
+
+impl StoreError {
+    /// A failure described by `message`.
+    #[must_use]
+    pub fn new(message: impl Into<String>) -> Self {
+        Self {
+            message: message.into(),
+            kind: StoreErrorKind::Failed,
+        }
+    }
+
+    /// A refusal for now, of `kind` [`StoreErrorKind::Busy`] or
+    /// [`StoreErrorKind::ShareTaken`].
+    #[must_use]
+    pub fn refused(kind: StoreErrorKind, message: impl Into<String>) -> Self {
+        Self {
+            message: message.into(),
+            kind,
+        }
+    }
+}
+
+/// A history query, validated by the service.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HistoryQuery {
+    /// The sensor.
+    pub sensor: String,
+    /// Start, inclusive, µs since the epoch.
+    pub from_us: i64,
+    /// End, exclusive.
+    pub to_us: i64,
+    /// 0 for raw readings, else the bucket width in µs.
+    pub bucket_us: i64,
+    /// Most rows returned.
+    pub limit: usize,
+    /// Who asks (a token id): each may hold only its share of the query
+    /// slots. Empty for the daemon itself.
+    pub owner: String,
+}
+
+/// Aggregates of one time bucket.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Bucket {
+    /// Start of the bucket.
+    pub start_us: i64,
+    /// Smallest value.
+    pub min: f64,
+    /// Largest value.
+    pub max: f64,
+    /// Mean.
+    pub mean: f64,
+    /// Readings in it.
+    pub count: u64,
+}
+
+impl Bucket {
+    /// The native protocol's form.
+    #[must_use]
+    pub const fn to_wire(&self) -> sensegate_proto::v1::Bucket {
+        sensegate_proto::v1::Bucket {
+            start_us: self.start_us,
+            min: self.min,
+            max: self.max,
+            mean: self.mean,
+            count: self.count,
+        }
+    }
+}
+
+/// A raw reading from history.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Row {
+    /// When.
+    pub timestamp_us: i64,
+    /// The value.
+    pub value: f64,
+    /// Its quality.
+    pub quality: Quality,
+}
+
+/// What a history query found.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct History {
+    /// Raw readings (when the query had no bucket).
+    pub rows: Vec<Row>,
+    /// Buckets (when it had one).
+    pub buckets: Vec<Bucket>,
+    /// The limit cut the answer short.
+    pub truncated: bool,
+}
+
+/// A history backend. Writes come from one thread at a time; queries and
+/// pruning may come from others.
+pub trait Store: Send + Sync + 'static {
+    /// Writes every batch in one durable transaction.
+    ///
+    /// # Errors
+    /// [`StoreError`]; then none of the batches is stored.
+    fn write(&self, batches: &[&[Reading]]) -> Result<(), StoreError>;
+
+    /// Answers a query.
+    ///
+    /// # Errors
+    /// [`StoreError`].
+    fn history(&self, query: &HistoryQuery) -> Result<History, StoreError>;
+
+    /// One pruning step: deletes at most `max_rows` readings older than
+    /// their sensor's cutoff (`cutoff(name)`, µs since the epoch), in one
+    /// short transaction. Call again while [`PruneStep::more`] is set.
+    ///
+    /// # Errors
+    /// [`StoreError`].
+    fn prune(&self, cutoff: &dyn Fn(&str) -> i64, max_rows: usize)
+    -> Result<PruneStep, StoreError>;
+
+    /// The size of the write-ahead log, where the backend has one.
+    fn wal_bytes(&self) -> Option<u64> {
+        None
+    }
+}
+
+/// What one pruning step did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PruneStep {
+    /// Rows deleted.
+    pub deleted: usize,
+    /// Sensors remain to be visited in this pass.
+    pub more: bool,
+}
