@@ -61,6 +61,12 @@ scripts/check-layers.py
 step "clippy (all targets, warnings are errors)"
 cargo clippy --workspace --all-targets --all-features --locked -- -D warnings
 
+# The core's catalog, hub and registry are private; only its test-support
+# feature (tests and benchmarks) opens them. Built without it, as a release
+# build is, the daemon must reach them only through the service.
+step "front ends and sources reach the core only through the service"
+cargo check -p sensegate-gateway -p sensegate-cli --locked
+
 step "tests"
 mkdir -p target
 cargo nextest run --workspace --all-features --locked --no-fail-fast 2>&1 | tee target/nextest.log

@@ -17,7 +17,7 @@
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use sensegate_gateway::catalog::SensorState;
+use sensegate_core::SensorState;
 use sensegate_gateway::config::Config;
 use sensegate_gateway::daemon::Daemon;
 use sensegate_gateway::sources::config::DriverSource;
@@ -85,7 +85,7 @@ async fn restart_latency(samples: usize) -> Vec<Duration> {
         let mut out = Vec::with_capacity(samples);
         let mut faulted_at: Option<Instant> = None;
         while out.len() < samples {
-            let state = service.catalog().entry("crash").map(|e| e.state);
+            let state = service.internals().catalog.entry("crash").map(|e| e.state);
             match (state, faulted_at) {
                 (Some(SensorState::Faulted), None) => faulted_at = Some(Instant::now()),
                 (Some(SensorState::Ok), Some(at)) => {

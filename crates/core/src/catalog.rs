@@ -356,6 +356,10 @@ impl Catalog {
 
     /// Whether no sensor is known.
     #[must_use]
+    #[cfg_attr(
+        not(feature = "test-support"),
+        allow(dead_code, reason = "tests ask it, through the test-support feature")
+    )]
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }

@@ -54,6 +54,10 @@ const MAX_ROUTES: usize = 65_536;
 /// Caps on subscription patterns: per connection, per token over all its
 /// connections, and per source address over all its connections.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[allow(
+    clippy::struct_field_names,
+    reason = "per connection, per token, per address: the prefix is the meaning"
+)]
 pub struct PatternCaps {
     /// `limits.max_subscriptions`.
     pub per_connection: usize,
@@ -479,6 +483,10 @@ impl Hub {
 
     /// Whether there is no subscriber.
     #[must_use]
+    #[cfg_attr(
+        not(feature = "test-support"),
+        allow(dead_code, reason = "tests ask it, through the test-support feature")
+    )]
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }

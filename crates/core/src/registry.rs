@@ -467,6 +467,10 @@ impl Registry {
 
     /// Whether none is open.
     #[must_use]
+    #[cfg_attr(
+        not(feature = "test-support"),
+        allow(dead_code, reason = "tests ask it, through the test-support feature")
+    )]
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }

@@ -109,6 +109,7 @@ impl AuthThrottle {
     }
 
     /// Addresses tracked now.
+    #[cfg(test)]
     #[must_use]
     pub fn tracked(&self) -> usize {
         self.failures

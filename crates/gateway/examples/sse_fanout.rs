@@ -87,7 +87,10 @@ async fn main() {
     let token = token.expose().to_owned();
     let addr = daemon.http_addr().unwrap();
     let service = daemon.service().clone();
-    let sensor: Arc<str> = service.catalog().register("bench/x", "", "bench").unwrap();
+    let sensor: Arc<str> = service
+        .source_sink("bench")
+        .register("bench/x", "")
+        .unwrap();
 
     let delivered = Arc::new(AtomicU64::new(0));
     let dropped = Arc::new(AtomicU64::new(0));
@@ -96,7 +99,7 @@ async fn main() {
         tasks.push(client(addr, &token, delivered.clone(), dropped.clone()).await);
     }
     // Wait for every stream to be subscribed.
-    while service.hub().len() < clients {
+    while service.internals().hub.len() < clients {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let mut ts = now_us();
@@ -122,7 +125,7 @@ async fn main() {
                 }
             })
             .collect();
-        service.ingest(&batch);
+        service.source_sink("bench").ingest(&batch);
         published += 100;
         // Let the streams run between batches (a 2-core box).
         tokio::task::yield_now().await;

@@ -13,7 +13,7 @@ use sensegate_proto::frame::HARD_MAX_FRAME_BYTES;
 use sensegate_proto::{FrameLimit, MessageLimits};
 use serde::Deserialize;
 
-pub use sensegate_core::hub::LagPolicy;
+pub use sensegate_core::LagPolicy;
 pub use sensegate_core::limits::Limits;
 
 use crate::http::api::HttpLimits;

@@ -23,13 +23,12 @@ use crate::config::Config;
 use crate::file::permission_problem;
 use crate::inflight::InflightBudget;
 use crate::native::connection::{Parking, Shared};
-use crate::registry::StopReason;
 use crate::service::{Service, ServiceError};
 use crate::sources::supervisor::HostCommand;
-use crate::stats::Limit;
 use crate::store::sqlite::SqliteStore;
 use crate::store::writer::StoreHandle;
 use crate::tls::{self, TlsError};
+use sensegate_core::StopReason;
 
 /// The daemon could not start.
 #[derive(Debug, thiserror::Error)]
@@ -154,7 +153,7 @@ impl Daemon {
         let tracker = TaskTracker::new();
         let parking = parking(config, &tracker, &service)?;
         // After everything that can fail: the sweep task waits for shutdown.
-        tracker.spawn(service.registry().clone().stop_all_at_shutdown());
+        tracker.spawn(service.clone().stop_all_at_shutdown());
         let shared = Shared {
             service: service.clone(),
             inflight: InflightBudget::with_share(
@@ -186,7 +185,7 @@ impl Daemon {
         tracker.spawn(reap_idle(service.clone(), shutdown.clone()));
         if config.sim.enabled {
             tracker.spawn(crate::sim::run(
-                service.clone(),
+                service.source_sink("sim"),
                 config.sim,
                 shutdown.clone(),
             ));
@@ -292,7 +291,7 @@ impl Daemon {
     /// `drain` for the tasks to end.
     pub async fn shutdown(self, drain: Duration) {
         self.shutdown.cancel();
-        self.service.registry().stop_all(StopReason::Shutdown);
+        self.service.stop_all(StopReason::Shutdown);
         self.tracker.close();
         if tokio::time::timeout(drain, self.tracker.wait())
             .await
@@ -311,7 +310,7 @@ impl Drop for Daemon {
         self.shutdown.cancel();
         // Parked connections included, even when the runtime is already
         // gone and no task would run the sweep.
-        self.service.registry().stop_all(StopReason::Shutdown);
+        self.service.stop_all(StopReason::Shutdown);
     }
 }
 
@@ -341,8 +340,7 @@ async fn reap_idle(service: Arc<Service>, shutdown: CancellationToken) {
             () = shutdown.cancelled() => return,
             _ = tick.tick() => {}
         }
-        let n = service.registry().reap_idle(idle);
-        service.counters().limits.add(Limit::IdleTimeout, n as u64);
+        let n = service.reap_idle(idle);
         if n > 0 {
             tracing::debug!(closed = n, "idle connections closed");
         }
@@ -393,7 +391,7 @@ fn spawn_sources(
     if let Some(host) = host {
         for source in &sources.drivers {
             tracker.spawn(crate::sources::supervisor::run(
-                service.clone(),
+                service.source_sink(&format!("driver:{}", source.name)),
                 source.clone(),
                 host.clone(),
                 shutdown.clone(),
@@ -401,12 +399,13 @@ fn spawn_sources(
         }
     }
     for serial in &sources.serial {
-        let (service, serial, shutdown) = (service.clone(), serial.clone(), shutdown.clone());
-        tracker.spawn_blocking(move || crate::sources::serial::run(service, serial, &shutdown));
+        let sink = service.source_sink(&format!("serial:{}", serial.name));
+        let (serial, shutdown) = (serial.clone(), shutdown.clone());
+        tracker.spawn_blocking(move || crate::sources::serial::run(sink, serial, &shutdown));
     }
     if let Some(hwmon) = &sources.hwmon {
         tracker.spawn(crate::sources::hwmon::run(
-            service.clone(),
+            service.source_sink("hwmon"),
             hwmon.clone(),
             shutdown.clone(),
         ));

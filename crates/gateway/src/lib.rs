@@ -14,15 +14,14 @@
 //! - [`sim`]: the simulated sensor source; [`sources`]: C drivers in sandboxed
 //!   driver hosts, serial devices and hwmon; [`daemon`]: wiring and shutdown.
 //!
-//! The core's modules ([`auth`], [`policy`], [`service`], [`catalog`],
-//! [`hub`], [`registry`], [`throttle`], [`audit`], [`stats`], [`pattern`],
-//! [`reading`], [`file`]) are re-exported so callers keep one path.
+//! The core's public modules ([`auth`], [`policy`], [`service`],
+//! [`audit`], [`stats`], [`limits`], [`pattern`], [`reading`], [`file`])
+//! are re-exported so callers keep one path. The catalog, the hub and the
+//! registry are private to the core: this crate reaches them only through
+//! the service (its front ends) or a `SourceSink` (its sources).
 #![forbid(unsafe_code)]
 
-pub use sensegate_core::{
-    audit, auth, catalog, file, hub, limits, pattern, policy, reading, registry, service, stats,
-    throttle,
-};
+pub use sensegate_core::{audit, auth, file, limits, pattern, policy, reading, service, stats};
 
 pub mod config;
 pub mod daemon;

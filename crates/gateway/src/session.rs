@@ -17,11 +17,11 @@ use sensegate_proto::v1::{self, ErrorCode, envelope::Body};
 use sensegate_proto::{PROTOCOL_VERSION, decode_envelope};
 
 use crate::auth::Role;
-use crate::hub::Subscriber;
 use crate::pattern::Pattern;
 use crate::reading::{Quality, Reading};
-use crate::registry::Connection;
 use crate::service::{Caller, PushedReading, Service, ServiceError};
+use sensegate_core::Connection;
+use sensegate_core::Subscriber;
 
 /// Where the session is.
 #[derive(Debug)]
@@ -191,7 +191,7 @@ impl Session {
     /// How long the peer has to send its hello, while the session waits
     /// for one. `None` once authenticated: the idle timeout of a serving
     /// session is enforced by the daemon's reaper
-    /// ([`crate::registry::Registry::reap_idle`]), not by a timer here.
+    /// ([`sensegate_core::Registry::reap_idle`]), not by a timer here.
     #[must_use]
     pub fn hello_timeout(&self, service: &Service) -> Option<Duration> {
         matches!(self.state, State::ExpectHello).then(|| service.limits().auth_timeout)
@@ -482,10 +482,10 @@ fn list_sensors(
                 unit: e.unit.clone(),
                 source: e.source.clone(),
                 state: match e.state {
-                    crate::catalog::SensorState::Ok => v1::SensorState::Ok,
-                    crate::catalog::SensorState::Faulted => v1::SensorState::Faulted,
-                    crate::catalog::SensorState::Restarting => v1::SensorState::Restarting,
-                    crate::catalog::SensorState::Idle => v1::SensorState::Idle,
+                    sensegate_core::SensorState::Ok => v1::SensorState::Ok,
+                    sensegate_core::SensorState::Faulted => v1::SensorState::Faulted,
+                    sensegate_core::SensorState::Restarting => v1::SensorState::Restarting,
+                    sensegate_core::SensorState::Idle => v1::SensorState::Idle,
                 }
                 .into(),
                 fault_reason: e.fault_reason.clone(),
@@ -615,7 +615,7 @@ mod tests {
     use crate::audit::Audit;
     use crate::auth::store::TokenStore;
     use crate::config::Limits;
-    use crate::registry::Admission;
+    use sensegate_core::Admission;
 
     fn service() -> (Arc<Service>, String) {
         let svc = Service::new(
@@ -631,8 +631,7 @@ mod tests {
     fn session(svc: &Service) -> (Session, Admission) {
         let peer: SocketAddr = "127.0.0.1:1".parse().unwrap();
         let admission = svc
-            .registry()
-            .admit(peer, crate::registry::Frontend::Native, 0)
+            .admit(peer, sensegate_core::Frontend::Native, 0)
             .unwrap();
         (Session::new(admission.connection().clone()), admission)
     }

@@ -15,7 +15,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::SimConfig;
 use crate::reading::{Quality, Reading, now_us};
-use crate::service::Service;
+use crate::service::SourceSink;
 
 /// (kind, unit, base, amplitude, period in seconds, noise amplitude)
 const SHAPES: [(&str, &str, f64, f64, f64, f64); 4] = [
@@ -95,11 +95,11 @@ fn splitmix(state: &mut u64) -> u64 {
 }
 
 /// Registers the sensors and feeds them until `shutdown`.
-pub async fn run(service: Arc<Service>, config: SimConfig, shutdown: CancellationToken) {
+pub async fn run(sink: SourceSink, config: SimConfig, shutdown: CancellationToken) {
     let mut sensors: Vec<(Arc<str>, SimSensor)> = Vec::new();
     for i in 0..config.sensors {
         let s = SimSensor::new(i, config.seed);
-        match service.catalog().register(&s.name, s.unit, "sim") {
+        match sink.register(&s.name, s.unit) {
             Ok(name) => sensors.push((name, s)),
             Err(e) => {
                 tracing::warn!(error = %e, "simulated sensors: catalog full");
@@ -123,7 +123,7 @@ pub async fn run(service: Arc<Service>, config: SimConfig, shutdown: Cancellatio
             value: s.sample(ts),
             quality: Quality::Good,
         }));
-        service.ingest(&batch);
+        sink.ingest(&batch);
     }
 }
 

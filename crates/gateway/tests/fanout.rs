@@ -184,7 +184,7 @@ async fn subscription_churn_rebuilds_no_route_and_delivery_goes_on() {
         c.subscribe(&refs).await.unwrap();
         holders.push(c);
     }
-    let hub = d.daemon.service().hub();
+    let hub = d.daemon.service().internals().hub;
     let builds = hub.route_builds();
     let mut churner = Client::connect(&d.options(&reader)).await.unwrap();
     for i in 0..100 {

@@ -523,7 +523,11 @@ async fn one_device_cannot_take_the_catalog_from_others_or_from_sources() {
     // Over its quota in one batch: refused, and not one name added.
     let e = first.push(batch("a", 31)).await.unwrap_err();
     assert_eq!(e.code(), Some(ErrorCode::Overloaded), "{e}");
-    assert_eq!(service.catalog().len(), 0, "a refused batch added names");
+    assert_eq!(
+        service.internals().catalog.len(),
+        0,
+        "a refused batch added names"
+    );
     assert_eq!(first.push(batch("a", 30)).await.unwrap(), 30);
     let e = first.push(batch("b", 1)).await.unwrap_err();
     assert_eq!(e.code(), Some(ErrorCode::Overloaded), "{e}");
@@ -542,11 +546,12 @@ async fn one_device_cannot_take_the_catalog_from_others_or_from_sources() {
     assert_eq!(e.code(), Some(ErrorCode::Overloaded), "{e}");
     for i in 0..20 {
         service
-            .catalog()
+            .internals()
+            .catalog
             .register(&format!("serial/{i}"), "", "serial:late")
             .unwrap();
     }
-    assert_eq!(service.catalog().len(), 100);
+    assert_eq!(service.internals().catalog.len(), 100);
     let hits = &service.counters().limits;
     assert!(hits.get(sensegate_gateway::stats::Limit::SensorsPerToken) >= 2);
     assert!(hits.get(sensegate_gateway::stats::Limit::Sensors) >= 1);
@@ -683,7 +688,7 @@ async fn pipelined_requests_that_are_never_read_hold_bounded_replies() {
     // The peers that never read are cut off by the write timeout, not the
     // idle timeout (they are the only connections left).
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while !d.daemon.service().registry().is_empty() {
+    while !d.daemon.service().internals().registry.is_empty() {
         assert!(
             std::time::Instant::now() < deadline,
             "the stalled peers were not cut off"

@@ -148,8 +148,8 @@ async fn tokens_and_policy_are_the_native_protocols() {
     // A sensor out of the reader's scope, with a reading: refused by the
     // policy, not merely missing.
     let service = d.daemon.service().clone();
-    let other: Arc<str> = service.catalog().register("other/x", "", "test").unwrap();
-    service.ingest(&[Reading {
+    let other: Arc<str> = service.source_sink("test").register("other/x", "").unwrap();
+    service.source_sink("test").ingest(&[Reading {
         sensor: other,
         timestamp_us: now_us(),
         value: 1.0,
@@ -342,7 +342,7 @@ async fn a_stream_delivers_readings_and_a_client_that_never_reads_stays_bounded(
     let addr = http(&d);
     let admin = d.admin.expose().to_owned();
     let service = d.daemon.service().clone();
-    let sensor: Arc<str> = service.catalog().register("load/x", "", "test").unwrap();
+    let sensor: Arc<str> = service.source_sink("test").register("load/x", "").unwrap();
 
     // A reader that reads: it gets events with the readings.
     let mut live = TcpStream::connect(addr).await.unwrap();
@@ -356,7 +356,8 @@ async fn a_stream_delivers_readings_and_a_client_that_never_reads_stays_bounded(
     // Wait for both subscriptions.
     let deadline = Instant::now() + Duration::from_secs(10);
     while service
-        .registry()
+        .internals()
+        .registry
         .list(100, |_| true)
         .iter()
         .filter(|c| c.subscriptions.load(std::sync::atomic::Ordering::Relaxed) > 0)
@@ -376,7 +377,7 @@ async fn a_stream_delivers_readings_and_a_client_that_never_reads_stays_bounded(
             })
             .collect()
     };
-    service.ingest(&batch(0));
+    service.source_sink("test").ingest(&batch(0));
     let mut seen = String::new();
     let mut buf = vec![0u8; 65536];
     while !seen.contains("event: readings") {
@@ -394,11 +395,11 @@ async fn a_stream_delivers_readings_and_a_client_that_never_reads_stays_bounded(
     // A million readings past the stalled stream: the daemon does not grow
     // with them.
     for round in 1..50 {
-        service.ingest(&batch(round));
+        service.source_sink("test").ingest(&batch(round));
     }
     let before = rss_bytes();
     for round in 50..1050 {
-        service.ingest(&batch(round));
+        service.source_sink("test").ingest(&batch(round));
         if round % 100 == 0 {
             tokio::task::yield_now().await;
         }
@@ -413,11 +414,11 @@ async fn a_stream_delivers_readings_and_a_client_that_never_reads_stays_bounded(
     // Both streams ended with their connections: their subscribers are gone
     // from the hub.
     let deadline = Instant::now() + Duration::from_secs(10);
-    while !service.hub().is_empty() {
+    while !service.internals().hub.is_empty() {
         assert!(
             Instant::now() < deadline,
             "{} subscribers left in the hub",
-            service.hub().len()
+            service.internals().hub.len()
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
@@ -478,7 +479,7 @@ async fn a_connection_is_bound_to_its_latest_token_and_revocation_ends_its_strea
     assert!(ended.is_ok(), "the stream outlived its token");
     let service = d.daemon.service().clone();
     let deadline = Instant::now() + Duration::from_secs(10);
-    while !service.hub().is_empty() {
+    while !service.internals().hub.is_empty() {
         assert!(
             Instant::now() < deadline,
             "the revoked stream's subscriber stayed"
@@ -524,8 +525,8 @@ async fn metrics_need_a_reader_and_show_only_sensors_in_scope() {
     let addr = http(&d);
     let service = d.daemon.service().clone();
     for name in ["lab/t", "other/x"] {
-        let sensor: Arc<str> = service.catalog().register(name, "", "test").unwrap();
-        service.ingest(&[Reading {
+        let sensor: Arc<str> = service.source_sink("test").register(name, "").unwrap();
+        service.source_sink("test").ingest(&[Reading {
             sensor,
             timestamp_us: now_us(),
             value: 21.5,
@@ -571,8 +572,8 @@ async fn public_metrics_have_no_per_sensor_series() {
     let d = TestDaemon::start("[http]\nlisten = \"127.0.0.1:0\"\nmetrics_public = true\n").await;
     let addr = http(&d);
     let service = d.daemon.service().clone();
-    let sensor: Arc<str> = service.catalog().register("lab/t", "", "test").unwrap();
-    service.ingest(&[Reading {
+    let sensor: Arc<str> = service.source_sink("test").register("lab/t", "").unwrap();
+    service.source_sink("test").ingest(&[Reading {
         sensor,
         timestamp_us: now_us(),
         value: 1.0,
@@ -769,7 +770,7 @@ async fn metrics_count_traffic_caps_hit_queue_losses_and_commits() {
     let _ = common::read_until_closed(&mut raw).await;
     // A subscriber whose queue of 4 overflows by 6, and readings that the
     // store commits.
-    let sub = service.hub().subscriber(
+    let sub = service.internals().hub.subscriber(
         999_999,
         &Principal {
             token_id: "0000000000000000".into(),
@@ -779,21 +780,22 @@ async fn metrics_count_traffic_caps_hit_queue_losses_and_commits() {
         },
         std::net::IpAddr::from([127, 0, 0, 1]),
     );
-    let caps = sensegate_gateway::hub::PatternCaps {
+    let caps = sensegate_core::hub::PatternCaps {
         per_connection: 4,
         per_token: 4,
         per_address: 4,
     };
     assert!(
         service
-            .hub()
+            .internals()
+            .hub
             .add_patterns(&sub, &[Pattern::any()], caps)
             .is_ok()
     );
-    let sensor: Arc<str> = service.catalog().register("lab/m", "", "test").unwrap();
+    let sensor: Arc<str> = service.source_sink("test").register("lab/m", "").unwrap();
     let t0 = now_us();
     for i in 0..10 {
-        service.ingest(&[Reading {
+        service.source_sink("test").ingest(&[Reading {
             sensor: sensor.clone(),
             timestamp_us: t0 + i,
             value: 1.0,
@@ -834,7 +836,7 @@ async fn metrics_count_traffic_caps_hit_queue_losses_and_commits() {
         commits
     );
     assert!(body.contains("# TYPE sensegate_store_commit_seconds histogram"));
-    service.hub().remove(999_999);
+    service.internals().hub.remove(999_999);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1061,7 +1063,8 @@ async fn a_client_that_stops_reading_is_cut_off_at_the_write_timeout() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     while !service
-        .registry()
+        .internals()
+        .registry
         .list(10, |c| c.frontend.name() == "http")
         .is_empty()
     {

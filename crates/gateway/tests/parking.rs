@@ -59,7 +59,14 @@ async fn an_idle_connection_is_parked_and_served_again_on_its_next_request() {
     drop(raw);
     drop(c);
     let deadline = Instant::now() + Duration::from_secs(10);
-    while !d.daemon.service().registry().list(100, |_| true).is_empty() {
+    while !d
+        .daemon
+        .service()
+        .internals()
+        .registry
+        .list(100, |_| true)
+        .is_empty()
+    {
         assert!(
             Instant::now() < deadline,
             "closed connections stayed registered"
@@ -129,8 +136,8 @@ async fn subscribers_and_peers_without_a_hello_are_not_parked() {
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(d.daemon.parked_connections(), 0);
     let service = d.daemon.service().clone();
-    let sensor = service.catalog().register("lab/t", "", "test").unwrap();
-    service.ingest(&[Reading {
+    let sensor = service.source_sink("test").register("lab/t", "").unwrap();
+    service.source_sink("test").ingest(&[Reading {
         sensor,
         timestamp_us: now_us(),
         value: 1.5,

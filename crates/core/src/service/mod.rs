@@ -23,7 +23,7 @@ use crate::limits::Limits;
 use crate::pattern::Pattern;
 use crate::policy::{self, Action};
 use crate::reading::{Quality, Reading, now_us};
-use crate::registry::{AdmitError, Connection, Registry};
+use crate::registry::{Admission, AdmitError, Clock, Connection, Frontend, Registry, StopReason};
 use crate::stats::{Limit, LimitHits};
 use crate::store::writer::StoreHandle;
 use crate::store::{History, HistoryQuery, StoreErrorKind};
@@ -31,6 +31,22 @@ use crate::throttle::{AuthThrottle, PushRate};
 
 mod admin;
 mod metrics;
+mod sources;
+
+pub use sources::SourceSink;
+
+/// The catalog, the hub and the registry, opened to tests and benchmarks
+/// by the `test-support` feature.
+#[cfg(feature = "test-support")]
+#[derive(Debug, Clone, Copy)]
+pub struct Internals<'a> {
+    /// The sensor catalog.
+    pub catalog: &'a Catalog,
+    /// The hub.
+    pub hub: &'a Hub,
+    /// The connection registry.
+    pub registry: &'a Arc<Registry>,
+}
 
 pub use metrics::{HubFigures, MetricsSnapshot, SensorValue, StoreFigures};
 
@@ -249,12 +265,6 @@ impl Service {
         self
     }
 
-    /// The history store, when on.
-    #[must_use]
-    pub const fn store(&self) -> Option<&Arc<StoreHandle>> {
-        self.store.as_ref()
-    }
-
     /// Readings taken in so far, from every source and push.
     #[must_use]
     pub fn readings_ingested(&self) -> u64 {
@@ -273,10 +283,70 @@ impl Service {
         &self.server_name
     }
 
-    /// The connection registry.
+    /// Admits a new connection from `peer` on `frontend`, or refuses it
+    /// past `limits.max_connections` or `limits.max_connections_per_address`
+    /// (counted as a cap hit).
+    ///
+    /// # Errors
+    /// [`AdmitError`] naming the cap.
+    pub fn admit(
+        &self,
+        peer: SocketAddr,
+        frontend: Frontend,
+        now_us: i64,
+    ) -> Result<Admission, AdmitError> {
+        self.registry
+            .admit(peer, frontend, now_us)
+            .inspect_err(|&e| self.counters.refused(e))
+    }
+
+    /// The registry's clock, for [`Connection::touch`].
     #[must_use]
-    pub fn registry(&self) -> &Arc<Registry> {
-        &self.registry
+    pub fn clock(&self) -> Clock {
+        self.registry.clock()
+    }
+
+    /// Stops every open connection (at shutdown).
+    pub fn stop_all(&self, reason: StopReason) {
+        self.registry.stop_all(reason);
+    }
+
+    /// Waits for shutdown, then stops every connection, including those
+    /// admitted after it began. Run it as a task.
+    pub async fn stop_all_at_shutdown(self: Arc<Self>) {
+        self.registry.clone().stop_all_at_shutdown().await;
+    }
+
+    /// Closes connections idle for `idle` (counted as a cap hit); returns
+    /// how many.
+    pub fn reap_idle(&self, idle: std::time::Duration) -> usize {
+        let n = self.registry.reap_idle(idle);
+        self.counters.limits.add(Limit::IdleTimeout, n as u64);
+        n
+    }
+
+    /// Open connections now, of every front end.
+    #[must_use]
+    pub fn connection_count(&self) -> usize {
+        self.registry.len()
+    }
+
+    /// Sensors in the catalog now.
+    #[must_use]
+    pub fn sensor_count(&self) -> usize {
+        self.catalog.len()
+    }
+
+    /// The catalog, the hub and the registry, for tests and benchmarks
+    /// only (the `test-support` feature).
+    #[cfg(feature = "test-support")]
+    #[must_use]
+    pub fn internals(&self) -> Internals<'_> {
+        Internals {
+            catalog: &self.catalog,
+            hub: &self.hub,
+            registry: &self.registry,
+        }
     }
 
     /// Cancelled when the daemon shuts down (the registry then stops every
@@ -284,18 +354,6 @@ impl Service {
     #[must_use]
     pub fn shutdown_token(&self) -> tokio_util::sync::CancellationToken {
         self.shutdown.clone()
-    }
-
-    /// The hub.
-    #[must_use]
-    pub const fn hub(&self) -> &Hub {
-        &self.hub
-    }
-
-    /// The sensor catalog.
-    #[must_use]
-    pub const fn catalog(&self) -> &Catalog {
-        &self.catalog
     }
 
     fn tokens(&self) -> std::sync::MutexGuard<'_, TokenStore> {
@@ -691,7 +749,7 @@ impl Service {
 
     /// A source's readings: into history (without waiting; see
     /// [`StoreHandle::offer`]), the catalog and the hub.
-    pub fn ingest(&self, readings: &[Reading]) {
+    pub(crate) fn ingest(&self, readings: &[Reading]) {
         if let Some(store) = &self.store {
             store.offer(readings);
         }

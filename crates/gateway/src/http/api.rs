@@ -37,12 +37,12 @@ use serde::{Deserialize, Serialize};
 use utoipa::OpenApi as _;
 
 use crate::auth::{Principal, Role};
-use crate::catalog::SensorEntry;
-use crate::hub::Delivery;
 use crate::pattern::Pattern;
 use crate::reading::{Quality, Reading};
-use crate::registry::{Connection, StopReason};
 use crate::service::{Caller, Service, ServiceError};
+use sensegate_core::Delivery;
+use sensegate_core::SensorEntry;
+use sensegate_core::{Connection, StopReason};
 
 pub use super::error::{ApiError, ErrorBody};
 use crate::stats::Limit;
@@ -340,7 +340,7 @@ impl FromRequestParts<Arc<Service>> for Auth {
             connection.stop(StopReason::Revoked);
             return Err(ApiError::Service(ServiceError::Unauthenticated));
         }
-        connection.touch(&service.registry().clock());
+        connection.touch(&service.clock());
         Ok(Self {
             principal,
             peer: connection.peer,
@@ -671,7 +671,7 @@ async fn stream(
                 d = subscriber.next_batch(EVENT_READINGS) => d,
                 _ = connection.stopped() => return None,
             };
-            connection.touch(&service.registry().clock());
+            connection.touch(&service.clock());
             match delivery {
                 Delivery::Batch { readings, dropped } => {
                     let body = StreamBatch {

@@ -15,9 +15,9 @@
 use std::fmt::Write as _;
 
 use crate::reading::now_us;
-use crate::registry::Traffic;
 use crate::service::MetricsSnapshot;
 use crate::stats::{HistogramSnapshot, LATENCY_BUCKETS};
+use sensegate_core::Traffic;
 
 /// Renders every series of `m` (already filtered by the service for its
 /// caller).

@@ -29,9 +29,9 @@ use tokio_util::task::TaskTracker;
 
 use super::api::{self, HttpLimits};
 use crate::reading::now_us;
-use crate::registry::Connection;
 use crate::service::Service;
 use crate::stats::{Limit, LimitHits};
+use sensegate_core::Connection;
 
 /// How long a stopped connection may finish its current response.
 const STOP_GRACE: Duration = Duration::from_secs(5);
@@ -66,18 +66,10 @@ pub async fn run(
                 continue;
             }
         };
-        let admission =
-            match service
-                .registry()
-                .admit(peer, crate::registry::Frontend::Http, now_us())
-            {
-                Ok(a) => a,
-                Err(e) => {
-                    // Past the connection caps: closed at once, nothing read.
-                    service.counters().refused(e);
-                    continue;
-                }
-            };
+        // Past the connection caps (counted): closed at once, nothing read.
+        let Ok(admission) = service.admit(peer, sensegate_core::Frontend::Http, now_us()) else {
+            continue;
+        };
         let _ = tcp.set_nodelay(true);
         let app = api::with_connection(router.clone(), admission.connection().clone());
         let handshake = admission

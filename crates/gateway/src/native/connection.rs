@@ -38,12 +38,12 @@ use tokio_util::task::task_tracker::TaskTrackerToken;
 
 use super::parking::{Parkable, Parker};
 use super::transport::Transport;
-use crate::hub::{Delivery, Subscriber};
 use crate::inflight::{InflightBudget, InflightPermit, Reservation};
-use crate::registry::Admission;
 use crate::service::Service;
 use crate::session::{self, Session, State, Step};
 use crate::stats::Limit;
+use sensegate_core::Admission;
+use sensegate_core::{Delivery, Subscriber};
 
 /// Read reservation when the socket is readable.
 const READ_CHUNK: usize = 4096;
@@ -396,7 +396,7 @@ impl Conn {
                     self.frame_started = None;
                     self.session
                         .connection()
-                        .touch(&self.shared.service.registry().clock());
+                        .touch(&self.shared.service.clock());
                     let before = self.replies.len();
                     let step = self.session.on_frame(
                         &self.shared.service,

@@ -22,9 +22,9 @@ use tokio_util::task::TaskTracker;
 use super::connection::{self, Shared};
 use super::transport::Transport;
 use crate::reading::now_us;
-use crate::registry::AdmitError;
 use crate::session;
 use crate::stats::Limit;
+use sensegate_core::AdmitError;
 
 /// Refusals being written at once; past it refused sockets are just closed.
 const MAX_REFUSALS_IN_FLIGHT: usize = 64;
@@ -55,27 +55,24 @@ pub async fn run(
             }
         };
         let _ = tcp.set_nodelay(true);
-        let admission =
-            match shared
-                .service
-                .registry()
-                .admit(peer, crate::registry::Frontend::Native, now_us())
-            {
-                Ok(a) => a,
-                Err(e) => {
-                    tracing::debug!(%peer, error = %e, "connection refused");
-                    shared.service.counters().refused(e);
-                    if tls.is_none()
-                        && let Ok(permit) = refusals.clone().try_acquire_owned()
-                    {
-                        tracker.spawn(async move {
-                            refuse(tcp, e).await;
-                            drop(permit);
-                        });
-                    }
-                    continue;
+        let admission = match shared
+            .service
+            .admit(peer, sensegate_core::Frontend::Native, now_us())
+        {
+            Ok(a) => a,
+            Err(e) => {
+                tracing::debug!(%peer, error = %e, "connection refused");
+                if tls.is_none()
+                    && let Ok(permit) = refusals.clone().try_acquire_owned()
+                {
+                    tracker.spawn(async move {
+                        refuse(tcp, e).await;
+                        drop(permit);
+                    });
                 }
-            };
+                continue;
+            }
+        };
         let shared = shared.clone();
         let tls = tls.clone();
         let fut = async move {

@@ -23,9 +23,9 @@ use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 
 use super::config::{HwmonSource, is_name};
-use crate::catalog::SensorState;
 use crate::reading::{Quality, Reading, now_us};
-use crate::service::Service;
+use crate::service::SourceSink;
+use sensegate_core::SensorState;
 
 /// Most `hwmonN` directories looked at.
 pub const MAX_CHIPS: usize = 64;
@@ -168,8 +168,8 @@ fn clean(s: &str) -> String {
 }
 
 /// Runs the source until `shutdown`.
-pub async fn run(service: Arc<Service>, source: HwmonSource, shutdown: CancellationToken) {
-    let max_name = service.limits().message.max_name_bytes;
+pub async fn run(sink: SourceSink, source: HwmonSource, shutdown: CancellationToken) {
+    let max_name = sink.limits().message.max_name_bytes;
     let mut channels: Vec<(Channel, Arc<str>)> = Vec::new();
     let mut scanned: Option<Instant> = None;
     let mut tick = tokio::time::interval(source.interval);
@@ -184,7 +184,7 @@ pub async fn run(service: Arc<Service>, source: HwmonSource, shutdown: Cancellat
             let found = tokio::task::spawn_blocking(move || scan(&root, &prefix, max_name))
                 .await
                 .unwrap_or_default();
-            channels = register(&service, found);
+            channels = register(&sink, found);
             scanned = Some(Instant::now());
         }
         let list: Vec<Channel> = channels.iter().map(|(c, _)| c.clone()).collect();
@@ -205,25 +205,18 @@ pub async fn run(service: Arc<Service>, source: HwmonSource, shutdown: Cancellat
                     quality: Quality::Good,
                 }),
                 Err(reason) => {
-                    service.catalog().set_state(
-                        std::slice::from_ref(name),
-                        SensorState::Faulted,
-                        &reason,
-                    );
+                    sink.set_state(std::slice::from_ref(name), SensorState::Faulted, &reason);
                 }
             }
         }
-        service.ingest(&batch);
+        sink.ingest(&batch);
     }
 }
 
-fn register(service: &Service, found: Vec<Channel>) -> Vec<(Channel, Arc<str>)> {
+fn register(sink: &SourceSink, found: Vec<Channel>) -> Vec<(Channel, Arc<str>)> {
     let mut out = Vec::with_capacity(found.len());
     for channel in found {
-        match service
-            .catalog()
-            .register(&channel.sensor, channel.unit, "hwmon")
-        {
+        match sink.register(&channel.sensor, channel.unit) {
             Ok(name) => out.push((channel, name)),
             Err(e) => {
                 tracing::warn!(error = %e, "hwmon: sensor not added");

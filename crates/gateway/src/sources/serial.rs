@@ -25,9 +25,9 @@ use tokio_util::sync::CancellationToken;
 use super::config::{Parity, SerialProtocol, SerialSource, is_name};
 use super::lines::{LineSplitter, parse_name_value};
 use super::nmea;
-use crate::catalog::SensorState;
 use crate::reading::{Quality, Reading, now_us};
-use crate::service::Service;
+use crate::service::SourceSink;
+use sensegate_core::SensorState;
 
 /// Most sensors one serial device may create.
 pub const MAX_SENSORS: usize = 256;
@@ -38,9 +38,8 @@ const LOG_EVERY: Duration = Duration::from_secs(10);
 
 /// The state of one serial source between device openings.
 struct Device {
-    service: Arc<Service>,
+    sink: SourceSink,
     source: SerialSource,
-    origin: String,
     sensors: BTreeMap<String, Arc<str>>,
     max_name: usize,
     malformed: u64,
@@ -49,11 +48,10 @@ struct Device {
 }
 
 /// Runs the source until `shutdown`. Blocking: run it on a blocking thread.
-pub fn run(service: Arc<Service>, source: SerialSource, shutdown: &CancellationToken) {
-    let max_name = service.limits().message.max_name_bytes;
+pub fn run(sink: SourceSink, source: SerialSource, shutdown: &CancellationToken) {
+    let max_name = sink.limits().message.max_name_bytes;
     let mut dev = Device {
-        origin: format!("serial:{}", source.name),
-        service,
+        sink,
         source,
         sensors: BTreeMap::new(),
         max_name,
@@ -129,7 +127,7 @@ fn read_until_gone(
                 batch.clear();
                 let now = now_us();
                 splitter.feed(&buf[..n], |line| dev.line(line, now, &mut batch));
-                dev.service.ingest(&batch);
+                dev.sink.ingest(&batch);
                 dev.report_malformed(splitter.overlong);
             }
             Err(e)
@@ -189,20 +187,14 @@ impl Device {
         if self.sensors.len() >= MAX_SENSORS || !is_name(&full, self.max_name) {
             return None;
         }
-        let name = self
-            .service
-            .catalog()
-            .register(&full, unit, &self.origin)
-            .ok()?;
+        let name = self.sink.register(&full, unit).ok()?;
         self.sensors.insert(suffix.to_owned(), name.clone());
         Some(name)
     }
 
     fn fault(&self, reason: &str) {
         let names: Vec<Arc<str>> = self.sensors.values().cloned().collect();
-        self.service
-            .catalog()
-            .set_state(&names, SensorState::Faulted, reason);
+        self.sink.set_state(&names, SensorState::Faulted, reason);
     }
 
     fn report_malformed(&mut self, overlong: u64) {

@@ -32,9 +32,9 @@ use tokio_util::sync::CancellationToken;
 use super::backoff::Backoff;
 use super::config::DriverSource;
 use super::host::HOST_FRAME_LIMIT;
-use crate::catalog::SensorState;
 use crate::reading::{Quality, Reading, now_us};
-use crate::service::{MAX_FUTURE_US, Service};
+use crate::service::{MAX_FUTURE_US, SourceSink};
+use sensegate_core::SensorState;
 
 /// How a driver host is started: a program and its arguments (by default
 /// this executable with `driver-host`).
@@ -105,15 +105,14 @@ fn signal_name(signal: i32) -> &'static str {
 /// Runs the source until `shutdown`: registers its sensors, then keeps a
 /// host running.
 pub async fn run(
-    service: Arc<Service>,
+    sink: SourceSink,
     source: DriverSource,
     host: HostCommand,
     shutdown: CancellationToken,
 ) {
-    let origin = format!("driver:{}", source.name);
     let mut sensors = Vec::with_capacity(source.sensors.len());
     for name in &source.sensors {
-        match service.catalog().register(name, &source.unit, &origin) {
+        match sink.register(name, &source.unit) {
             Ok(n) => sensors.push(n),
             Err(e) => {
                 tracing::error!(source = %source.name, error = %e, "driver source not started");
@@ -128,16 +127,14 @@ pub async fn run(
         let started = Instant::now();
         let fault = tokio::select! {
             () = shutdown.cancelled() => return,
-            fault = run_host(&service, &source, &host, &sensors, &mut failed_at) => fault,
+            fault = run_host(&sink, &source, &host, &sensors, &mut failed_at) => fault,
         };
         failed_at = Some(Instant::now());
         let reason = fault.to_string();
-        service
-            .catalog()
-            .set_state(&sensors, SensorState::Faulted, &reason);
+        sink.set_state(&sensors, SensorState::Faulted, &reason);
         let delay = backoff.next(started.elapsed());
         restarts += 1;
-        service.note_driver_restart(&source.name);
+        sink.note_driver_restart(&source.name);
         tracing::warn!(
             source = %source.name,
             reason = %reason,
@@ -149,16 +146,14 @@ pub async fn run(
             () = shutdown.cancelled() => return,
             () = tokio::time::sleep(delay) => {}
         }
-        service
-            .catalog()
-            .set_state(&sensors, SensorState::Restarting, &reason);
+        sink.set_state(&sensors, SensorState::Restarting, &reason);
     }
 }
 
 /// One host, from spawn to failure. Dropping the future (shutdown) kills the
 /// child: it is spawned with `kill_on_drop`.
 async fn run_host(
-    service: &Service,
+    sink: &SourceSink,
     source: &DriverSource,
     host: &HostCommand,
     sensors: &[Arc<str>],
@@ -219,7 +214,7 @@ async fn run_host(
                 if !wait.is_zero() {
                     tokio::time::sleep(wait).await;
                 }
-                service.ingest(&batch);
+                sink.ingest(&batch);
                 if let Some(at) = failed_at.take() {
                     tracing::info!(
                         source = %source.name,
