@@ -88,10 +88,8 @@ async fn connect(args: &ConnArgs) -> Result<Client, Failure> {
 
 fn role_name(role: i32) -> &'static str {
     match v1::Role::try_from(role) {
-        Ok(v1::Role::Admin) => "admin",
-        Ok(v1::Role::Reader) => "reader",
-        Ok(v1::Role::Device) => "device",
-        _ => "?",
+        Ok(v1::Role::Unspecified) | Err(_) => "?",
+        Ok(r) => r.name(),
     }
 }
 
@@ -140,16 +138,11 @@ fn civil_from_days(days: i64) -> (i64, i64, i64) {
 pub async fn token_create(args: &ConnArgs, role: &str, scope: &str, name: &str) -> ExitCode {
     finish(
         async {
-            let role = match role {
-                "admin" => v1::Role::Admin,
-                "reader" => v1::Role::Reader,
-                "device" => v1::Role::Device,
-                _ => {
-                    return Err(Failure(
-                        EX_DATAERR,
-                        "role must be admin, reader or device".into(),
-                    ));
-                }
+            let Some(role) = v1::Role::from_name(role) else {
+                return Err(Failure(
+                    EX_DATAERR,
+                    "role must be admin, reader or device".into(),
+                ));
             };
             let mut c = connect(args).await?;
             let reply = c.create_token(name, role, scope).await?;
@@ -215,11 +208,8 @@ pub async fn sensors(args: &ConnArgs, pattern: &str) -> ExitCode {
             );
             for s in c.list_sensors(pattern).await? {
                 let state = match v1::SensorState::try_from(s.state) {
-                    Ok(v1::SensorState::Ok) => "ok",
-                    Ok(v1::SensorState::Faulted) => "faulted",
-                    Ok(v1::SensorState::Restarting) => "restarting",
-                    Ok(v1::SensorState::Idle) => "idle",
-                    _ => "?",
+                    Ok(v1::SensorState::Unspecified) | Err(_) => "?",
+                    Ok(state) => state.name(),
                 };
                 println!(
                     "{:<24}  {:<6}  {:<14}  {:<10}  {:<24}  {}",
@@ -242,10 +232,11 @@ fn print_readings(readings: &[v1::Reading]) -> std::io::Result<()> {
     use std::io::Write as _;
     let mut out = std::io::stdout().lock();
     for r in readings {
+        // Good readings go unmarked; others say their quality.
         let quality = match v1::Quality::try_from(r.quality) {
-            Ok(v1::Quality::Good) => "",
-            Ok(v1::Quality::Uncertain) => " (uncertain)",
-            _ => " (bad)",
+            Ok(v1::Quality::Good) => String::new(),
+            Ok(q) => format!(" ({})", q.name()),
+            Err(_) => format!(" ({})", v1::Quality::Bad.name()),
         };
         writeln!(
             out,

@@ -9,7 +9,7 @@ use sensegate_core::auth::token::{ID_HEX_LEN, PREFIX};
 use std::hint::black_box;
 
 fn bench(c: &mut Criterion) {
-    let mut store = TokenStore::in_memory(2_000);
+    let mut store = TokenStore::in_memory(2_000, sensegate_core::MessageLimits::DEFAULT);
     let mut known = None;
     for i in 0..1_000 {
         let (_, secret) = store

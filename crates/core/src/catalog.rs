@@ -29,14 +29,22 @@ impl SensorState {
     /// Every state, in the order they are reported.
     pub const ALL: [Self; 4] = [Self::Ok, Self::Faulted, Self::Restarting, Self::Idle];
 
-    /// The name the HTTP API, `/metrics` and the CLI show.
+    /// The name the HTTP API, `/metrics` and the CLI show (spelled in
+    /// [`sensegate_proto::names`]).
     #[must_use]
     pub const fn name(self) -> &'static str {
+        self.to_wire().name()
+    }
+
+    /// The wire value.
+    #[must_use]
+    pub const fn to_wire(self) -> sensegate_proto::v1::SensorState {
+        use sensegate_proto::v1::SensorState as W;
         match self {
-            Self::Ok => "ok",
-            Self::Faulted => "faulted",
-            Self::Restarting => "restarting",
-            Self::Idle => "idle",
+            Self::Ok => W::Ok,
+            Self::Faulted => W::Faulted,
+            Self::Restarting => W::Restarting,
+            Self::Idle => W::Idle,
         }
     }
 }

@@ -10,8 +10,23 @@
 pub struct Pattern(String);
 
 impl Pattern {
-    /// A pattern from its text. The caller has already checked the text
-    /// against the wire rules (length, character set).
+    /// A pattern from text that is not yet trusted: checked against the
+    /// pattern rule ([`sensegate_proto::envelope::check_pattern`]) with the
+    /// configured limits.
+    ///
+    /// # Errors
+    /// The rule's error, naming `field`.
+    pub fn parse(
+        field: &'static str,
+        text: &str,
+        limits: &sensegate_proto::MessageLimits,
+    ) -> Result<Self, sensegate_proto::envelope::MessageError> {
+        sensegate_proto::envelope::check_pattern(field, text, limits)?;
+        Ok(Self(text.to_owned()))
+    }
+
+    /// A pattern from text already checked against the pattern rule (a
+    /// decoded envelope's field, or a constant).
     #[must_use]
     pub fn new(text: impl Into<String>) -> Self {
         Self(text.into())

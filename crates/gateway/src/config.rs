@@ -505,7 +505,7 @@ impl Validator<'_> {
             limits,
             sim,
             sources,
-            store: self.store(&raw.store, limits.max_push_batch)?,
+            store: self.store(&raw.store, &limits)?,
             http: self.http(&raw.http, defaults.http)?,
             driver_host: None,
         })
@@ -556,7 +556,8 @@ impl Validator<'_> {
         })
     }
 
-    fn store(&self, r: &RawStore, max_push_batch: usize) -> Result<StoreConfig, ConfigError> {
+    fn store(&self, r: &RawStore, limits: &Limits) -> Result<StoreConfig, ConfigError> {
+        let (max_push_batch, message) = (limits.max_push_batch, &limits.message);
         let mut c = StoreConfig::default();
         c.enabled = r.enabled.unwrap_or(c.enabled);
         c.path.clone_from(&r.path);
@@ -578,22 +579,17 @@ impl Validator<'_> {
             return Err(self.invalid("store.retention", "more than 256 rules"));
         }
         for rule in rules {
-            let valid = !rule.pattern.is_empty()
-                && rule.pattern.len() <= 256
-                && rule
-                    .pattern
-                    .bytes()
-                    .all(sensegate_proto::envelope::is_pattern_byte);
-            if !valid {
-                return Err(self.invalid(
+            let pattern = Pattern::parse("store.retention", &rule.pattern, message).map_err(|_| {
+                self.invalid(
                     "store.retention",
-                    "a pattern must be 1 to 256 bytes of name characters, * and ?",
-                ));
-            }
+                    &format!(
+                        "a pattern must be 1 to {} bytes (limits.max_pattern_bytes) of name characters, * and ?",
+                        message.max_pattern_bytes
+                    ),
+                )
+            })?;
             let keep = days("store.retention", Some(rule.days), 30)?;
-            c.retention
-                .rules
-                .push((Pattern::new(rule.pattern.as_str()), keep));
+            c.retention.rules.push((pattern, keep));
         }
         let secs = self.range(
             "store.prune_interval_secs",

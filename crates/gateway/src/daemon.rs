@@ -112,7 +112,8 @@ impl Daemon {
         create_private_dir(&config.data_dir)?;
         let store_path = token_store_path(&config.data_dir);
         warn_permissions(&store_path, true);
-        let tokens = TokenStore::open(&store_path, config.limits.max_tokens)?;
+        let tokens =
+            TokenStore::open(&store_path, config.limits.max_tokens, config.limits.message)?;
         let audit = match &config.audit_log {
             Some(path) => {
                 Audit::open(path, config.limits.audit_denials_per_minute).map_err(|source| {

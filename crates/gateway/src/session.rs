@@ -287,19 +287,7 @@ impl Session {
             ));
             return Step::Close;
         }
-        let authenticated = service
-            .authenticate(&hello.token, self.connection.peer, now)
-            .and_then(|principal| {
-                // Bound first, then checked again: a revocation racing this
-                // hello either sees the binding or is seen here.
-                self.connection.set_principal(principal.clone());
-                if service.token_id_is_live(&principal.token_id) {
-                    Ok(principal)
-                } else {
-                    Err(ServiceError::Unauthenticated)
-                }
-            });
-        match authenticated {
+        match service.sign_in(&hello.token, &self.connection, now) {
             Ok(principal) => {
                 out.push(reply(
                     id,
@@ -481,13 +469,7 @@ fn list_sensors(
                 name: e.name.to_string(),
                 unit: e.unit.clone(),
                 source: e.source.clone(),
-                state: match e.state {
-                    sensegate_core::SensorState::Ok => v1::SensorState::Ok,
-                    sensegate_core::SensorState::Faulted => v1::SensorState::Faulted,
-                    sensegate_core::SensorState::Restarting => v1::SensorState::Restarting,
-                    sensegate_core::SensorState::Idle => v1::SensorState::Idle,
-                }
-                .into(),
+                state: e.state.to_wire().into(),
                 fault_reason: e.fault_reason.clone(),
                 last_timestamp_us: e.latest.as_ref().map_or(0, |r| r.timestamp_us),
             })
@@ -621,7 +603,7 @@ mod tests {
         let svc = Service::new(
             "t".into(),
             Limits::default(),
-            TokenStore::in_memory(8),
+            TokenStore::in_memory(8, sensegate_proto::MessageLimits::DEFAULT),
             Audit::disabled(),
         );
         let (_, secret) = svc.bootstrap_token("admin", Role::Admin, "*").unwrap();

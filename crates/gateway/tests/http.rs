@@ -1134,3 +1134,80 @@ async fn http_lists_come_in_pages_with_a_next_header() {
         assert_eq!((seen.len(), unique.len()), (want, want), "{route}");
     }
 }
+
+/// Token names and scopes are checked once, by the protocol's rule with the
+/// configured limits, on every front end and in the token store. Before,
+/// the store checked against the default limits: with
+/// `limits.max_name_bytes = 512` a 200-byte name passed the wire and was
+/// then refused by the store, and HTTP token creation never saw the
+/// configured cap at all (with 64, a 100-byte name was created).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn token_names_follow_the_configured_limits_on_every_front_end() {
+    use common::{frame, hello, read_one, send};
+    use sensegate_client::wire::envelope::Body;
+    let create = |name: &str, id: u64| {
+        frame(
+            Body::CreateToken(v1::CreateTokenRequest {
+                name: name.to_owned(),
+                role: v1::Role::Reader.into(),
+                scope: "lab/*".into(),
+            }),
+            id,
+        )
+    };
+    let body = |name: &str| format!(r#"{{"name":"{name}","role":"reader","scope":"lab/*"}}"#);
+
+    // A larger cap: a 200-byte name is accepted by both front ends.
+    let wide = TestDaemon::start("[limits]\nmax_name_bytes = 512").await;
+    let long = "n".repeat(200);
+    let mut s = wide.raw().await;
+    send(&mut s, &hello(&wide.admin)).await;
+    assert!(matches!(
+        read_one(&mut s).await.body,
+        Some(Body::Welcome(_))
+    ));
+    send(&mut s, &create(&long, 2)).await;
+    match read_one(&mut s).await.body {
+        Some(Body::TokenCreated(t)) => assert_eq!(t.token.unwrap().name, long),
+        other => panic!("native: {other:?}"),
+    }
+    let admin = wide.admin.expose().to_owned();
+    let r = request(
+        http(&wide),
+        "POST",
+        "/api/v1/tokens",
+        Some(&admin),
+        &body(&long),
+    )
+    .await;
+    assert_eq!(r.status, 201, "{}", r.body);
+
+    // A smaller cap: a 100-byte name is refused by both, and nothing is
+    // created.
+    let narrow = TestDaemon::start("[limits]\nmax_name_bytes = 64").await;
+    let name = "n".repeat(100);
+    let admin = narrow.admin.expose().to_owned();
+    let r = request(
+        http(&narrow),
+        "POST",
+        "/api/v1/tokens",
+        Some(&admin),
+        &body(&name),
+    )
+    .await;
+    assert_eq!(r.status, 400, "{}", r.body);
+    let mut s = narrow.raw().await;
+    send(&mut s, &hello(&narrow.admin)).await;
+    assert!(matches!(
+        read_one(&mut s).await.body,
+        Some(Body::Welcome(_))
+    ));
+    send(&mut s, &create(&name, 2)).await;
+    match read_one(&mut s).await.body {
+        Some(Body::Error(e)) => assert_eq!(e.code, i32::from(v1::ErrorCode::Malformed)),
+        other => panic!("native: {other:?}"),
+    }
+    let r = request(http(&narrow), "GET", "/api/v1/tokens", Some(&admin), "").await;
+    assert_eq!(r.status, 200);
+    assert!(!r.body.contains(&name), "{}", r.body);
+}

@@ -253,18 +253,12 @@ struct Check<'a> {
 }
 
 impl Check<'_> {
-    /// A sensor name, principal or token id: 1..=max bytes of
-    /// `[A-Za-z0-9._:/-]`. The narrow set keeps names safe to log, to put in a
-    /// URL path and to match with patterns.
     fn name(&self, field: &'static str, s: &str) -> Result<(), MessageError> {
-        bounded(field, s, self.l.max_name_bytes, true)?;
-        chars(field, s, is_name_byte)
+        check_name(field, s, self.l)
     }
 
-    /// A pattern: name characters plus `*` and `?`; never empty.
     fn pattern(&self, field: &'static str, s: &str) -> Result<(), MessageError> {
-        bounded(field, s, self.l.max_pattern_bytes, true)?;
-        chars(field, s, is_pattern_byte)
+        check_pattern(field, s, self.l)
     }
 
     fn optional_name(&self, field: &'static str, s: &str) -> Result<(), MessageError> {
@@ -410,6 +404,50 @@ fn bucket(b: &Bucket) -> Result<(), MessageError> {
     finite("bucket.min", b.min)?;
     finite("bucket.max", b.max)?;
     finite("bucket.mean", b.mean)
+}
+
+/// The name rule, the one place it is spelled: a sensor name, token name,
+/// token id or principal is 1 to `limits.max_name_bytes` bytes of
+/// `[A-Za-z0-9._:/-]`. The narrow set keeps names safe to log, to put in a
+/// URL path and to match with patterns. Every front end, the token store,
+/// the config and the sources check names with this and the configured
+/// limits.
+///
+/// # Errors
+/// [`MessageError::Empty`], [`MessageError::TooLong`] or
+/// [`MessageError::BadCharacter`], naming `field`.
+pub fn check_name(
+    field: &'static str,
+    s: &str,
+    limits: &MessageLimits,
+) -> Result<(), MessageError> {
+    bounded(field, s, limits.max_name_bytes, true)?;
+    chars(field, s, is_name_byte)
+}
+
+/// Whether `s` passes the name rule ([`check_name`]) with a cap of `max`
+/// bytes.
+#[must_use]
+pub fn is_name(s: &str, max: usize) -> bool {
+    let limits = MessageLimits {
+        max_name_bytes: max,
+        ..MessageLimits::DEFAULT
+    };
+    check_name("name", s, &limits).is_ok()
+}
+
+/// The pattern rule: a sensor-name pattern or token scope is 1 to
+/// `limits.max_pattern_bytes` bytes of name bytes, `*` and `?`.
+///
+/// # Errors
+/// As [`check_name`].
+pub fn check_pattern(
+    field: &'static str,
+    s: &str,
+    limits: &MessageLimits,
+) -> Result<(), MessageError> {
+    bounded(field, s, limits.max_pattern_bytes, true)?;
+    chars(field, s, is_pattern_byte)
 }
 
 /// Bytes a sensor name may hold.

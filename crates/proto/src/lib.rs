@@ -10,7 +10,8 @@
 //! 2. [`envelope`]: a frame's payload becomes a protobuf [`v1::Envelope`],
 //!    checked against per-field caps ([`envelope::MessageLimits`]).
 //!
-//! The message types in [`v1`] are generated from `proto/sensegate.proto` at
+//! [`names`] spells the names of the wire's enums (roles, qualities, sensor
+//! states) for every side. The message types in [`v1`] are generated from `proto/sensegate.proto` at
 //! build time. With the `tokio-codec` feature, [`codec`] adapts the frame codec
 //! to tokio-util's `Framed`.
 //!
@@ -20,6 +21,7 @@
 
 pub mod envelope;
 pub mod frame;
+pub mod names;
 
 #[cfg(feature = "tokio-codec")]
 pub mod codec;

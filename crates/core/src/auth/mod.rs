@@ -12,7 +12,7 @@ use crate::pattern::Pattern;
 
 /// What a token lets its holder be.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
+#[serde(into = "&'static str", try_from = "String")]
 pub enum Role {
     /// Everything, including tokens and connections.
     Admin,
@@ -26,20 +26,17 @@ impl Role {
     /// Every role, for tables and tests.
     pub const ALL: [Self; 3] = [Self::Admin, Self::Reader, Self::Device];
 
-    /// The role's name as users type it.
+    /// The role's name as users type it (spelled in
+    /// [`sensegate_proto::names`]).
     #[must_use]
     pub const fn as_str(self) -> &'static str {
-        match self {
-            Self::Admin => "admin",
-            Self::Reader => "reader",
-            Self::Device => "device",
-        }
+        self.to_wire().name()
     }
 
     /// The role from its name.
     #[must_use]
     pub fn parse(s: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|r| r.as_str() == s)
+        sensegate_proto::v1::Role::from_name(s).and_then(|r| Self::from_wire(r.into()))
     }
 
     /// The wire value.
@@ -61,6 +58,20 @@ impl Role {
             sensegate_proto::v1::Role::Device => Some(Self::Device),
             sensegate_proto::v1::Role::Unspecified => None,
         }
+    }
+}
+
+impl From<Role> for &'static str {
+    fn from(r: Role) -> Self {
+        r.as_str()
+    }
+}
+
+impl TryFrom<String> for Role {
+    type Error = String;
+
+    fn try_from(s: String) -> Result<Self, Self::Error> {
+        Self::parse(&s).ok_or_else(|| "unknown role".to_owned())
     }
 }
 

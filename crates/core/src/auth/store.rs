@@ -7,6 +7,8 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
+use sensegate_proto::MessageLimits;
+use sensegate_proto::envelope::{check_name, check_pattern};
 use serde::{Deserialize, Serialize};
 use subtle::Choice;
 
@@ -102,6 +104,9 @@ pub struct TokenStore {
     dummy: TokenRecord,
     path: Option<PathBuf>,
     max_tokens: usize,
+    /// The configured name and pattern caps every name and scope is
+    /// checked against (at load and at creation).
+    limits: MessageLimits,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -127,8 +132,9 @@ struct FileFormat {
 impl TokenStore {
     /// An empty store kept in memory only.
     #[must_use]
-    pub fn in_memory(max_tokens: usize) -> Self {
+    pub fn in_memory(max_tokens: usize, limits: MessageLimits) -> Self {
         Self {
+            limits,
             by_id: HashMap::new(),
             dummy: dummy_record(),
             path: None,
@@ -141,8 +147,8 @@ impl TokenStore {
     /// # Errors
     /// [`StoreError`] when the file cannot be read, is too large, or is not a
     /// valid store.
-    pub fn open(path: &Path, max_tokens: usize) -> Result<Self, StoreError> {
-        let mut store = Self::in_memory(max_tokens);
+    pub fn open(path: &Path, max_tokens: usize, limits: MessageLimits) -> Result<Self, StoreError> {
+        let mut store = Self::in_memory(max_tokens, limits);
         store.path = Some(path.to_owned());
         let io = |source| StoreError::Io {
             path: path.to_owned(),
@@ -184,8 +190,8 @@ impl TokenStore {
             )));
         }
         for (i, r) in file.tokens.into_iter().enumerate() {
-            let record =
-                check_record(r).map_err(|field| invalid(format!("token {i}: bad {field}")))?;
+            let record = check_record(r, &limits)
+                .map_err(|field| invalid(format!("token {i}: bad {field}")))?;
             if store.by_id.insert(record.id.clone(), record).is_some() {
                 return Err(invalid(format!("token {i}: duplicate id")));
             }
@@ -233,11 +239,10 @@ impl TokenStore {
                 max: self.max_tokens,
             });
         }
-        let limits = sensegate_proto::MessageLimits::DEFAULT;
-        if !valid_name(name, limits.max_name_bytes) {
+        if check_name("name", name, &self.limits).is_err() {
             return Err(StoreError::BadField { field: "name" });
         }
-        if !valid_pattern(scope, limits.max_pattern_bytes) {
+        if check_pattern("scope", scope, &self.limits).is_err() {
             return Err(StoreError::BadField { field: "scope" });
         }
         let NewToken { id, secret, hash } = token::generate()?;
@@ -421,15 +426,14 @@ impl Snapshot {
     }
 }
 
-fn check_record(r: FileRecord) -> Result<TokenRecord, &'static str> {
-    let limits = sensegate_proto::MessageLimits::DEFAULT;
+fn check_record(r: FileRecord, limits: &MessageLimits) -> Result<TokenRecord, &'static str> {
     if r.id.len() != token::ID_HEX_LEN || !r.id.bytes().all(|b| b.is_ascii_hexdigit()) {
         return Err("id");
     }
-    if !valid_name(&r.name, limits.max_name_bytes) {
+    if check_name("name", &r.name, limits).is_err() {
         return Err("name");
     }
-    if !valid_pattern(&r.scope, limits.max_pattern_bytes) {
+    if check_pattern("scope", &r.scope, limits).is_err() {
         return Err("scope");
     }
     let hash = hex_decode_32(&r.sha256).ok_or("sha256")?;
@@ -455,14 +459,6 @@ fn json_category(e: &serde_json::Error) -> &'static str {
         serde_json::error::Category::Data => "unknown or mistyped field or value",
         serde_json::error::Category::Eof => "unexpected end of file",
     }
-}
-
-fn valid_name(s: &str, max: usize) -> bool {
-    !s.is_empty() && s.len() <= max && s.bytes().all(sensegate_proto::envelope::is_name_byte)
-}
-
-fn valid_pattern(s: &str, max: usize) -> bool {
-    !s.is_empty() && s.len() <= max && s.bytes().all(sensegate_proto::envelope::is_pattern_byte)
 }
 
 fn dummy_record() -> TokenRecord {
@@ -500,7 +496,7 @@ mod tests {
 
     #[test]
     fn create_verify_revoke() {
-        let mut s = TokenStore::in_memory(10);
+        let mut s = TokenStore::in_memory(10, MessageLimits::DEFAULT);
         let (rec, secret) = s.create("alice", Role::Reader, "room/*", 5).unwrap();
         let p = s.verify(secret.expose()).unwrap();
         assert_eq!(p.name, "alice");
@@ -514,7 +510,7 @@ mod tests {
 
     #[test]
     fn wrong_secret_unknown_id_and_garbage_fail_alike() {
-        let mut s = TokenStore::in_memory(10);
+        let mut s = TokenStore::in_memory(10, MessageLimits::DEFAULT);
         let (rec, secret) = s.create("a", Role::Admin, "*", 0).unwrap();
         let text = secret.expose();
         let mut wrong_secret = text.to_owned();
@@ -528,7 +524,7 @@ mod tests {
 
     #[test]
     fn cap_on_token_count() {
-        let mut s = TokenStore::in_memory(2);
+        let mut s = TokenStore::in_memory(2, MessageLimits::DEFAULT);
         s.create("a", Role::Admin, "*", 0).unwrap();
         s.create("b", Role::Admin, "*", 0).unwrap();
         assert!(matches!(
@@ -539,7 +535,7 @@ mod tests {
 
     #[test]
     fn bad_names_are_refused() {
-        let mut s = TokenStore::in_memory(2);
+        let mut s = TokenStore::in_memory(2, MessageLimits::DEFAULT);
         assert!(matches!(
             s.create("a b", Role::Admin, "*", 0),
             Err(StoreError::BadField { field: "name" })
@@ -555,7 +551,7 @@ mod tests {
         let dir = tmpdir();
         let path = dir.path().join("tokens.json");
         let secret = {
-            let mut s = TokenStore::open(&path, 10).unwrap();
+            let mut s = TokenStore::open(&path, 10, MessageLimits::DEFAULT).unwrap();
             let (_, secret) = s.create("dev1", Role::Device, "dev1/*", 7).unwrap();
             secret
         };
@@ -568,7 +564,7 @@ mod tests {
             let mode = fs::metadata(&path).unwrap().permissions().mode() & 0o777;
             assert_eq!(mode, 0o600);
         }
-        let s = TokenStore::open(&path, 10).unwrap();
+        let s = TokenStore::open(&path, 10, MessageLimits::DEFAULT).unwrap();
         assert_eq!(s.verify(secret.expose()).unwrap().name, "dev1");
     }
 
@@ -590,7 +586,9 @@ mod tests {
             ),
         ] {
             fs::write(&path, text).unwrap();
-            let err = TokenStore::open(&path, 10).unwrap_err().to_string();
+            let err = TokenStore::open(&path, 10, MessageLimits::DEFAULT)
+                .unwrap_err()
+                .to_string();
             assert!(err.contains(expect), "{text} -> {err}");
         }
         let many: Vec<String> = (0..3)
@@ -601,12 +599,14 @@ mod tests {
             format!(r#"{{"version":1,"tokens":[{}]}}"#, many.join(",")),
         )
         .unwrap();
-        let err = TokenStore::open(&path, 2).unwrap_err().to_string();
+        let err = TokenStore::open(&path, 2, MessageLimits::DEFAULT)
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("over the cap of 2"), "{err}");
         let f = fs::File::create(&path).unwrap();
         f.set_len(MAX_FILE_BYTES + 1).unwrap();
         assert!(matches!(
-            TokenStore::open(&path, 10),
+            TokenStore::open(&path, 10, MessageLimits::DEFAULT),
             Err(StoreError::TooLarge { .. })
         ));
     }

@@ -293,7 +293,12 @@ mod tests {
     #[test]
     fn a_token_save_in_progress_does_not_hold_up_authentication() {
         let dir = tempfile::tempdir().unwrap();
-        let store = TokenStore::open(&dir.path().join("tokens.json"), 8).unwrap();
+        let store = TokenStore::open(
+            &dir.path().join("tokens.json"),
+            8,
+            Limits::default().message,
+        )
+        .unwrap();
         let svc = Arc::new(Service::new(
             "t".into(),
             Limits::default(),

@@ -360,6 +360,31 @@ impl Service {
         self.tokens.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
+    /// Signs `connection` in with `token`, the one way every front end
+    /// does it: the token is checked ([`Service::authenticate`], throttled
+    /// per address), bound to the connection, then checked live again. A
+    /// revocation racing the sign-in either sees the binding (and ends the
+    /// connection) or is seen here, and then the connection is ended as
+    /// its sweep would have.
+    ///
+    /// # Errors
+    /// As [`Service::authenticate`]; [`ServiceError::Unauthenticated`]
+    /// when the token was revoked meanwhile.
+    pub fn sign_in(
+        &self,
+        token: &str,
+        connection: &Connection,
+        now: Instant,
+    ) -> Result<Arc<Principal>, ServiceError> {
+        let principal = self.authenticate(token, connection.peer, now)?;
+        connection.set_principal(principal.clone());
+        if !self.token_id_is_live(&principal.token_id) {
+            connection.stop(StopReason::Revoked);
+            return Err(ServiceError::Unauthenticated);
+        }
+        Ok(principal)
+    }
+
     /// Checks a hello's token. The token is verified first (constant
     /// time), so a valid token is never refused for other peers' failures
     /// behind the same address; failures are counted per source address,

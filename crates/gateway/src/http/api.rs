@@ -40,9 +40,9 @@ use crate::auth::{Principal, Role};
 use crate::pattern::Pattern;
 use crate::reading::{Quality, Reading};
 use crate::service::{Caller, Service, ServiceError};
+use sensegate_core::Connection;
 use sensegate_core::Delivery;
 use sensegate_core::SensorEntry;
-use sensegate_core::{Connection, StopReason};
 
 pub use super::error::{ApiError, ErrorBody};
 use crate::stats::Limit;
@@ -327,19 +327,11 @@ impl FromRequestParts<Arc<Service>> for Auth {
             .map(|(_, t)| t.trim())
             .filter(|t| !t.is_empty() && t.len() <= service.limits().message.max_token_bytes)
             .ok_or(unauthenticated)?;
-        let principal = service.authenticate(token, connection.peer, Instant::now())?;
         // The registry lists the connection under the token of the request
         // it serves (one at a time, in HTTP/1.1), so revoking that token
         // ends it, a stream included. A browser that signs in with another
         // token reuses its pooled connections: each is rebound.
-        connection.set_principal(principal.clone());
-        if !service.token_id_is_live(&principal.token_id) {
-            // Revoked between the check above and the binding: the
-            // revocation's sweep may have missed this connection, which
-            // now carries the revoked token. End it as the sweep would.
-            connection.stop(StopReason::Revoked);
-            return Err(ApiError::Service(ServiceError::Unauthenticated));
-        }
+        let principal = service.sign_in(token, &connection, Instant::now())?;
         connection.touch(&service.clock());
         Ok(Self {
             principal,
@@ -422,11 +414,7 @@ struct ReadingJson {
 }
 
 const fn quality_name(q: Quality) -> &'static str {
-    match q {
-        Quality::Good => "good",
-        Quality::Uncertain => "uncertain",
-        Quality::Bad => "bad",
-    }
+    q.to_wire().name()
 }
 
 fn reading_json(r: &Reading) -> ReadingJson {
@@ -478,26 +466,21 @@ fn paged<T: Serialize>(
     r
 }
 
-/// A pattern from a query string, checked like the protocol checks it.
+/// A pattern from a query string, parsed by the protocol's rule with the
+/// configured limits.
 fn pattern(service: &Service, text: Option<&str>) -> Result<Pattern, ApiError> {
     match text {
         None | Some("") => Ok(Pattern::any()),
-        Some(p)
-            if p.len() <= service.limits().message.max_pattern_bytes
-                && p.bytes().all(sensegate_proto::envelope::is_pattern_byte) =>
-        {
-            Ok(Pattern::new(p))
-        }
-        Some(_) => Err(ApiError::Service(ServiceError::Invalid)),
+        Some(p) => Pattern::parse("pattern", p, &service.limits().message)
+            .map_err(|_| ApiError::Service(ServiceError::Invalid)),
     }
 }
 
+/// A name from a path, checked by the protocol's rule with the configured
+/// limits.
 fn name(service: &Service, text: &str) -> Result<(), ApiError> {
-    if crate::sources::config::is_name(text, service.limits().message.max_name_bytes) {
-        Ok(())
-    } else {
-        Err(ApiError::Service(ServiceError::Invalid))
-    }
+    sensegate_proto::envelope::check_name("name", text, &service.limits().message)
+        .map_err(|_| ApiError::Service(ServiceError::Invalid))
 }
 
 /// A path or query parameter that does not parse is a bad request, told in

@@ -214,8 +214,6 @@ impl DriverSource {
     }
 }
 
-/// Whether `s` is a valid sensor or source name of at most `max` bytes.
-#[must_use]
-pub fn is_name(s: &str, max: usize) -> bool {
-    !s.is_empty() && s.len() <= max && s.bytes().all(sensegate_proto::envelope::is_name_byte)
-}
+/// Whether `s` is a valid sensor or source name of at most `max` bytes (the
+/// protocol's name rule).
+pub use sensegate_proto::envelope::is_name;
