@@ -55,19 +55,6 @@ pub struct Reading {
     pub quality: Quality,
 }
 
-impl Reading {
-    /// The wire form.
-    #[must_use]
-    pub fn to_wire(&self) -> v1::Reading {
-        v1::Reading {
-            sensor: self.sensor.to_string(),
-            timestamp_us: self.timestamp_us,
-            value: self.value,
-            quality: self.quality.to_wire().into(),
-        }
-    }
-}
-
 /// Microseconds since the Unix epoch, now (0 if the clock is before 1970).
 #[must_use]
 pub fn now_us() -> i64 {

@@ -4,8 +4,9 @@
 //!
 //! Data flows sources -> [`service`] -> [`hub`] -> front ends. By module:
 //! - [`config`]: the two-tier configuration (raw TOML, then validated);
-//! - [`session`]: one native-protocol session as a state machine without
-//!   I/O; [`native`]: the listener and the thin connection task around it;
+//! - [`native`]: the native protocol: its session as a state machine
+//!   without I/O, its wire forms and errors in one module, the listener and
+//!   the thin connection task around the session;
 //!   [`inflight`]: the global byte budget; [`tls`]: TLS 1.3 and certificates;
 //!   [`http`]: the HTTP/JSON API with server-sent events, same core, and
 //!   the Prometheus text for `/metrics` from the service's policy-filtered
@@ -28,7 +29,6 @@ pub mod daemon;
 pub mod http;
 pub mod inflight;
 pub mod native;
-pub mod session;
 pub mod sim;
 pub mod sources;
 pub mod store;

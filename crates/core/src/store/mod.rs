@@ -97,20 +97,6 @@ pub struct Bucket {
     pub count: u64,
 }
 
-impl Bucket {
-    /// The native protocol's form.
-    #[must_use]
-    pub const fn to_wire(&self) -> sensegate_proto::v1::Bucket {
-        sensegate_proto::v1::Bucket {
-            start_us: self.start_us,
-            min: self.min,
-            max: self.max,
-            mean: self.mean,
-            count: self.count,
-        }
-    }
-}
-
 /// A raw reading from history.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Row {

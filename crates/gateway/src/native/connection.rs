@@ -37,10 +37,11 @@ use tokio_util::task::TaskTracker;
 use tokio_util::task::task_tracker::TaskTrackerToken;
 
 use super::parking::{Parkable, Parker};
+use super::session::{Session, State, Step};
 use super::transport::Transport;
+use super::wire::{self, ProtocolError};
 use crate::inflight::{InflightBudget, InflightPermit, Reservation};
 use crate::service::Service;
-use crate::session::{self, Session, State, Step};
 use crate::stats::Limit;
 use sensegate_core::Admission;
 use sensegate_core::{Delivery, Subscriber};
@@ -336,7 +337,7 @@ impl Conn {
             tokio::select! {
                 biased;
                 reason = connection.stopped() => {
-                    Box::pin(self.farewell(session::goodbye_envelope(reason.message()))).await;
+                    Box::pin(self.farewell(wire::goodbye_envelope(reason.message()))).await;
                     return End::Stopped;
                 }
                 read = self.transport.read_some(&mut self.inbuf, chunk) => {
@@ -442,7 +443,7 @@ impl Conn {
                             let reply = tokio::select! {
                                 reply = Box::pin(pending.run(&service)) => reply,
                                 reason = connection.stopped() => {
-                                    self.farewell(session::goodbye_envelope(reason.message())).await;
+                                    self.farewell(wire::goodbye_envelope(reason.message())).await;
                                     return Some(End::Stopped);
                                 }
                             };
@@ -459,7 +460,7 @@ impl Conn {
                     if e.code() == ErrorCode::FrameTooLarge {
                         self.hit(Limit::FrameSize);
                     }
-                    let envelope = session::error_envelope(0, e.code(), &e.to_string());
+                    let envelope = wire::error_envelope(0, &ProtocolError::Frame(e));
                     self.farewell(envelope).await;
                     return Some(End::Error);
                 }
@@ -485,7 +486,7 @@ impl Conn {
     async fn ended_by_peer(&mut self) -> End {
         match self.decoder.decode_eof(&mut self.inbuf) {
             Err(e) => {
-                let envelope = session::error_envelope(0, e.code(), &e.to_string());
+                let envelope = wire::error_envelope(0, &ProtocolError::Frame(e));
                 self.farewell(envelope).await;
                 End::Error
             }
@@ -509,45 +510,33 @@ impl Conn {
         let max_hello = message.max_token_bytes + message.max_text_bytes + HELLO_OVERHEAD;
         if matches!(self.session.state(), State::ExpectHello) && declared > max_hello {
             self.hit(Limit::FrameSize);
-            return Some(session::error_envelope(
-                0,
-                ErrorCode::FrameTooLarge,
-                "frame too large before authentication",
-            ));
+            return Some(wire::error_envelope(0, &ProtocolError::HelloTooLarge));
         }
         // The payload counts against the connection's cap (so the default
         // cap admits one frame of the default maximum size); header and
         // payload count against the global budget.
         if declared > self.limits().inflight_bytes_per_connection {
             self.hit(Limit::Inflight);
-            return Some(session::error_envelope(
-                0,
-                ErrorCode::Overloaded,
-                "frame over the connection's in-flight limit",
-            ));
+            return Some(wire::error_envelope(0, &ProtocolError::ConnectionInflight));
         }
         if let Some(p) = self.shared.inflight.try_reserve(declared + HEADER_LEN) {
             self.frame_permit = Some(p);
             None
         } else {
             self.hit(Limit::Inflight);
-            Some(session::error_envelope(
-                0,
-                ErrorCode::Overloaded,
-                "server busy",
-            ))
+            Some(wire::error_envelope(0, &ProtocolError::Busy))
         }
     }
 
     async fn deliver(&mut self, delivery: Delivery) -> Option<End> {
         match delivery {
             Delivery::Lagged => {
-                self.farewell(session::goodbye_envelope("subscriber fell behind"))
+                self.farewell(wire::goodbye_envelope("subscriber fell behind"))
                     .await;
                 Some(End::Stopped)
             }
             Delivery::Batch { readings, dropped } => {
-                let envelope = session::batch_envelope(&readings, dropped);
+                let envelope = wire::batch_envelope(&readings, dropped);
                 drop(readings);
                 self.send(std::slice::from_ref(&envelope), Reserve::OrWait)
                     .await
@@ -595,8 +584,7 @@ impl Conn {
                 if reserve == Reserve::OrWait {
                     return Some(End::Error);
                 }
-                let busy =
-                    session::error_envelope(e.request_id, ErrorCode::Overloaded, "server busy");
+                let busy = wire::error_envelope(e.request_id, &ProtocolError::Busy);
                 if frame::encode_message(&busy, limit, &mut out).is_err() {
                     return Some(End::Error);
                 }
@@ -604,11 +592,7 @@ impl Conn {
             };
             permits.push(permit);
             if frame::encode_message(e, limit, &mut out).is_err() {
-                let too_big = session::error_envelope(
-                    e.request_id,
-                    ErrorCode::Internal,
-                    "reply over the frame limit",
-                );
+                let too_big = wire::error_envelope(e.request_id, &ProtocolError::ReplyTooLarge);
                 if frame::encode_message(&too_big, limit, &mut out).is_err() {
                     return Some(End::Error);
                 }
@@ -644,10 +628,10 @@ impl Conn {
     async fn timed_out(&mut self) -> End {
         let envelope = if matches!(self.session.state(), State::ExpectHello) {
             self.hit(Limit::AuthTimeout);
-            session::error_envelope(0, ErrorCode::Unauthenticated, "no hello in time")
+            wire::error_envelope(0, &ProtocolError::NoHelloInTime)
         } else {
             self.hit(Limit::FrameTimeout);
-            session::error_envelope(0, ErrorCode::Malformed, "frame not completed in time")
+            wire::error_envelope(0, &ProtocolError::FrameTimeout)
         };
         self.farewell(envelope).await;
         End::Timeout

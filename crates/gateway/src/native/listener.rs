@@ -11,7 +11,6 @@ use std::time::Duration;
 
 use bytes::BytesMut;
 use sensegate_proto::frame;
-use sensegate_proto::v1::ErrorCode;
 use tokio::io::AsyncWriteExt as _;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
@@ -21,8 +20,8 @@ use tokio_util::task::TaskTracker;
 
 use super::connection::{self, Shared};
 use super::transport::Transport;
+use super::wire::{self, ProtocolError};
 use crate::reading::now_us;
-use crate::session;
 use crate::stats::Limit;
 use sensegate_core::AdmitError;
 
@@ -106,7 +105,7 @@ pub async fn run(
 }
 
 async fn refuse(mut tcp: TcpStream, e: AdmitError) {
-    let envelope = session::error_envelope(0, ErrorCode::Overloaded, &e.to_string());
+    let envelope = wire::error_envelope(0, &ProtocolError::Refused(e));
     let mut out = BytesMut::new();
     if frame::encode_message(&envelope, sensegate_proto::FrameLimit::DEFAULT, &mut out).is_ok() {
         let _ = timeout(REFUSAL_TIMEOUT, async {

@@ -1,6 +1,10 @@
-//! The native protocol front end: the TCP (and TLS) listener and the thin
-//! connection task that drives a [`crate::session::Session`].
+//! The native protocol front end: the TCP (and TLS) listener, the session
+//! state machine and the thin connection task that drives it.
 //!
+//! - [`session`]: one session as a state machine without I/O: a frame's
+//!   payload in, the service called, the replies out.
+//! - [`wire`]: every error this front end sends (one enum, one code each),
+//!   every envelope it builds, every domain-to-wire conversion.
 //! - [`listener`]: accepts, admits through the registry (refusing past the
 //!   connection caps with one `OVERLOADED` frame), runs the TLS handshake
 //!   under the hello deadline, and spawns a connection task.
@@ -16,4 +20,6 @@
 pub mod connection;
 pub mod listener;
 pub mod parking;
+pub mod session;
 pub mod transport;
+pub mod wire;

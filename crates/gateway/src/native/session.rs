@@ -13,8 +13,10 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use sensegate_proto::v1::{self, ErrorCode, envelope::Body};
+use sensegate_proto::v1::{self, envelope::Body};
 use sensegate_proto::{PROTOCOL_VERSION, decode_envelope};
+
+use super::wire::{self, ProtocolError, connection_info, error_envelope, reply, token_info};
 
 use crate::auth::Role;
 use crate::pattern::Pattern;
@@ -84,26 +86,10 @@ impl Pending {
             }),
             Work::History(query) => {
                 let sensor = query.sensor.clone();
-                service.run_history(query).await.map(|h| {
-                    Body::HistoryReply(v1::HistoryReply {
-                        readings: h
-                            .rows
-                            .iter()
-                            .map(|r| v1::Reading {
-                                sensor: sensor.clone(),
-                                timestamp_us: r.timestamp_us,
-                                value: r.value,
-                                quality: r.quality.to_wire().into(),
-                            })
-                            .collect(),
-                        buckets: h
-                            .buckets
-                            .iter()
-                            .map(crate::store::Bucket::to_wire)
-                            .collect(),
-                        truncated: h.truncated,
-                    })
-                })
+                service
+                    .run_history(query)
+                    .await
+                    .map(|h| wire::history_reply(&sensor, &h))
             }
         };
         match result {
@@ -120,50 +106,8 @@ pub struct Session {
     state: State,
 }
 
-/// An error envelope with fixed text.
-#[must_use]
-pub fn error_envelope(request_id: u64, code: ErrorCode, message: &str) -> v1::Envelope {
-    v1::Envelope {
-        request_id,
-        body: Some(Body::Error(v1::Error {
-            code: code.into(),
-            message: message.to_owned(),
-        })),
-    }
-}
-
-/// A goodbye envelope.
-#[must_use]
-pub fn goodbye_envelope(reason: &str) -> v1::Envelope {
-    v1::Envelope {
-        request_id: 0,
-        body: Some(Body::Goodbye(v1::Goodbye {
-            reason: reason.to_owned(),
-        })),
-    }
-}
-
-/// A reading batch for a subscriber.
-#[must_use]
-pub fn batch_envelope(readings: &[Reading], dropped: u64) -> v1::Envelope {
-    v1::Envelope {
-        request_id: 0,
-        body: Some(Body::Readings(v1::ReadingBatch {
-            readings: readings.iter().map(Reading::to_wire).collect(),
-            dropped,
-        })),
-    }
-}
-
-fn reply(request_id: u64, body: Body) -> v1::Envelope {
-    v1::Envelope {
-        request_id,
-        body: Some(body),
-    }
-}
-
 fn service_error(request_id: u64, e: ServiceError) -> v1::Envelope {
-    error_envelope(request_id, e.code(), &e.to_string())
+    error_envelope(request_id, &ProtocolError::Service(e))
 }
 
 impl Session {
@@ -219,18 +163,14 @@ impl Session {
         let envelope = match decode_envelope(payload, &service.limits().message) {
             Ok(e) => e,
             Err(e) => {
-                out.push(error_envelope(0, e.code(), &e.to_string()));
+                out.push(error_envelope(0, &ProtocolError::Message(e)));
                 self.state = State::Closed;
                 return Step::Close;
             }
         };
         let id = envelope.request_id;
         let Some(body) = envelope.body else {
-            out.push(error_envelope(
-                id,
-                ErrorCode::Malformed,
-                "envelope has no known body",
-            ));
+            out.push(error_envelope(id, &ProtocolError::NoBody));
             self.state = State::Closed;
             return Step::Close;
         };
@@ -272,34 +212,23 @@ impl Session {
         out: &mut Vec<v1::Envelope>,
     ) -> Step {
         let Body::Hello(hello) = body else {
-            out.push(error_envelope(
-                id,
-                ErrorCode::Unauthenticated,
-                "hello expected first",
-            ));
+            out.push(error_envelope(id, &ProtocolError::HelloExpected));
             return Step::Close;
         };
         if hello.protocol_version != PROTOCOL_VERSION {
-            out.push(error_envelope(
-                id,
-                ErrorCode::Malformed,
-                "unsupported protocol version",
-            ));
+            out.push(error_envelope(id, &ProtocolError::UnsupportedVersion));
             return Step::Close;
         }
         match service.sign_in(&hello.token, &self.connection, now) {
             Ok(principal) => {
                 out.push(reply(
                     id,
-                    Body::Welcome(v1::Welcome {
-                        protocol_version: PROTOCOL_VERSION,
-                        principal: principal.name.clone(),
-                        role: principal.role.to_wire().into(),
-                        scope: principal.scope.as_str().to_owned(),
-                        connection_id: self.connection.id,
-                        max_frame_bytes: service.limits().frame.get(),
-                        server_name: service.server_name().to_owned(),
-                    }),
+                    wire::welcome(
+                        &principal,
+                        self.connection.id,
+                        service.limits().frame.get(),
+                        service.server_name(),
+                    ),
                 ));
                 self.state = State::Serving(Serving { subscriber: None });
                 Step::Continue
@@ -331,17 +260,13 @@ impl Serving {
             Body::Ping(p) => Ok(Body::Pong(v1::Pong { nonce: p.nonce })),
             Body::Goodbye(_) => return Step::Close,
             Body::Hello(_) => {
-                out.push(error_envelope(
-                    id,
-                    ErrorCode::Malformed,
-                    "already authenticated",
-                ));
+                out.push(error_envelope(id, &ProtocolError::AlreadyAuthenticated));
                 return Step::Close;
             }
             Body::ListSensors(r) => list_sensors(service, caller, &r),
             Body::Latest(r) => service.latest(caller, &r.sensor).map(|reading| {
                 Body::LatestReply(v1::LatestReply {
-                    reading: Some(reading.to_wire()),
+                    reading: Some(wire::reading(&reading)),
                 })
             }),
             Body::Subscribe(r) => {
@@ -399,11 +324,7 @@ impl Serving {
             | Body::TokenRevoked(_)
             | Body::Connections(_)
             | Body::Kicked(_) => {
-                out.push(error_envelope(
-                    id,
-                    ErrorCode::Malformed,
-                    "a server message sent by a client",
-                ));
+                out.push(error_envelope(id, &ProtocolError::ServerMessage));
                 return Step::Close;
             }
         };
@@ -461,20 +382,7 @@ fn list_sensors(
     };
     let after = (!r.after.is_empty()).then_some(r.after.as_str());
     let entries = service.list_sensors(caller, &pattern, after)?;
-    let (sensors, more) = page(
-        service,
-        entries
-            .iter()
-            .map(|e| v1::SensorInfo {
-                name: e.name.to_string(),
-                unit: e.unit.clone(),
-                source: e.source.clone(),
-                state: e.state.to_wire().into(),
-                fault_reason: e.fault_reason.clone(),
-                last_timestamp_us: e.latest.as_ref().map_or(0, |r| r.timestamp_us),
-            })
-            .collect(),
-    );
+    let (sensors, more) = page(service, entries.iter().map(wire::sensor_info).collect());
     let next_after = if more {
         sensors.last().map(|s| s.name.clone()).unwrap_or_default()
     } else {
@@ -554,39 +462,6 @@ fn create_token(
     }))
 }
 
-fn token_info(t: &crate::auth::store::TokenRecord) -> v1::TokenInfo {
-    v1::TokenInfo {
-        id: t.id.clone(),
-        name: t.name.clone(),
-        role: t.role.to_wire().into(),
-        scope: t.scope.as_str().to_owned(),
-        created_at_us: t.created_at_us,
-        revoked: t.revoked,
-    }
-}
-
-fn connection_info(c: &Connection) -> v1::ConnectionInfo {
-    use std::sync::atomic::Ordering::Relaxed;
-    let (principal, role) = c
-        .principal()
-        .map_or((String::new(), v1::Role::Unspecified), |p| {
-            (p.name.clone(), p.role.to_wire())
-        });
-    v1::ConnectionInfo {
-        id: c.id,
-        principal,
-        role: role.into(),
-        peer: c.peer.to_string(),
-        frontend: c.frontend.name().to_owned(),
-        connected_at_us: c.connected_at_us,
-        subscriptions: c.subscriptions.load(Relaxed),
-        frames_in: c.frames_in.load(Relaxed),
-        frames_out: c.frames_out.load(Relaxed),
-        bytes_in: c.bytes_in.load(Relaxed),
-        bytes_out: c.bytes_out.load(Relaxed),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use std::net::SocketAddr;
@@ -598,6 +473,7 @@ mod tests {
     use crate::auth::store::TokenStore;
     use crate::config::Limits;
     use sensegate_core::Admission;
+    use sensegate_proto::v1::ErrorCode;
 
     fn service() -> (Arc<Service>, String) {
         let svc = Service::new(
