@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 
 use sensegate_core::SensorState;
 use sensegate_gateway::config::Config;
-use sensegate_gateway::daemon::Daemon;
+use sensegate_gateway::daemon::{Daemon, DaemonOptions};
 use sensegate_gateway::sources::config::DriverSource;
 use sensegate_gateway::sources::supervisor::HostCommand;
 
@@ -39,12 +39,14 @@ async fn daemon(dir: &std::path::Path, source: DriverSource, history: bool) -> D
     config.http.enabled = false;
     config.native_listen = "127.0.0.1:0".parse().unwrap();
     config.audit_log = None;
-    config.driver_host = Some(HostCommand {
-        program: host_binary(),
-        args: vec!["driver-host".into()],
-    });
     config.sources.drivers.push(source);
-    Daemon::start(&config).await.unwrap()
+    let options = DaemonOptions {
+        driver_host: Some(HostCommand {
+            program: host_binary(),
+            args: vec!["driver-host".into()],
+        }),
+    };
+    Daemon::start_with(&config, options).await.unwrap()
 }
 
 async fn throughput(channels: u32, history: bool) -> f64 {

@@ -103,12 +103,29 @@ pub fn token_store_path(data_dir: &Path) -> PathBuf {
     data_dir.join("tokens.json")
 }
 
+/// How the daemon runs, beyond what the config file says: hooks for
+/// embedders and tests, never read from a file.
+#[derive(Debug, Clone, Default)]
+pub struct DaemonOptions {
+    /// How driver hosts are started; `None` runs this executable with
+    /// `driver-host`.
+    pub driver_host: Option<HostCommand>,
+}
+
 impl Daemon {
-    /// Starts the daemon described by `config`.
+    /// Starts the daemon described by `config`, with the default options.
     ///
     /// # Errors
     /// [`StartError`] for the first thing that cannot be set up.
     pub async fn start(config: &Config) -> Result<Self, StartError> {
+        Self::start_with(config, DaemonOptions::default()).await
+    }
+
+    /// Starts the daemon described by `config`, with `options`.
+    ///
+    /// # Errors
+    /// [`StartError`] for the first thing that cannot be set up.
+    pub async fn start_with(config: &Config, options: DaemonOptions) -> Result<Self, StartError> {
         create_private_dir(&config.data_dir)?;
         let store_path = token_store_path(&config.data_dir);
         warn_permissions(&store_path, true);
@@ -127,7 +144,7 @@ impl Daemon {
         };
         let (tls, http_tls, fingerprint) = tls_acceptors(config)?;
         // Resolved before any task starts, so a failure leaves nothing running.
-        let host = match (&config.driver_host, config.sources.drivers.is_empty()) {
+        let host = match (&options.driver_host, config.sources.drivers.is_empty()) {
             (_, true) => None,
             (Some(h), false) => Some(h.clone()),
             (None, false) => Some(HostCommand::current_exe().map_err(StartError::DriverHost)?),

@@ -13,7 +13,6 @@ use std::time::Duration;
 use tokio::time::MissedTickBehavior;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::SimConfig;
 use crate::reading::{Quality, Reading, now_us};
 use crate::service::SourceSink;
 
@@ -92,6 +91,30 @@ fn splitmix(state: &mut u64) -> u64 {
     z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
     z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
     z ^ (z >> 31)
+}
+
+/// The simulated sensor source, validated.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct SimConfig {
+    /// Whether it runs.
+    pub enabled: bool,
+    /// How many sensors (1 to 1000).
+    pub sensors: usize,
+    /// Readings per second per sensor (0.1 to 1000).
+    pub rate_hz: f64,
+    /// Seed of the noise.
+    pub seed: u64,
+}
+
+impl Default for SimConfig {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            sensors: 4,
+            rate_hz: 10.0,
+            seed: 1,
+        }
+    }
 }
 
 /// Registers the sensors and feeds them until `shutdown`.

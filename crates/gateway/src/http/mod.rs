@@ -11,6 +11,9 @@
 //!   request deadline, and security headers on every response.
 //! - [`dashboard`]: the web dashboard's files, embedded at build time and
 //!   found by exact name (no path is ever joined to a directory).
+//! - [`error`]: every refusal, one type with one mapping to status and code.
+//! - [`metrics`]: the Prometheus text, from the service's snapshot.
+//! - [`HttpConfig`]: this front end's validated `[http]` section.
 //!
 //! No access rule lives here: every handler calls the service, which asks
 //! `policy::decide`.
@@ -20,3 +23,18 @@ pub mod dashboard;
 pub mod error;
 pub mod metrics;
 pub mod server;
+
+use std::net::SocketAddr;
+
+use api::HttpLimits;
+
+/// The HTTP API, validated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HttpConfig {
+    /// Whether it listens.
+    pub enabled: bool,
+    /// Where.
+    pub listen: SocketAddr,
+    /// Its caps.
+    pub limits: HttpLimits,
+}

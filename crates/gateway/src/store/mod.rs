@@ -5,6 +5,66 @@ pub use sensegate_core::store::*;
 
 pub mod sqlite;
 
+use std::path::PathBuf;
+use std::time::Duration;
+
+use sqlite::Durability;
+use writer::{QuerySlots, Retention};
+
+/// History settings, validated.
+#[derive(Debug, Clone)]
+pub struct StoreConfig {
+    /// Whether readings are kept.
+    pub enabled: bool,
+    /// The database file; `None` for `data_dir/history.db`.
+    pub path: Option<PathBuf>,
+    /// Durability of a commit.
+    pub durability: Durability,
+    /// Retention by age.
+    pub retention: Retention,
+    /// Readings waiting for the writer, at most.
+    pub max_queued_readings: usize,
+    /// History queries at once, in all and per token.
+    pub queries: QuerySlots,
+}
+
+impl PartialEq for StoreConfig {
+    fn eq(&self, other: &Self) -> bool {
+        let rules = |s: &Self| -> Vec<(String, Duration)> {
+            s.retention
+                .rules
+                .iter()
+                .map(|(p, d)| (p.as_str().to_owned(), *d))
+                .collect()
+        };
+        self.enabled == other.enabled
+            && self.path == other.path
+            && self.durability == other.durability
+            && self.retention.default == other.retention.default
+            && self.retention.every == other.retention.every
+            && rules(self) == rules(other)
+            && self.max_queued_readings == other.max_queued_readings
+            && self.queries == other.queries
+    }
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            path: None,
+            durability: Durability::Full,
+            retention: Retention {
+                default: Duration::from_secs(30 * 86_400),
+                rules: Vec::new(),
+                every: Duration::from_secs(60),
+            },
+            max_queued_readings: 100_000,
+            queries: QuerySlots::default(),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::sync::Arc;

@@ -1,0 +1,181 @@
+//! The config file as serde reads it: every section and key optional,
+//! unknown keys rejected. Nothing here is trusted; [`super::validate`] turns
+//! it into the sections each subsystem owns.
+
+use std::path::PathBuf;
+
+use serde::Deserialize;
+
+use crate::sources::config::{RawDriver, RawHwmon, RawSerial};
+
+/// The file as written. Every section and key is optional; defaults fill in.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    /// `[server]`
+    #[serde(default)]
+    pub server: RawServer,
+    /// `[native]`
+    #[serde(default)]
+    pub native: RawNative,
+    /// `[limits]`
+    #[serde(default)]
+    pub limits: RawLimits,
+    /// `[sim]`
+    #[serde(default)]
+    pub sim: RawSim,
+    /// `[[driver]]`
+    #[serde(default)]
+    pub driver: Vec<RawDriver>,
+    /// `[[serial]]`
+    #[serde(default)]
+    pub serial: Vec<RawSerial>,
+    /// `[hwmon]`
+    #[serde(default)]
+    pub hwmon: RawHwmon,
+    /// `[store]`
+    #[serde(default)]
+    pub store: RawStore,
+    /// `[http]`
+    #[serde(default)]
+    pub http: RawHttp,
+}
+
+/// `[http]`: the HTTP/JSON API.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawHttp {
+    /// Whether the HTTP API listens.
+    pub enabled: Option<bool>,
+    /// Address to listen on.
+    pub listen: Option<String>,
+    /// Largest request body.
+    pub max_body_bytes: Option<u64>,
+    /// Longest query string.
+    pub max_query_bytes: Option<u64>,
+    /// Time to produce a response.
+    pub request_timeout_ms: Option<u64>,
+    /// Time to send the request headers (also the idle time between
+    /// requests on a kept-alive connection).
+    pub header_timeout_ms: Option<u64>,
+    /// Serve `/metrics` without a token (no per-sensor series then).
+    pub metrics_public: Option<bool>,
+}
+
+/// `[store]`: history.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawStore {
+    /// Whether readings are kept.
+    pub enabled: Option<bool>,
+    /// The database file (default `data_dir/history.db`).
+    pub path: Option<PathBuf>,
+    /// `full` (survives power loss) or `normal` (survives a crash).
+    pub synchronous: Option<String>,
+    /// Days readings are kept unless a rule says otherwise.
+    pub retention_days: Option<u64>,
+    /// Per-sensor retention: `{ pattern = "gps/*", days = 7 }`, first match wins.
+    pub retention: Option<Vec<RawRetentionRule>>,
+    /// Readings waiting for the writer, at most.
+    pub max_queued_readings: Option<u64>,
+    /// How often old readings are pruned.
+    pub prune_interval_secs: Option<u64>,
+    /// History queries running at once, in all.
+    pub max_queries: Option<u64>,
+    /// History queries running at once from one token.
+    pub max_queries_per_token: Option<u64>,
+}
+
+/// One `[[store.retention]]` rule.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRetentionRule {
+    /// Sensor name pattern.
+    pub pattern: String,
+    /// Days to keep.
+    pub days: u64,
+}
+
+/// `[sim]`: the simulated sensor source.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSim {
+    /// Whether the simulated sensors run.
+    pub enabled: Option<bool>,
+    /// How many simulated sensors.
+    pub sensors: Option<u64>,
+    /// Readings per second per sensor.
+    pub rate_hz: Option<f64>,
+    /// Seed of the noise.
+    pub seed: Option<u64>,
+}
+
+/// `[server]`
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawServer {
+    /// Name shown to clients.
+    pub name: Option<String>,
+    /// Where tokens, history and keys live.
+    pub data_dir: Option<PathBuf>,
+    /// The audit log (JSON lines); empty turns it off.
+    pub audit_log: Option<PathBuf>,
+    /// Where `serve` writes the first admin token when the token store is
+    /// empty (default `data_dir/admin.token`); removed once it was used.
+    pub admin_token_file: Option<PathBuf>,
+}
+
+/// `[native]`
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawNative {
+    /// Address to listen on.
+    pub listen: Option<String>,
+    /// PEM certificate chain; TLS is on when set (with `tls_key`).
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key.
+    pub tls_key: Option<PathBuf>,
+    /// Quiet time after which an idle plain-TCP connection is parked
+    /// (0: never).
+    pub park_after_ms: Option<u64>,
+}
+
+/// `[limits]`: every cap a peer can run into. See `docs/security.md`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[allow(
+    missing_docs,
+    reason = "each key is documented in docs/security.md and deploy/sensegate.toml"
+)]
+pub struct RawLimits {
+    pub max_frame_bytes: Option<u64>,
+    pub max_name_bytes: Option<u64>,
+    pub max_pattern_bytes: Option<u64>,
+    pub max_token_bytes: Option<u64>,
+    pub max_text_bytes: Option<u64>,
+    pub max_readings: Option<u64>,
+    pub max_list_items: Option<u64>,
+    pub max_connections: Option<u64>,
+    pub max_connections_per_address: Option<u64>,
+    pub auth_timeout_ms: Option<u64>,
+    pub idle_timeout_secs: Option<u64>,
+    pub frame_timeout_ms: Option<u64>,
+    pub max_subscriptions: Option<u64>,
+    pub max_patterns_per_token: Option<u64>,
+    pub max_patterns_per_address: Option<u64>,
+    pub max_push_batch: Option<u64>,
+    pub push_rate_per_sec: Option<u64>,
+    pub inflight_bytes_per_connection: Option<u64>,
+    pub inflight_bytes_total: Option<u64>,
+    pub inflight_bytes_per_token: Option<u64>,
+    pub reply_bytes_per_connection: Option<u64>,
+    pub write_timeout_ms: Option<u64>,
+    pub subscriber_queue: Option<u64>,
+    pub lag_policy: Option<String>,
+    pub auth_failures_per_minute: Option<u64>,
+    pub max_tokens: Option<u64>,
+    pub max_sensors: Option<u64>,
+    pub max_sensors_per_token: Option<u64>,
+    pub sensors_reserved_for_sources: Option<u64>,
+    pub audit_denials_per_minute: Option<u64>,
+}
