@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 use rusqlite::{Connection, params};
 use sensegate_gateway::pattern::Pattern;
 use sensegate_gateway::reading::{Quality, Reading, now_us};
-use sensegate_gateway::store::Store;
+use sensegate_gateway::store::HistoryStore;
 use sensegate_gateway::store::sqlite::{Durability, SqliteStore};
 use sensegate_gateway::store::writer::{QuerySlots, Retention, StoreHandle};
 use tokio_util::sync::CancellationToken;
@@ -87,7 +87,7 @@ fn rows(data: &[Vec<Reading>]) -> f64 {
 /// Through the store: `writers` devices, each committing its batches one
 /// after another and waiting for each acknowledgement.
 async fn ours(path: &Path, data: Vec<Vec<Reading>>, writers: usize) -> f64 {
-    let store: Arc<dyn Store> = Arc::new(SqliteStore::open(path, Durability::Full).unwrap());
+    let store: Arc<dyn HistoryStore> = Arc::new(SqliteStore::open(path, Durability::Full).unwrap());
     let stop = CancellationToken::new();
     let retention = Retention {
         default: Duration::from_secs(86_400 * 365),

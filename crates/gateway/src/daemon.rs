@@ -17,7 +17,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::audit::Audit;
 use crate::auth::Role;
-use crate::auth::store::{StoreError, TokenRecord, TokenStore};
+use crate::auth::store::{TokenRecord, TokenStore, TokenStoreError};
 use crate::auth::token::SecretToken;
 use crate::config::Config;
 use crate::file::permission_problem;
@@ -44,7 +44,7 @@ pub enum StartError {
     },
     /// The token store could not be opened.
     #[error("token store: {0}")]
-    Tokens(#[from] StoreError),
+    Tokens(#[from] TokenStoreError),
     /// The audit log could not be opened.
     #[error("audit log {path}: {source}")]
     Audit {
@@ -79,7 +79,7 @@ pub enum StartError {
         path: PathBuf,
         /// The failure.
         #[source]
-        source: crate::store::StoreError,
+        source: crate::store::HistoryError,
     },
     /// The driver host program could not be found.
     #[error("driver host: {0}")]

@@ -52,7 +52,7 @@ impl TokenRecord {
 
 /// Why the token store could not be used.
 #[derive(Debug, thiserror::Error)]
-pub enum StoreError {
+pub enum TokenStoreError {
     /// Reading or writing the file failed.
     #[error("token store {path}: {source}")]
     Io {
@@ -145,12 +145,16 @@ impl TokenStore {
     /// Opens the store at `path`, creating an empty one if it does not exist.
     ///
     /// # Errors
-    /// [`StoreError`] when the file cannot be read, is too large, or is not a
+    /// [`TokenStoreError`] when the file cannot be read, is too large, or is not a
     /// valid store.
-    pub fn open(path: &Path, max_tokens: usize, limits: MessageLimits) -> Result<Self, StoreError> {
+    pub fn open(
+        path: &Path,
+        max_tokens: usize,
+        limits: MessageLimits,
+    ) -> Result<Self, TokenStoreError> {
         let mut store = Self::in_memory(max_tokens, limits);
         store.path = Some(path.to_owned());
-        let io = |source| StoreError::Io {
+        let io = |source| TokenStoreError::Io {
             path: path.to_owned(),
             source,
         };
@@ -162,13 +166,13 @@ impl TokenStore {
             }
             Err(CappedReadError::Io(e)) => return Err(io(e)),
             Err(CappedReadError::TooLarge { size }) => {
-                return Err(StoreError::TooLarge {
+                return Err(TokenStoreError::TooLarge {
                     path: path.to_owned(),
                     size,
                 });
             }
         };
-        let invalid = |reason: String| StoreError::Invalid {
+        let invalid = |reason: String| TokenStoreError::Invalid {
             path: path.to_owned(),
             reason,
         };
@@ -203,7 +207,7 @@ impl TokenStore {
     /// kept nowhere.
     ///
     /// # Errors
-    /// [`StoreError`] when the store is full, a field is invalid, or saving
+    /// [`TokenStoreError`] when the store is full, a field is invalid, or saving
     /// fails (the token is then not created).
     pub fn create(
         &mut self,
@@ -211,7 +215,7 @@ impl TokenStore {
         role: Role,
         scope: &str,
         now_us: i64,
-    ) -> Result<(TokenRecord, SecretToken), StoreError> {
+    ) -> Result<(TokenRecord, SecretToken), TokenStoreError> {
         let created = self.create_unsaved(name, role, scope, now_us)?;
         if let Err(e) = self.save() {
             self.by_id.remove(&created.0.id);
@@ -226,24 +230,24 @@ impl TokenStore {
     /// the lock every authentication takes.
     ///
     /// # Errors
-    /// [`StoreError`] when the store is full or a field is invalid.
+    /// [`TokenStoreError`] when the store is full or a field is invalid.
     pub fn create_unsaved(
         &mut self,
         name: &str,
         role: Role,
         scope: &str,
         now_us: i64,
-    ) -> Result<(TokenRecord, SecretToken), StoreError> {
+    ) -> Result<(TokenRecord, SecretToken), TokenStoreError> {
         if self.by_id.len() >= self.max_tokens {
-            return Err(StoreError::Full {
+            return Err(TokenStoreError::Full {
                 max: self.max_tokens,
             });
         }
         if check_name("name", name, &self.limits).is_err() {
-            return Err(StoreError::BadField { field: "name" });
+            return Err(TokenStoreError::BadField { field: "name" });
         }
         if check_pattern("scope", scope, &self.limits).is_err() {
-            return Err(StoreError::BadField { field: "scope" });
+            return Err(TokenStoreError::BadField { field: "scope" });
         }
         let NewToken { id, secret, hash } = token::generate()?;
         let record = TokenRecord {
@@ -285,8 +289,8 @@ impl TokenStore {
     /// live.
     ///
     /// # Errors
-    /// [`StoreError`] when saving fails (the token stays live then).
-    pub fn revoke(&mut self, id: &str) -> Result<bool, StoreError> {
+    /// [`TokenStoreError`] when saving fails (the token stays live then).
+    pub fn revoke(&mut self, id: &str) -> Result<bool, TokenStoreError> {
         if !self.revoke_unsaved(id) {
             return Ok(false);
         }
@@ -355,7 +359,7 @@ impl TokenStore {
     }
 
     /// Writes the store to its file (if it has one).
-    fn save(&self) -> Result<(), StoreError> {
+    fn save(&self) -> Result<(), TokenStoreError> {
         self.snapshot().map_or(Ok(()), Snapshot::write)
     }
 
@@ -409,8 +413,8 @@ impl Snapshot {
     /// ([`crate::file::write_private`]).
     ///
     /// # Errors
-    /// [`StoreError::Io`].
-    pub fn write(self) -> Result<(), StoreError> {
+    /// [`TokenStoreError::Io`].
+    pub fn write(self) -> Result<(), TokenStoreError> {
         #[cfg(test)]
         SAVING.with(|hook| {
             if let Some(hook) = hook.borrow().as_ref() {
@@ -418,7 +422,7 @@ impl Snapshot {
             }
         });
         crate::file::write_private(&self.path, self.text.as_bytes()).map_err(|source| {
-            StoreError::Io {
+            TokenStoreError::Io {
                 path: self.path,
                 source,
             }
@@ -529,7 +533,7 @@ mod tests {
         s.create("b", Role::Admin, "*", 0).unwrap();
         assert!(matches!(
             s.create("c", Role::Admin, "*", 0),
-            Err(StoreError::Full { max: 2 })
+            Err(TokenStoreError::Full { max: 2 })
         ));
     }
 
@@ -538,11 +542,11 @@ mod tests {
         let mut s = TokenStore::in_memory(2, MessageLimits::DEFAULT);
         assert!(matches!(
             s.create("a b", Role::Admin, "*", 0),
-            Err(StoreError::BadField { field: "name" })
+            Err(TokenStoreError::BadField { field: "name" })
         ));
         assert!(matches!(
             s.create("a", Role::Admin, "", 0),
-            Err(StoreError::BadField { field: "scope" })
+            Err(TokenStoreError::BadField { field: "scope" })
         ));
     }
 
@@ -607,7 +611,7 @@ mod tests {
         f.set_len(MAX_FILE_BYTES + 1).unwrap();
         assert!(matches!(
             TokenStore::open(&path, 10, MessageLimits::DEFAULT),
-            Err(StoreError::TooLarge { .. })
+            Err(TokenStoreError::TooLarge { .. })
         ));
     }
 }

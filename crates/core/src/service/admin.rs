@@ -8,7 +8,7 @@ use std::time::Instant;
 use super::{Caller, Service, ServiceError};
 use crate::audit::{AuditEvent, CreatedToken};
 use crate::auth::Role;
-use crate::auth::store::{StoreError, TokenRecord};
+use crate::auth::store::{TokenRecord, TokenStoreError};
 use crate::auth::token::SecretToken;
 use crate::pattern::Pattern;
 use crate::policy::{self, Action};
@@ -266,10 +266,10 @@ fn connection_scope(c: &Connection) -> Pattern {
     c.principal().map_or_else(Pattern::any, |p| p.scope.clone())
 }
 
-fn store_error(e: StoreError) -> ServiceError {
+fn store_error(e: TokenStoreError) -> ServiceError {
     match e {
-        StoreError::Full { .. } => ServiceError::TokensFull,
-        StoreError::BadField { .. } => ServiceError::Invalid,
+        TokenStoreError::Full { .. } => ServiceError::TokensFull,
+        TokenStoreError::BadField { .. } => ServiceError::Invalid,
         other => {
             tracing::error!(error = %other, "token store");
             ServiceError::Internal

@@ -26,7 +26,7 @@ use crate::reading::{Quality, Reading, now_us};
 use crate::registry::{Admission, AdmitError, Clock, Connection, Frontend, Registry, StopReason};
 use crate::stats::{Limit, LimitHits};
 use crate::store::writer::StoreHandle;
-use crate::store::{History, HistoryQuery, StoreErrorKind};
+use crate::store::{History, HistoryErrorKind, HistoryQuery};
 use crate::throttle::{AuthThrottle, PushRate};
 
 mod admin;
@@ -594,15 +594,15 @@ impl Service {
     pub async fn run_history(&self, query: HistoryQuery) -> Result<History, ServiceError> {
         let store = self.store.as_ref().ok_or(ServiceError::NotFound)?;
         store.history(query).await.map_err(|e| match e.kind {
-            StoreErrorKind::Busy => {
+            HistoryErrorKind::Busy => {
                 self.counters.limits.hit(Limit::HistoryQueries);
                 ServiceError::QueriesBusy
             }
-            StoreErrorKind::ShareTaken => {
+            HistoryErrorKind::ShareTaken => {
                 self.counters.limits.hit(Limit::HistoryQueries);
                 ServiceError::TokenQueriesBusy
             }
-            StoreErrorKind::Full | StoreErrorKind::Failed => {
+            HistoryErrorKind::Full | HistoryErrorKind::Failed => {
                 tracing::error!(error = %e, "history query failed");
                 ServiceError::Internal
             }
@@ -753,7 +753,7 @@ impl Service {
                 // did land rewrites the same (sensor, timestamp) rows.
                 match tokio::time::timeout(COMMIT_TIMEOUT, store.commit(readings)).await {
                     Ok(Ok(stored)) => self.publish(&stored),
-                    Ok(Err(e)) if e.kind == StoreErrorKind::Full => {
+                    Ok(Err(e)) if e.kind == HistoryErrorKind::Full => {
                         tracing::warn!(error = %e, "a push was refused: history storage is full");
                         return Err(ServiceError::StorageFull);
                     }

@@ -1,6 +1,6 @@
 //! History: where readings are kept, and the queries over them.
 //!
-//! - [`Store`] is the small trait a backend implements (write a group of
+//! - [`HistoryStore`] is the small trait a backend implements (write a group of
 //!   batches in one transaction, answer a history query, prune old rows).
 //!   The daemon's SQLite backend implements it today; a PostgreSQL one can
 //!   be added behind the same trait without touching callers.
@@ -21,16 +21,16 @@ use crate::reading::{Quality, Reading};
 /// A backend failed, or refused work for now.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("history store: {message}")]
-pub struct StoreError {
+pub struct HistoryError {
     /// What failed.
     pub message: String,
     /// What a caller may do about it.
-    pub kind: StoreErrorKind,
+    pub kind: HistoryErrorKind,
 }
 
-/// What kind of failure a [`StoreError`] is.
+/// What kind of failure a [`HistoryError`] is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum StoreErrorKind {
+pub enum HistoryErrorKind {
     /// The backend failed.
     Failed,
     /// The disk (or the database's quota) is full: nothing was written, and
@@ -43,20 +43,20 @@ pub enum StoreErrorKind {
     ShareTaken,
 }
 
-impl StoreError {
+impl HistoryError {
     /// A failure described by `message`.
     #[must_use]
     pub fn new(message: impl Into<String>) -> Self {
         Self {
             message: message.into(),
-            kind: StoreErrorKind::Failed,
+            kind: HistoryErrorKind::Failed,
         }
     }
 
-    /// A refusal for now, of `kind` [`StoreErrorKind::Busy`] or
-    /// [`StoreErrorKind::ShareTaken`].
+    /// A refusal for now, of `kind` [`HistoryErrorKind::Busy`] or
+    /// [`HistoryErrorKind::ShareTaken`].
     #[must_use]
-    pub fn refused(kind: StoreErrorKind, message: impl Into<String>) -> Self {
+    pub fn refused(kind: HistoryErrorKind, message: impl Into<String>) -> Self {
         Self {
             message: message.into(),
             kind,
@@ -121,27 +121,30 @@ pub struct History {
 
 /// A history backend. Writes come from one thread at a time; queries and
 /// pruning may come from others.
-pub trait Store: Send + Sync + 'static {
+pub trait HistoryStore: Send + Sync + 'static {
     /// Writes every batch in one durable transaction.
     ///
     /// # Errors
-    /// [`StoreError`]; then none of the batches is stored.
-    fn write(&self, batches: &[&[Reading]]) -> Result<(), StoreError>;
+    /// [`HistoryError`]; then none of the batches is stored.
+    fn write(&self, batches: &[&[Reading]]) -> Result<(), HistoryError>;
 
     /// Answers a query.
     ///
     /// # Errors
-    /// [`StoreError`].
-    fn history(&self, query: &HistoryQuery) -> Result<History, StoreError>;
+    /// [`HistoryError`].
+    fn history(&self, query: &HistoryQuery) -> Result<History, HistoryError>;
 
     /// One pruning step: deletes at most `max_rows` readings older than
     /// their sensor's cutoff (`cutoff(name)`, µs since the epoch), in one
     /// short transaction. Call again while [`PruneStep::more`] is set.
     ///
     /// # Errors
-    /// [`StoreError`].
-    fn prune(&self, cutoff: &dyn Fn(&str) -> i64, max_rows: usize)
-    -> Result<PruneStep, StoreError>;
+    /// [`HistoryError`].
+    fn prune(
+        &self,
+        cutoff: &dyn Fn(&str) -> i64,
+        max_rows: usize,
+    ) -> Result<PruneStep, HistoryError>;
 
     /// The size of the write-ahead log, where the backend has one.
     fn wal_bytes(&self) -> Option<u64> {

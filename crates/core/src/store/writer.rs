@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
-use super::{History, HistoryQuery, Store, StoreError, StoreErrorKind};
+use super::{History, HistoryError, HistoryErrorKind, HistoryQuery, HistoryStore};
 use crate::pattern::Pattern;
 use crate::reading::{Reading, now_us};
 use crate::stats::Histogram;
@@ -131,12 +131,12 @@ struct Job {
     readings: Vec<Reading>,
     _room: OwnedSemaphorePermit,
     /// Gets the readings back once they are durable, or the error.
-    ack: Option<oneshot::Sender<Result<Vec<Reading>, StoreError>>>,
+    ack: Option<oneshot::Sender<Result<Vec<Reading>, HistoryError>>>,
 }
 
 /// The store as callers see it.
 pub struct StoreHandle {
-    store: Arc<dyn Store>,
+    store: Arc<dyn HistoryStore>,
     tx: mpsc::Sender<Job>,
     room: Arc<Semaphore>,
     max_queued: usize,
@@ -163,7 +163,7 @@ impl StoreHandle {
     /// `max_queued` readings wait for the writer; queries run in `slots`.
     #[must_use]
     pub fn start(
-        store: Arc<dyn Store>,
+        store: Arc<dyn HistoryStore>,
         max_queued: usize,
         slots: QuerySlots,
         retention: Retention,
@@ -223,10 +223,10 @@ impl StoreHandle {
     /// caller can publish them without keeping a copy meanwhile).
     ///
     /// # Errors
-    /// [`StoreError`] when the write failed or the writer is gone; then
+    /// [`HistoryError`] when the write failed or the writer is gone; then
     /// nothing may be acknowledged.
-    pub async fn commit(&self, readings: Vec<Reading>) -> Result<Vec<Reading>, StoreError> {
-        let gone = || StoreError::new("the store writer has stopped".to_owned());
+    pub async fn commit(&self, readings: Vec<Reading>) -> Result<Vec<Reading>, HistoryError> {
+        let gone = || HistoryError::new("the store writer has stopped".to_owned());
         let n = u32::try_from(readings.len().min(self.max_queued)).unwrap_or(u32::MAX);
         let room = self
             .room
@@ -249,14 +249,14 @@ impl StoreHandle {
     /// Answers a history query on a blocking thread.
     ///
     /// # Errors
-    /// [`StoreError`].
-    pub async fn history(&self, query: HistoryQuery) -> Result<History, StoreError> {
+    /// [`HistoryError`].
+    pub async fn history(&self, query: HistoryQuery) -> Result<History, HistoryError> {
         // The owner's share first, at once: a token over it is told so
         // rather than queued behind its own queries.
         let share =
             OwnerShare::take(&self.owners, &query.owner, self.per_owner).ok_or_else(|| {
-                StoreError::refused(
-                    StoreErrorKind::ShareTaken,
+                HistoryError::refused(
+                    HistoryErrorKind::ShareTaken,
                     "too many history queries from this token at once",
                 )
             })?;
@@ -266,16 +266,16 @@ impl StoreHandle {
         let slot = tokio::time::timeout(QUERY_WAIT, self.queries.clone().acquire_owned())
             .await
             .map_err(|_| {
-                StoreError::refused(StoreErrorKind::Busy, "too many history queries at once")
+                HistoryError::refused(HistoryErrorKind::Busy, "too many history queries at once")
             })?
-            .map_err(|_| StoreError::new("the store is closed".to_owned()))?;
+            .map_err(|_| HistoryError::new("the store is closed".to_owned()))?;
         let store = self.store.clone();
         tokio::task::spawn_blocking(move || {
             let _slot = (slot, share);
             store.history(&query)
         })
         .await
-        .map_err(|e| StoreError::new(e.to_string()))?
+        .map_err(|e| HistoryError::new(e.to_string()))?
     }
 
     /// How long the writer's commits took (one per group of jobs).
@@ -315,7 +315,7 @@ impl StoreHandle {
     }
 }
 
-fn writer_loop(store: &dyn Store, mut rx: mpsc::Receiver<Job>, latency: &Histogram) {
+fn writer_loop(store: &dyn HistoryStore, mut rx: mpsc::Receiver<Job>, latency: &Histogram) {
     while let Some(first) = rx.blocking_recv() {
         let mut rows = first.readings.len();
         let mut jobs = vec![first];
@@ -343,7 +343,11 @@ fn writer_loop(store: &dyn Store, mut rx: mpsc::Receiver<Job>, latency: &Histogr
     }
 }
 
-async fn prune_loop(store: Arc<dyn Store>, retention: Retention, shutdown: CancellationToken) {
+async fn prune_loop(
+    store: Arc<dyn HistoryStore>,
+    retention: Retention,
+    shutdown: CancellationToken,
+) {
     let mut tick = tokio::time::interval(retention.every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let retention = Arc::new(retention);

@@ -100,7 +100,7 @@ impl utoipa::Modify for BearerAuth {
 
 /// The connection a request came on (put there by the server).
 #[derive(Debug, Clone)]
-pub struct Conn(pub Arc<Connection>);
+pub struct RequestConnection(pub Arc<Connection>);
 
 /// Builds the router.
 pub fn router(
@@ -212,7 +212,10 @@ async fn guard(
     request: Request,
     next: Next,
 ) -> Response {
-    let connection = request.extensions().get::<Conn>().map(|c| c.0.clone());
+    let connection = request
+        .extensions()
+        .get::<RequestConnection>()
+        .map(|c| c.0.clone());
     if let Some(c) = &connection {
         c.frames_in.fetch_add(1, Relaxed);
     }
@@ -310,7 +313,9 @@ impl FromRequestParts<Arc<Service>> for Auth {
         parts: &mut Parts,
         service: &Arc<Service>,
     ) -> Result<Self, ApiError> {
-        let Some(Conn(connection)) = parts.extensions.get::<Conn>().cloned() else {
+        let Some(RequestConnection(connection)) =
+            parts.extensions.get::<RequestConnection>().cloned()
+        else {
             return Err(ApiError::Service(ServiceError::Internal));
         };
         let unauthenticated = ApiError::Service(ServiceError::Unauthenticated);
@@ -846,5 +851,5 @@ async fn kick(
 
 /// Attaches the connection to each request of it.
 pub fn with_connection(router: Router, connection: Arc<Connection>) -> Router {
-    router.layer(Extension(Conn(connection)))
+    router.layer(Extension(RequestConnection(connection)))
 }

@@ -61,7 +61,7 @@ const READING_OVERHEAD: usize = 32;
 /// How often a reading batch tries again for room in the global budget.
 const RESERVE_RETRY: Duration = Duration::from_millis(10);
 
-/// What [`Conn::send`] does when the global budget has no room.
+/// What [`ConnectionTask::send`] does when the global budget has no room.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Reserve {
     /// Answer the request `OVERLOADED` instead.
@@ -88,17 +88,17 @@ pub struct Shared {
 }
 
 /// The parker and the quiet time after which a connection goes to it.
-pub type Parking = (Arc<Parker<ParkedConn>>, Duration);
+pub type Parking = (Arc<Parker<ParkedConnection>>, Duration);
 
 /// A connection handed to the parker: its state, its place in the
 /// registry, and a token that keeps the shutdown drain waiting for it.
-pub struct ParkedConn {
-    conn: Box<Conn>,
+pub struct ParkedConnection {
+    conn: Box<ConnectionTask>,
     admission: Admission,
     _drain: TaskTrackerToken,
 }
 
-impl Parkable for ParkedConn {
+impl Parkable for ParkedConnection {
     fn stop_requested(&self) -> bool {
         // Shutdown included: the daemon stops every connection as it cancels
         // its token (`Daemon::shutdown` and its `Drop`).
@@ -113,11 +113,11 @@ impl Parkable for ParkedConn {
 pub fn start_parker(
     tracker: &TaskTracker,
     parked: Arc<std::sync::atomic::AtomicUsize>,
-) -> std::io::Result<Arc<Parker<ParkedConn>>> {
+) -> std::io::Result<Arc<Parker<ParkedConnection>>> {
     let handle = tokio::runtime::Handle::current();
     let tracker = tracker.clone();
     Parker::start(
-        move |stream, parked: ParkedConn| {
+        move |stream, parked: ParkedConnection| {
             tracker.spawn_on(resume(stream, parked), &handle);
         },
         parked,
@@ -126,8 +126,8 @@ pub fn start_parker(
 
 /// Back from the parker: the socket goes back to the runtime and the loop
 /// carries on where it left off.
-async fn resume(stream: std::net::TcpStream, parked: ParkedConn) {
-    let ParkedConn {
+async fn resume(stream: std::net::TcpStream, parked: ParkedConnection) {
+    let ParkedConnection {
         mut conn,
         admission,
         _drain,
@@ -155,7 +155,7 @@ enum End {
     Park,
 }
 
-struct Conn {
+struct ConnectionTask {
     shared: Shared,
     session: Session,
     transport: Transport,
@@ -176,7 +176,7 @@ struct Conn {
 /// Runs one admitted connection to its end.
 pub async fn run(shared: Shared, admission: Admission, transport: Transport, accepted: Instant) {
     let connection = admission.connection().clone();
-    let conn = Box::new(Conn {
+    let conn = Box::new(ConnectionTask {
         decoder: FrameDecoder::new(shared.service.limits().frame),
         session: Session::new(connection),
         shared,
@@ -193,7 +193,7 @@ pub async fn run(shared: Shared, admission: Admission, transport: Transport, acc
 
 /// The loop, then the end: parked (the task ends, the parker holds the
 /// connection), or closed.
-async fn drive(mut conn: Box<Conn>, mut admission: Admission) {
+async fn drive(mut conn: Box<ConnectionTask>, mut admission: Admission) {
     let connection = admission.connection().clone();
     let end = loop {
         let end = conn.serve().await;
@@ -215,7 +215,10 @@ async fn drive(mut conn: Box<Conn>, mut admission: Admission) {
 
 /// Hands an idle plain-TCP connection to the parker; gives it back when it
 /// cannot be parked (the queue is full), to carry on as a task.
-fn park(mut conn: Box<Conn>, admission: Admission) -> Result<(), (Box<Conn>, Admission)> {
+fn park(
+    mut conn: Box<ConnectionTask>,
+    admission: Admission,
+) -> Result<(), (Box<ConnectionTask>, Admission)> {
     let Some((parker, _)) = conn.shared.parking.clone() else {
         return Err((conn, admission));
     };
@@ -236,13 +239,13 @@ fn park(mut conn: Box<Conn>, admission: Admission) -> Result<(), (Box<Conn>, Adm
     };
     let drain = conn.shared.tracker.token();
     conn.park_failed = false;
-    let handed = ParkedConn {
+    let handed = ParkedConnection {
         conn,
         admission,
         _drain: drain,
     };
     parker.park(stream, handed).map_err(|(stream, back)| {
-        let ParkedConn {
+        let ParkedConnection {
             mut conn,
             admission,
             ..
@@ -256,7 +259,7 @@ fn park(mut conn: Box<Conn>, admission: Admission) -> Result<(), (Box<Conn>, Adm
     })
 }
 
-impl Conn {
+impl ConnectionTask {
     fn limits(&self) -> &crate::config::Limits {
         self.shared.service.limits()
     }

@@ -74,7 +74,7 @@ mod tests {
 
     use super::sqlite::{Durability, SqliteStore};
     use super::writer::{QuerySlots, Retention, StoreHandle};
-    use super::{HistoryQuery, Store};
+    use super::{HistoryQuery, HistoryStore};
     use crate::pattern::Pattern;
     use crate::reading::{Quality, Reading, now_us};
 
@@ -105,7 +105,7 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn commits_are_acknowledged_once_durable_and_offers_past_the_cap_are_counted() {
         let dir = tempfile::tempdir().unwrap();
-        let store: Arc<dyn Store> =
+        let store: Arc<dyn HistoryStore> =
             Arc::new(SqliteStore::open(&dir.path().join("h.db"), Durability::Full).unwrap());
         let stop = CancellationToken::new();
         let h = StoreHandle::start(

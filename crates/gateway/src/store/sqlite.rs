@@ -12,7 +12,9 @@ use std::sync::Mutex;
 
 use rusqlite::{Connection, OpenFlags, params};
 
-use super::{Bucket, History, HistoryQuery, PruneStep, Row, Store, StoreError, StoreErrorKind};
+use super::{
+    Bucket, History, HistoryError, HistoryErrorKind, HistoryQuery, HistoryStore, PruneStep, Row,
+};
 use crate::reading::{Quality, Reading};
 
 /// The migrations, in order; `PRAGMA user_version` records how many ran.
@@ -84,17 +86,17 @@ struct Writer {
     prune_after: i64,
 }
 
-fn err(e: &rusqlite::Error) -> StoreError {
+fn err(e: &rusqlite::Error) -> HistoryError {
     let full = matches!(
         e,
         rusqlite::Error::SqliteFailure(f, _) if f.code == rusqlite::ErrorCode::DiskFull
     );
-    StoreError {
+    HistoryError {
         message: e.to_string(),
         kind: if full {
-            StoreErrorKind::Full
+            HistoryErrorKind::Full
         } else {
-            StoreErrorKind::Failed
+            HistoryErrorKind::Failed
         },
     }
 }
@@ -104,12 +106,12 @@ impl SqliteStore {
     /// schema up to date.
     ///
     /// # Errors
-    /// [`StoreError`] when it cannot be opened, or its schema is newer than
+    /// [`HistoryError`] when it cannot be opened, or its schema is newer than
     /// this program's.
-    pub fn open(path: &Path, durability: Durability) -> Result<Self, StoreError> {
+    pub fn open(path: &Path, durability: Durability) -> Result<Self, HistoryError> {
         // Create the file private before SQLite opens it, and make its WAL
         // and shared-memory files private as soon as they exist.
-        let io = |e: std::io::Error| StoreError::new(format!("{}: {e}", path.display()));
+        let io = |e: std::io::Error| HistoryError::new(format!("{}: {e}", path.display()));
         crate::file::ensure_private(path).map_err(io)?;
         let conn = Connection::open(path).map_err(|e| err(&e))?;
         conn.pragma_update(None, "journal_mode", "WAL")
@@ -184,7 +186,7 @@ impl SqliteStore {
     }
 
     /// A query on a pooled reader connection.
-    fn history_now(&self, q: &HistoryQuery) -> Result<History, StoreError> {
+    fn history_now(&self, q: &HistoryQuery) -> Result<History, HistoryError> {
         let conn = self.reader()?;
         // A query that runs past its deadline is interrupted: a long scan
         // must not hold a query slot, or a read snapshot that keeps the WAL
@@ -195,7 +197,7 @@ impl SqliteStore {
             rusqlite::Error::SqliteFailure(f, _)
                 if f.code == rusqlite::ErrorCode::OperationInterrupted =>
             {
-                StoreError::new(format!(
+                HistoryError::new(format!(
                     "the query ran over {} s; narrow the range or widen the bucket",
                     QUERY_DEADLINE.as_secs()
                 ))
@@ -207,7 +209,7 @@ impl SqliteStore {
         result
     }
 
-    fn reader(&self) -> Result<Connection, StoreError> {
+    fn reader(&self) -> Result<Connection, HistoryError> {
         if let Some(c) = self
             .readers
             .lock()
@@ -237,13 +239,13 @@ impl SqliteStore {
     }
 }
 
-fn migrate(conn: &Connection) -> Result<(), StoreError> {
+fn migrate(conn: &Connection) -> Result<(), HistoryError> {
     let version: i64 = conn
         .pragma_query_value(None, "user_version", |r| r.get(0))
         .map_err(|e| err(&e))?;
     let known = i64::try_from(MIGRATIONS.len()).unwrap_or(i64::MAX);
     if version > known {
-        return Err(StoreError::new(format!(
+        return Err(HistoryError::new(format!(
             "the database has schema version {version}; this program knows up to {known}"
         )));
     }
@@ -338,8 +340,8 @@ const fn quality_from(code: i64) -> Quality {
     }
 }
 
-impl Store for SqliteStore {
-    fn write(&self, batches: &[&[Reading]]) -> Result<(), StoreError> {
+impl HistoryStore for SqliteStore {
+    fn write(&self, batches: &[&[Reading]]) -> Result<(), HistoryError> {
         self.writer
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -347,7 +349,7 @@ impl Store for SqliteStore {
             .map_err(|e| err(&e))
     }
 
-    fn history(&self, q: &HistoryQuery) -> Result<History, StoreError> {
+    fn history(&self, q: &HistoryQuery) -> Result<History, HistoryError> {
         let result = {
             let _reading = self
                 .gate
@@ -367,7 +369,7 @@ impl Store for SqliteStore {
         &self,
         cutoff: &dyn Fn(&str) -> i64,
         max_rows: usize,
-    ) -> Result<PruneStep, StoreError> {
+    ) -> Result<PruneStep, HistoryError> {
         let mut w = self
             .writer
             .lock()
