@@ -294,8 +294,17 @@ impl Daemon {
         if self.service.token_count() != 0 {
             return Ok(false);
         }
-        let (record, _) = self.new_admin_token(path)?;
+        let (record, secret) = self
+            .service
+            .bootstrap_token("admin", Role::Admin, "*")
+            .map_err(StartError::Bootstrap)?;
+        // Armed before the secret can be read: a client that reads the file
+        // and signs in at once must still have it removed.
         self.service.remove_when_used(&record.id, path);
+        write_secret(path, secret.expose()).map_err(|source| StartError::DataDir {
+            path: path.to_owned(),
+            source,
+        })?;
         Ok(true)
     }
 
