@@ -2,8 +2,9 @@
 """The layering rules, checked from the sources and from `cargo tree`.
 
 1. The core crate (crates/core) depends on no HTTP, TLS, SQLite, mio or
-   serial crate: `cargo tree -p sensegate-core` (normal dependencies) must
-   name none of them.
+   serial crate, and the driver host (crates/host) on no async runtime
+   either: `cargo tree -p CRATE` (normal dependencies) must name none of
+   them.
 2. No module cycle in any crate. A module is a file (`a/b.rs` or
    `a/b/mod.rs` is `a::b`); it depends on every module it names with a
    `crate::` or `super::` path, in a `use` or inline. A module naming its
@@ -20,22 +21,29 @@ import subprocess
 import sys
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
-FORBIDDEN_IN_CORE = ["axum", "hyper", "rustls", "rusqlite", "mio", "serialport", "tokio-rustls"]
+SOCKETS = ["axum", "hyper", "rustls", "tokio-rustls", "rusqlite", "mio", "serialport"]
+FORBIDDEN = {
+    "sensegate-core": SOCKETS,
+    "sensegate-host": SOCKETS + ["tokio", "sensegate-gateway", "sensegate-core"],
+}
 
 
-def check_core_dependencies():
-    out = subprocess.run(
-        ["cargo", "tree", "-p", "sensegate-core", "-e", "normal", "--prefix", "none", "--locked"],
-        cwd=ROOT, check=True, capture_output=True, text=True,
-    ).stdout
-    names = {line.split()[0] for line in out.splitlines() if line.strip()}
-    bad = sorted(n for n in names if n in FORBIDDEN_IN_CORE)
-    if bad:
-        print(f"sensegate-core depends on {', '.join(bad)} (see `cargo tree -p sensegate-core -i NAME`)",
-              file=sys.stderr)
-        return False
-    print(f"core: {len(names)} crates in its tree, none of {', '.join(FORBIDDEN_IN_CORE)}")
-    return True
+def check_dependencies():
+    ok = True
+    for crate, forbidden in FORBIDDEN.items():
+        out = subprocess.run(
+            ["cargo", "tree", "-p", crate, "-e", "normal", "--prefix", "none", "--locked"],
+            cwd=ROOT, check=True, capture_output=True, text=True,
+        ).stdout
+        names = {line.split()[0] for line in out.splitlines() if line.strip()}
+        bad = sorted(n for n in names if n in forbidden)
+        if bad:
+            print(f"{crate} depends on {', '.join(bad)} (see `cargo tree -p {crate} -i NAME`)",
+                  file=sys.stderr)
+            ok = False
+        else:
+            print(f"{crate}: {len(names)} crates in its tree, none of {', '.join(forbidden)}")
+    return ok
 
 
 def module_of(src, path):
@@ -158,5 +166,5 @@ def check_module_cycles():
 
 
 if __name__ == "__main__":
-    results = [check_core_dependencies(), check_module_cycles()]
+    results = [check_dependencies(), check_module_cycles()]
     sys.exit(0 if all(results) else 1)

@@ -210,7 +210,7 @@ fn main() -> ExitCode {
     if matches!(cli.command, Command::DriverHost) {
         // Before any runtime or logger: the host must stay one thread and
         // never write to stderr.
-        return sensegate_gateway::sources::host::run();
+        return sensegate_host::run();
     }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -235,7 +235,7 @@ async fn run(command: Command) -> ExitCode {
             init_logging();
             daemon_cmd::demo(args).await
         }
-        Command::DriverHost => sensegate_gateway::sources::host::run(),
+        Command::DriverHost => sensegate_host::run(),
         Command::CheckConfig { file } => daemon_cmd::check_config(&file),
         Command::Token(TokenCommand::Create {
             role,

@@ -1,10 +1,10 @@
 //! Sensor sources other than the simulated one and device pushes.
 //!
 //! - [`config`]: the `[[driver]]`, `[[serial]]` and `[hwmon]` sections;
-//! - [`host`]: the body of `sensegate driver-host`, the sandboxed child
-//!   process that runs one vendor C driver;
-//! - [`supervisor`]: the daemon side of a driver host: spawn, read, detect
-//!   crashes, hangs and garbage, restart with [`backoff`];
+//! - [`supervisor`]: the daemon side of a driver host (the `sensegate-host`
+//!   crate, a sandboxed child process that runs one vendor C driver):
+//!   spawn, read, detect crashes, hangs and garbage, restart with
+//!   [`backoff`];
 //! - [`hwmon`]: Linux hardware monitors from sysfs;
 //! - [`serial`]: serial devices, with the [`nmea`] and [`lines`] parsers.
 //!
@@ -14,7 +14,6 @@
 
 pub mod backoff;
 pub mod config;
-pub mod host;
 pub mod hwmon;
 pub mod lines;
 pub mod nmea;

@@ -31,10 +31,10 @@ use tokio_util::sync::CancellationToken;
 
 use super::backoff::Backoff;
 use super::config::DriverSource;
-use super::host::HOST_FRAME_LIMIT;
 use crate::reading::{Quality, Reading, now_us};
 use crate::service::{MAX_FUTURE_US, SourceSink};
 use sensegate_core::SensorState;
+use sensegate_host::HOST_FRAME_LIMIT;
 
 /// How a driver host is started: a program and its arguments (by default
 /// this executable with `driver-host`).

@@ -13,6 +13,12 @@
 //! The host re-encodes the records it parsed rather than forwarding the
 //! driver's bytes, and the daemon parses them again: it trusts a host no more
 //! than the driver inside it.
+//!
+//! This crate depends on the FFI boundary and the wire contract only: no
+//! async runtime, no daemon. `sensegate driver-host` calls [`run`]; the
+//! daemon's supervisor (`sensegate_gateway::sources::supervisor`) starts it
+//! and reads its frames.
+#![forbid(unsafe_code)]
 
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
