@@ -3,12 +3,13 @@
 # against build A, then build B, then A and B again (ROUNDS times), so both
 # see the same machine in the same minutes (absolute figures on a shared
 # 2-core machine drift by 2x from hour to hour; only a same-run comparison
-# counts). Prints every row, tagged A or B.
+# counts; the order alternates by round). Prints every row, tagged A or B.
 #
 # Usage: bench/ab.sh A_BINARY B_BINARY
 #   A_BINARY, B_BINARY  two `sensegate` executables (say, a release build of
 #                       main and one of a branch)
-# Environment: ROUNDS (default 2), SUBSCRIBERS (fan-out, default 1000),
+# Environment: ROUNDS (default 2), SCENARIOS (comma-separated, default
+#   fanout,hold,hold-tls,ingest,attack,churn), SUBSCRIBERS (fan-out, default 1000),
 #   RATES (fan-out readings/s, default 1000,4000), HOLD (idle connections,
 #   default 5000), OUT (rows and logs; default target/bench-ab).
 #
@@ -28,6 +29,8 @@ ROUNDS=${ROUNDS:-2}
 SUBSCRIBERS=${SUBSCRIBERS:-1000}
 RATES=${RATES:-1000,4000}
 HOLD=${HOLD:-5000}
+SCENARIOS=${SCENARIOS:-fanout,hold,hold-tls,ingest,attack,churn}
+want() { [[ ",$SCENARIOS," == *",$1,"* ]]; }
 OUT=${OUT:-$root/target/bench-ab}
 PORT=17520
 
@@ -121,48 +124,64 @@ run() { # $1 label, $2 binary, $3 config, then the bench arguments
 }
 
 for round in $(seq "$ROUNDS"); do
-  step "round $round: fan-out, $SUBSCRIBERS subscribers, rates $RATES (readings/s)"
-  for side in A B; do
-    bin=$A; [ $side = B ] && bin=$B
-    start "$bin" "$FANOUT"
-    # The tool's header once, then each build's rows.
-    "$BENCH" fanout --addr "127.0.0.1:$PORT" --token-file "$token" --pid "$sg_pid" \
-      --subscribers "$SUBSCRIBERS" --rates "$RATES" --json "$OUT/fanout-$side.jsonl" \
-      2>>"$OUT/bench.log" | grep '^|' | if [ $side = A ]; then sed -n '1p;3,$p'; else tail -n +3; fi \
-      | sed "s/^/$side /"
-    stop "$sg_pid"
-  done
-  step "round $round: $HOLD idle connections (bytes per connection)"
-  for side in A B; do
-    bin=$A; [ $side = B ] && bin=$B
-    run "hold-$side" "$bin" "$FANOUT" hold --connections "$HOLD"
-  done
-  step "round $round: $HOLD idle TLS 1.3 connections (bytes per connection)"
-  for side in A B; do
-    bin=$A; [ $side = B ] && bin=$B
-    NATIVE_EXTRA="tls_cert = \"$work/cert.pem\"
-tls_key = \"$work/key8.pem\"" run "hold-tls-$side" "$bin" "$FANOUT" hold --connections "$HOLD" \
-      --tls-cert "$work/cert.pem"
-  done
-  step "round $round: ingest, 8 devices, batches of 1, 100, 1000 (committed/s, ack p99 ms)"
-  for side in A B; do
-    bin=$A; [ $side = B ] && bin=$B
-    start "$bin" "$INGEST"
-    "$BENCH" ingest --addr "127.0.0.1:$PORT" --token-file "$token" --pid "$sg_pid" \
-      --devices 8 --batch 1,100,1000 --secs 4 --json "$OUT/ingest-$side.jsonl" \
-      2>>"$OUT/bench.log" | grep '^|' | tail -n +3 | sed "s/^/$side /"
-    stop "$sg_pid"
-  done
-  step "round $round: attack, 15 s windows (subscriber p99 unloaded, loaded, ratio)"
-  for side in A B; do
-    bin=$A; [ $side = B ] && bin=$B
-    run "attack-$side" "$bin" "$ATTACK" attack --slow 2000 --rate 1000 --secs 15
-  done
-  step "round $round: subscription churn, 64 x 64 never-matching patterns, 1,000 sensors at 10 Hz"
-  for side in A B; do
-    bin=$A; [ $side = B ] && bin=$B
-    run "churn-$side" "$bin" "$CHURN" churn --holders 64 --patterns 64 --secs 5
-  done
+  # A then B in odd rounds, B then A in even ones: neither build always
+  # runs first (warm caches, a neighbour's load).
+  order="A B"
+  [ $((round % 2)) = 0 ] && order="B A"
+  if want fanout; then
+    step "round $round: fan-out, $SUBSCRIBERS subscribers, rates $RATES (readings/s)"
+    for side in $order; do
+      bin=$A; [ $side = B ] && bin=$B
+      start "$bin" "$FANOUT"
+      # The tool's header once, then each build's rows.
+      "$BENCH" fanout --addr "127.0.0.1:$PORT" --token-file "$token" --pid "$sg_pid" \
+        --subscribers "$SUBSCRIBERS" --rates "$RATES" --json "$OUT/fanout-$side.jsonl" \
+        2>>"$OUT/bench.log" | grep '^|' | if [ $side = A ]; then sed -n '1p;3,$p'; else tail -n +3; fi \
+        | sed "s/^/$side /"
+      stop "$sg_pid"
+    done
+  fi
+  if want hold; then
+    step "round $round: $HOLD idle connections (bytes per connection)"
+    for side in $order; do
+      bin=$A; [ $side = B ] && bin=$B
+      run "hold-$side" "$bin" "$FANOUT" hold --connections "$HOLD"
+    done
+  fi
+  if want hold-tls; then
+    step "round $round: $HOLD idle TLS 1.3 connections (bytes per connection)"
+    for side in $order; do
+      bin=$A; [ $side = B ] && bin=$B
+      NATIVE_EXTRA="tls_cert = \"$work/cert.pem\"
+  tls_key = \"$work/key8.pem\"" run "hold-tls-$side" "$bin" "$FANOUT" hold --connections "$HOLD" \
+        --tls-cert "$work/cert.pem"
+    done
+  fi
+  if want ingest; then
+    step "round $round: ingest, 8 devices, batches of 1, 100, 1000 (committed/s, ack p99 ms)"
+    for side in $order; do
+      bin=$A; [ $side = B ] && bin=$B
+      start "$bin" "$INGEST"
+      "$BENCH" ingest --addr "127.0.0.1:$PORT" --token-file "$token" --pid "$sg_pid" \
+        --devices 8 --batch 1,100,1000 --secs 4 --json "$OUT/ingest-$side.jsonl" \
+        2>>"$OUT/bench.log" | grep '^|' | tail -n +3 | sed "s/^/$side /"
+      stop "$sg_pid"
+    done
+  fi
+  if want attack; then
+    step "round $round: attack, 15 s windows (subscriber p99 unloaded, loaded, ratio)"
+    for side in $order; do
+      bin=$A; [ $side = B ] && bin=$B
+      run "attack-$side" "$bin" "$ATTACK" attack --slow 2000 --rate 1000 --secs 15
+    done
+  fi
+  if want churn; then
+    step "round $round: subscription churn, 64 x 64 never-matching patterns, 1,000 sensors at 10 Hz"
+    for side in $order; do
+      bin=$A; [ $side = B ] && bin=$B
+      run "churn-$side" "$bin" "$CHURN" churn --holders 64 --patterns 64 --secs 5
+    done
+  fi
 done
 echo
 echo "rows: $OUT"
