@@ -419,16 +419,20 @@ fn spawn_sources(
         for source in &sources.drivers {
             tracker.spawn(crate::sources::supervisor::run(
                 service.source_sink(&format!("driver:{}", source.name)),
-                source.clone(),
-                host.clone(),
+                crate::sources::supervisor::HostedDriver {
+                    source: source.clone(),
+                    host: host.clone(),
+                },
                 shutdown.clone(),
             ));
         }
     }
     for serial in &sources.serial {
-        let sink = service.source_sink(&format!("serial:{}", serial.name));
-        let (serial, shutdown) = (serial.clone(), shutdown.clone());
-        tracker.spawn_blocking(move || crate::sources::serial::run(sink, serial, &shutdown));
+        tracker.spawn(crate::sources::serial::run(
+            service.source_sink(&format!("serial:{}", serial.name)),
+            serial.clone(),
+            shutdown.clone(),
+        ));
     }
     if let Some(hwmon) = &sources.hwmon {
         tracker.spawn(crate::sources::hwmon::run(

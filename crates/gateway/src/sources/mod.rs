@@ -8,9 +8,11 @@
 //! - [`hwmon`]: Linux hardware monitors from sysfs;
 //! - [`serial`]: serial devices, with the [`nmea`] and [`lines`] parsers.
 //!
-//! Every source is a task that feeds [`crate::service::Service::ingest`] and
-//! keeps its sensors' state in the catalog; a failing source is marked
-//! faulted and retried, and never takes the daemon down.
+//! Every source has one run signature, `async fn run(sink: SourceSink,
+//! config, shutdown: CancellationToken)` (as [`crate::sim::run`]): it feeds
+//! readings and its sensors' state through its
+//! [`crate::service::SourceSink`] and nothing else; a failing source is
+//! marked faulted and retried, and never takes the daemon down.
 
 pub mod backoff;
 pub mod config;

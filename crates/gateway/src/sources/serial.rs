@@ -47,8 +47,17 @@ struct Device {
     refused: u64,
 }
 
-/// Runs the source until `shutdown`. Blocking: run it on a blocking thread.
-pub fn run(sink: SourceSink, source: SerialSource, shutdown: &CancellationToken) {
+/// Runs the source until `shutdown` (on a blocking thread: serial reads
+/// block).
+pub async fn run(sink: SourceSink, source: SerialSource, shutdown: CancellationToken) {
+    let name = source.name.clone();
+    if let Err(e) = tokio::task::spawn_blocking(move || run_blocking(sink, source, &shutdown)).await
+    {
+        tracing::error!(source = %name, error = %e, "serial source stopped");
+    }
+}
+
+fn run_blocking(sink: SourceSink, source: SerialSource, shutdown: &CancellationToken) {
     let max_name = sink.limits().message.max_name_bytes;
     let mut dev = Device {
         sink,

@@ -102,14 +102,20 @@ fn signal_name(signal: i32) -> &'static str {
     }
 }
 
+/// A driver source and how its host is started (a runtime hook,
+/// [`crate::daemon::DaemonOptions`]): what [`run`] runs.
+#[derive(Debug, Clone)]
+pub struct HostedDriver {
+    /// The `[[driver]]` section.
+    pub source: DriverSource,
+    /// How its host is started.
+    pub host: HostCommand,
+}
+
 /// Runs the source until `shutdown`: registers its sensors, then keeps a
 /// host running.
-pub async fn run(
-    sink: SourceSink,
-    source: DriverSource,
-    host: HostCommand,
-    shutdown: CancellationToken,
-) {
+pub async fn run(sink: SourceSink, driver: HostedDriver, shutdown: CancellationToken) {
+    let HostedDriver { source, host } = driver;
     let mut sensors = Vec::with_capacity(source.sensors.len());
     for name in &source.sensors {
         match sink.register(name, &source.unit) {
