@@ -13,6 +13,7 @@
 //!   re-exported at the crate root); and the [`audit`] log;
 //! - [`store`]: the history backend trait and the group-commit writer over
 //!   it (the SQLite backend lives with the daemon);
+//! - [`time`]: the one monotonic clock type every deadline and rate uses;
 //! - [`limits`]: the caps the service enforces; [`stats`]: counters of caps
 //!   hit and latency histograms; [`file`]: capped reads and private writes
 //!   of local files (the token store).
@@ -31,6 +32,7 @@ pub mod reading;
 pub mod service;
 pub mod stats;
 pub mod store;
+pub mod time;
 
 // Only the service may touch these: front ends and sources see their types
 // (re-exported below) and reach them through `service::Service`. The

@@ -19,7 +19,9 @@
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::{Mutex, PoisonError};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use crate::time::Instant;
 
 /// Most addresses whose failures are remembered at once.
 pub const MAX_TRACKED_ADDRESSES: usize = 65_536;

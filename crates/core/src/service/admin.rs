@@ -3,7 +3,6 @@
 //! policy with the scope of the token concerned, and audited.
 
 use std::sync::{Arc, PoisonError};
-use std::time::Instant;
 
 use super::{Caller, Service, ServiceError};
 use crate::audit::{AuditEvent, CreatedToken};
@@ -15,6 +14,7 @@ use crate::policy::{self, Action};
 use crate::reading::now_us;
 use crate::registry::Connection;
 use crate::stats::Limit;
+use crate::time::Instant;
 
 impl Service {
     fn admin<T>(

@@ -10,7 +10,6 @@
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::Instant;
 
 use sensegate_proto::v1::ErrorCode;
 
@@ -28,10 +27,13 @@ use crate::stats::{Limit, LimitHits};
 use crate::store::writer::StoreHandle;
 use crate::store::{History, HistoryErrorKind, HistoryQuery};
 use crate::throttle::{AuthThrottle, PushRate};
+use crate::time::Instant;
 
 mod admin;
 mod metrics;
 mod sources;
+#[cfg(test)]
+mod tests;
 
 pub use sources::SourceSink;
 

@@ -22,7 +22,7 @@ use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
 use axum::extract::{FromRequestParts, Path, Query, Request, State};
@@ -336,7 +336,8 @@ impl FromRequestParts<Arc<Service>> for Auth {
         // it serves (one at a time, in HTTP/1.1), so revoking that token
         // ends it, a stream included. A browser that signs in with another
         // token reuses its pooled connections: each is rebound.
-        let principal = service.sign_in(token, &connection, Instant::now())?;
+        let principal =
+            service.sign_in(token, &connection, sensegate_core::time::Instant::now())?;
         connection.touch(&service.clock());
         Ok(Self {
             principal,

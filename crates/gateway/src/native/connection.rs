@@ -405,7 +405,7 @@ impl ConnectionTask {
                     let step = self.session.on_frame(
                         &self.shared.service,
                         frame.payload(),
-                        now.into_std(),
+                        now,
                         &mut self.replies,
                     );
                     unwritten += self.replies[before..]

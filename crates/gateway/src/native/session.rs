@@ -11,7 +11,9 @@
 //! an error reply carrying the request id and the session goes on.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use sensegate_core::time::Instant;
 
 use sensegate_proto::v1::{self, envelope::Body};
 use sensegate_proto::{PROTOCOL_VERSION, decode_envelope};
