@@ -90,6 +90,8 @@ pub enum StartError {
 #[derive(Debug)]
 pub struct Daemon {
     service: Arc<Service>,
+    /// What every native connection task shares (for in-memory ones).
+    native: crate::native::connection::Shared,
     native_addr: SocketAddr,
     http_addr: Option<SocketAddr>,
     fingerprint: Option<String>,
@@ -196,7 +198,7 @@ impl Daemon {
         }
         tracker.spawn(crate::native::listener::run(
             listener,
-            shared,
+            shared.clone(),
             tls,
             tracker.clone(),
         ));
@@ -212,12 +214,40 @@ impl Daemon {
         tracing::info!(addr = %native_addr, tls = fingerprint.is_some(), "native listener up");
         Ok(Self {
             service,
+            native: shared,
             native_addr,
             http_addr,
             fingerprint,
             shutdown,
             tracker,
         })
+    }
+
+    /// A native-protocol connection over an in-memory pipe instead of a
+    /// socket, as if from `peer`: admitted against the same caps, served by
+    /// the same session and connection task, listed and kicked like any
+    /// other. Returns the client's end. For tests that drive the protocol
+    /// without sockets (under tokio's paused clock too) and for embedders.
+    ///
+    /// # Errors
+    /// [`AdmitError`] past a connection cap.
+    pub fn connect_in_memory(
+        &self,
+        peer: SocketAddr,
+    ) -> Result<tokio::io::DuplexStream, sensegate_core::AdmitError> {
+        let (client, server) = tokio::io::duplex(64 << 10);
+        let admission = self.service.admit(
+            peer,
+            sensegate_core::Frontend::Native,
+            crate::reading::now_us(),
+        )?;
+        self.tracker.spawn(crate::native::connection::run(
+            self.native.clone(),
+            admission,
+            crate::native::transport::Transport::Memory(server),
+            tokio::time::Instant::now(),
+        ));
+        Ok(client)
     }
 
     /// The bound native address (useful with port 0).

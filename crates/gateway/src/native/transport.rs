@@ -1,4 +1,4 @@
-//! TCP or TLS behind one type.
+//! TCP, TLS or an in-memory pipe behind one type.
 //!
 //! Plain TCP reads wait for readiness first and reserve buffer space only
 //! when bytes are there, so an idle connection holds no read buffer at all.
@@ -7,7 +7,7 @@
 use std::io;
 
 use bytes::BytesMut;
-use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _, DuplexStream};
 use tokio::net::TcpStream;
 use tokio_rustls::server::TlsStream;
 
@@ -18,6 +18,10 @@ pub enum Transport {
     Tcp(TcpStream),
     /// TLS 1.3 over TCP.
     Tls(Box<TlsStream<TcpStream>>),
+    /// An in-memory pipe ([`crate::daemon::Daemon::connect_in_memory`]):
+    /// the same session and connection task without a socket, for tests
+    /// (under tokio's paused clock too) and embedders.
+    Memory(DuplexStream),
     /// The socket is with the parker (or was lost handing it over): reads
     /// see the end of the stream, writes fail.
     Parked,
@@ -49,6 +53,10 @@ impl Transport {
                 buf.reserve(chunk);
                 s.read_buf(buf).await
             }
+            Self::Memory(s) => {
+                buf.reserve(chunk);
+                s.read_buf(buf).await
+            }
             Self::Parked => Ok(0),
         }
     }
@@ -64,6 +72,10 @@ impl Transport {
                 s.write_all(data).await?;
                 s.flush().await
             }
+            Self::Memory(s) => {
+                s.write_all(data).await?;
+                s.flush().await
+            }
             Self::Parked => Err(io::ErrorKind::NotConnected.into()),
         }
     }
@@ -73,6 +85,7 @@ impl Transport {
         let _ = match self {
             Self::Tcp(s) => s.shutdown().await,
             Self::Tls(s) => s.shutdown().await,
+            Self::Memory(s) => s.shutdown().await,
             Self::Parked => Ok(()),
         };
     }
