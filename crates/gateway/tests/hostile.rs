@@ -103,17 +103,19 @@ async fn no_hello_in_time_is_unauthenticated() {
     d.assert_served().await;
 }
 
-#[tokio::test]
+/// A frame trickled one byte at a time is cut off once
+/// `limits.frame_timeout_ms` has passed since it began, however steadily
+/// the bytes come. Over an in-memory pipe under the paused clock: the
+/// trickle's 200 ms pauses and the deadline pass in virtual time.
+#[tokio::test(start_paused = true)]
 async fn a_slowly_trickled_large_frame_is_cut_off() {
-    let d = TestDaemon::start("[limits]\nframe_timeout_ms = 500").await;
-    let mut s = d.raw().await;
-    send(&mut s, &hello(&d.admin)).await;
-    assert!(matches!(
-        read_one(&mut s).await.body,
-        Some(Body::Welcome(_))
-    ));
+    let d = TestDaemon::start("[limits]\nframe_timeout_ms = 500\n[store]\nenabled = false").await;
+    let peer = std::net::SocketAddr::from(([192, 0, 2, 20], 1));
+    let mut s = d.daemon.connect_in_memory(peer).unwrap();
+    s.write_all(&hello(&d.admin)).await.unwrap();
     // A header announcing 1 MiB, then one byte every 200 ms.
-    send(&mut s, &(1u32 << 20).to_le_bytes()).await;
+    s.write_all(&(1u32 << 20).to_le_bytes()).await.unwrap();
+    let started = tokio::time::Instant::now();
     let trickle = async {
         for _ in 0..50 {
             tokio::time::sleep(Duration::from_millis(200)).await;
@@ -125,10 +127,42 @@ async fn a_slowly_trickled_large_frame_is_cut_off() {
     tokio::time::timeout(Duration::from_secs(5), trickle)
         .await
         .ok();
-    let (code, message) = last_error(&read_until_closed(&mut s).await);
+    let envelopes = read_pipe_to_end(&mut s).await;
+    assert!(matches!(envelopes[0].body, Some(Body::Welcome(_))));
+    let (code, message) = last_error(&envelopes);
     assert_eq!(code, ErrorCode::Malformed);
     assert_eq!(message, "frame not completed in time");
-    d.assert_served().await;
+    assert!(started.elapsed() >= Duration::from_millis(500));
+    // Another session is still served.
+    let mut other = d.daemon.connect_in_memory(peer).unwrap();
+    other.write_all(&hello(&d.admin)).await.unwrap();
+    other
+        .write_all(&frame(Body::Ping(v1::Ping { nonce: 9 }), 2))
+        .await
+        .unwrap();
+    other.shutdown().await.unwrap();
+    let replies = read_pipe_to_end(&mut other).await;
+    assert!(
+        replies
+            .iter()
+            .any(|e| matches!(e.body, Some(Body::Pong(v1::Pong { nonce: 9 })))),
+        "{replies:?}"
+    );
+}
+
+/// Every envelope the daemon sends on an in-memory pipe until it closes it.
+async fn read_pipe_to_end(s: &mut tokio::io::DuplexStream) -> Vec<v1::Envelope> {
+    use tokio::io::AsyncReadExt as _;
+    let mut bytes = Vec::new();
+    s.read_to_end(&mut bytes).await.unwrap();
+    let mut out = Vec::new();
+    let mut at = 0;
+    while at + 4 <= bytes.len() {
+        let len = u32::from_le_bytes(bytes[at..at + 4].try_into().unwrap()) as usize;
+        out.push(<v1::Envelope as prost::Message>::decode(&bytes[at + 4..at + 4 + len]).unwrap());
+        at += 4 + len;
+    }
+    out
 }
 
 #[tokio::test]
