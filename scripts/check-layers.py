@@ -2,8 +2,8 @@
 """The layering rules, checked from the sources and from `cargo tree`.
 
 1. The core crate (crates/core) depends on no HTTP, TLS, SQLite, mio or
-   serial crate, and the driver host (crates/host) on no async runtime
-   either: `cargo tree -p CRATE` (normal dependencies) must name none of
+   serial crate, and the driver host (crates/host) and the serial line
+   parsers (crates/lines) on no async runtime either: `cargo tree -p CRATE` (normal dependencies) must name none of
    them.
 2. No module cycle in any crate. A module is a file (`a/b.rs` or
    `a/b/mod.rs` is `a::b`); it depends on every module it names with a
@@ -25,6 +25,7 @@ SOCKETS = ["axum", "hyper", "rustls", "tokio-rustls", "rusqlite", "mio", "serial
 FORBIDDEN = {
     "sensegate-core": SOCKETS,
     "sensegate-host": SOCKETS + ["tokio", "sensegate-gateway", "sensegate-core"],
+    "sensegate-lines": SOCKETS + ["tokio", "sensegate-gateway", "sensegate-core"],
 }
 
 

@@ -5,8 +5,8 @@
 #![forbid(unsafe_code)]
 
 use libfuzzer_sys::fuzz_target;
-use sensegate_gateway::sources::lines::{LineSplitter, parse_name_value};
-use sensegate_gateway::sources::nmea;
+use sensegate_lines::lines::{LineSplitter, parse_name_value};
+use sensegate_lines::nmea;
 
 const MAX_LINE: usize = 96;
 

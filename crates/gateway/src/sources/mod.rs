@@ -6,7 +6,8 @@
 //!   spawn, read, detect crashes, hangs and garbage, restart with
 //!   [`backoff`];
 //! - [`hwmon`]: Linux hardware monitors from sysfs;
-//! - [`serial`]: serial devices, with the [`nmea`] and [`lines`] parsers.
+//! - [`serial`]: serial devices, with the NMEA and `name=value` parsers of
+//!   the `sensegate-lines` crate.
 //!
 //! Every source has one run signature, `async fn run(sink: SourceSink,
 //! config, shutdown: CancellationToken)` (as [`crate::sim::run`]): it feeds
@@ -17,7 +18,5 @@
 pub mod backoff;
 pub mod config;
 pub mod hwmon;
-pub mod lines;
-pub mod nmea;
 pub mod serial;
 pub mod supervisor;

@@ -12,8 +12,8 @@
 //! Sensors are named `SOURCE/NAME` (`gps/lat`, `bench/temp`). A device
 //! cannot create more than [`MAX_SENSORS`] of them.
 //!
-//! [`nmea`]: super::nmea
-//! [`lines`]: super::lines
+//! [`nmea`]: sensegate_lines::nmea
+//! [`lines`]: sensegate_lines::lines
 
 use std::collections::BTreeMap;
 use std::io::Read as _;
@@ -23,11 +23,11 @@ use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 
 use super::config::{Parity, SerialProtocol, SerialSource, is_name};
-use super::lines::{LineSplitter, parse_name_value};
-use super::nmea;
 use crate::reading::{Quality, Reading, now_us};
 use crate::service::SourceSink;
 use sensegate_core::SensorState;
+use sensegate_lines::lines::{LineSplitter, parse_name_value};
+use sensegate_lines::nmea;
 
 /// Most sensors one serial device may create.
 pub const MAX_SENSORS: usize = 256;

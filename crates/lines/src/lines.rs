@@ -88,7 +88,7 @@ pub fn parse_name_value(line: &[u8], max_name: usize) -> Result<(&str, f64), Lin
     let text = std::str::from_utf8(line).map_err(|_| LineError::Name)?;
     let (name, value) = text.split_once('=').ok_or(LineError::NoEquals)?;
     let name = name.trim();
-    if !super::config::is_name(name, max_name) {
+    if !sensegate_proto::envelope::is_name(name, max_name) {
         return Err(LineError::Name);
     }
     let value: f64 = value.trim().parse().map_err(|_| LineError::Value)?;
