@@ -851,12 +851,7 @@ async fn a_data_dir_others_can_write_is_refused_at_start() {
     let data = dir.path().join("data");
     std::fs::create_dir(&data).unwrap();
     std::fs::set_permissions(&data, std::fs::Permissions::from_mode(0o777)).unwrap();
-    let text = format!(
-        "[server]\ndata_dir = {:?}\n[native]\nlisten = \"127.0.0.1:0\"\n[http]\nenabled = false\n",
-        data.display().to_string()
-    );
-    let config =
-        sensegate_gateway::config::Config::parse(&text, std::path::Path::new("t.toml")).unwrap();
+    let config = native_only_in(&data);
     let Err(e) = sensegate_gateway::daemon::Daemon::start(&config).await else {
         panic!("the daemon started on a world-writable data dir");
     };
@@ -905,12 +900,7 @@ async fn symlinks_planted_at_private_files_are_never_followed() {
     let victim = dir.path().join("victim");
     std::fs::write(&victim, "{\"version\":1,\"tokens\":[]}").unwrap();
     std::os::unix::fs::symlink(&victim, data.join("tokens.json")).unwrap();
-    let text = format!(
-        "[server]\ndata_dir = {:?}\n[native]\nlisten = \"127.0.0.1:0\"\n[http]\nenabled = false\n",
-        data.display().to_string()
-    );
-    let config =
-        sensegate_gateway::config::Config::parse(&text, std::path::Path::new("t.toml")).unwrap();
+    let config = native_only_in(&data);
     let Err(e) = sensegate_gateway::daemon::Daemon::start(&config).await else {
         panic!("the daemon read its token store through a symlink");
     };
@@ -946,4 +936,14 @@ async fn symlinks_planted_at_private_files_are_never_followed() {
     );
     assert!(std::fs::read_to_string(&store).unwrap().contains(&id));
     assert!(!data.join("tokens.json.sg-new").exists());
+}
+
+/// A daemon's config over `data`: the native listener on a free port, no
+/// HTTP.
+fn native_only_in(data: &std::path::Path) -> sensegate_gateway::config::Config {
+    let text = format!(
+        "[server]\ndata_dir = {:?}\n[native]\nlisten = \"127.0.0.1:0\"\n[http]\nenabled = false\n",
+        data.display().to_string()
+    );
+    sensegate_gateway::config::Config::parse(&text, std::path::Path::new("t.toml")).unwrap()
 }
