@@ -91,19 +91,23 @@ cargo +nightly miri test -p sensegate-ffi --locked
 
 if [ "$FUZZ_SECONDS" != 0 ]; then
   step "fuzz: ${FUZZ_SECONDS}s per target"
-  ( cd fuzz
-    for target in $(cargo +nightly fuzz list); do
-      mkdir -p "corpus/$target"
-      log="target/fuzz-$target.log"
-      mkdir -p target
-      if ! cargo +nightly fuzz run -O "$target" "corpus/$target" -- \
-          -max_total_time="$FUZZ_SECONDS" -rss_limit_mb=2048 >"$log" 2>&1; then
-        tail -n 60 "$log"
-        echo "fuzz target $target failed" >&2
-        exit 1
-      fi
-      printf '%s: %s\n' "$target" "$(grep -E '^Done' "$log" || echo 'finished')"
-    done )
+  # fuzz/: the parsers that stand alone (no daemon linked);
+  # crates/gateway/fuzz/: what only the whole daemon parses (its config).
+  for dir in fuzz crates/gateway/fuzz; do
+    ( cd "$dir"
+      for target in $(cargo +nightly fuzz list); do
+        mkdir -p "corpus/$target"
+        log="target/fuzz-$target.log"
+        mkdir -p target
+        if ! cargo +nightly fuzz run -O "$target" "corpus/$target" -- \
+            -max_total_time="$FUZZ_SECONDS" -rss_limit_mb=2048 >"$log" 2>&1; then
+          tail -n 60 "$log"
+          echo "fuzz target $target failed" >&2
+          exit 1
+        fi
+        printf '%s: %s\n' "$target" "$(grep -E '^Done' "$log" || echo 'finished')"
+      done )
+  done
 fi
 
 step "all checks passed"
