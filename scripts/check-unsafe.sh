@@ -17,7 +17,7 @@ if [ -n "$hits" ]; then
   status=1
 fi
 
-for root in crates/*/src/lib.rs crates/*/src/main.rs fuzz/fuzz_targets/*.rs; do
+for root in crates/*/src/lib.rs crates/*/src/main.rs fuzz/fuzz_targets/*.rs crates/*/fuzz/fuzz_targets/*.rs; do
   [ -f "$root" ] || continue
   case "$root" in crates/ffi/*) continue ;; esac
   if ! grep -q '^#!\[forbid(unsafe_code)\]' "$root"; then
