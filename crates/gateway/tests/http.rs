@@ -539,6 +539,18 @@ async fn metrics_need_a_reader_and_show_only_sensors_in_scope() {
     let r = request(addr, "GET", "/metrics", Some(device.expose()), "").await;
     assert_eq!((r.status, code(&r).as_str()), (403, "FORBIDDEN"));
     let (_, reader) = d.token(v1::Role::Reader, "lab/*").await;
+    // The refused requests' connections are closed by now, or about to be:
+    // wait until they are, so the scrape below counts only its own.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !service
+        .internals()
+        .registry
+        .list(10, |c| c.frontend.name() == "http")
+        .is_empty()
+    {
+        assert!(Instant::now() < deadline, "the refused connections stayed");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     let r = request(addr, "GET", "/metrics", Some(reader.expose()), "").await;
     assert_eq!(r.status, 200);
     assert!(

@@ -17,6 +17,11 @@
 //!
 //! Errors are `{"error": {"code": "FORBIDDEN", "message": "not allowed"}}`
 //! with the native protocol's codes and fixed messages.
+//!
+//! This module holds the router, the OpenAPI document, the request guards
+//! (in-flight budget, body and query caps, deadline, security headers), the
+//! `Authorization: Bearer` extractor and the helpers the routes share; the
+//! reading routes are in `readings`, the admin routes in `admin`.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -45,7 +50,13 @@ use sensegate_core::Delivery;
 use sensegate_core::SensorEntry;
 
 pub use super::error::{ApiError, ErrorBody};
+
+mod admin;
+mod readings;
+
 use crate::stats::Limit;
+use admin::{create_token, kick, list_connections, list_tokens, revoke_token};
+use readings::{history, latest, sensors, stream};
 
 /// Caps and deadlines of the HTTP front end.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -79,7 +90,7 @@ impl Default for HttpLimits {
 #[derive(utoipa::OpenApi)]
 #[openapi(
     info(title = "sensegate", description = "Sensor gateway HTTP API, version 1"),
-    paths(whoami, sensors, latest, history, stream, list_tokens, create_token, revoke_token, list_connections, kick, metrics),
+    paths(whoami, readings::sensors, readings::latest, readings::history, readings::stream, admin::list_tokens, admin::create_token, admin::revoke_token, admin::list_connections, admin::kick, metrics),
     modifiers(&BearerAuth)
 )]
 pub struct ApiDoc;
@@ -390,48 +401,6 @@ async fn whoami(
     }))
 }
 
-#[derive(Serialize, utoipa::ToSchema)]
-struct SensorJson {
-    name: String,
-    unit: String,
-    source: String,
-    state: &'static str,
-    fault_reason: String,
-    last_timestamp_us: i64,
-}
-
-fn sensor_json(e: &SensorEntry) -> SensorJson {
-    SensorJson {
-        name: e.name.to_string(),
-        unit: e.unit.clone(),
-        source: e.source.clone(),
-        state: e.state.name(),
-        fault_reason: e.fault_reason.clone(),
-        last_timestamp_us: e.latest.as_ref().map_or(0, |r| r.timestamp_us),
-    }
-}
-
-#[derive(Serialize, utoipa::ToSchema)]
-struct ReadingJson {
-    sensor: String,
-    timestamp_us: i64,
-    value: f64,
-    quality: &'static str,
-}
-
-const fn quality_name(q: Quality) -> &'static str {
-    q.to_wire().name()
-}
-
-fn reading_json(r: &Reading) -> ReadingJson {
-    ReadingJson {
-        sensor: r.sensor.to_string(),
-        timestamp_us: r.timestamp_us,
-        value: r.value,
-        quality: quality_name(r.quality),
-    }
-}
-
 #[derive(Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
 struct PatternQuery {
@@ -493,361 +462,6 @@ fn name(service: &Service, text: &str) -> Result<(), ApiError> {
 /// the usual JSON form and without echoing it.
 fn parsed<T, R>(r: Result<T, R>) -> Result<T, ApiError> {
     r.map_err(|_| ApiError::Service(ServiceError::Invalid))
-}
-
-#[utoipa::path(get, path = "/api/v1/sensors", params(PatternQuery), security(("bearer" = [])), responses((status = 200, description = "sensors in the token's scope, by name: one page, with an `x-next-after` header when more follow", body = [SensorJson], headers(("x-next-after" = String, description = "where the next page starts: pass it as `after`"))), (status = 401, description = "no valid token", body = ErrorBody), (status = 403, description = "not allowed for this token", body = ErrorBody)))]
-async fn sensors(
-    State(service): State<Arc<Service>>,
-    auth: Auth,
-    q: Result<Query<PatternQuery>, QueryRejection>,
-) -> Result<Response, ApiError> {
-    let Query(q) = parsed(q)?;
-    let pattern = pattern(&service, q.pattern.as_deref())?;
-    let after = q.after.as_deref().filter(|a| !a.is_empty());
-    if let Some(a) = after {
-        name(&service, a)?;
-    }
-    let list = service.list_sensors(auth.caller(), &pattern, after)?;
-    let list: Vec<SensorJson> = list.iter().map(sensor_json).collect();
-    Ok(paged(&service, list, |s| s.name.clone()))
-}
-
-#[utoipa::path(get, path = "/api/v1/sensors/{name}/latest", params(("name" = String, Path, description = "sensor name")), security(("bearer" = [])), responses((status = 200, description = "the latest reading", body = ReadingJson), (status = 404, description = "no such sensor or no reading yet", body = ErrorBody), (status = 401, description = "no valid token", body = ErrorBody), (status = 403, description = "not allowed for this token", body = ErrorBody)))]
-async fn latest(
-    State(service): State<Arc<Service>>,
-    auth: Auth,
-    sensor: Result<Path<String>, PathRejection>,
-) -> Result<Json<ReadingJson>, ApiError> {
-    let Path(sensor) = parsed(sensor)?;
-    name(&service, &sensor)?;
-    Ok(Json(reading_json(&service.latest(auth.caller(), &sensor)?)))
-}
-
-#[derive(Deserialize, utoipa::IntoParams)]
-#[into_params(parameter_in = Query)]
-struct HistoryParams {
-    from: Option<i64>,
-    to: Option<i64>,
-    bucket: Option<i64>,
-    limit: Option<u32>,
-}
-
-#[derive(Serialize, utoipa::ToSchema)]
-struct HistoryJson {
-    readings: Vec<RowJson>,
-    buckets: Vec<BucketJson>,
-    truncated: bool,
-}
-
-/// Aggregates of one time bucket.
-#[derive(Serialize, utoipa::ToSchema)]
-#[schema(as = Bucket)]
-struct BucketJson {
-    start_us: i64,
-    min: f64,
-    max: f64,
-    mean: f64,
-    count: u64,
-}
-
-impl From<&crate::store::Bucket> for BucketJson {
-    fn from(b: &crate::store::Bucket) -> Self {
-        Self {
-            start_us: b.start_us,
-            min: b.min,
-            max: b.max,
-            mean: b.mean,
-            count: b.count,
-        }
-    }
-}
-
-#[derive(Serialize, utoipa::ToSchema)]
-struct RowJson {
-    timestamp_us: i64,
-    value: f64,
-    quality: &'static str,
-}
-
-#[utoipa::path(get, path = "/api/v1/sensors/{name}/history", params(("name" = String, Path, description = "sensor name"), HistoryParams), security(("bearer" = [])), responses((status = 200, description = "raw readings, or buckets when `bucket` is set", body = HistoryJson), (status = 401, description = "no valid token", body = ErrorBody), (status = 403, description = "not allowed for this token", body = ErrorBody)))]
-async fn history(
-    State(service): State<Arc<Service>>,
-    auth: Auth,
-    sensor: Result<Path<String>, PathRejection>,
-    p: Result<Query<HistoryParams>, QueryRejection>,
-) -> Result<Json<HistoryJson>, ApiError> {
-    let (Path(sensor), Query(p)) = (parsed(sensor)?, parsed(p)?);
-    name(&service, &sensor)?;
-    let to =
-        p.to.unwrap_or_else(|| crate::reading::now_us().saturating_add(1));
-    let from = p.from.unwrap_or_else(|| to.saturating_sub(3_600_000_000));
-    if from < 0 || to < 0 {
-        return Err(ApiError::Service(ServiceError::Invalid));
-    }
-    let limit = usize::try_from(p.limit.unwrap_or(0)).unwrap_or(usize::MAX);
-    let query = service.history(
-        auth.caller(),
-        &sensor,
-        from,
-        to,
-        p.bucket.unwrap_or(0),
-        limit,
-    )?;
-    let h = service.run_history(query).await?;
-    Ok(Json(HistoryJson {
-        readings: h
-            .rows
-            .iter()
-            .map(|r| RowJson {
-                timestamp_us: r.timestamp_us,
-                value: r.value,
-                quality: quality_name(r.quality),
-            })
-            .collect(),
-        buckets: h.buckets.iter().map(BucketJson::from).collect(),
-        truncated: h.truncated,
-    }))
-}
-
-#[derive(Deserialize, utoipa::IntoParams)]
-#[into_params(parameter_in = Query)]
-struct StreamQuery {
-    sensors: Option<String>,
-}
-
-/// Most readings per server-sent event.
-const EVENT_READINGS: usize = 256;
-
-#[utoipa::path(get, path = "/api/v1/stream", params(StreamQuery), security(("bearer" = [])), responses((status = 200, description = "server-sent events named `readings`, each a JSON StreamBatch; `goodbye` when the stream fell behind", content_type = "text/event-stream", body = StreamBatch), (status = 401, description = "no valid token", body = ErrorBody), (status = 403, description = "not allowed for this token", body = ErrorBody)))]
-async fn stream(
-    State(service): State<Arc<Service>>,
-    auth: Auth,
-    q: Result<Query<StreamQuery>, QueryRejection>,
-) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
-    let Query(q) = parsed(q)?;
-    let text = q.sensors.unwrap_or_else(|| "*".to_owned());
-    let mut patterns = Vec::new();
-    for p in text.split(',') {
-        // An empty piece would widen the stream to everything in scope.
-        if p.is_empty() {
-            return Err(ApiError::Service(ServiceError::Invalid));
-        }
-        patterns.push(pattern(&service, Some(p))?);
-    }
-    // Each stream gets a subscriber of its own, gone when the stream ends
-    // (the guard), whatever ends it.
-    service.disconnected(&auth.connection);
-    let guard = StreamGuard {
-        service: service.clone(),
-        connection: auth.connection.clone(),
-    };
-    let subscriber = match service.subscribe(auth.caller(), &auth.connection, &patterns) {
-        Ok((s, _)) => s,
-        Err(e) => return Err(ApiError::Service(e)),
-    };
-    let connection = auth.connection.clone();
-    let clock_service = service.clone();
-    // The stream holds no buffer of its own: it takes what the bounded hub
-    // queue holds when the client is ready for more. A client that stops
-    // reading leaves its queue full, and the hub drops the oldest (or
-    // disconnects it, by `limits.lag_policy`).
-    let events = futures_util::stream::unfold(Some((subscriber, guard)), move |state| {
-        let connection = connection.clone();
-        let service = clock_service.clone();
-        async move {
-            let (subscriber, guard) = state?;
-            let delivery = tokio::select! {
-                d = subscriber.next_batch(EVENT_READINGS) => d,
-                _ = connection.stopped() => return None,
-            };
-            connection.touch(&service.clock());
-            match delivery {
-                Delivery::Batch { readings, dropped } => {
-                    let body = StreamBatch {
-                        readings: readings.iter().map(reading_json).collect(),
-                        dropped,
-                    };
-                    let event = Event::default()
-                        .event("readings")
-                        .json_data(&body)
-                        .unwrap_or_else(|_| Event::default().event("error"));
-                    connection.count_out(1, 0);
-                    Some((Ok(event), Some((subscriber, guard))))
-                }
-                Delivery::Lagged => {
-                    // Under `lag_policy = disconnect`: say so, end the
-                    // stream (the guard drops the subscriber).
-                    drop(guard);
-                    connection.count_out(1, 0);
-                    let event = Event::default().event("goodbye").data("fell behind");
-                    Some((Ok(event), None))
-                }
-            }
-        }
-    });
-    Ok(Sse::new(events).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))))
-}
-
-/// Removes a stream's subscriber from the hub when the stream is dropped.
-struct StreamGuard {
-    service: Arc<Service>,
-    connection: Arc<Connection>,
-}
-
-impl Drop for StreamGuard {
-    fn drop(&mut self) {
-        self.service.disconnected(&self.connection);
-        self.connection.subscriptions.store(0, Relaxed);
-    }
-}
-
-#[derive(Serialize, utoipa::ToSchema)]
-struct StreamBatch {
-    readings: Vec<ReadingJson>,
-    dropped: u64,
-}
-
-#[derive(Serialize, utoipa::ToSchema)]
-struct TokenJson {
-    id: String,
-    name: String,
-    role: &'static str,
-    scope: String,
-    created_at_us: i64,
-    revoked: bool,
-}
-
-fn token_json(t: &crate::auth::store::TokenRecord) -> TokenJson {
-    TokenJson {
-        id: t.id.clone(),
-        name: t.name.clone(),
-        role: Role::as_str(t.role),
-        scope: t.scope.as_str().to_owned(),
-        created_at_us: t.created_at_us,
-        revoked: t.revoked,
-    }
-}
-
-#[utoipa::path(get, path = "/api/v1/tokens", params(AfterQuery), security(("bearer" = [])), responses((status = 200, description = "tokens, without secrets, oldest first: one page, with an `x-next-after` header when more follow", body = [TokenJson], headers(("x-next-after" = String, description = "where the next page starts: pass it as `after`"))), (status = 401, description = "no valid token", body = ErrorBody), (status = 403, description = "not allowed for this token", body = ErrorBody)))]
-async fn list_tokens(
-    State(service): State<Arc<Service>>,
-    auth: Auth,
-    q: Result<Query<AfterQuery>, QueryRejection>,
-) -> Result<Response, ApiError> {
-    let Query(q) = parsed(q)?;
-    let after = q.after.as_deref().filter(|a| !a.is_empty());
-    if let Some(a) = after {
-        name(&service, a)?;
-    }
-    let list: Vec<TokenJson> = service
-        .list_tokens(auth.caller(), after)?
-        .iter()
-        .map(token_json)
-        .collect();
-    Ok(paged(&service, list, |t| t.id.clone()))
-}
-
-#[derive(Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
-struct NewToken {
-    name: String,
-    role: String,
-    scope: String,
-}
-
-#[derive(Serialize, utoipa::ToSchema)]
-struct CreatedToken {
-    token: TokenJson,
-    /// Shown once.
-    secret: String,
-}
-
-#[utoipa::path(post, path = "/api/v1/tokens", request_body = NewToken, security(("bearer" = [])), responses((status = 201, description = "the token and its secret, shown once", body = CreatedToken), (status = 401, description = "no valid token", body = ErrorBody), (status = 403, description = "not allowed for this token", body = ErrorBody)))]
-async fn create_token(
-    State(service): State<Arc<Service>>,
-    auth: Auth,
-    body: Result<Json<NewToken>, JsonRejection>,
-) -> Result<(StatusCode, Json<CreatedToken>), ApiError> {
-    let Json(t) = body.map_err(|r| {
-        if r.status() == StatusCode::PAYLOAD_TOO_LARGE {
-            service.counters().limits.hit(Limit::HttpBody);
-        }
-        ApiError::BadBody(r.status())
-    })?;
-    let role = Role::parse(&t.role).ok_or(ApiError::Service(ServiceError::Invalid))?;
-    let (record, secret) = service.create_token(auth.caller(), &t.name, role, &t.scope)?;
-    Ok((
-        StatusCode::CREATED,
-        Json(CreatedToken {
-            token: token_json(&record),
-            secret: secret.expose().to_owned(),
-        }),
-    ))
-}
-
-#[utoipa::path(delete, path = "/api/v1/tokens/{id}", params(("id" = String, Path, description = "token id")), security(("bearer" = [])), responses((status = 200, description = "revoked; how many sessions it ended"), (status = 401, description = "no valid token", body = ErrorBody), (status = 403, description = "not allowed for this token", body = ErrorBody)))]
-async fn revoke_token(
-    State(service): State<Arc<Service>>,
-    auth: Auth,
-    id: Result<Path<String>, PathRejection>,
-) -> Result<Json<serde_json::Value>, ApiError> {
-    let Path(id) = parsed(id)?;
-    name(&service, &id)?;
-    let n = service.revoke_token(auth.caller(), &id)?;
-    Ok(Json(serde_json::json!({ "disconnected": n })))
-}
-
-#[derive(Serialize, utoipa::ToSchema)]
-struct ConnectionJson {
-    id: u64,
-    principal: String,
-    role: &'static str,
-    peer: String,
-    frontend: &'static str,
-    connected_at_us: i64,
-    subscriptions: u32,
-    bytes_in: u64,
-    bytes_out: u64,
-}
-
-#[utoipa::path(get, path = "/api/v1/connections", params(AfterQuery), security(("bearer" = [])), responses((status = 200, description = "open connections, native and HTTP, by id: one page, with an `x-next-after` header when more follow", body = [ConnectionJson], headers(("x-next-after" = String, description = "where the next page starts: pass it as `after`"))), (status = 401, description = "no valid token", body = ErrorBody), (status = 403, description = "not allowed for this token", body = ErrorBody)))]
-async fn list_connections(
-    State(service): State<Arc<Service>>,
-    auth: Auth,
-    q: Result<Query<AfterQuery>, QueryRejection>,
-) -> Result<Response, ApiError> {
-    let Query(q) = parsed(q)?;
-    let after = match q.after.as_deref() {
-        None | Some("") => 0,
-        Some(a) => parsed(a.parse::<u64>())?,
-    };
-    let list = service.list_connections(auth.caller(), after)?;
-    let list: Vec<ConnectionJson> = list
-        .iter()
-        .map(|c| ConnectionJson {
-            id: c.id,
-            principal: c.principal().map(|p| p.name.clone()).unwrap_or_default(),
-            role: c.principal().map_or("", |p| Role::as_str(p.role)),
-            peer: c.peer.to_string(),
-            frontend: c.frontend.name(),
-            connected_at_us: c.connected_at_us,
-            subscriptions: c.subscriptions.load(Relaxed),
-            bytes_in: c.bytes_in.load(Relaxed),
-            bytes_out: c.bytes_out.load(Relaxed),
-        })
-        .collect();
-    Ok(paged(&service, list, |c| c.id.to_string()))
-}
-
-#[utoipa::path(delete, path = "/api/v1/connections/{id}", params(("id" = u64, Path, description = "connection id")), security(("bearer" = [])), responses((status = 204, description = "disconnected"), (status = 401, description = "no valid token", body = ErrorBody), (status = 403, description = "not allowed for this token", body = ErrorBody)))]
-async fn kick(
-    State(service): State<Arc<Service>>,
-    auth: Auth,
-    id: Result<Path<u64>, PathRejection>,
-) -> Result<StatusCode, ApiError> {
-    let Path(id) = parsed(id)?;
-    service.kick(auth.caller(), id)?;
-    Ok(StatusCode::NO_CONTENT)
 }
 
 /// Attaches the connection to each request of it.
