@@ -3,7 +3,9 @@
 //! Every front end (native protocol, HTTP, and the ones to come) and every
 //! source reaches the domain through [`service::Service`], which asks
 //! [`policy::decide`] before it does anything. By module:
-//! - [`pattern`], [`reading`]: sensor-name patterns and readings;
+//! - [`pattern`], [`name`], [`reading`]: sensor-name patterns and names,
+//!   parsed once by the protocol's rules with the configured limits, and
+//!   readings;
 //! - [`auth`]: tokens (random, hashed, checked in constant time) and the
 //!   token store; [`policy`]: the one function that decides every action;
 //! - [`service`]: the operations front ends call, and the narrow sink
@@ -26,6 +28,7 @@ pub mod audit;
 pub mod auth;
 pub mod file;
 pub mod limits;
+pub mod name;
 pub mod pattern;
 pub mod policy;
 pub mod reading;

@@ -15,6 +15,7 @@ use subtle::Choice;
 use super::token::{self, NewToken, SecretToken, TokenHash};
 use super::{AuthError, Principal, Role};
 use crate::file::CappedReadError;
+use crate::name::Name;
 use crate::pattern::Pattern;
 
 /// Largest token file the daemon reads.
@@ -243,18 +244,36 @@ impl TokenStore {
                 max: self.max_tokens,
             });
         }
-        if check_name("name", name, &self.limits).is_err() {
-            return Err(TokenStoreError::BadField { field: "name" });
-        }
-        if check_pattern("scope", scope, &self.limits).is_err() {
-            return Err(TokenStoreError::BadField { field: "scope" });
+        let name = Name::parse("name", name, &self.limits)
+            .map_err(|_| TokenStoreError::BadField { field: "name" })?;
+        let scope = Pattern::parse("scope", scope, &self.limits)
+            .map_err(|_| TokenStoreError::BadField { field: "scope" })?;
+        self.insert_unsaved(&name, role, &scope, now_us)
+    }
+
+    /// As [`TokenStore::create_unsaved`], with a name and scope already
+    /// parsed (by a front end's decoding): nothing is checked again.
+    ///
+    /// # Errors
+    /// [`TokenStoreError::Full`], or the random source failing.
+    pub fn insert_unsaved(
+        &mut self,
+        name: &Name,
+        role: Role,
+        scope: &Pattern,
+        now_us: i64,
+    ) -> Result<(TokenRecord, SecretToken), TokenStoreError> {
+        if self.by_id.len() >= self.max_tokens {
+            return Err(TokenStoreError::Full {
+                max: self.max_tokens,
+            });
         }
         let NewToken { id, secret, hash } = token::generate()?;
         let record = TokenRecord {
             id: id.clone(),
-            name: name.to_owned(),
+            name: name.as_str().to_owned(),
             role,
-            scope: Pattern::new(scope),
+            scope: scope.clone(),
             hash,
             created_at_us: now_us,
             revoked: false,

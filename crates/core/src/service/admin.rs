@@ -9,6 +9,7 @@ use crate::audit::{AuditEvent, CreatedToken};
 use crate::auth::Role;
 use crate::auth::store::{TokenRecord, TokenStoreError};
 use crate::auth::token::SecretToken;
+use crate::name::Name;
 use crate::pattern::Pattern;
 use crate::policy::{self, Action};
 use crate::reading::now_us;
@@ -65,20 +66,21 @@ impl Service {
     /// within the caller's ([`Pattern::covers`]); the audit line records
     /// the new token's id, role and scope.
     ///
+    /// The name and scope arrive parsed (a front end's decoding checked
+    /// them by the protocol's rules and the configured limits).
+    ///
     /// # Errors
     /// [`ServiceError::Forbidden`] (also for a scope outside the caller's),
-    /// [`ServiceError::Invalid`] for a bad name or scope,
     /// [`ServiceError::TokensFull`], [`ServiceError::Internal`] when the
     /// store cannot be saved.
     pub fn create_token(
         &self,
         caller: Caller<'_>,
-        name: &str,
+        name: &Name,
         role: Role,
-        scope: &str,
+        scope: &Pattern,
     ) -> Result<(TokenRecord, SecretToken), ServiceError> {
-        let wanted = Pattern::new(scope);
-        let result = Self::allow(caller.principal, Action::CreateToken(&wanted))
+        let result = Self::allow(caller.principal, Action::CreateToken(scope))
             .and_then(|()| self.new_token(name, role, scope));
         let created = result.as_ref().ok().map(|(r, _)| CreatedToken {
             id: &r.id,
@@ -223,16 +225,19 @@ impl Service {
         role: Role,
         scope: &str,
     ) -> Result<(TokenRecord, SecretToken), ServiceError> {
-        self.new_token(name, role, scope)
+        let limits = &self.limits.message;
+        let name = Name::parse("name", name, limits).map_err(|_| ServiceError::Invalid)?;
+        let scope = Pattern::parse("scope", scope, limits).map_err(|_| ServiceError::Invalid)?;
+        self.new_token(&name, role, &scope)
     }
 
     /// Creates a token and saves the store, writing and syncing the file
     /// without holding the lock every authentication takes.
     fn new_token(
         &self,
-        name: &str,
+        name: &Name,
         role: Role,
-        scope: &str,
+        scope: &Pattern,
     ) -> Result<(TokenRecord, SecretToken), ServiceError> {
         let saving = self
             .token_saves
@@ -241,7 +246,7 @@ impl Service {
         let (created, snapshot) = {
             let mut tokens = self.tokens();
             let created = tokens
-                .create_unsaved(name, role, scope, now_us())
+                .insert_unsaved(name, role, scope, now_us())
                 .map_err(|e| {
                     let e = store_error(e);
                     if e == ServiceError::TokensFull {
@@ -325,8 +330,13 @@ mod tests {
                     principal: &admin,
                     peer,
                 };
-                svc.create_token(caller, "new", Role::Reader, "*")
-                    .map(|_| ())
+                svc.create_token(
+                    caller,
+                    &Name::decoded("new".into()),
+                    Role::Reader,
+                    &Pattern::any(),
+                )
+                .map(|_| ())
             })
         };
         saving_rx.recv_timeout(Duration::from_secs(10)).unwrap();

@@ -457,7 +457,10 @@ fn create_token(
     r: &v1::CreateTokenRequest,
 ) -> Result<Body, ServiceError> {
     let role = Role::from_wire(r.role).ok_or(ServiceError::Invalid)?;
-    let (record, secret) = service.create_token(caller, &r.name, role, &r.scope)?;
+    // Checked by the envelope decoder with the configured limits: parsed.
+    let name = sensegate_core::name::Name::decoded(r.name.clone());
+    let scope = Pattern::new(r.scope.as_str());
+    let (record, secret) = service.create_token(caller, &name, role, &scope)?;
     Ok(Body::TokenCreated(v1::CreateTokenReply {
         token: Some(token_info(&record)),
         secret: secret.expose().to_owned(),

@@ -74,7 +74,11 @@ pub(super) async fn create_token(
         ApiError::BadBody(r.status())
     })?;
     let role = Role::parse(&t.role).ok_or(ApiError::Service(ServiceError::Invalid))?;
-    let (record, secret) = service.create_token(auth.caller(), &t.name, role, &t.scope)?;
+    let limits = &service.limits().message;
+    let invalid = |_| ApiError::Service(ServiceError::Invalid);
+    let name = sensegate_core::name::Name::parse("name", &t.name, limits).map_err(invalid)?;
+    let scope = Pattern::parse("scope", &t.scope, limits).map_err(invalid)?;
+    let (record, secret) = service.create_token(auth.caller(), &name, role, &scope)?;
     Ok((
         StatusCode::CREATED,
         Json(CreatedToken {
