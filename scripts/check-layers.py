@@ -27,6 +27,7 @@ FORBIDDEN = {
     "sensegate-core": SOCKETS,
     "sensegate-host": SOCKETS + ["tokio", "sensegate-gateway", "sensegate-core"],
     "sensegate-lines": SOCKETS + ["tokio", "sensegate-gateway", "sensegate-core"],
+    "sensegate-mqtt": SOCKETS + ["tokio", "sensegate-gateway", "sensegate-core"],
     # The fuzz crate fuzzes the parsers that stand alone; what only the
     # daemon parses is fuzzed from crates/gateway/fuzz.
     "sensegate-fuzz": ["sensegate-gateway", "sensegate-core"] + SOCKETS,

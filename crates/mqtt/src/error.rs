@@ -1,0 +1,142 @@
+//! Why bytes are not an acceptable packet, and what a client is told.
+//!
+//! Messages name the field and the numbers involved, never the bytes, so
+//! they can be logged as they are.
+
+use thiserror::Error;
+
+/// An MQTT 5 reason code (a 3.1.1 client is disconnected instead; for a
+/// CONNECT, [`ReasonCode::connack_v3`] gives its return code).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum ReasonCode {
+    /// 0x00.
+    Success = 0x00,
+    /// 0x80.
+    UnspecifiedError = 0x80,
+    /// 0x81.
+    MalformedPacket = 0x81,
+    /// 0x82.
+    ProtocolError = 0x82,
+    /// 0x84.
+    UnsupportedProtocolVersion = 0x84,
+    /// 0x85.
+    ClientIdentifierNotValid = 0x85,
+    /// 0x86.
+    BadUserNameOrPassword = 0x86,
+    /// 0x87.
+    NotAuthorized = 0x87,
+    /// 0x89.
+    ServerBusy = 0x89,
+    /// 0x95.
+    PacketTooLarge = 0x95,
+    /// 0x9B.
+    QosNotSupported = 0x9B,
+    /// 0x9E.
+    SharedSubscriptionsNotSupported = 0x9E,
+}
+
+impl ReasonCode {
+    /// The byte on the wire.
+    #[must_use]
+    pub const fn byte(self) -> u8 {
+        self as u8
+    }
+
+    /// The MQTT 3.1.1 CONNACK return code closest to this reason: 1
+    /// unacceptable protocol version, 2 identifier rejected, 4 bad user
+    /// name or password, 5 not authorized, 3 server unavailable for the
+    /// rest.
+    #[must_use]
+    pub const fn connack_v3(self) -> u8 {
+        match self {
+            Self::Success => 0,
+            Self::UnsupportedProtocolVersion => 1,
+            Self::ClientIdentifierNotValid => 2,
+            Self::BadUserNameOrPassword => 4,
+            Self::NotAuthorized => 5,
+            _ => 3,
+        }
+    }
+}
+
+/// Why bytes are not an acceptable packet. Every variant ends the
+/// connection: what follows cannot be trusted to be framed.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum DecodeError {
+    /// The remaining-length varint runs past four bytes.
+    #[error("remaining length longer than four bytes")]
+    BadLength,
+    /// The declared packet is over the cap in force.
+    #[error("packet of {len} bytes, over the cap of {max}")]
+    TooLarge {
+        /// Declared length (fixed header included).
+        len: usize,
+        /// The cap.
+        max: usize,
+    },
+    /// A packet type this side does not accept (or not before CONNECT).
+    #[error("packet type {kind} not accepted here")]
+    Unexpected {
+        /// The type nibble.
+        kind: u8,
+    },
+    /// The fixed header's flags are wrong for the type.
+    #[error("bad flags {flags:#x} for packet type {kind}")]
+    BadFlags {
+        /// The type nibble.
+        kind: u8,
+        /// The flags nibble.
+        flags: u8,
+    },
+    /// The body ended before a field did, or has bytes left over.
+    #[error("field {field} is cut short or the packet has trailing bytes")]
+    Truncated {
+        /// Where.
+        field: &'static str,
+    },
+    /// A string is not UTF-8, or holds U+0000.
+    #[error("field {field} is not a valid MQTT string")]
+    BadString {
+        /// Where.
+        field: &'static str,
+    },
+    /// A field is over its cap.
+    #[error("field {field} is {len}, over the cap of {max}")]
+    FieldTooLong {
+        /// Where.
+        field: &'static str,
+        /// Its length (bytes or items).
+        len: usize,
+        /// The cap.
+        max: usize,
+    },
+    /// A value the protocol forbids (a reserved bit, an unknown property, a
+    /// property given twice).
+    #[error("field {field} has a forbidden value")]
+    Forbidden {
+        /// Where.
+        field: &'static str,
+    },
+    /// The CONNECT names a protocol this side does not speak (3.1, or a
+    /// level other than 4 and 5).
+    #[error("unsupported protocol name or level")]
+    UnsupportedProtocol,
+}
+
+impl DecodeError {
+    /// The MQTT 5 reason code a client is told.
+    #[must_use]
+    pub const fn reason(&self) -> ReasonCode {
+        match self {
+            Self::TooLarge { .. } => ReasonCode::PacketTooLarge,
+            Self::UnsupportedProtocol => ReasonCode::UnsupportedProtocolVersion,
+            Self::Unexpected { .. } | Self::Forbidden { .. } => ReasonCode::ProtocolError,
+            Self::BadLength
+            | Self::BadFlags { .. }
+            | Self::Truncated { .. }
+            | Self::BadString { .. }
+            | Self::FieldTooLong { .. } => ReasonCode::MalformedPacket,
+        }
+    }
+}

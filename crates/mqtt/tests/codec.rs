@@ -1,0 +1,458 @@
+//! The MQTT codec against hostile and real-shaped input: caps checked from
+//! the header alone, nothing buffered ahead of the bytes, any split of a
+//! stream decoding the same.
+#![allow(
+    clippy::unwrap_used,
+    reason = "test code: a failed unwrap is a failed test"
+)]
+
+use bytes::{BufMut as _, BytesMut};
+use proptest::prelude::*;
+use sensegate_mqtt::packet::{encode_disconnect_v5, encode_pingresp};
+use sensegate_mqtt::{
+    ConnAck, Connect, DecodeError, Decoder, Disconnect, Limits, Packet, ProtocolVersion, ReasonCode,
+};
+
+fn put_str(out: &mut Vec<u8>, s: &[u8]) {
+    out.extend_from_slice(&u16::try_from(s.len()).unwrap().to_be_bytes());
+    out.extend_from_slice(s);
+}
+
+fn varint(mut v: usize) -> Vec<u8> {
+    let mut out = Vec::new();
+    loop {
+        let mut b = u8::try_from(v & 0x7F).unwrap();
+        v >>= 7;
+        if v > 0 {
+            b |= 0x80;
+        }
+        out.push(b);
+        if v == 0 {
+            return out;
+        }
+    }
+}
+
+fn packet(first: u8, body: &[u8]) -> Vec<u8> {
+    let mut out = vec![first];
+    out.extend(varint(body.len()));
+    out.extend_from_slice(body);
+    out
+}
+
+/// A client's CONNECT, encoded the way clients do: `props` is the raw v5
+/// property list (ignored for 3.1.1).
+fn connect(
+    level: u8,
+    client_id: &str,
+    user: Option<&str>,
+    pass: Option<&str>,
+    props: &[u8],
+) -> Vec<u8> {
+    let mut body = Vec::new();
+    put_str(&mut body, b"MQTT");
+    body.push(level);
+    let mut flags = 0x02; // clean start
+    if user.is_some() {
+        flags |= 0x80;
+    }
+    if pass.is_some() {
+        flags |= 0x40;
+    }
+    body.push(flags);
+    body.extend_from_slice(&30u16.to_be_bytes());
+    if level == 5 {
+        body.extend(varint(props.len()));
+        body.extend_from_slice(props);
+    }
+    put_str(&mut body, client_id.as_bytes());
+    if let Some(u) = user {
+        put_str(&mut body, u.as_bytes());
+    }
+    if let Some(p) = pass {
+        put_str(&mut body, p.as_bytes());
+    }
+    packet(0x10, &body)
+}
+
+fn decode_all(bytes: &[u8]) -> Result<Vec<Packet>, DecodeError> {
+    let mut d = Decoder::new(Limits::DEFAULT);
+    let mut buf = BytesMut::from(bytes);
+    let mut out = Vec::new();
+    while let Some(p) = d.decode(&mut buf)? {
+        out.push(p);
+    }
+    Ok(out)
+}
+
+fn first_error(bytes: &[u8]) -> DecodeError {
+    decode_all(bytes).unwrap_err()
+}
+
+#[test]
+fn a_v311_connect_with_a_token_as_password_decodes() {
+    let got = decode_all(&connect(
+        4,
+        "esp32-1",
+        Some("kitchen"),
+        Some("sgt_secret"),
+        &[],
+    ))
+    .unwrap();
+    let [Packet::Connect(c)] = got.as_slice() else {
+        panic!("{got:?}");
+    };
+    assert_eq!(c.version, ProtocolVersion::V311);
+    assert_eq!(c.client_id, "esp32-1");
+    assert_eq!(c.username.as_deref(), Some("kitchen"));
+    assert_eq!(c.password.as_deref(), Some(&b"sgt_secret"[..]));
+    assert!(c.clean_start && !c.will);
+    assert_eq!(c.keep_alive, 30);
+}
+
+#[test]
+fn a_v5_connect_reads_its_properties_within_their_caps() {
+    let mut props = vec![0x21, 0x00, 0x0A]; // receive maximum 10
+    props.extend_from_slice(&[0x27, 0, 0, 0x40, 0]); // maximum packet size 16 KiB
+    props.push(0x26);
+    put_str(&mut props, b"format");
+    put_str(&mut props, b"json");
+    let got = decode_all(&connect(5, "", None, Some("sgt_x"), &props)).unwrap();
+    let [Packet::Connect(c)] = got.as_slice() else {
+        panic!("{got:?}");
+    };
+    assert_eq!(c.version, ProtocolVersion::V5);
+    assert_eq!(c.receive_maximum, Some(10));
+    assert_eq!(c.maximum_packet_size, Some(16 << 10));
+    assert_eq!(
+        c.user_properties,
+        [("format".to_owned(), "json".to_owned())]
+    );
+    // MQTT 5 allows a password without a user name.
+    assert_eq!(c.password.as_deref(), Some(&b"sgt_x"[..]));
+}
+
+#[test]
+fn before_connect_nothing_else_is_read_past_its_first_byte() {
+    for first in [0xC0u8, 0x30, 0x82, 0xE0, 0x20] {
+        assert!(matches!(
+            first_error(&[first]),
+            DecodeError::Unexpected { .. }
+        ));
+    }
+}
+
+#[test]
+fn the_largest_remaining_length_is_refused_from_the_header_alone() {
+    // 268,435,455 announced, five bytes sent: refused at once, nothing
+    // waited for or reserved.
+    let mut d = Decoder::new(Limits::DEFAULT);
+    let mut buf = BytesMut::from(&[0x10u8, 0xFF, 0xFF, 0xFF, 0x7F][..]);
+    let e = d.decode(&mut buf).unwrap_err();
+    assert_eq!(
+        e,
+        DecodeError::TooLarge {
+            len: 268_435_460,
+            max: 4 << 10
+        }
+    );
+    assert_eq!(e.reason(), ReasonCode::PacketTooLarge);
+    assert!(buf.capacity() < 64);
+}
+
+#[test]
+fn a_five_byte_remaining_length_is_malformed() {
+    assert_eq!(
+        first_error(&[0x10, 0xFF, 0xFF, 0xFF, 0xFF, 0x01]),
+        DecodeError::BadLength
+    );
+    assert_eq!(DecodeError::BadLength.reason(), ReasonCode::MalformedPacket);
+}
+
+#[test]
+fn a_connect_over_the_pre_auth_cap_is_refused_before_its_body() {
+    let big = connect(4, &"c".repeat(100), Some("u"), Some(&"p".repeat(5000)), &[]);
+    // Only the header has arrived.
+    let e = first_error(&big[..4]);
+    assert!(
+        matches!(e, DecodeError::TooLarge { max: 4096, .. }),
+        "{e:?}"
+    );
+}
+
+#[test]
+fn a_trickled_connect_waits_without_reserving_and_then_decodes() {
+    let bytes = connect(4, "slow", Some("u"), Some("p"), &[]);
+    let mut d = Decoder::new(Limits::DEFAULT);
+    let mut buf = BytesMut::new();
+    for (i, b) in bytes.iter().enumerate() {
+        buf.put_u8(*b);
+        let got = d.decode(&mut buf).unwrap();
+        if i + 1 < bytes.len() {
+            assert!(got.is_none());
+            assert_eq!(buf.len(), i + 1, "bytes were consumed early");
+        } else {
+            assert!(matches!(got, Some(Packet::Connect(_))));
+        }
+    }
+}
+
+#[test]
+fn a_second_connect_is_a_protocol_error() {
+    let mut bytes = connect(5, "a", None, None, &[]);
+    bytes.extend(connect(5, "a", None, None, &[]));
+    let e = first_error(&bytes);
+    assert_eq!(e, DecodeError::Unexpected { kind: 1 });
+    assert_eq!(e.reason(), ReasonCode::ProtocolError);
+}
+
+#[test]
+fn thousands_of_properties_and_repeated_ones_are_refused() {
+    // 2,000 user properties, in a packet under the cap.
+    let mut props = Vec::new();
+    for _ in 0..2000 {
+        props.push(0x26);
+        put_str(&mut props, b"");
+        put_str(&mut props, b"");
+    }
+    let e = first_error(&connect(5, "a", None, None, &props));
+    assert!(
+        matches!(
+            e,
+            DecodeError::FieldTooLong { .. } | DecodeError::TooLarge { .. }
+        ),
+        "{e:?}"
+    );
+    // Just over the property count cap (user properties allowed up to it).
+    let mut props = Vec::new();
+    for _ in 0..33 {
+        props.push(0x26);
+        put_str(&mut props, b"k");
+        put_str(&mut props, b"v");
+    }
+    let limits = Limits {
+        max_user_properties: 100,
+        ..Limits::DEFAULT
+    };
+    let mut d = Decoder::new(limits);
+    let mut buf = BytesMut::from(&connect(5, "a", None, None, &props)[..]);
+    assert_eq!(
+        d.decode(&mut buf).unwrap_err(),
+        DecodeError::FieldTooLong {
+            field: "connect.properties",
+            len: 33,
+            max: 32
+        }
+    );
+    // A property given twice.
+    let props = [0x21, 0, 5, 0x21, 0, 6];
+    assert!(matches!(
+        first_error(&connect(5, "a", None, None, &props)),
+        DecodeError::Forbidden { .. }
+    ));
+    // Nine user properties, over the default of eight.
+    let mut props = Vec::new();
+    for _ in 0..9 {
+        props.push(0x26);
+        put_str(&mut props, b"k");
+        put_str(&mut props, b"v");
+    }
+    assert!(matches!(
+        first_error(&connect(5, "a", None, None, &props)),
+        DecodeError::FieldTooLong {
+            field: "user_property",
+            ..
+        }
+    ));
+}
+
+#[test]
+fn bad_connects_are_refused_with_their_reason() {
+    // MQTT 3.1 ("MQIsdp", level 3) and an unknown level.
+    let mut v31 = Vec::new();
+    put_str(&mut v31, b"MQIsdp");
+    v31.extend_from_slice(&[3, 2, 0, 30]);
+    put_str(&mut v31, b"a");
+    let e = first_error(&packet(0x10, &v31));
+    assert_eq!(e.reason(), ReasonCode::UnsupportedProtocolVersion);
+    assert_eq!(e.reason().connack_v3(), 1);
+    let mut six = connect(5, "a", None, None, &[]);
+    six[8] = 6;
+    assert_eq!(first_error(&six), DecodeError::UnsupportedProtocol);
+    // The reserved connect flag.
+    let mut reserved = connect(4, "a", None, None, &[]);
+    reserved[9] |= 0x01;
+    assert!(matches!(
+        first_error(&reserved),
+        DecodeError::Forbidden { .. }
+    ));
+    // Flags on a CONNECT's fixed header.
+    let mut flagged = connect(4, "a", None, None, &[]);
+    flagged[0] = 0x11;
+    assert!(matches!(
+        first_error(&flagged),
+        DecodeError::BadFlags { .. }
+    ));
+    // A 3.1.1 password without a user name.
+    assert!(matches!(
+        first_error(&connect(4, "a", None, Some("p"), &[])),
+        DecodeError::Forbidden { .. }
+    ));
+    // A client id with U+0000, and one that is not UTF-8.
+    assert!(matches!(
+        first_error(&connect(4, "a\0b", None, None, &[])),
+        DecodeError::BadString { .. }
+    ));
+    let mut bad_utf8 = connect(4, "ab", None, None, &[]);
+    let at = bad_utf8.len() - 1;
+    bad_utf8[at] = 0xFF;
+    assert!(matches!(
+        first_error(&bad_utf8),
+        DecodeError::BadString { .. }
+    ));
+    // Trailing bytes after the last field.
+    let mut body = connect(4, "a", None, None, &[])[2..].to_vec();
+    body.push(0);
+    assert!(matches!(
+        first_error(&packet(0x10, &body)),
+        DecodeError::Truncated { .. }
+    ));
+}
+
+#[test]
+fn after_connect_pings_and_disconnects_decode_and_the_rest_is_refused() {
+    let mut bytes = connect(5, "a", None, None, &[]);
+    bytes.extend_from_slice(&[0xC0, 0]);
+    bytes.extend_from_slice(&[0xE0, 2, 0x04, 0]);
+    let got = decode_all(&bytes).unwrap();
+    assert_eq!(
+        &got[1..],
+        [
+            Packet::PingReq,
+            Packet::Disconnect(Disconnect { reason: 4 })
+        ]
+    );
+    // QoS 2's packets and AUTH are not accepted.
+    for first in [0x50u8, 0x62, 0x70, 0xF0] {
+        let mut bytes = connect(5, "a", None, None, &[]);
+        bytes.extend_from_slice(&[first, 0]);
+        assert!(
+            matches!(first_error(&bytes), DecodeError::Unexpected { .. }),
+            "{first:#x}"
+        );
+    }
+}
+
+#[test]
+fn connack_pingresp_and_disconnect_encode_as_the_specification_shows() {
+    let mut out = BytesMut::new();
+    ConnAck {
+        version: ProtocolVersion::V311,
+        reason: ReasonCode::NotAuthorized,
+        receive_maximum: 16,
+        maximum_packet_size: 65_536,
+    }
+    .encode(&mut out);
+    assert_eq!(&out[..], [0x20, 2, 0, 5]);
+    out.clear();
+    ConnAck {
+        version: ProtocolVersion::V5,
+        reason: ReasonCode::NotAuthorized,
+        receive_maximum: 16,
+        maximum_packet_size: 65_536,
+    }
+    .encode(&mut out);
+    assert_eq!(&out[..], [0x20, 3, 0, 0x87, 0]);
+    out.clear();
+    ConnAck {
+        version: ProtocolVersion::V5,
+        reason: ReasonCode::Success,
+        receive_maximum: 16,
+        maximum_packet_size: 65_536,
+    }
+    .encode(&mut out);
+    assert_eq!(out[0], 0x20);
+    assert_eq!(usize::from(out[1]), out.len() - 2);
+    assert_eq!(&out[2..5], [0, 0, 17]);
+    assert_eq!(&out[5..8], [0x21, 0, 16]);
+    out.clear();
+    encode_pingresp(&mut out);
+    encode_disconnect_v5(ReasonCode::PacketTooLarge, &mut out);
+    assert_eq!(&out[..], [0xD0, 0, 0xE0, 2, 0x95, 0]);
+}
+
+fn a_connect() -> impl Strategy<Value = Vec<u8>> {
+    (
+        prop::bool::ANY,
+        "[a-z0-9-]{0,23}",
+        prop::option::of("[a-z]{1,16}"),
+        prop::option::of("[A-Za-z0-9_]{1,64}"),
+    )
+        .prop_map(|(v5, id, user, pass)| {
+            let user = user.or_else(|| pass.as_ref().map(|_| "u".to_owned()));
+            connect(
+                if v5 { 5 } else { 4 },
+                &id,
+                user.as_deref(),
+                pass.as_deref(),
+                &[],
+            )
+        })
+}
+
+proptest! {
+    /// Any split of a stream of packets decodes to the same packets as the
+    /// whole stream.
+    #[test]
+    fn any_split_decodes_the_same(
+        first in a_connect(),
+        pings in 0usize..5,
+        cuts in prop::collection::vec(1usize..20, 0..40),
+    ) {
+        let mut stream = first;
+        for _ in 0..pings {
+            stream.extend_from_slice(&[0xC0, 0]);
+        }
+        let whole = decode_all(&stream).unwrap();
+        prop_assert_eq!(whole.len(), 1 + pings);
+        let mut d = Decoder::new(Limits::DEFAULT);
+        let mut buf = BytesMut::new();
+        let mut got = Vec::new();
+        let mut at = 0;
+        let mut cuts = cuts.into_iter();
+        while at < stream.len() {
+            let n = cuts.next().unwrap_or(stream.len()).min(stream.len() - at);
+            buf.extend_from_slice(&stream[at..at + n]);
+            at += n;
+            while let Some(p) = d.decode(&mut buf).unwrap() {
+                got.push(p);
+            }
+        }
+        prop_assert_eq!(got, whole);
+    }
+
+    /// No input panics, and an error leaves nothing half-decoded behind.
+    #[test]
+    fn arbitrary_bytes_never_panic(bytes in prop::collection::vec(any::<u8>(), 0..600)) {
+        let _ = decode_all(&bytes);
+        let mut with_connect = connect(5, "a", None, None, &[]);
+        with_connect.extend_from_slice(&bytes);
+        let _ = decode_all(&with_connect);
+    }
+}
+
+/// Re-encodes a decoded CONNECT's fields: what a test can compare.
+fn fields(c: &Connect) -> (ProtocolVersion, &str, Option<&str>) {
+    (c.version, c.client_id.as_str(), c.username.as_deref())
+}
+
+#[test]
+fn a_connect_round_trips_its_fields() {
+    for (level, v) in [(4, ProtocolVersion::V311), (5, ProtocolVersion::V5)] {
+        let got = decode_all(&connect(level, "id-1", Some("me"), Some("tok"), &[])).unwrap();
+        let [Packet::Connect(c)] = got.as_slice() else {
+            panic!("{got:?}");
+        };
+        assert_eq!(fields(c), (v, "id-1", Some("me")));
+    }
+}
