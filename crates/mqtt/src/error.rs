@@ -28,6 +28,12 @@ pub enum ReasonCode {
     NotAuthorized = 0x87,
     /// 0x89.
     ServerBusy = 0x89,
+    /// 0x8F.
+    TopicFilterInvalid = 0x8F,
+    /// 0x90.
+    TopicNameInvalid = 0x90,
+    /// 0x94.
+    TopicAliasInvalid = 0x94,
     /// 0x95.
     PacketTooLarge = 0x95,
     /// 0x9B.
@@ -122,6 +128,24 @@ pub enum DecodeError {
     /// level other than 4 and 5).
     #[error("unsupported protocol name or level")]
     UnsupportedProtocol,
+    /// A QoS 2 publish: this side offers QoS 0 and 1 (its CONNACK says so).
+    #[error("QoS 2 is not supported")]
+    QosNotSupported,
+    /// A published topic that is empty or holds a wildcard.
+    #[error("field {field} is not a valid topic name")]
+    BadTopic {
+        /// Where.
+        field: &'static str,
+    },
+    /// A topic filter that is empty or misplaces a wildcard.
+    #[error("field {field} is not a valid topic filter")]
+    BadFilter {
+        /// Where.
+        field: &'static str,
+    },
+    /// A topic alias: this side offers none (its CONNACK says 0).
+    #[error("topic aliases are not supported")]
+    TopicAlias,
 }
 
 impl DecodeError {
@@ -131,6 +155,10 @@ impl DecodeError {
         match self {
             Self::TooLarge { .. } => ReasonCode::PacketTooLarge,
             Self::UnsupportedProtocol => ReasonCode::UnsupportedProtocolVersion,
+            Self::QosNotSupported => ReasonCode::QosNotSupported,
+            Self::BadTopic { .. } => ReasonCode::TopicNameInvalid,
+            Self::BadFilter { .. } => ReasonCode::TopicFilterInvalid,
+            Self::TopicAlias => ReasonCode::TopicAliasInvalid,
             Self::Unexpected { .. } | Self::Forbidden { .. } => ReasonCode::ProtocolError,
             Self::BadLength
             | Self::BadFlags { .. }

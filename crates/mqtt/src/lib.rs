@@ -15,18 +15,23 @@
 //! - [`error`]: why bytes are not an acceptable packet, with the MQTT 5
 //!   reason code a client is told (3.1.1 clients are disconnected).
 //!
-//! This slice decodes CONNECT, PINGREQ and DISCONNECT and encodes CONNACK,
-//! PINGRESP and DISCONNECT; the other packets are refused as not supported
-//! yet, never misparsed.
+//! - [`pubsub`]: PUBLISH (QoS 0 and 1), PUBACK, SUBSCRIBE, UNSUBSCRIBE, and
+//!   the broker's PUBLISH, PUBACK, SUBACK and UNSUBACK.
+//!
+//! QoS 2 (PUBREC, PUBREL, PUBCOMP) and AUTH are refused, never misparsed.
 #![forbid(unsafe_code)]
 
 pub mod error;
 pub mod frame;
 pub mod limits;
 pub mod packet;
+mod props;
+pub mod pubsub;
+mod version;
 mod wire;
 
 pub use error::{DecodeError, ReasonCode};
 pub use frame::Decoder;
 pub use limits::Limits;
 pub use packet::{ConnAck, Connect, Disconnect, Packet, ProtocolVersion};
+pub use pubsub::{Filter, Granted, OutPublish, PubAck, Publish, Subscribe, Unsubscribe};

@@ -21,6 +21,8 @@ pub struct Limits {
     pub max_user_properties: usize,
     /// A user property's key or value, and other string properties.
     pub max_property_bytes: usize,
+    /// Topic filters in one SUBSCRIBE or UNSUBSCRIBE.
+    pub max_filters: usize,
 }
 
 impl Limits {
@@ -35,6 +37,7 @@ impl Limits {
         max_properties: 32,
         max_user_properties: 8,
         max_property_bytes: 256,
+        max_filters: 16,
     };
 }
 

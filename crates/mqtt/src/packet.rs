@@ -10,6 +10,9 @@ use bytes::{BufMut as _, BytesMut};
 
 use crate::error::{DecodeError, ReasonCode};
 use crate::limits::Limits;
+use crate::props::{USER_PROPERTY, properties, user_property};
+use crate::pubsub::{self, PubAck, Publish, Subscribe, Unsubscribe};
+pub use crate::version::ProtocolVersion;
 use crate::wire::{Reader, put_varint, varint_len};
 
 /// Packet type numbers (the high nibble of the first byte).
@@ -19,20 +22,19 @@ const PINGREQ: u8 = 12;
 const PINGRESP: u8 = 13;
 const DISCONNECT: u8 = 14;
 
-/// The protocol versions this side speaks.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ProtocolVersion {
-    /// MQTT 3.1.1 (protocol level 4).
-    V311,
-    /// MQTT 5.0 (protocol level 5).
-    V5,
-}
-
 /// A packet a client sent.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Packet {
     /// CONNECT.
     Connect(Connect),
+    /// PUBLISH (QoS 0 or 1).
+    Publish(Publish),
+    /// PUBACK (the client acknowledging a QoS 1 delivery).
+    PubAck(PubAck),
+    /// SUBSCRIBE.
+    Subscribe(Subscribe),
+    /// UNSUBSCRIBE.
+    Unsubscribe(Unsubscribe),
     /// PINGREQ.
     PingReq,
     /// DISCONNECT (MQTT 5: with its reason code).
@@ -93,6 +95,19 @@ pub(crate) fn parse(
     };
     // A second CONNECT falls to the last arm: a protocol error.
     match kind {
+        pubsub::PUBLISH => pubsub::publish(flags, body, version, limits).map(Packet::Publish),
+        pubsub::PUBACK => {
+            no_flags(kind, flags)?;
+            pubsub::puback(body, version, limits).map(Packet::PubAck)
+        }
+        pubsub::SUBSCRIBE => {
+            flags_are(kind, flags, 0b0010)?;
+            pubsub::subscribe(body, version, limits).map(Packet::Subscribe)
+        }
+        pubsub::UNSUBSCRIBE => {
+            flags_are(kind, flags, 0b0010)?;
+            pubsub::unsubscribe(body, version, limits).map(Packet::Unsubscribe)
+        }
         PINGREQ => {
             no_flags(kind, flags)?;
             if body.is_empty() {
@@ -110,7 +125,11 @@ pub(crate) fn parse(
 }
 
 const fn no_flags(kind: u8, flags: u8) -> Result<(), DecodeError> {
-    if flags == 0 {
+    flags_are(kind, flags, 0)
+}
+
+const fn flags_are(kind: u8, flags: u8, want: u8) -> Result<(), DecodeError> {
+    if flags == want {
         Ok(())
     } else {
         Err(DecodeError::BadFlags { kind, flags })
@@ -192,65 +211,6 @@ fn connect(flags: u8, body: &[u8], limits: &Limits) -> Result<Connect, DecodeErr
         return Err(DecodeError::Truncated { field: "connect" });
     }
     Ok(c)
-}
-
-/// The properties of a packet: its length, then at most
-/// `limits.max_properties` of them; `each` handles one and says whether the
-/// identifier is allowed.
-fn properties<'a>(
-    r: &mut Reader<'a>,
-    field: &'static str,
-    limits: &Limits,
-    mut each: impl FnMut(u8, &mut Reader<'a>) -> Result<bool, DecodeError>,
-) -> Result<(), DecodeError> {
-    let len = r.varint(field)?;
-    let mut props = r.sub(len, field)?;
-    let mut count = 0usize;
-    let mut seen = [false; 0x2B];
-    while !props.is_empty() {
-        count += 1;
-        if count > limits.max_properties {
-            return Err(DecodeError::FieldTooLong {
-                field,
-                len: count,
-                max: limits.max_properties,
-            });
-        }
-        let id = props.varint(field)?;
-        let id = u8::try_from(id).map_err(|_| DecodeError::Forbidden { field })?;
-        let slot = seen
-            .get_mut(usize::from(id))
-            .ok_or(DecodeError::Forbidden { field })?;
-        if *slot && id != USER_PROPERTY {
-            return Err(DecodeError::Forbidden { field });
-        }
-        *slot = true;
-        if !each(id, &mut props)? {
-            return Err(DecodeError::Forbidden { field });
-        }
-    }
-    Ok(())
-}
-
-const USER_PROPERTY: u8 = 0x26;
-
-fn user_property(
-    r: &mut Reader<'_>,
-    limits: &Limits,
-    out: &mut Vec<(String, String)>,
-) -> Result<(), DecodeError> {
-    let field = "user_property";
-    let key = r.string(field, limits.max_property_bytes)?;
-    let value = r.string(field, limits.max_property_bytes)?;
-    if out.len() >= limits.max_user_properties {
-        return Err(DecodeError::FieldTooLong {
-            field,
-            len: out.len() + 1,
-            max: limits.max_user_properties,
-        });
-    }
-    out.push((key.to_owned(), value.to_owned()));
-    Ok(())
 }
 
 fn connect_properties(

@@ -79,6 +79,11 @@ impl<'a> Reader<'a> {
         Ok(s)
     }
 
+    /// Everything left (a payload).
+    pub fn rest(&mut self) -> &'a [u8] {
+        std::mem::take(&mut self.bytes)
+    }
+
     /// The next `len` bytes as a reader of their own (a property list).
     pub fn sub(&mut self, len: usize, field: &'static str) -> Result<Self, DecodeError> {
         Ok(Self::new(self.take(len, field)?))
