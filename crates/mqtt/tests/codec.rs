@@ -400,21 +400,59 @@ fn a_connect() -> impl Strategy<Value = Vec<u8>> {
         })
 }
 
+type Later = fn(bool) -> Vec<u8>;
+
+/// A packet a client sends after CONNECT (built for 3.1.1 or 5).
+fn a_later_packet() -> impl Strategy<Value = Later> {
+    prop::sample::select(vec![
+        (|_| vec![0xC0, 0]) as Later,
+        |v5| {
+            let mut body = Vec::new();
+            put_str(&mut body, b"sensors/lab/t");
+            body.extend_from_slice(&[0, 1]);
+            if v5 {
+                body.push(0);
+            }
+            body.extend_from_slice(b"21.5");
+            packet(0x32, &body)
+        },
+        |v5| {
+            let mut body = Vec::new();
+            put_str(&mut body, b"t");
+            if v5 {
+                body.push(0);
+            }
+            body.extend_from_slice(&[0x55; 300]);
+            packet(0x30, &body)
+        },
+        |v5| {
+            let mut body = vec![0, 2];
+            if v5 {
+                body.push(0);
+            }
+            put_str(&mut body, b"sensors/#");
+            body.push(1);
+            packet(0x82, &body)
+        },
+    ])
+}
+
 proptest! {
     /// Any split of a stream of packets decodes to the same packets as the
     /// whole stream.
     #[test]
     fn any_split_decodes_the_same(
         first in a_connect(),
-        pings in 0usize..5,
-        cuts in prop::collection::vec(1usize..20, 0..40),
+        later in prop::collection::vec(a_later_packet(), 0..8),
+        cuts in prop::collection::vec(1usize..20, 0..60),
     ) {
         let mut stream = first;
-        for _ in 0..pings {
-            stream.extend_from_slice(&[0xC0, 0]);
+        let v5 = stream[8] == 5;
+        for p in &later {
+            stream.extend(p(v5));
         }
         let whole = decode_all(&stream).unwrap();
-        prop_assert_eq!(whole.len(), 1 + pings);
+        prop_assert_eq!(whole.len(), 1 + later.len());
         let mut d = Decoder::new(Limits::DEFAULT);
         let mut buf = BytesMut::new();
         let mut got = Vec::new();
