@@ -18,6 +18,8 @@ pub enum ReasonCode {
     MalformedPacket = 0x81,
     /// 0x82.
     ProtocolError = 0x82,
+    /// 0x83.
+    ImplementationSpecificError = 0x83,
     /// 0x84.
     UnsupportedProtocolVersion = 0x84,
     /// 0x85.
@@ -49,19 +51,21 @@ impl ReasonCode {
         self as u8
     }
 
-    /// The MQTT 3.1.1 CONNACK return code closest to this reason: 1
-    /// unacceptable protocol version, 2 identifier rejected, 4 bad user
-    /// name or password, 5 not authorized, 3 server unavailable for the
-    /// rest.
+    /// The MQTT 3.1.1 CONNACK return code for this reason: 1 unacceptable
+    /// protocol version, 2 identifier rejected, 4 bad user name or
+    /// password, 5 not authorized, 3 server unavailable. `None` for a
+    /// malformed or non-conforming CONNECT: 3.1.1 then closes the
+    /// connection without a CONNACK [MQTT-3.1.4-1].
     #[must_use]
-    pub const fn connack_v3(self) -> u8 {
+    pub const fn connack_v3(self) -> Option<u8> {
         match self {
-            Self::Success => 0,
-            Self::UnsupportedProtocolVersion => 1,
-            Self::ClientIdentifierNotValid => 2,
-            Self::BadUserNameOrPassword => 4,
-            Self::NotAuthorized => 5,
-            _ => 3,
+            Self::Success => Some(0),
+            Self::UnsupportedProtocolVersion => Some(1),
+            Self::ClientIdentifierNotValid => Some(2),
+            Self::BadUserNameOrPassword => Some(4),
+            Self::NotAuthorized => Some(5),
+            Self::MalformedPacket | Self::ProtocolError => None,
+            _ => Some(3),
         }
     }
 }
@@ -117,13 +121,23 @@ pub enum DecodeError {
         /// The cap.
         max: usize,
     },
-    /// A value the protocol forbids (a reserved bit, an unknown property, a
-    /// property given twice).
+    /// A malformed field: a reserved bit set, a value out of its range,
+    /// a property identifier the packet does not allow.
+    #[error("field {field} is malformed")]
+    Malformed {
+        /// Where.
+        field: &'static str,
+    },
+    /// A well-formed value the protocol forbids here (a property given
+    /// twice, a zero where the specification asks for non-zero).
     #[error("field {field} has a forbidden value")]
     Forbidden {
         /// Where.
         field: &'static str,
     },
+    /// The client identifier is over its cap or otherwise not accepted.
+    #[error("client identifier not accepted")]
+    BadClientId,
     /// The CONNECT names a protocol this side does not speak (3.1, or a
     /// level other than 4 and 5).
     #[error("unsupported protocol name or level")]
@@ -160,11 +174,14 @@ impl DecodeError {
             Self::BadFilter { .. } => ReasonCode::TopicFilterInvalid,
             Self::TopicAlias => ReasonCode::TopicAliasInvalid,
             Self::Unexpected { .. } | Self::Forbidden { .. } => ReasonCode::ProtocolError,
+            Self::BadClientId => ReasonCode::ClientIdentifierNotValid,
+            // Well formed, but over one of this side's own caps.
+            Self::FieldTooLong { .. } => ReasonCode::ImplementationSpecificError,
             Self::BadLength
             | Self::BadFlags { .. }
             | Self::Truncated { .. }
             | Self::BadString { .. }
-            | Self::FieldTooLong { .. } => ReasonCode::MalformedPacket,
+            | Self::Malformed { .. } => ReasonCode::MalformedPacket,
         }
     }
 }

@@ -25,6 +25,9 @@ pub struct Decoder {
     limits: Limits,
     /// Set by the CONNECT: the version every later packet is read as.
     version: Option<ProtocolVersion>,
+    /// The version a CONNECT asked for, even one refused: what its
+    /// CONNACK is encoded as.
+    asked: Option<ProtocolVersion>,
 }
 
 impl Decoder {
@@ -34,6 +37,17 @@ impl Decoder {
         Self {
             limits,
             version: None,
+            asked: None,
+        }
+    }
+
+    /// The version to answer a CONNECT in: the one it asked for, once its
+    /// protocol level was read, whether or not the rest was accepted.
+    #[must_use]
+    pub const fn reply_version(&self) -> Option<ProtocolVersion> {
+        match self.version {
+            Some(v) => Some(v),
+            None => self.asked,
         }
     }
 
@@ -43,15 +57,44 @@ impl Decoder {
         self.version
     }
 
-    /// How many more bytes the packet at the front of `buf` needs, once its
-    /// header is known (0 when it is whole, or the header is not yet in):
-    /// an I/O loop reads no further than that.
-    #[must_use]
-    pub fn bytes_needed(&self, buf: &[u8]) -> usize {
-        match header(buf) {
-            Ok(Some((_, total))) => total.saturating_sub(buf.len()),
-            _ => 0,
+    /// How many more bytes the packet at the front of `buf` needs: `None`
+    /// while its header is incomplete, `Some(0)` when it is whole. The same
+    /// checks as [`Decoder::decode`] come first (type before CONNECT, the
+    /// cap), so the figure is never more than the cap: an I/O loop may read
+    /// up to it, and should still not reserve it ahead of the bytes.
+    ///
+    /// # Errors
+    /// As [`Decoder::decode`] for the header.
+    pub fn bytes_needed(&self, buf: &[u8]) -> Result<Option<usize>, DecodeError> {
+        let Some(&first) = buf.first() else {
+            return Ok(None);
+        };
+        self.check_type(first)?;
+        let Some((_, total)) = header(buf)? else {
+            return Ok(None);
+        };
+        self.check_size(total)?;
+        Ok(Some(total.saturating_sub(buf.len())))
+    }
+
+    fn check_type(&self, first: u8) -> Result<(), DecodeError> {
+        let kind = first >> 4;
+        if self.version.is_none() && kind != packet::CONNECT {
+            return Err(DecodeError::Unexpected { kind });
         }
+        Ok(())
+    }
+
+    fn check_size(&self, total: usize) -> Result<(), DecodeError> {
+        let max = if self.version.is_some() {
+            self.limits.max_packet_bytes
+        } else {
+            self.limits.max_connect_bytes
+        };
+        if total > max {
+            return Err(DecodeError::TooLarge { len: total, max });
+        }
+        Ok(())
     }
 
     /// Takes the next whole packet off the front of `buf`, if it has
@@ -65,27 +108,20 @@ impl Decoder {
         let Some(&first) = buf.first() else {
             return Ok(None);
         };
-        let kind = first >> 4;
-        if self.version.is_none() && kind != packet::CONNECT {
-            return Err(DecodeError::Unexpected { kind });
-        }
+        self.check_type(first)?;
         let Some((body_at, total)) = header(buf)? else {
             return Ok(None);
         };
-        let max = if self.version.is_some() {
-            self.limits.max_packet_bytes
-        } else {
-            self.limits.max_connect_bytes
-        };
-        if total > max {
-            return Err(DecodeError::TooLarge { len: total, max });
-        }
+        self.check_size(total)?;
         if buf.len() < total {
             return Ok(None);
         }
         let whole = buf.split_to(total).freeze();
         let mut body = whole;
         body.advance(body_at);
+        if self.version.is_none() {
+            self.asked = packet::asked_version(&body);
+        }
         let packet = packet::parse(first, &body, self.version, &self.limits)?;
         if let Packet::Connect(c) = &packet {
             self.version = Some(c.version);

@@ -136,6 +136,20 @@ const fn flags_are(kind: u8, flags: u8, want: u8) -> Result<(), DecodeError> {
     }
 }
 
+/// The version a CONNECT body asks for, read from its protocol name and
+/// level alone (so a refused CONNECT can be answered in its version).
+pub(crate) fn asked_version(body: &[u8]) -> Option<ProtocolVersion> {
+    let mut r = Reader::new(body);
+    match (
+        r.string("connect.protocol_name", 6).ok()?,
+        r.u8("connect.protocol_level").ok()?,
+    ) {
+        ("MQTT", 4) => Some(ProtocolVersion::V311),
+        ("MQTT", 5) => Some(ProtocolVersion::V5),
+        _ => None,
+    }
+}
+
 fn connect(flags: u8, body: &[u8], limits: &Limits) -> Result<Connect, DecodeError> {
     no_flags(CONNECT, flags)?;
     let mut r = Reader::new(body);
@@ -148,7 +162,7 @@ fn connect(flags: u8, body: &[u8], limits: &Limits) -> Result<Connect, DecodeErr
     };
     let connect_flags = r.u8("connect.flags")?;
     if connect_flags & 0x01 != 0 {
-        return Err(DecodeError::Forbidden {
+        return Err(DecodeError::Malformed {
             field: "connect.flags",
         });
     }
@@ -162,9 +176,14 @@ fn connect(flags: u8, body: &[u8], limits: &Limits) -> Result<Connect, DecodeErr
     // 3.1.1 allows no password without a user name.
     let bad_password = version == ProtocolVersion::V311 && has_password && !has_username;
     if bad_will || bad_password {
-        return Err(DecodeError::Forbidden {
+        return Err(DecodeError::Malformed {
             field: "connect.flags",
         });
+    }
+    // Its CONNACK offers QoS 1 at most; the will is never kept, but one
+    // asking for more than is offered is refused [MQTT-3.2.2-12].
+    if will_qos == 2 {
+        return Err(DecodeError::QosNotSupported);
     }
     let keep_alive = r.u16("connect.keep_alive")?;
     let mut c = Connect {
@@ -184,22 +203,37 @@ fn connect(flags: u8, body: &[u8], limits: &Limits) -> Result<Connect, DecodeErr
     if version == ProtocolVersion::V5 {
         connect_properties(&mut r, limits, &mut c)?;
     }
-    c.client_id = r
-        .string("connect.client_id", limits.max_client_id_bytes)?
-        .to_owned();
+    c.client_id = match r.string("connect.client_id", limits.max_client_id_bytes) {
+        Ok(id) if !id.chars().any(char::is_control) => id.to_owned(),
+        Ok(_) | Err(DecodeError::FieldTooLong { .. }) => return Err(DecodeError::BadClientId),
+        Err(e) => return Err(e),
+    };
+    // 3.1.1: an empty identifier needs a clean session [MQTT-3.1.3-8].
+    if version == ProtocolVersion::V311 && c.client_id.is_empty() && !clean_start {
+        return Err(DecodeError::BadClientId);
+    }
     if will {
         if version == ProtocolVersion::V5 {
             will_properties(&mut r, limits)?;
         }
-        r.string("connect.will_topic", limits.max_topic_bytes)?;
+        let topic = r.string("connect.will_topic", limits.max_topic_bytes)?;
+        if !crate::pubsub::is_topic_name(topic) {
+            return Err(DecodeError::BadTopic {
+                field: "connect.will_topic",
+            });
+        }
         // The will payload is bounded by the packet cap; it is not kept.
         r.binary("connect.will_payload", usize::from(u16::MAX))?;
     }
     if has_username {
-        c.username = Some(
-            r.string("connect.username", limits.max_username_bytes)?
-                .to_owned(),
-        );
+        // Free text that is logged: no control characters.
+        let name = r.string("connect.username", limits.max_username_bytes)?;
+        if name.chars().any(char::is_control) {
+            return Err(DecodeError::BadString {
+                field: "connect.username",
+            });
+        }
+        c.username = Some(name.to_owned());
     }
     if has_password {
         c.password = Some(
@@ -219,20 +253,25 @@ fn connect_properties(
     c: &mut Connect,
 ) -> Result<(), DecodeError> {
     let mut users = Vec::new();
+    let mut auth_data = false;
     properties(r, "connect.properties", limits, |id, p| {
         match id {
             0x11 => c.session_expiry = Some(p.u32("session_expiry")?),
             0x21 => {
                 let v = p.u16("receive_maximum")?;
                 if v == 0 {
-                    return Ok(false);
+                    return Err(DecodeError::Forbidden {
+                        field: "receive_maximum",
+                    });
                 }
                 c.receive_maximum = Some(v);
             }
             0x27 => {
                 let v = p.u32("maximum_packet_size")?;
                 if v == 0 {
-                    return Ok(false);
+                    return Err(DecodeError::Forbidden {
+                        field: "maximum_packet_size",
+                    });
                 }
                 c.maximum_packet_size = Some(v);
             }
@@ -241,7 +280,9 @@ fn connect_properties(
             }
             0x19 | 0x17 => {
                 if p.u8("request_information")? > 1 {
-                    return Ok(false);
+                    return Err(DecodeError::Forbidden {
+                        field: "request_information",
+                    });
                 }
             }
             USER_PROPERTY => user_property(p, limits, &mut users)?,
@@ -253,11 +294,18 @@ fn connect_properties(
             }
             0x16 => {
                 p.binary("authentication_data", limits.max_property_bytes)?;
+                auth_data = true;
             }
             _ => return Ok(false),
         }
         Ok(true)
     })?;
+    // Authentication data without a method is a protocol error.
+    if auth_data && c.authentication_method.is_none() {
+        return Err(DecodeError::Forbidden {
+            field: "authentication_data",
+        });
+    }
     c.user_properties = users;
     Ok(())
 }
@@ -272,7 +320,9 @@ fn will_properties(r: &mut Reader<'_>, limits: &Limits) -> Result<(), DecodeErro
             }
             0x01 => {
                 if p.u8("payload_format")? > 1 {
-                    return Ok(false);
+                    return Err(DecodeError::Forbidden {
+                        field: "payload_format",
+                    });
                 }
             }
             0x03 => {
@@ -335,8 +385,8 @@ fn disconnect(
 }
 
 /// A CONNACK, as this broker sends it: never a present session (clean
-/// sessions only).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// sessions only, so MQTT 5's session expiry is always answered 0).
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConnAck {
     /// The connection's version.
     pub version: ProtocolVersion,
@@ -346,6 +396,9 @@ pub struct ConnAck {
     pub receive_maximum: u16,
     /// MQTT 5: the largest packet this side accepts.
     pub maximum_packet_size: u32,
+    /// MQTT 5: the identifier assigned to a client that sent an empty one
+    /// [MQTT-3.2.2-16].
+    pub assigned_client_id: Option<String>,
 }
 
 impl ConnAck {
@@ -353,23 +406,31 @@ impl ConnAck {
     pub fn encode(&self, out: &mut BytesMut) {
         match self.version {
             ProtocolVersion::V311 => {
-                out.put_slice(&[CONNACK << 4, 2, 0, self.reason.connack_v3()]);
+                // A malformed CONNECT gets no CONNACK in 3.1.1 (the caller
+                // closes); any other refusal is sent as its return code.
+                let code = self.reason.connack_v3().unwrap_or(3);
+                out.put_slice(&[CONNACK << 4, 2, 0, code]);
             }
             ProtocolVersion::V5 => {
                 let mut props = BytesMut::new();
                 if self.reason == ReasonCode::Success {
-                    props.put_u8(0x21); // receive maximum
-                    props.put_u16(self.receive_maximum);
-                    props.put_u8(0x27); // maximum packet size
-                    props.put_u32(self.maximum_packet_size);
+                    props.put_u8(0x11); // session expiry: 0, clean sessions only
+                    props.put_u32(0);
+                    props.put_u8(0x21); // receive maximum (at least 1)
+                    props.put_u16(self.receive_maximum.max(1));
+                    props.put_u8(0x27); // maximum packet size (at least 1)
+                    props.put_u32(self.maximum_packet_size.max(1));
                     props.put_u8(0x24); // maximum QoS: 1
                     props.put_u8(1);
-                    props.put_u8(0x25); // retain available: no
-                    props.put_u8(0);
                     props.put_u8(0x2A); // shared subscriptions: no
                     props.put_u8(0);
                     props.put_u8(0x22); // topic alias maximum: 0
                     props.put_u16(0);
+                    if let Some(id) = &self.assigned_client_id {
+                        props.put_u8(0x12); // assigned client identifier
+                        props.put_u16(u16::try_from(id.len()).unwrap_or(u16::MAX));
+                        props.put_slice(id.as_bytes());
+                    }
                 }
                 let remaining = 2 + varint_len(props.len()) + props.len();
                 out.put_u8(CONNACK << 4);

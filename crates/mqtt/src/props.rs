@@ -7,7 +7,9 @@ use crate::wire::Reader;
 
 /// The properties of a packet: its length, then at most
 /// `limits.max_properties` of them; `each` handles one and says whether the
-/// identifier is allowed.
+/// identifier is allowed in this packet (one that is not, or is unknown, is
+/// a malformed packet; one given twice, other than a user property, a
+/// protocol error). A bad value is `each`'s own error.
 pub(crate) fn properties<'a>(
     r: &mut Reader<'a>,
     field: &'static str,
@@ -28,16 +30,16 @@ pub(crate) fn properties<'a>(
             });
         }
         let id = props.varint(field)?;
-        let id = u8::try_from(id).map_err(|_| DecodeError::Forbidden { field })?;
+        let id = u8::try_from(id).map_err(|_| DecodeError::Malformed { field })?;
         let slot = seen
             .get_mut(usize::from(id))
-            .ok_or(DecodeError::Forbidden { field })?;
+            .ok_or(DecodeError::Malformed { field })?;
         if *slot && id != USER_PROPERTY {
             return Err(DecodeError::Forbidden { field });
         }
         *slot = true;
         if !each(id, &mut props)? {
-            return Err(DecodeError::Forbidden { field });
+            return Err(DecodeError::Malformed { field });
         }
     }
     Ok(())

@@ -127,7 +127,9 @@ pub(crate) fn publish(
             match id {
                 0x01 => {
                     if p.u8("payload_format")? > 1 {
-                        return Ok(false);
+                        return Err(DecodeError::Forbidden {
+                            field: "payload_format",
+                        });
                     }
                 }
                 0x02 => {
@@ -140,7 +142,9 @@ pub(crate) fn publish(
                 0x08 => {
                     let t = p.string("response_topic", limits.max_topic_bytes)?;
                     if !is_topic_name(t) {
-                        return Ok(false);
+                        return Err(DecodeError::BadTopic {
+                            field: "response_topic",
+                        });
                     }
                 }
                 0x09 => {
@@ -211,7 +215,9 @@ pub(crate) fn subscribe(
                 0x0B => {
                     let v = p.varint("subscription_identifier")?;
                     if v == 0 {
-                        return Ok(false);
+                        return Err(DecodeError::Forbidden {
+                            field: "subscription_identifier",
+                        });
                     }
                 }
                 0x26 => user_property(p, limits, &mut users)?,
@@ -233,10 +239,16 @@ pub(crate) fn subscribe(
         let options = r.u8("subscribe.options")?;
         let reserved = match version {
             ProtocolVersion::V311 => options & 0xFC != 0,
-            ProtocolVersion::V5 => options & 0xC0 != 0 || (options >> 4) & 0x03 == 3,
+            ProtocolVersion::V5 => options & 0xC0 != 0,
         };
+        if reserved {
+            return Err(DecodeError::Malformed {
+                field: "subscribe.options",
+            });
+        }
+        // QoS 3 and retain handling 3 are protocol errors.
         let qos = options & 0x03;
-        if reserved || qos == 3 {
+        if qos == 3 || (options >> 4) & 0x03 == 3 {
             return Err(DecodeError::Forbidden {
                 field: "subscribe.options",
             });

@@ -161,6 +161,51 @@ fn the_largest_remaining_length_is_refused_from_the_header_alone() {
 }
 
 #[test]
+fn bytes_needed_applies_the_same_checks_and_never_exceeds_the_cap() {
+    let d = Decoder::new(Limits::DEFAULT);
+    assert_eq!(d.bytes_needed(&[0x10]).unwrap(), None);
+    assert!(matches!(
+        d.bytes_needed(&[0x10, 0xFF, 0xFF, 0xFF, 0x7F]),
+        Err(DecodeError::TooLarge { .. })
+    ));
+    assert!(matches!(
+        d.bytes_needed(&[0x30, 0x05]),
+        Err(DecodeError::Unexpected { kind: 3 })
+    ));
+    let c = connect(4, "a", None, None, &[]);
+    assert_eq!(d.bytes_needed(&c[..4]).unwrap(), Some(c.len() - 4));
+    assert_eq!(d.bytes_needed(&c).unwrap(), Some(0));
+}
+
+#[test]
+fn a_refused_connect_is_answered_in_its_own_version() {
+    let mut d = Decoder::new(Limits::DEFAULT);
+    let mut buf = BytesMut::from(&connect(5, "a", None, None, &[0x21, 0, 0])[..]);
+    assert!(d.decode(&mut buf).is_err());
+    assert_eq!(d.reply_version(), Some(ProtocolVersion::V5));
+    let mut d = Decoder::new(Limits::DEFAULT);
+    let mut buf = BytesMut::from(&connect(4, &"c".repeat(200), None, None, &[])[..]);
+    assert!(d.decode(&mut buf).is_err());
+    assert_eq!(d.reply_version(), Some(ProtocolVersion::V311));
+}
+
+#[test]
+fn a_will_asking_for_qos_2_is_refused_and_others_are_parsed_not_kept() {
+    let will = |qos: u8| {
+        let mut body = Vec::new();
+        put_str(&mut body, b"MQTT");
+        body.extend_from_slice(&[4, 0x02 | 0x04 | (qos << 3), 0, 30]);
+        put_str(&mut body, b"a");
+        put_str(&mut body, b"last/will");
+        put_str(&mut body, b"gone");
+        packet(0x10, &body)
+    };
+    let got = decode_all(&will(1)).unwrap();
+    assert!(matches!(&got[0], Packet::Connect(c) if c.will));
+    assert_eq!(first_error(&will(2)), DecodeError::QosNotSupported);
+}
+
+#[test]
 fn a_five_byte_remaining_length_is_malformed() {
     assert_eq!(
         first_error(&[0x10, 0xFF, 0xFF, 0xFF, 0xFF, 0x01]),
@@ -275,17 +320,18 @@ fn bad_connects_are_refused_with_their_reason() {
     put_str(&mut v31, b"a");
     let e = first_error(&packet(0x10, &v31));
     assert_eq!(e.reason(), ReasonCode::UnsupportedProtocolVersion);
-    assert_eq!(e.reason().connack_v3(), 1);
+    assert_eq!(e.reason().connack_v3(), Some(1));
     let mut six = connect(5, "a", None, None, &[]);
     six[8] = 6;
     assert_eq!(first_error(&six), DecodeError::UnsupportedProtocol);
     // The reserved connect flag.
     let mut reserved = connect(4, "a", None, None, &[]);
     reserved[9] |= 0x01;
-    assert!(matches!(
-        first_error(&reserved),
-        DecodeError::Forbidden { .. }
-    ));
+    let e = first_error(&reserved);
+    assert!(matches!(e, DecodeError::Malformed { .. }), "{e:?}");
+    assert_eq!(e.reason(), ReasonCode::MalformedPacket);
+    // 3.1.1 closes without a CONNACK for a malformed CONNECT.
+    assert_eq!(e.reason().connack_v3(), None);
     // Flags on a CONNECT's fixed header.
     let mut flagged = connect(4, "a", None, None, &[]);
     flagged[0] = 0x11;
@@ -296,8 +342,39 @@ fn bad_connects_are_refused_with_their_reason() {
     // A 3.1.1 password without a user name.
     assert!(matches!(
         first_error(&connect(4, "a", None, Some("p"), &[])),
-        DecodeError::Forbidden { .. }
+        DecodeError::Malformed { .. }
     ));
+    // A client id over the cap, or with a control character: identifier
+    // rejected (0x85; 3.1.1 return code 2).
+    let e = first_error(&connect(4, &"c".repeat(129), None, None, &[]));
+    assert_eq!(e, DecodeError::BadClientId);
+    assert_eq!(e.reason().connack_v3(), Some(2));
+    assert_eq!(
+        first_error(&connect(5, "a\u{1b}[31m", None, None, &[])),
+        DecodeError::BadClientId
+    );
+    // A user name with a newline (it is logged).
+    assert!(matches!(
+        first_error(&connect(4, "a", Some("me\nforged"), None, &[])),
+        DecodeError::BadString { .. }
+    ));
+    // Authentication data without a method.
+    let mut props = vec![0x16];
+    put_str(&mut props, b"x");
+    assert!(matches!(
+        first_error(&connect(5, "a", None, None, &props)),
+        DecodeError::Forbidden {
+            field: "authentication_data"
+        }
+    ));
+    // An unknown property identifier is malformed; a zero receive maximum
+    // a protocol error.
+    assert!(matches!(
+        first_error(&connect(5, "a", None, None, &[0x01, 0])),
+        DecodeError::Malformed { .. }
+    ));
+    let e = first_error(&connect(5, "a", None, None, &[0x21, 0, 0]));
+    assert_eq!(e.reason(), ReasonCode::ProtocolError);
     // A client id with U+0000, and one that is not UTF-8.
     assert!(matches!(
         first_error(&connect(4, "a\0b", None, None, &[])),
@@ -351,6 +428,7 @@ fn connack_pingresp_and_disconnect_encode_as_the_specification_shows() {
         reason: ReasonCode::NotAuthorized,
         receive_maximum: 16,
         maximum_packet_size: 65_536,
+        assigned_client_id: None,
     }
     .encode(&mut out);
     assert_eq!(&out[..], [0x20, 2, 0, 5]);
@@ -360,6 +438,7 @@ fn connack_pingresp_and_disconnect_encode_as_the_specification_shows() {
         reason: ReasonCode::NotAuthorized,
         receive_maximum: 16,
         maximum_packet_size: 65_536,
+        assigned_client_id: None,
     }
     .encode(&mut out);
     assert_eq!(&out[..], [0x20, 3, 0, 0x87, 0]);
@@ -369,12 +448,17 @@ fn connack_pingresp_and_disconnect_encode_as_the_specification_shows() {
         reason: ReasonCode::Success,
         receive_maximum: 16,
         maximum_packet_size: 65_536,
+        assigned_client_id: Some("sg-1".to_owned()),
     }
     .encode(&mut out);
     assert_eq!(out[0], 0x20);
     assert_eq!(usize::from(out[1]), out.len() - 2);
-    assert_eq!(&out[2..5], [0, 0, 17]);
-    assert_eq!(&out[5..8], [0x21, 0, 16]);
+    // Session expiry 0, receive maximum, maximum packet size, maximum QoS,
+    // no shared subscriptions, no topic aliases, the assigned identifier.
+    assert_eq!(&out[2..5], [0, 0, 27]);
+    assert_eq!(&out[5..10], [0x11, 0, 0, 0, 0]);
+    assert_eq!(&out[10..13], [0x21, 0, 16]);
+    assert_eq!(&out[out.len() - 7..], b"\x12\x00\x04sg-1");
     out.clear();
     encode_pingresp(&mut out);
     encode_disconnect_v5(ReasonCode::PacketTooLarge, &mut out);

@@ -161,7 +161,7 @@ fn bad_publishes_are_refused_with_their_reason() {
     );
     assert!(matches!(
         e(5, publish(0x30, "t", None, Some(&[0x0B, 1]), b"")),
-        DecodeError::Forbidden { .. }
+        DecodeError::Malformed { .. }
     ));
     // Over the packet cap, from the header alone.
     let mut big = publish(0x30, "t", None, None, &vec![0; 70_000]);
@@ -236,6 +236,14 @@ fn subscribes_decode_their_filters_within_the_cap() {
     }
     assert!(matches!(
         after_connect(4, &subscribe(4, &[("a", 0x04)])).unwrap_err(),
+        DecodeError::Malformed { .. }
+    ));
+    assert!(matches!(
+        after_connect(5, &subscribe(5, &[("a", 0x40)])).unwrap_err(),
+        DecodeError::Malformed { .. }
+    ));
+    assert!(matches!(
+        after_connect(4, &subscribe(4, &[("a", 0x03)])).unwrap_err(),
         DecodeError::Forbidden { .. }
     ));
     assert!(matches!(
