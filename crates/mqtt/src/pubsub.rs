@@ -226,15 +226,7 @@ pub(crate) fn subscribe(
             Ok(true)
         })?;
     }
-    let mut filters = Vec::new();
-    while !r.is_empty() {
-        if filters.len() >= limits.max_filters {
-            return Err(DecodeError::FieldTooLong {
-                field: "subscribe.filters",
-                len: filters.len() + 1,
-                max: limits.max_filters,
-            });
-        }
+    let filters = each_filter(&mut r, "subscribe.filters", limits, |r| {
         let filter = r.string("subscribe.filter", limits.max_topic_bytes)?;
         let options = r.u8("subscribe.options")?;
         let reserved = match version {
@@ -259,17 +251,12 @@ pub(crate) fn subscribe(
                 field: "subscribe.filter",
             });
         }
-        filters.push(Filter {
+        Ok(Filter {
             filter: filter.to_owned(),
             qos,
             shared,
-        });
-    }
-    if filters.is_empty() {
-        return Err(DecodeError::Forbidden {
-            field: "subscribe.filters",
-        });
-    }
+        })
+    })?;
     Ok(Subscribe {
         packet_id,
         filters,
@@ -294,29 +281,41 @@ pub(crate) fn unsubscribe(
             Ok(true)
         })?;
     }
-    let mut filters = Vec::new();
-    while !r.is_empty() {
-        if filters.len() >= limits.max_filters {
-            return Err(DecodeError::FieldTooLong {
-                field: "unsubscribe.filters",
-                len: filters.len() + 1,
-                max: limits.max_filters,
-            });
-        }
+    let filters = each_filter(&mut r, "unsubscribe.filters", limits, |r| {
         let filter = r.string("unsubscribe.filter", limits.max_topic_bytes)?;
         if filter.is_empty() {
             return Err(DecodeError::BadFilter {
                 field: "unsubscribe.filter",
             });
         }
-        filters.push(filter.to_owned());
+        Ok(filter.to_owned())
+    })?;
+    Ok(Unsubscribe { packet_id, filters })
+}
+
+/// The filters that make up the rest of a SUBSCRIBE or UNSUBSCRIBE: at
+/// least one (none is a protocol error), at most `limits.max_filters`.
+fn each_filter<'a, T>(
+    r: &mut Reader<'a>,
+    field: &'static str,
+    limits: &Limits,
+    mut one: impl FnMut(&mut Reader<'a>) -> Result<T, DecodeError>,
+) -> Result<Vec<T>, DecodeError> {
+    let mut filters = Vec::new();
+    while !r.is_empty() {
+        if filters.len() >= limits.max_filters {
+            return Err(DecodeError::FieldTooLong {
+                field,
+                len: filters.len() + 1,
+                max: limits.max_filters,
+            });
+        }
+        filters.push(one(r)?);
     }
     if filters.is_empty() {
-        return Err(DecodeError::Forbidden {
-            field: "unsubscribe.filters",
-        });
+        return Err(DecodeError::Forbidden { field });
     }
-    Ok(Unsubscribe { packet_id, filters })
+    Ok(filters)
 }
 
 fn packet_id(r: &mut Reader<'_>, field: &'static str) -> Result<u16, DecodeError> {

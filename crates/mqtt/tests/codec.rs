@@ -6,39 +6,15 @@
     reason = "test code: a failed unwrap is a failed test"
 )]
 
+mod common;
+
 use bytes::{BufMut as _, BytesMut};
+use common::{packet, put_str, varint};
 use proptest::prelude::*;
 use sensegate_mqtt::packet::{encode_disconnect_v5, encode_pingresp};
 use sensegate_mqtt::{
     ConnAck, Connect, DecodeError, Decoder, Disconnect, Limits, Packet, ProtocolVersion, ReasonCode,
 };
-
-fn put_str(out: &mut Vec<u8>, s: &[u8]) {
-    out.extend_from_slice(&u16::try_from(s.len()).unwrap().to_be_bytes());
-    out.extend_from_slice(s);
-}
-
-fn varint(mut v: usize) -> Vec<u8> {
-    let mut out = Vec::new();
-    loop {
-        let mut b = u8::try_from(v & 0x7F).unwrap();
-        v >>= 7;
-        if v > 0 {
-            b |= 0x80;
-        }
-        out.push(b);
-        if v == 0 {
-            return out;
-        }
-    }
-}
-
-fn packet(first: u8, body: &[u8]) -> Vec<u8> {
-    let mut out = vec![first];
-    out.extend(varint(body.len()));
-    out.extend_from_slice(body);
-    out
-}
 
 /// A client's CONNECT, encoded the way clients do: `props` is the raw v5
 /// property list (ignored for 3.1.1).

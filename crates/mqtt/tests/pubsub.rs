@@ -6,36 +6,16 @@
     reason = "test code: a failed unwrap is a failed test"
 )]
 
+mod common;
+
 use bytes::BytesMut;
+use common::{packet, put_str};
 use sensegate_mqtt::pubsub::{
     encode_puback, encode_suback, encode_unsuback, is_topic_filter, is_topic_name,
 };
 use sensegate_mqtt::{
     DecodeError, Decoder, Granted, Limits, OutPublish, Packet, ProtocolVersion, ReasonCode,
 };
-
-fn put_str(out: &mut Vec<u8>, s: &[u8]) {
-    out.extend_from_slice(&u16::try_from(s.len()).unwrap().to_be_bytes());
-    out.extend_from_slice(s);
-}
-
-fn packet(first: u8, body: &[u8]) -> Vec<u8> {
-    let mut out = vec![first];
-    let mut v = body.len();
-    loop {
-        let mut b = u8::try_from(v & 0x7F).unwrap();
-        v >>= 7;
-        if v > 0 {
-            b |= 0x80;
-        }
-        out.push(b);
-        if v == 0 {
-            break;
-        }
-    }
-    out.extend_from_slice(body);
-    out
-}
 
 fn connect(level: u8) -> Vec<u8> {
     let mut body = Vec::new();

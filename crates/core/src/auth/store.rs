@@ -239,11 +239,6 @@ impl TokenStore {
         scope: &str,
         now_us: i64,
     ) -> Result<(TokenRecord, SecretToken), TokenStoreError> {
-        if self.by_id.len() >= self.max_tokens {
-            return Err(TokenStoreError::Full {
-                max: self.max_tokens,
-            });
-        }
         let name = Name::parse("name", name, &self.limits)
             .map_err(|_| TokenStoreError::BadField { field: "name" })?;
         let scope = Pattern::parse("scope", scope, &self.limits)

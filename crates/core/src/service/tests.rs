@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use super::*;
 use crate::auth::Role;
+use crate::registry::Frontend;
 use crate::throttle::FAILURE_WINDOW;
 
 fn service(limits: Limits) -> (Service, String) {
