@@ -115,8 +115,15 @@ async fn an_in_memory_pair_drives_hello_subscribe_push_and_batch() {
             .collect::<Vec<_>>(),
         [("lab/h", 40.0), ("lab/t", 21.5)]
     );
-    // The pipes are connections like any other: listed, counted.
-    assert_eq!(d.daemon.service().connection_count(), 2);
+    // The pipes are connections like any other: in the registry, from the
+    // peer they were given.
+    let from_peer = d
+        .daemon
+        .service()
+        .internals()
+        .registry
+        .list(10, |c| c.peer == SocketAddr::from(PEER));
+    assert_eq!(from_peer.len(), 2);
 }
 
 /// No hello within `limits.auth_timeout_ms`: one error frame, then the
