@@ -395,8 +395,19 @@ impl Registry {
         }
     }
 
+    /// Open connections of front end `frontend` (counted under the lock,
+    /// nothing cloned).
+    #[must_use]
+    pub fn count(&self, frontend: Frontend) -> usize {
+        self.lock()
+            .connections
+            .values()
+            .filter(|c| c.frontend == frontend)
+            .count()
+    }
+
     /// Everything front end `frontend` carried since start: closed
-    /// connections and open ones.
+    /// connections' totals and open ones' counters.
     #[must_use]
     pub fn traffic(&self, frontend: Frontend) -> Traffic {
         let inner = self.lock();

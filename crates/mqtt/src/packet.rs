@@ -83,7 +83,7 @@ pub struct Disconnect {
 /// the remaining length. `version` is the connection's, once it has one.
 pub(crate) fn parse(
     first: u8,
-    body: &[u8],
+    body: &bytes::Bytes,
     version: Option<ProtocolVersion>,
     limits: &Limits,
 ) -> Result<Packet, DecodeError> {

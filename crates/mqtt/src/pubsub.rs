@@ -85,7 +85,7 @@ pub struct Unsubscribe {
 
 pub(crate) fn publish(
     flags: u8,
-    body: &[u8],
+    body: &Bytes,
     version: ProtocolVersion,
     limits: &Limits,
 ) -> Result<Publish, DecodeError> {
@@ -168,7 +168,8 @@ pub(crate) fn publish(
         retain,
         dup,
         packet_id,
-        payload: Bytes::copy_from_slice(r.rest()),
+        // The rest of the packet, shared with it: no copy.
+        payload: body.slice(body.len() - r.rest().len()..),
         user_properties: users,
     })
 }
@@ -346,13 +347,12 @@ pub fn is_topic_filter(filter: &str) -> bool {
     if filter.is_empty() {
         return false;
     }
-    let levels: Vec<&str> = filter.split('/').collect();
-    let last = levels.len() - 1;
-    levels.iter().enumerate().all(|(i, level)| {
+    let last = filter.split('/').count() - 1;
+    filter.split('/').enumerate().all(|(i, level)| {
         if level.contains('#') {
-            *level == "#" && i == last
+            level == "#" && i == last
         } else {
-            !level.contains('+') || *level == "+"
+            !level.contains('+') || level == "+"
         }
     })
 }

@@ -554,3 +554,50 @@ fn a_connect_round_trips_its_fields() {
         assert_eq!(fields(c), (v, "id-1", Some("me")));
     }
 }
+
+/// Every string cap of a CONNECT, exceeded by one byte.
+#[test]
+fn each_connect_string_cap_is_enforced() {
+    let l = Limits::DEFAULT;
+    let over = |e: DecodeError, field: &str| {
+        assert!(
+            matches!(e, DecodeError::FieldTooLong { field: f, .. } if f == field),
+            "{e:?}"
+        );
+    };
+    let user = "u".repeat(l.max_username_bytes + 1);
+    over(
+        first_error(&connect(4, "a", Some(&user), None, &[])),
+        "connect.username",
+    );
+    let pass = "p".repeat(l.max_password_bytes + 1);
+    over(
+        first_error(&connect(4, "a", Some("u"), Some(&pass), &[])),
+        "connect.password",
+    );
+    let mut props = vec![0x26];
+    put_str(&mut props, "k".repeat(l.max_property_bytes + 1).as_bytes());
+    put_str(&mut props, b"v");
+    over(
+        first_error(&connect(5, "a", None, None, &props)),
+        "user_property",
+    );
+    // At the caps, all accepted.
+    let user = "u".repeat(l.max_username_bytes);
+    let pass = "p".repeat(l.max_password_bytes);
+    assert!(decode_all(&connect(4, "a", Some(&user), Some(&pass), &[])).is_ok());
+}
+
+#[test]
+fn a_publish_payload_is_the_packet_s_own_bytes() {
+    let mut bytes = connect(4, "a", None, None, &[]);
+    let mut body = Vec::new();
+    put_str(&mut body, b"t");
+    body.extend_from_slice(b"payload");
+    bytes.extend(packet(0x30, &body));
+    let got = decode_all(&bytes).unwrap();
+    let Packet::Publish(p) = &got[1] else {
+        panic!("{got:?}");
+    };
+    assert_eq!(&p.payload[..], b"payload");
+}

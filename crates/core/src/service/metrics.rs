@@ -100,7 +100,6 @@ impl Service {
             .list(&Pattern::any(), self.limits.max_sensors, |name| {
                 principal.is_none_or(|p| policy::decide(p, Action::ReadSensor(name)).is_allowed())
             });
-        let open = self.registry.list(self.limits.max_connections, |_| true);
         let c = &self.counters;
         let restarts = c
             .driver_restarts
@@ -117,7 +116,7 @@ impl Service {
         Ok(MetricsSnapshot {
             connections: Frontend::ALL
                 .iter()
-                .map(|&f| (f, open.iter().filter(|c| c.frontend == f).count()))
+                .map(|&f| (f, self.registry.count(f)))
                 .collect(),
             parked: c.parked.load(Relaxed),
             traffic: Frontend::ALL
