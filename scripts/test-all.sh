@@ -11,6 +11,8 @@ cd "$(dirname "$0")/.."
 FUZZ_SECONDS=${FUZZ_SECONDS:-20}
 E2E=${E2E:-1}
 export CARGO_TERM_COLOR=${CARGO_TERM_COLOR:-never}
+# CI builds once from a fresh clone: incremental state would only take disk.
+if [ "${CI:-}" = true ]; then export CARGO_INCREMENTAL=0; fi
 # The daemon's build embeds the dashboard; here a missing build is an error.
 export SENSEGATE_REQUIRE_DASHBOARD=1
 
@@ -86,6 +88,14 @@ cargo deny --all-features check licenses bans sources
 step "reference C drivers under AddressSanitizer and UBSan"
 scripts/check-drivers.sh
 
+# What follows builds with other toolchains and flags (Miri, the fuzzers'
+# sanitizer builds) and never uses the dev build again: in CI, free its disk
+# before they start.
+if [ "${CI:-}" = true ]; then
+  step "CI: remove the dev build ($(du -sh target/debug 2>/dev/null | cut -f1)) before the sanitizer builds"
+  rm -rf target/debug
+fi
+
 step "miri: the ffi crate"
 cargo +nightly miri test -p sensegate-ffi --locked
 
@@ -107,6 +117,14 @@ if [ "$FUZZ_SECONDS" != 0 ]; then
         fi
         printf '%s: %s\n' "$target" "$(grep -E '^Done' "$log" || echo 'finished')"
       done )
+    # In CI, each fuzz build's disk is freed before the next one starts
+    # (the logs stay).
+    if [ "${CI:-}" = true ]; then
+      case "$dir" in
+        fuzz) rm -rf fuzz/target/x86_64-unknown-linux-gnu fuzz/target/release ;;
+        crates/gateway/fuzz) rm -rf target/fuzz-gateway ;;
+      esac
+    fi
   done
 fi
 
