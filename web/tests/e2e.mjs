@@ -29,7 +29,7 @@ function step(text) {
 
 // Starts the demo and resolves with its dashboard URL and admin token.
 function startDemo(dataDir, extra = []) {
-  const child = spawn(bin, ['demo', '--data-dir', dataDir, '--native-addr', '127.0.0.1:0', '--http-addr', '127.0.0.1:0', ...extra], {
+  const child = spawn(bin, ['demo', '--data-dir', dataDir, '--native-addr', '127.0.0.1:0', '--http-addr', '127.0.0.1:0', '--mqtt-addr', '127.0.0.1:0', ...extra], {
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   let text = '';

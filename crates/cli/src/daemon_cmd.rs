@@ -138,6 +138,9 @@ pub async fn demo(args: DemoArgs) -> ExitCode {
     let mut config = Config::with_defaults(&dir);
     config.native_listen = args.native_addr;
     config.http.listen = args.http_addr;
+    config.mqtt.enabled = true;
+    config.mqtt.listen = args.mqtt_addr;
+    let cert_path = cert.clone();
     config.tls = Some((cert, key));
     config.sim.enabled = true;
     config.sim.sensors = usize::from(args.sim_sensors);
@@ -181,6 +184,9 @@ pub async fn demo(args: DemoArgs) -> ExitCode {
         println!("  dashboard (TLS 1.3):       https://{addr}/");
         println!("  HTTP API (TLS 1.3):        https://{addr}/api/v1/sensors");
     }
+    if let Some(addr) = daemon.mqtt_addr() {
+        println!("  MQTT 3.1.1 and 5 (TLS):    {addr}");
+    }
     println!("  certificate SHA-256:       {fingerprint}");
     println!("  admin token:               {}", token.expose());
     println!("  token file:                {}", token_path.display());
@@ -196,6 +202,17 @@ pub async fn demo(args: DemoArgs) -> ExitCode {
     println!(
         "In another terminal: sensegate watch 'sim/*' 'driver/*'   (Ctrl-C here stops the demo)"
     );
+    if let Some(addr) = daemon.mqtt_addr() {
+        // The token is read from its file by the shell, never printed in
+        // the command line itself.
+        println!(
+            "Over MQTT:           mosquitto_sub -h {} -p {} --cafile '{}' -u demo -P \"$(cat '{}')\" -t 'sensors/#' -v",
+            addr.ip(),
+            addr.port(),
+            cert_path.display(),
+            token_path.display()
+        );
+    }
     signalled().await;
     println!("shutting down");
     daemon.shutdown(DRAIN).await;

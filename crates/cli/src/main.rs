@@ -125,6 +125,9 @@ pub struct DemoArgs {
     /// HTTP API address.
     #[arg(long, default_value = "127.0.0.1:7421")]
     pub http_addr: SocketAddr,
+    /// MQTT listener address (TLS).
+    #[arg(long, default_value = "127.0.0.1:8883")]
+    pub mqtt_addr: SocketAddr,
     /// Simulated sensors (1 to 1000).
     #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=1000))]
     pub sim_sensors: u16,

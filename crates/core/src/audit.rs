@@ -51,7 +51,19 @@ pub enum AuditEvent<'a> {
         /// `ok`, `denied`, `not_found` or `failed`.
         outcome: &'static str,
     },
-    /// Denials (failed authentications, refused admin requests) past
+    /// A device pushed a reading outside its token's scope (from any front
+    /// end: a native push, an MQTT publish).
+    PushDenied {
+        /// Source address.
+        peer: SocketAddr,
+        /// Token id of the principal (public, not secret).
+        token_id: &'a str,
+        /// The principal's name.
+        principal: &'a str,
+        /// The sensor it named.
+        sensor: &'a str,
+    },
+    /// Denials (failed authentications, refused admin requests and pushes) past
     /// `limits.audit_denials_per_minute` in the last window were counted,
     /// not written.
     DenialsSuppressed {

@@ -62,11 +62,13 @@ pub enum Frontend {
     Native,
     /// The HTTP/JSON API.
     Http,
+    /// MQTT 3.1.1 and 5.0.
+    Mqtt,
 }
 
 impl Frontend {
     /// Every front end, in the order `/metrics` lists them.
-    pub const ALL: [Self; 2] = [Self::Native, Self::Http];
+    pub const ALL: [Self; 3] = [Self::Native, Self::Http, Self::Mqtt];
 
     /// Its name on the wire, in metrics and in `list connections`.
     #[must_use]
@@ -74,6 +76,7 @@ impl Frontend {
         match self {
             Self::Native => "native",
             Self::Http => "http",
+            Self::Mqtt => "mqtt",
         }
     }
 }

@@ -139,6 +139,74 @@ impl LimitHits {
     }
 }
 
+/// Why a reading a device sent in a protocol with its own topic or payload
+/// conventions (MQTT; later HTTP ingest) was refused before it reached the
+/// service's push checks, or by them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IngestRefusal {
+    /// Outside the token's scope, or a role that may not push.
+    Forbidden,
+    /// No mapping rule names this topic.
+    Unmapped,
+    /// The payload is not a reading this mapping can read.
+    BadPayload,
+    /// The token's push rate, or the push batch cap.
+    Rate,
+    /// No room: the catalog, the token's sensors, or history storage.
+    Full,
+    /// The store could not commit it.
+    Failed,
+}
+
+impl IngestRefusal {
+    /// Every reason, in the order `/metrics` lists them.
+    pub const ALL: [Self; 6] = [
+        Self::Forbidden,
+        Self::Unmapped,
+        Self::BadPayload,
+        Self::Rate,
+        Self::Full,
+        Self::Failed,
+    ];
+
+    /// Its label in `/metrics`.
+    #[must_use]
+    pub const fn name(self) -> &'static str {
+        match self {
+            Self::Forbidden => "forbidden",
+            Self::Unmapped => "unmapped",
+            Self::BadPayload => "bad_payload",
+            Self::Rate => "rate",
+            Self::Full => "full",
+            Self::Failed => "failed",
+        }
+    }
+}
+
+/// Refused ingests, per front end and reason.
+#[derive(Debug, Default)]
+pub struct IngestRefusals(
+    [[AtomicU64; IngestRefusal::ALL.len()]; crate::registry::Frontend::ALL.len()],
+);
+
+impl IngestRefusals {
+    /// Counts one refusal.
+    pub fn hit(&self, frontend: crate::registry::Frontend, reason: IngestRefusal) {
+        self.add(frontend, reason, 1);
+    }
+
+    /// Counts `n` refusals.
+    pub fn add(&self, frontend: crate::registry::Frontend, reason: IngestRefusal, n: u64) {
+        self.0[frontend as usize][reason as usize].fetch_add(n, Relaxed);
+    }
+
+    /// Refusals so far.
+    #[must_use]
+    pub fn get(&self, frontend: crate::registry::Frontend, reason: IngestRefusal) -> u64 {
+        self.0[frontend as usize][reason as usize].load(Relaxed)
+    }
+}
+
 /// Upper bounds of the latency buckets, in seconds (the last bucket,
 /// `+Inf`, is implied).
 pub const LATENCY_BUCKETS: [f64; 12] = [

@@ -94,6 +94,7 @@ pub struct Daemon {
     native: crate::native::connection::Shared,
     native_addr: SocketAddr,
     http_addr: Option<SocketAddr>,
+    mqtt_addr: Option<SocketAddr>,
     fingerprint: Option<String>,
     shutdown: CancellationToken,
     tracker: TaskTracker,
@@ -144,7 +145,12 @@ impl Daemon {
             }
             None => Audit::disabled(),
         };
-        let (tls, http_tls, fingerprint) = tls_acceptors(config)?;
+        let Acceptors {
+            native: tls,
+            http: http_tls,
+            mqtt: mqtt_tls,
+            fingerprint,
+        } = tls_acceptors(config)?;
         // Resolved before any task starts, so a failure leaves nothing running.
         let host = match (&options.driver_host, config.sources.drivers.is_empty()) {
             (_, true) => None,
@@ -169,6 +175,11 @@ impl Daemon {
         } else {
             None
         };
+        let mqtt = if config.mqtt.enabled {
+            Some(bind(config.mqtt.listen).await?)
+        } else {
+            None
+        };
         let shutdown = service.shutdown_token();
         let tracker = TaskTracker::new();
         let parking = parking(config, &tracker, &service)?;
@@ -184,24 +195,15 @@ impl Daemon {
             parking,
             tracker: tracker.clone(),
         };
-        let http_addr = http.as_ref().map(|(_, a)| *a);
-        if let Some((listener, addr)) = http {
-            tracker.spawn(crate::http::server::run(
-                listener,
-                http_tls.clone(),
-                service.clone(),
-                shared.inflight.clone(),
-                config.http.limits,
-                tracker.clone(),
-            ));
-            tracing::info!(addr = %addr, tls = http_tls.is_some(), "http listener up");
-        }
-        tracker.spawn(crate::native::listener::run(
-            listener,
-            shared.clone(),
-            tls,
-            tracker.clone(),
-        ));
+        let (http_addr, mqtt_addr) = spawn_listeners(
+            config,
+            Listeners {
+                native: (listener, tls),
+                http: http.map(|(l, a)| (l, a, http_tls)),
+                mqtt: mqtt.map(|(l, a)| (l, a, mqtt_tls)),
+            },
+            &shared,
+        );
         tracker.spawn(reap_idle(service.clone(), shutdown.clone()));
         if config.sim.enabled {
             tracker.spawn(crate::sim::run(
@@ -217,6 +219,7 @@ impl Daemon {
             native: shared,
             native_addr,
             http_addr,
+            mqtt_addr,
             fingerprint,
             shutdown,
             tracker,
@@ -260,6 +263,12 @@ impl Daemon {
     #[must_use]
     pub const fn http_addr(&self) -> Option<SocketAddr> {
         self.http_addr
+    }
+
+    /// The bound MQTT address, when the MQTT listener is on.
+    #[must_use]
+    pub const fn mqtt_addr(&self) -> Option<SocketAddr> {
+        self.mqtt_addr
     }
 
     /// Idle native connections parked now (waiting without a task).
@@ -369,6 +378,57 @@ impl Drop for Daemon {
         // gone and no task would run the sweep.
         self.service.stop_all(StopReason::Shutdown);
     }
+}
+
+/// The bound listeners, each with its TLS acceptor (none: plain TCP).
+struct Listeners {
+    native: (TcpListener, Option<TlsAcceptor>),
+    http: Option<(TcpListener, SocketAddr, Option<TlsAcceptor>)>,
+    mqtt: Option<(TcpListener, SocketAddr, Option<TlsAcceptor>)>,
+}
+
+/// Starts the accept loops; returns the HTTP and MQTT addresses.
+fn spawn_listeners(
+    config: &Config,
+    listeners: Listeners,
+    shared: &Shared,
+) -> (Option<SocketAddr>, Option<SocketAddr>) {
+    let (service, tracker) = (&shared.service, &shared.tracker);
+    let http_addr = listeners.http.map(|(listener, addr, tls)| {
+        tracing::info!(addr = %addr, tls = tls.is_some(), "http listener up");
+        tracker.spawn(crate::http::server::run(
+            listener,
+            tls,
+            service.clone(),
+            shared.inflight.clone(),
+            config.http.limits,
+            tracker.clone(),
+        ));
+        addr
+    });
+    let mqtt_addr = listeners.mqtt.map(|(listener, addr, tls)| {
+        tracing::info!(addr = %addr, tls = tls.is_some(), "mqtt listener up");
+        tracker.spawn(crate::mqtt::listener::run(
+            listener,
+            crate::mqtt::connection::Shared {
+                service: service.clone(),
+                inflight: shared.inflight.clone(),
+                config: config.mqtt,
+                shutdown: shared.shutdown.clone(),
+            },
+            tls,
+            tracker.clone(),
+        ));
+        addr
+    });
+    let (listener, tls) = listeners.native;
+    tracker.spawn(crate::native::listener::run(
+        listener,
+        shared.clone(),
+        tls,
+        tracker.clone(),
+    ));
+    (http_addr, mqtt_addr)
 }
 
 /// The parker for idle native connections, when parking is on.
@@ -500,28 +560,41 @@ pub fn create_private_dir(path: &Path) -> Result<(), StartError> {
     crate::file::check_private_dir(path).map_err(err)
 }
 
-/// The native and HTTP listeners' TLS acceptors (one ALPN protocol each) and
-/// the certificate's fingerprint, or nothing (with a warning for a plaintext
+/// The listeners' TLS acceptors (one ALPN protocol each) and the
+/// certificate's fingerprint, or nothing (with a warning for a plaintext
 /// listener others can reach).
-type Acceptors = (Option<TlsAcceptor>, Option<TlsAcceptor>, Option<String>);
+#[derive(Default)]
+struct Acceptors {
+    native: Option<TlsAcceptor>,
+    http: Option<TlsAcceptor>,
+    mqtt: Option<TlsAcceptor>,
+    fingerprint: Option<String>,
+}
 
 fn tls_acceptors(config: &Config) -> Result<Acceptors, StartError> {
+    if config.mqtt.enabled && !config.mqtt.tls {
+        warn_plaintext("mqtt", config.mqtt.listen);
+    }
     let Some((cert, key)) = &config.tls else {
         warn_plaintext("native", config.native_listen);
         if config.http.enabled {
             warn_plaintext("http", config.http.listen);
         }
-        return Ok((None, None, None));
+        return Ok(Acceptors::default());
     };
     warn_permissions(key, true);
-    let native = tls::server_config(cert, key, tls::ALPN_NATIVE)?;
-    let http = tls::server_config(cert, key, tls::ALPN_HTTP)?;
+    let acceptor = |alpn| tls::server_config(cert, key, alpn).map(TlsAcceptor::from);
     let certs = tls::load_certs(cert)?;
-    Ok((
-        Some(TlsAcceptor::from(native)),
-        Some(TlsAcceptor::from(http)),
-        certs.first().map(tls::fingerprint),
-    ))
+    Ok(Acceptors {
+        native: Some(acceptor(tls::ALPN_NATIVE)?),
+        http: Some(acceptor(tls::ALPN_HTTP)?),
+        mqtt: if config.mqtt.enabled && config.mqtt.tls {
+            Some(acceptor(tls::ALPN_MQTT)?)
+        } else {
+            None
+        },
+        fingerprint: certs.first().map(tls::fingerprint),
+    })
 }
 
 /// Warns about a plaintext listener on an address other machines can reach:
@@ -532,7 +605,7 @@ fn warn_plaintext(which: &'static str, addr: std::net::SocketAddr) {
             listener = which,
             addr = %addr,
             "plaintext listener on a non-loopback address: tokens cross the network in clear; \
-             set native.tls_cert and native.tls_key"
+             set native.tls_cert and native.tls_key (and keep mqtt.tls on)"
         );
     }
 }

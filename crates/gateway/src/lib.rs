@@ -10,7 +10,8 @@
 //!   [`inflight`]: the global byte budget; [`tls`]: TLS 1.3 and certificates;
 //!   [`http`]: the HTTP/JSON API with server-sent events, same core, and
 //!   the Prometheus text for `/metrics` from the service's policy-filtered
-//!   snapshot;
+//!   snapshot; [`mqtt`]: the MQTT 3.1.1 and 5.0 listener around the
+//!   `sensegate_mqtt` codec, same core;
 //! - [`store`]: the core's history writer, and the SQLite backend;
 //! - [`sim`]: the simulated sensor source; [`sources`]: C drivers in sandboxed
 //!   driver hosts, serial devices and hwmon; [`daemon`]: wiring and shutdown.
@@ -28,6 +29,7 @@ pub mod config;
 pub mod daemon;
 pub mod http;
 pub mod inflight;
+pub mod mqtt;
 pub mod native;
 pub mod sim;
 pub mod sources;

@@ -84,6 +84,9 @@ pub fn load_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError>
 pub const ALPN_NATIVE: &[u8] = b"sensegate/1";
 /// The ALPN protocol of the HTTP listener.
 pub const ALPN_HTTP: &[u8] = b"http/1.1";
+/// The ALPN protocol of the MQTT listener (IANA's `mqtt`; clients that
+/// offer no ALPN are served too).
+pub const ALPN_MQTT: &[u8] = b"mqtt";
 
 /// A TLS 1.3 server configuration from PEM files that speaks `alpn`: a
 /// client that offers other protocols only is refused in the handshake

@@ -30,6 +30,10 @@ pub enum ReasonCode {
     NotAuthorized = 0x87,
     /// 0x89.
     ServerBusy = 0x89,
+    /// 0x8B.
+    ServerShuttingDown = 0x8B,
+    /// 0x8D.
+    KeepAliveTimeout = 0x8D,
     /// 0x8F.
     TopicFilterInvalid = 0x8F,
     /// 0x90.
@@ -38,6 +42,16 @@ pub enum ReasonCode {
     TopicAliasInvalid = 0x94,
     /// 0x95.
     PacketTooLarge = 0x95,
+    /// 0x96.
+    MessageRateTooHigh = 0x96,
+    /// 0x97.
+    QuotaExceeded = 0x97,
+    /// 0x98.
+    AdministrativeAction = 0x98,
+    /// 0x99.
+    PayloadFormatInvalid = 0x99,
+    /// 0x9F.
+    ConnectionRateExceeded = 0x9F,
     /// 0x9B.
     QosNotSupported = 0x9B,
     /// 0x9E.

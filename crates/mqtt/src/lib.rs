@@ -34,4 +34,7 @@ pub use error::{DecodeError, ReasonCode};
 pub use frame::Decoder;
 pub use limits::Limits;
 pub use packet::{ConnAck, Connect, Disconnect, Packet, ProtocolVersion};
-pub use pubsub::{Filter, Granted, OutPublish, PubAck, Publish, Subscribe, Unsubscribe};
+pub use pubsub::{
+    Filter, Granted, OutPublish, PubAck, Publish, Subscribe, Unsubscribe, filter_matches,
+    is_topic_filter, is_topic_name,
+};

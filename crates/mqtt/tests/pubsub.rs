@@ -309,3 +309,32 @@ fn the_broker_side_encodes_byte_for_byte() {
     encode_unsuback(ProtocolVersion::V5, 3, 2, &mut out);
     assert_eq!(&out[..], [0xB0, 2, 0, 3, 0xB0, 5, 0, 3, 0, 0, 0]);
 }
+
+#[test]
+fn filters_match_names_level_by_level() {
+    use sensegate_mqtt::filter_matches;
+    let yes = [
+        ("sensors/#", "sensors/a/b"),
+        ("sensors/#", "sensors"),
+        ("sensors/+/temp", "sensors/room1/temp"),
+        ("+/+", "a/b"),
+        ("#", "a/b/c"),
+        ("a/+", "a/"),
+        ("sensors/room1/temp", "sensors/room1/temp"),
+    ];
+    let no = [
+        ("sensors/+", "sensors/a/b"),
+        ("sensors/+/temp", "sensors/room1/hum"),
+        ("sensors", "sensors/a"),
+        ("sensors/a", "sensors"),
+        ("#", "$SYS/uptime"),
+        ("+/uptime", "$SYS/uptime"),
+        ("sensors/a", "Sensors/a"),
+    ];
+    for (f, n) in yes {
+        assert!(filter_matches(f, n), "{f} should match {n}");
+    }
+    for (f, n) in no {
+        assert!(!filter_matches(f, n), "{f} should not match {n}");
+    }
+}

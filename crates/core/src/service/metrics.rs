@@ -16,7 +16,7 @@ use crate::catalog::SensorState;
 use crate::pattern::Pattern;
 use crate::policy::{self, Action};
 use crate::registry::{Frontend, Traffic};
-use crate::stats::{HistogramSnapshot, Limit};
+use crate::stats::{HistogramSnapshot, IngestRefusal, Limit};
 
 /// Everything `/metrics` shows, at one moment.
 #[derive(Debug, Clone, PartialEq)]
@@ -29,6 +29,9 @@ pub struct MetricsSnapshot {
     pub traffic: Vec<(Frontend, Traffic)>,
     /// How often each cap was hit (in [`Limit::ALL`] order).
     pub limits: Vec<(Limit, u64)>,
+    /// Readings refused by front ends with topic or payload rules, per
+    /// front end and reason (only the front ends that have such rules).
+    pub ingest_refused: Vec<(Frontend, IngestRefusal, u64)>,
     /// The hub.
     pub hub: HubFigures,
     /// Readings taken in from every source.
@@ -124,6 +127,10 @@ impl Service {
                 .map(|&f| (f, self.registry.traffic(f)))
                 .collect(),
             limits: Limit::ALL.iter().map(|&l| (l, c.limits.get(l))).collect(),
+            ingest_refused: IngestRefusal::ALL
+                .iter()
+                .map(|&r| (Frontend::Mqtt, r, c.ingest_refused.get(Frontend::Mqtt, r)))
+                .collect(),
             hub: HubFigures {
                 subscribers: self.hub.len(),
                 route_builds: self.hub.route_builds(),

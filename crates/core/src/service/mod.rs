@@ -202,6 +202,9 @@ pub struct Counters {
     pub limits: LimitHits,
     /// Native connections parked now (idle, waiting without a task).
     pub parked: Arc<std::sync::atomic::AtomicUsize>,
+    /// Readings refused by a front end with topic or payload rules, per
+    /// front end and reason.
+    pub ingest_refused: crate::stats::IngestRefusals,
 }
 
 impl Counters {
@@ -621,7 +624,19 @@ impl Service {
         }
         let latest_allowed = now_us().saturating_add(MAX_FUTURE_US);
         for r in readings {
-            Self::allow(caller.principal, Action::Push(&r.sensor))?;
+            if let Err(e) = Self::allow(caller.principal, Action::Push(&r.sensor)) {
+                // Capped: a device can try as often as it likes.
+                self.audit.record_denial(
+                    &AuditEvent::PushDenied {
+                        peer: caller.peer,
+                        token_id: &caller.principal.token_id,
+                        principal: &caller.principal.name,
+                        sensor: &r.sensor,
+                    },
+                    now,
+                );
+                return Err(e);
+            }
             // A reading from the far future would never age out of history.
             if r.timestamp_us > latest_allowed {
                 return Err(ServiceError::Invalid);

@@ -6,8 +6,8 @@
 //! (with the hub's [`LagPolicy`]), HTTP its [`HttpConfig`], the store its
 //! [`StoreConfig`], the simulated source its [`SimConfig`], each source its
 //! config in [`crate::sources::config`]. This module only aggregates them,
-//! split by job: [`raw`] (the schema), `validate`, `limits` and `sources`
-//! (validation per section), `lines` (where a key is, for messages).
+//! split by job: [`raw`] (the schema), `validate`, `limits`, `mqtt` and
+//! `sources` (validation per section), `lines` (where a key is, for messages).
 //! Runtime hooks (how driver hosts are started) are not config: see
 //! [`crate::daemon::DaemonOptions`].
 //!
@@ -22,6 +22,7 @@ pub use sensegate_core::LagPolicy;
 pub use sensegate_core::limits::Limits;
 
 pub use crate::http::HttpConfig;
+pub use crate::mqtt::MqttConfig;
 pub use crate::sim::SimConfig;
 pub use crate::store::StoreConfig;
 pub use raw::RawConfig;
@@ -32,6 +33,7 @@ use validate::Validator;
 
 mod limits;
 mod lines;
+mod mqtt;
 pub mod raw;
 mod sources;
 mod validate;
@@ -74,6 +76,8 @@ pub struct Config {
     pub store: StoreConfig,
     /// The HTTP API.
     pub http: HttpConfig,
+    /// The MQTT listener.
+    pub mqtt: MqttConfig,
 }
 
 /// A configuration that cannot be used.
@@ -171,6 +175,7 @@ impl Config {
                 listen: SocketAddr::from(([127, 0, 0, 1], DEFAULT_HTTP_PORT)),
                 limits: HttpLimits::default(),
             },
+            mqtt: MqttConfig::DEFAULT,
         }
     }
 }
@@ -269,6 +274,47 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.starts_with("test.toml:2: `native.listen`"), "{err}");
+    }
+
+    #[test]
+    fn the_mqtt_section_is_read_and_checked() {
+        let c = parse("").unwrap();
+        assert_eq!(c.mqtt, MqttConfig::DEFAULT);
+        assert!(!c.mqtt.enabled && c.mqtt.tls);
+        // TLS is the default, so it needs the daemon's certificate.
+        let err = parse("[mqtt]\nenabled = true\n").unwrap_err().to_string();
+        assert!(err.contains("`mqtt.tls` is on (the default)"), "{err}");
+        let c = parse(
+            "[native]\ntls_cert = \"c.pem\"\ntls_key = \"k.pem\"\n[mqtt]\nenabled = true\nlisten = \"0.0.0.0:8883\"\n",
+        )
+        .unwrap();
+        assert!(c.mqtt.enabled && c.mqtt.tls);
+        let c = parse(
+            "[mqtt]\nenabled = true\ntls = false\nmax_packet_bytes = 4096\nmax_filters = 4\nreceive_maximum = 8\npayload = \"json\"\n",
+        )
+        .unwrap();
+        assert_eq!(
+            (
+                c.mqtt.codec.max_packet_bytes,
+                c.mqtt.codec.max_filters,
+                c.mqtt.receive_maximum
+            ),
+            (4096, 4, 8)
+        );
+        assert_eq!(c.mqtt.payload, crate::mqtt::PayloadFormat::Json);
+        for (text, key) in [
+            ("max_packet_bytes = 100", "mqtt.max_packet_bytes"),
+            ("max_password_bytes = 64", "mqtt.max_password_bytes"),
+            ("max_connect_bytes = 100000", "mqtt.max_connect_bytes"),
+            ("receive_maximum = 0", "mqtt.receive_maximum"),
+            ("payload = \"xml\"", "mqtt.payload"),
+            ("listen = \"here\"", "mqtt.listen"),
+        ] {
+            let err = parse(&format!("[mqtt]\ntls = false\n{text}\n"))
+                .unwrap_err()
+                .to_string();
+            assert!(err.starts_with(&format!("test.toml:3: `{key}`")), "{err}");
+        }
     }
 
     #[test]

@@ -39,6 +39,47 @@ pub struct RawConfig {
     /// `[http]`
     #[serde(default)]
     pub http: RawHttp,
+    /// `[mqtt]`
+    #[serde(default)]
+    pub mqtt: RawMqtt,
+}
+
+/// `[mqtt]`: the MQTT listener. See `docs/mqtt.md`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawMqtt {
+    /// Whether the MQTT listener runs.
+    pub enabled: Option<bool>,
+    /// Address to listen on.
+    pub listen: Option<String>,
+    /// TLS with the daemon's certificate (default true).
+    pub tls: Option<bool>,
+    /// Largest packet after CONNECT.
+    pub max_packet_bytes: Option<u64>,
+    /// Largest CONNECT (the only packet accepted before authentication).
+    pub max_connect_bytes: Option<u64>,
+    /// Longest client identifier.
+    pub max_client_id_bytes: Option<u64>,
+    /// Longest user name.
+    pub max_username_bytes: Option<u64>,
+    /// Longest password (the token).
+    pub max_password_bytes: Option<u64>,
+    /// Longest topic name or filter.
+    pub max_topic_bytes: Option<u64>,
+    /// Properties in one packet (MQTT 5).
+    pub max_properties: Option<u64>,
+    /// User properties in one packet (MQTT 5).
+    pub max_user_properties: Option<u64>,
+    /// Longest property string or binary value.
+    pub max_property_bytes: Option<u64>,
+    /// Filters in one SUBSCRIBE or UNSUBSCRIBE.
+    pub max_filters: Option<u64>,
+    /// QoS 1 publishes a client may have unacknowledged.
+    pub receive_maximum: Option<u64>,
+    /// Latest readings sent, retained, for one SUBSCRIBE.
+    pub max_retained_per_subscribe: Option<u64>,
+    /// Subscribers' payloads unless they ask otherwise: `plain` or `json`.
+    pub payload: Option<String>,
 }
 
 /// `[http]`: the HTTP/JSON API.

@@ -76,6 +76,7 @@ impl Validator<'_> {
             &raw.hwmon,
             limits.message.max_name_bytes,
         )?;
+        let mqtt = self.mqtt(&raw.mqtt, tls.is_some())?;
         Ok(Config {
             server_name,
             data_dir,
@@ -89,6 +90,7 @@ impl Validator<'_> {
             sources,
             store: self.store(&raw.store, &limits)?,
             http: self.http(&raw.http, defaults.http)?,
+            mqtt,
         })
     }
 

@@ -241,6 +241,20 @@ fn limit_series(out: &mut String, m: &MetricsSnapshot) {
             limit.name()
         );
     }
+    header(
+        out,
+        "sensegate_ingest_refused_total",
+        "counter",
+        "Readings a device sent that were refused, by front end and reason.",
+    );
+    for (frontend, reason, n) in &m.ingest_refused {
+        let _ = writeln!(
+            out,
+            "sensegate_ingest_refused_total{{frontend=\"{}\",reason=\"{}\"}} {n}",
+            frontend.name(),
+            reason.name()
+        );
+    }
 }
 
 fn histogram(out: &mut String, name: &str, help: &str, h: &HistogramSnapshot) {

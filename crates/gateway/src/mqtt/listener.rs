@@ -1,0 +1,83 @@
+//! The accept loop of the MQTT listener.
+//!
+//! Each accepted socket is admitted through the shared connection registry
+//! first (the same total and per-address caps as the native and HTTP
+//! front ends); a refused one is closed at once, since MQTT has nothing to
+//! say before a CONNECT. An admitted socket gets its TLS handshake, bounded
+//! by the hello deadline, then a connection task.
+
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio::time::{Instant, timeout};
+use tokio_rustls::TlsAcceptor;
+use tokio_util::task::TaskTracker;
+
+use super::connection::{self, Shared};
+use crate::native::transport::Transport;
+use crate::reading::now_us;
+use crate::stats::Limit;
+
+/// Pause after an accept error (out of descriptors, say) before retrying.
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
+
+/// Accepts connections until shutdown.
+pub async fn run(
+    listener: TcpListener,
+    shared: Shared,
+    tls: Option<TlsAcceptor>,
+    tracker: TaskTracker,
+) {
+    loop {
+        let accepted = tokio::select! {
+            () = shared.shutdown.cancelled() => return,
+            r = listener.accept() => r,
+        };
+        let (tcp, peer) = match accepted {
+            Ok(x) => x,
+            Err(e) => {
+                tracing::warn!(error = %e, "mqtt accept failed");
+                tokio::time::sleep(ACCEPT_BACKOFF).await;
+                continue;
+            }
+        };
+        let _ = tcp.set_nodelay(true);
+        let admission = match shared
+            .service
+            .admit(peer, sensegate_core::Frontend::Mqtt, now_us())
+        {
+            Ok(a) => a,
+            Err(e) => {
+                tracing::debug!(%peer, error = %e, "mqtt connection refused");
+                drop(tcp);
+                continue;
+            }
+        };
+        let shared = shared.clone();
+        let tls = tls.clone();
+        tracker.spawn(async move {
+            let started = Instant::now();
+            let transport = match tls {
+                None => Transport::Tcp(tcp),
+                Some(acceptor) => {
+                    let hello_deadline = admission
+                        .connection()
+                        .auth_deadline(shared.service.limits().auth_timeout);
+                    match Box::pin(timeout(hello_deadline, acceptor.accept(tcp))).await {
+                        Ok(Ok(s)) => Transport::Tls(Box::new(s)),
+                        Ok(Err(e)) => {
+                            tracing::debug!(%peer, error = %e, "mqtt tls handshake failed");
+                            return;
+                        }
+                        Err(_) => {
+                            tracing::debug!(%peer, "mqtt tls handshake timed out");
+                            shared.service.counters().limits.hit(Limit::AuthTimeout);
+                            return;
+                        }
+                    }
+                }
+            };
+            connection::run(shared, admission, transport, started).await;
+        });
+    }
+}

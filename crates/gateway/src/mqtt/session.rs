@@ -1,0 +1,580 @@
+//! One MQTT session as a state machine without I/O.
+//!
+//! The connection task decodes packets and hands each to the session with
+//! the current time; the session calls the service and appends the packets
+//! to send to an output buffer. A PUBLISH is checked here (topic mapping,
+//! payload, then the service's scope, rate and catalog checks) and comes
+//! back as a [`Publish`] for the connection to commit with others before it
+//! acknowledges them: a PUBACK means the reading is durable.
+//!
+//! Every refusal is mapped to the wire here, once: [`refusal`] from a
+//! service error, [`reason_of`] from an ingest refusal; MQTT 5 clients get
+//! the reason code, MQTT 3.1.1 clients what `docs/mqtt.md` says.
+
+use std::sync::Arc;
+
+use bytes::BytesMut;
+use sensegate_core::stats::IngestRefusal;
+use sensegate_core::time::Instant;
+use sensegate_core::{Connection, Frontend, StopReason, Subscriber};
+use sensegate_mqtt::packet::{encode_disconnect_v5, encode_pingresp};
+use sensegate_mqtt::pubsub::{encode_puback, encode_suback, encode_unsuback};
+use sensegate_mqtt::{
+    ConnAck, Connect, DecodeError, Granted, OutPublish, Packet, ProtocolVersion, ReasonCode,
+    filter_matches,
+};
+
+use super::MqttConfig;
+use super::topics::{self, FORMAT_PROPERTY, PayloadFormat};
+use crate::pattern::Pattern;
+use crate::reading::{Quality, Reading, now_us};
+use crate::service::{Caller, PushedReading, Service, ServiceError};
+
+/// Where the session is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum State {
+    /// Waiting for CONNECT (within `limits.auth_timeout_ms`).
+    ExpectConnect,
+    /// Connected and authenticated.
+    Serving,
+    /// Ended; nothing more is read.
+    Closed,
+}
+
+/// What the connection does after a packet.
+#[derive(Debug, PartialEq)]
+pub enum Step {
+    /// Send what was written and keep reading.
+    Continue,
+    /// Send what was written, then close.
+    Close,
+    /// A checked publish: commit it (with the others of its batch), then
+    /// acknowledge it.
+    Publish(Publish),
+}
+
+/// A PUBLISH after its checks.
+#[derive(Debug, PartialEq)]
+pub struct Publish {
+    /// QoS 1: the packet id to acknowledge.
+    pub packet_id: Option<u16>,
+    /// Accepted (to commit), or refused with its reason.
+    pub outcome: Result<Reading, ReasonCode>,
+}
+
+/// One subscription.
+#[derive(Debug)]
+struct Subscription {
+    filter: String,
+    /// The sensor pattern the hub routes by; `None` for a filter no topic
+    /// of this broker can match.
+    pattern: Option<Pattern>,
+    format: PayloadFormat,
+}
+
+/// A session over one connection.
+#[derive(Debug)]
+pub struct Session {
+    connection: Arc<Connection>,
+    config: MqttConfig,
+    state: State,
+    version: ProtocolVersion,
+    /// The client's keep alive, seconds (0: none).
+    keep_alive: u16,
+    /// The largest packet the client accepts (MQTT 5).
+    client_max_packet: usize,
+    /// The payload format unless a subscription says otherwise.
+    format: PayloadFormat,
+    subscriptions: Vec<Subscription>,
+    subscriber: Option<Arc<Subscriber>>,
+}
+
+impl Session {
+    /// A session on an admitted connection.
+    #[must_use]
+    pub const fn new(connection: Arc<Connection>, config: MqttConfig) -> Self {
+        Self {
+            connection,
+            format: config.payload,
+            config,
+            state: State::ExpectConnect,
+            version: ProtocolVersion::V311,
+            keep_alive: 0,
+            client_max_packet: usize::MAX,
+            subscriptions: Vec::new(),
+            subscriber: None,
+        }
+    }
+
+    /// The state.
+    #[must_use]
+    pub const fn state(&self) -> State {
+        self.state
+    }
+
+    /// The connection.
+    #[must_use]
+    pub const fn connection(&self) -> &Arc<Connection> {
+        &self.connection
+    }
+
+    /// The negotiated version (3.1.1 until CONNECT is accepted).
+    #[must_use]
+    pub const fn version(&self) -> ProtocolVersion {
+        self.version
+    }
+
+    /// The client's keep alive in seconds, 0 for none.
+    #[must_use]
+    pub const fn keep_alive(&self) -> u16 {
+        self.keep_alive
+    }
+
+    /// The subscriber, once a filter was subscribed.
+    #[must_use]
+    pub const fn subscriber(&self) -> Option<&Arc<Subscriber>> {
+        self.subscriber.as_ref()
+    }
+
+    /// Handles one packet; appends what to send to `out`.
+    pub fn on_packet(
+        &mut self,
+        service: &Service,
+        packet: Packet,
+        now: Instant,
+        out: &mut BytesMut,
+    ) -> Step {
+        let step = match (self.state, packet) {
+            (State::ExpectConnect, Packet::Connect(c)) => self.connect(service, &c, now, out),
+            // The decoder accepts nothing else before CONNECT; a
+            // DISCONNECT ends the session.
+            (State::Closed | State::ExpectConnect, _) | (State::Serving, Packet::Disconnect(_)) => {
+                Step::Close
+            }
+            (State::Serving, Packet::Connect(_)) => {
+                // A second CONNECT is a protocol error [MQTT-3.1.0-2].
+                self.disconnect(ReasonCode::ProtocolError, out);
+                Step::Close
+            }
+            (State::Serving, Packet::Publish(p)) => Step::Publish(self.publish(service, &p, now)),
+            // Deliveries go out at QoS 0: there is nothing to acknowledge.
+            (State::Serving, Packet::PubAck(_)) => Step::Continue,
+            (State::Serving, Packet::Subscribe(s)) => {
+                self.subscribe(service, s, out);
+                Step::Continue
+            }
+            (State::Serving, Packet::Unsubscribe(u)) => {
+                self.unsubscribe(service, &u, out);
+                Step::Continue
+            }
+            (State::Serving, Packet::PingReq) => {
+                encode_pingresp(out);
+                Step::Continue
+            }
+        };
+        if step == Step::Close {
+            self.state = State::Closed;
+        }
+        step
+    }
+
+    /// A packet that could not be decoded: tells the client why where the
+    /// protocol lets it (MQTT 5 DISCONNECT, or the CONNACK of a refused
+    /// CONNECT), then the connection closes.
+    pub fn on_decode_error(
+        &mut self,
+        e: &DecodeError,
+        asked: Option<ProtocolVersion>,
+        out: &mut BytesMut,
+    ) {
+        let reason = e.reason();
+        match (self.state, asked) {
+            // 3.1.1 sends no CONNACK for a malformed CONNECT.
+            (State::ExpectConnect, Some(version))
+                if version == ProtocolVersion::V5 || reason.connack_v3().is_some() =>
+            {
+                refuse_connect(version, reason, out);
+            }
+            (State::Serving, _) => self.disconnect(reason, out),
+            _ => {}
+        }
+        self.state = State::Closed;
+    }
+
+    /// The connection is told to stop (kick, revocation, shutdown, idle).
+    pub fn on_stop(&mut self, reason: StopReason, out: &mut BytesMut) {
+        if self.state == State::Serving {
+            self.disconnect(
+                match reason {
+                    StopReason::Shutdown => ReasonCode::ServerShuttingDown,
+                    StopReason::Idle => ReasonCode::KeepAliveTimeout,
+                    StopReason::Kicked | StopReason::Revoked => ReasonCode::AdministrativeAction,
+                },
+                out,
+            );
+        }
+        self.state = State::Closed;
+    }
+
+    /// The client sent nothing for one and a half keep-alive periods.
+    pub fn on_keep_alive_expired(&mut self, out: &mut BytesMut) {
+        self.disconnect(ReasonCode::KeepAliveTimeout, out);
+        self.state = State::Closed;
+    }
+
+    /// MQTT 5: a DISCONNECT with `reason`; 3.1.1 has none (the connection
+    /// just closes).
+    fn disconnect(&self, reason: ReasonCode, out: &mut BytesMut) {
+        if self.version == ProtocolVersion::V5 {
+            encode_disconnect_v5(reason, out);
+        }
+    }
+
+    fn connect(
+        &mut self,
+        service: &Service,
+        c: &Connect,
+        now: Instant,
+        out: &mut BytesMut,
+    ) -> Step {
+        // The token is the password; the user name is free.
+        let token = c
+            .password
+            .as_deref()
+            .and_then(|p| std::str::from_utf8(p).ok())
+            .unwrap_or("");
+        if c.client_id.is_empty() && c.version == ProtocolVersion::V311 && !c.clean_start {
+            // [MQTT-3.1.3-8]: identifier rejected.
+            refuse_connect(c.version, ReasonCode::ClientIdentifierNotValid, out);
+            return Step::Close;
+        }
+        if let Err(e) = service.sign_in(token, &self.connection, now) {
+            let reason = match e {
+                ServiceError::AuthThrottled => ReasonCode::ConnectionRateExceeded,
+                _ => ReasonCode::NotAuthorized,
+            };
+            refuse_connect(c.version, reason, out);
+            return Step::Close;
+        }
+        tracing::debug!(
+            conn_id = self.connection.id,
+            client_id = %c.client_id,
+            user = c.username.as_deref().unwrap_or(""),
+            "mqtt client connected"
+        );
+        self.version = c.version;
+        self.keep_alive = c.keep_alive;
+        self.client_max_packet = c
+            .maximum_packet_size
+            .map_or(usize::MAX, |n| usize::try_from(n).unwrap_or(usize::MAX));
+        if let Some(f) = format_asked(&c.user_properties) {
+            self.format = f;
+        }
+        let assigned = (c.client_id.is_empty() && c.version == ProtocolVersion::V5)
+            .then(|| format!("sensegate-{}", self.connection.id));
+        ConnAck {
+            version: c.version,
+            reason: ReasonCode::Success,
+            receive_maximum: self.config.receive_maximum,
+            maximum_packet_size: u32::try_from(self.config.codec.max_packet_bytes)
+                .unwrap_or(u32::MAX),
+            assigned_client_id: assigned,
+        }
+        .encode(out);
+        self.state = State::Serving;
+        Step::Continue
+    }
+
+    fn caller<R>(&self, run: impl FnOnce(Caller<'_>) -> R) -> Option<R> {
+        let principal = self.connection.principal()?;
+        Some(run(Caller {
+            principal: &principal,
+            peer: self.connection.peer,
+        }))
+    }
+
+    fn publish(&self, service: &Service, p: &sensegate_mqtt::Publish, now: Instant) -> Publish {
+        let packet_id = p.packet_id;
+        let counters = &service.counters().ingest_refused;
+        let refuse = |why: IngestRefusal| {
+            counters.hit(Frontend::Mqtt, why);
+            Publish {
+                packet_id,
+                outcome: Err(reason_of(why)),
+            }
+        };
+        let published = match topics::read_publish(&p.topic, &p.payload, &service.limits().message)
+        {
+            Ok(x) => x,
+            Err(why) => return refuse(why),
+        };
+        let pushed = [PushedReading {
+            sensor: published.sensor,
+            timestamp_us: published.timestamp_us.unwrap_or_else(now_us),
+            value: published.value,
+            quality: Quality::Good,
+        }];
+        let Some(checked) = self.caller(|caller| service.push(caller, &pushed, now)) else {
+            return refuse(IngestRefusal::Forbidden);
+        };
+        match checked {
+            Ok(mut readings) => match readings.pop() {
+                Some(r) => Publish {
+                    packet_id,
+                    outcome: Ok(r),
+                },
+                None => refuse(IngestRefusal::Failed),
+            },
+            Err(e) => refuse(refusal(e)),
+        }
+    }
+
+    fn subscribe(&mut self, service: &Service, s: sensegate_mqtt::Subscribe, out: &mut BytesMut) {
+        let format = format_asked(&s.user_properties).unwrap_or(self.format);
+        let mut codes = Vec::with_capacity(s.filters.len());
+        let mut granted = Vec::new();
+        for f in s.filters {
+            let (code, index) = self.subscribe_one(service, f, format);
+            granted.extend(index);
+            codes.push(code);
+        }
+        encode_suback(self.version, s.packet_id, &codes, out);
+        // Then, as a broker sends retained messages: the latest reading of
+        // each sensor the filters just granted match.
+        self.send_retained(service, &granted, out);
+    }
+
+    /// Subscribes one filter; returns the SUBACK code and, when granted,
+    /// where the subscription is.
+    fn subscribe_one(
+        &mut self,
+        service: &Service,
+        f: sensegate_mqtt::Filter,
+        format: PayloadFormat,
+    ) -> (Granted, Option<usize>) {
+        let refused = |r| (Granted::Refused(r), None);
+        if f.shared {
+            return refused(ReasonCode::SharedSubscriptionsNotSupported);
+        }
+        if let Some(i) = self.subscriptions.iter().position(|s| s.filter == f.filter) {
+            // The same filter again replaces the subscription [MQTT-3.8.4-3].
+            self.subscriptions[i].format = format;
+            return (Granted::Qos(0), Some(i));
+        }
+        if self.subscriptions.len() >= service.limits().max_subscriptions {
+            service
+                .counters()
+                .limits
+                .hit(crate::stats::Limit::Subscriptions);
+            return refused(ReasonCode::QuotaExceeded);
+        }
+        let pattern = topics::filter_pattern(&f.filter, &service.limits().message);
+        let patterns: Vec<Pattern> = pattern.iter().cloned().collect();
+        let connection = self.connection.clone();
+        let result = self.caller(|caller| service.subscribe(caller, &connection, &patterns));
+        match result {
+            Some(Ok((sub, _))) => {
+                self.subscriber = Some(sub);
+                self.subscriptions.push(Subscription {
+                    filter: f.filter,
+                    pattern,
+                    format,
+                });
+                (Granted::Qos(0), Some(self.subscriptions.len() - 1))
+            }
+            Some(Err(ServiceError::Subscriptions)) => refused(ReasonCode::QuotaExceeded),
+            Some(Err(ServiceError::Forbidden)) | None => refused(ReasonCode::NotAuthorized),
+            Some(Err(_)) => refused(ReasonCode::UnspecifiedError),
+        }
+    }
+
+    fn unsubscribe(
+        &mut self,
+        service: &Service,
+        u: &sensegate_mqtt::Unsubscribe,
+        out: &mut BytesMut,
+    ) {
+        for filter in &u.filters {
+            let Some(i) = self.subscriptions.iter().position(|s| &s.filter == filter) else {
+                continue;
+            };
+            let gone = self.subscriptions.swap_remove(i);
+            // The hub routes by pattern: keep one another filter still needs.
+            if let (Some(p), Some(sub)) = (gone.pattern, &self.subscriber)
+                && !self
+                    .subscriptions
+                    .iter()
+                    .any(|s| s.pattern.as_ref() == Some(&p))
+            {
+                service.unsubscribe(&self.connection, sub, std::slice::from_ref(&p));
+            }
+        }
+        encode_unsuback(self.version, u.packet_id, u.filters.len(), out);
+    }
+
+    /// The latest reading of each sensor that the subscriptions at
+    /// `which` match, with the retain flag, up to
+    /// `mqtt.max_retained_per_subscribe`.
+    fn send_retained(&self, service: &Service, which: &[usize], out: &mut BytesMut) {
+        let max = self.config.max_retained_per_subscribe;
+        let mut sent = std::collections::BTreeSet::<Arc<str>>::new();
+        for &i in which {
+            let sub = &self.subscriptions[i];
+            let Some(pattern) = &sub.pattern else {
+                continue;
+            };
+            let mut after: Option<Arc<str>> = None;
+            'pages: loop {
+                let page = self
+                    .caller(|caller| service.list_sensors(caller, pattern, after.as_deref()))
+                    .and_then(Result::ok)
+                    .unwrap_or_default();
+                let Some(last) = page.last() else {
+                    break;
+                };
+                after = Some(last.name.clone());
+                for entry in page {
+                    if sent.len() >= max {
+                        break 'pages;
+                    }
+                    let Some(reading) = entry.latest else {
+                        continue;
+                    };
+                    let topic = topics::topic_of(&entry.name);
+                    if !filter_matches(&sub.filter, &topic) || sent.contains(&entry.name) {
+                        continue;
+                    }
+                    self.write_reading(&topic, &reading, sub.format, true, out);
+                    sent.insert(entry.name);
+                }
+            }
+        }
+    }
+
+    /// Publishes a batch of the hub's readings to the client: each reading
+    /// whose topic one of its filters matches, in that filter's format.
+    pub fn deliver(&self, readings: &[Reading], out: &mut BytesMut) -> usize {
+        let mut n = 0;
+        for r in readings {
+            let topic = topics::topic_of(&r.sensor);
+            let Some(sub) = self
+                .subscriptions
+                .iter()
+                .find(|s| s.pattern.is_some() && filter_matches(&s.filter, &topic))
+            else {
+                continue;
+            };
+            if self.write_reading(&topic, r, sub.format, false, out) {
+                n += 1;
+            }
+        }
+        n
+    }
+
+    fn write_reading(
+        &self,
+        topic: &str,
+        reading: &Reading,
+        format: PayloadFormat,
+        retain: bool,
+        out: &mut BytesMut,
+    ) -> bool {
+        let mut payload = Vec::with_capacity(32);
+        topics::write_payload(reading, format, &mut payload);
+        let packet = OutPublish {
+            topic,
+            qos: 0,
+            retain,
+            packet_id: None,
+            payload: &payload,
+        };
+        // A packet larger than the client accepts is not sent [MQTT-3.1.2-24].
+        if packet.encoded_len(self.version) > self.client_max_packet {
+            return false;
+        }
+        packet.encode(self.version, out);
+        true
+    }
+
+    /// Acknowledges a batch of publishes in the order they came
+    /// [MQTT-4.6.0-2], once the accepted ones were committed (`committed`
+    /// is the commit's outcome). Returns `false` when the connection must
+    /// close instead: an MQTT 3.1.1 client whose readings could not be
+    /// stored is not acknowledged, so it sends them again.
+    pub fn acknowledge(
+        &self,
+        service: &Service,
+        batch: &[Publish],
+        committed: Result<(), ServiceError>,
+        out: &mut BytesMut,
+    ) -> bool {
+        let failed = committed.err().map(|e| {
+            let why = refusal(e);
+            let accepted = batch.iter().filter(|p| p.outcome.is_ok()).count();
+            service.counters().ingest_refused.add(
+                Frontend::Mqtt,
+                why,
+                u64::try_from(accepted).unwrap_or(u64::MAX),
+            );
+            reason_of(why)
+        });
+        if failed.is_some() && self.version == ProtocolVersion::V311 {
+            return false;
+        }
+        for p in batch {
+            let Some(id) = p.packet_id else {
+                continue;
+            };
+            let reason = match (&p.outcome, failed) {
+                (Ok(_), None) => ReasonCode::Success,
+                (Ok(_), Some(r)) => r,
+                (Err(r), _) => *r,
+            };
+            encode_puback(self.version, id, reason, out);
+        }
+        true
+    }
+}
+
+/// A CONNACK refusing the connection.
+fn refuse_connect(version: ProtocolVersion, reason: ReasonCode, out: &mut BytesMut) {
+    ConnAck {
+        version,
+        reason,
+        receive_maximum: 0,
+        maximum_packet_size: 0,
+        assigned_client_id: None,
+    }
+    .encode(out);
+}
+
+/// The payload format an MQTT 5 client asked for with a user property.
+fn format_asked(props: &[(String, String)]) -> Option<PayloadFormat> {
+    props
+        .iter()
+        .find(|(k, _)| k == FORMAT_PROPERTY)
+        .and_then(|(_, v)| PayloadFormat::parse(v))
+}
+
+/// Why the service refused a publish, as counted.
+const fn refusal(e: ServiceError) -> IngestRefusal {
+    match e {
+        ServiceError::Forbidden | ServiceError::Unauthenticated => IngestRefusal::Forbidden,
+        ServiceError::PushRate | ServiceError::PushBatch => IngestRefusal::Rate,
+        ServiceError::SensorsFull | ServiceError::StorageFull => IngestRefusal::Full,
+        ServiceError::Invalid => IngestRefusal::BadPayload,
+        _ => IngestRefusal::Failed,
+    }
+}
+
+/// The MQTT 5 reason code of a refused publish.
+const fn reason_of(why: IngestRefusal) -> ReasonCode {
+    match why {
+        IngestRefusal::Forbidden => ReasonCode::NotAuthorized,
+        IngestRefusal::Unmapped => ReasonCode::TopicNameInvalid,
+        IngestRefusal::BadPayload => ReasonCode::PayloadFormatInvalid,
+        IngestRefusal::Rate => ReasonCode::MessageRateTooHigh,
+        IngestRefusal::Full => ReasonCode::QuotaExceeded,
+        IngestRefusal::Failed => ReasonCode::UnspecifiedError,
+    }
+}
