@@ -5,11 +5,13 @@
 # Environment:
 #   FUZZ_SECONDS  seconds per fuzz target (default 20; 0 skips fuzzing)
 #   E2E           0 skips the browser test (default 1)
+#   INTEROP       0 skips the real-client interoperability tests (default 1)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 FUZZ_SECONDS=${FUZZ_SECONDS:-20}
 E2E=${E2E:-1}
+INTEROP=${INTEROP:-1}
 export CARGO_TERM_COLOR=${CARGO_TERM_COLOR:-never}
 # CI builds once from a fresh clone: incremental state would only take disk.
 if [ "${CI:-}" = true ]; then export CARGO_INCREMENTAL=0; fi
@@ -80,6 +82,12 @@ if [ "$E2E" != 0 ]; then
   step "dashboard in Chromium (playwright-core): screenshots in target/e2e"
   cargo build -p sensegate-cli --locked
   ( cd web && SENSEGATE_BIN="$PWD/../target/debug/sensegate" E2E_OUT="$PWD/../target/e2e" node tests/e2e.mjs )
+fi
+
+if [ "$INTEROP" != 0 ]; then
+  step "MQTT: mosquitto clients, paho-mqtt and MQTT.js against the daemon (3.1.1 and 5)"
+  cargo build -p sensegate-cli --locked
+  scripts/mqtt-interop.sh
 fi
 
 step "dependency policy (licences, bans, sources)"
