@@ -456,6 +456,76 @@ async fn bad_or_missing_tokens_get_not_authorized() {
 }
 
 #[tokio::test]
+async fn other_protocol_versions_and_bad_client_ids_get_their_connack() {
+    let d = daemon("").await;
+    // MQTT 3.1 and an unknown level: the 3.1.1 CONNACK, return code 1.
+    let mut v31 = Vec::new();
+    put_str(&mut v31, b"MQIsdp");
+    v31.extend_from_slice(&[3, 0x02, 0, 30]);
+    put_str(&mut v31, b"old");
+    let mut six = connect(5, Some(d.admin.expose()));
+    six[8] = 6;
+    for bytes in [packet(0x10, &v31), six] {
+        let mut p = Peer::raw(&d).await;
+        p.send(&bytes).await;
+        assert_eq!(
+            p.read_to_close().await,
+            vec![Pkt {
+                first: 0x20,
+                body: vec![0, 1]
+            }]
+        );
+    }
+    // 3.1.1: an empty client id needs a clean session [MQTT-3.1.3-8].
+    let mut b = Vec::new();
+    put_str(&mut b, b"MQTT");
+    b.extend_from_slice(&[4, 0xC0, 0, 30]);
+    put_str(&mut b, b"");
+    put_str(&mut b, b"dev");
+    put_str(&mut b, d.admin.expose().as_bytes());
+    let mut p = Peer::raw(&d).await;
+    p.send(&packet(0x10, &b)).await;
+    assert_eq!(p.read_to_close().await[0].body, vec![0, 2]);
+    // MQTT 5: an empty one is assigned.
+    let mut b = Vec::new();
+    put_str(&mut b, b"MQTT");
+    b.extend_from_slice(&[5, 0xC2, 0, 30, 0]);
+    put_str(&mut b, b"");
+    put_str(&mut b, b"dev");
+    put_str(&mut b, d.admin.expose().as_bytes());
+    let mut p = Peer::raw(&d).await;
+    p.send(&packet(0x10, &b)).await;
+    let ack = p.read().await.unwrap();
+    assert_eq!(ack.body[1], 0);
+    assert!(
+        ack.body.windows(10).any(|w| w == b"sensegate-"),
+        "no assigned client id in {ack:?}"
+    );
+    assert_served(&d).await;
+}
+
+#[tokio::test]
+async fn a_client_silent_past_its_keep_alive_is_disconnected() {
+    let d = daemon("").await;
+    let mut c = connect(5, Some(d.admin.expose()));
+    // Keep alive: 1 s.
+    c[10..12].copy_from_slice(&1u16.to_be_bytes());
+    let mut p = Peer::raw(&d).await;
+    p.send(&c).await;
+    assert_eq!(p.read().await.unwrap().body[1], 0);
+    let started = std::time::Instant::now();
+    assert_eq!(
+        p.read_to_close().await,
+        vec![Pkt {
+            first: 0xE0,
+            body: vec![0x8D, 0]
+        }]
+    );
+    let waited = started.elapsed();
+    assert!(waited >= Duration::from_millis(1400) && waited < Duration::from_secs(4), "{waited:?}");
+}
+
+#[tokio::test]
 async fn revoking_a_token_or_kicking_ends_its_mqtt_sessions() {
     let d = daemon("").await;
     let (id, reader) = d.token(v1::Role::Reader, "*").await;

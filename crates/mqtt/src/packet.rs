@@ -137,15 +137,18 @@ const fn flags_are(kind: u8, flags: u8, want: u8) -> Result<(), DecodeError> {
 }
 
 /// The version a CONNECT body asks for, read from its protocol name and
-/// level alone (so a refused CONNECT can be answered in its version).
+/// level alone (so a refused CONNECT can be answered in its version). MQTT
+/// 3.1 (`MQIsdp`, level 3) and unknown levels of `MQTT` are answered in the
+/// 3.1.1 form, whose return code 1 ("unacceptable protocol version") those
+/// clients read [MQTT-3.1.2-2]; anything else gets no answer.
 pub(crate) fn asked_version(body: &[u8]) -> Option<ProtocolVersion> {
     let mut r = Reader::new(body);
     match (
         r.string("connect.protocol_name", 6).ok()?,
         r.u8("connect.protocol_level").ok()?,
     ) {
-        ("MQTT", 4) => Some(ProtocolVersion::V311),
         ("MQTT", 5) => Some(ProtocolVersion::V5),
+        ("MQTT", _) | ("MQIsdp", 3) => Some(ProtocolVersion::V311),
         _ => None,
     }
 }
