@@ -13,7 +13,12 @@
 //! - `compare`: `hold` and the fan-out search against sensegate and an
 //!   MQTT broker, alternating ([`compare`]); `table` prints the rows.
 //!
-//! `fanout` and `hold` also run against an MQTT 3.1.1 broker ([`mqtt`]).
+//! - `mqtt-ingest`: P MQTT publishers keeping W QoS 1 publishes in flight:
+//!   PUBACKs per second ([`mqtt_ingest`]).
+//!
+//! `fanout` and `hold` also run against an MQTT 3.1.1 broker or sensegate's
+//! own MQTT listener ([`mqtt`]); `compare --sg-mqtt-addr` compares
+//! sensegate's MQTT listener with a broker through the same MQTT client.
 #![forbid(unsafe_code)]
 #![allow(
     clippy::print_stdout,
@@ -29,6 +34,7 @@ mod hold;
 mod ingest;
 mod latency;
 mod mqtt;
+mod mqtt_ingest;
 mod net;
 mod pipelined;
 mod process;
@@ -122,6 +128,23 @@ enum Command {
         #[arg(long, default_value_t = 5)]
         secs: u64,
     },
+    /// MQTT publishers keeping QoS 1 publishes in flight: PUBACKs/s, ack latency.
+    MqttIngest {
+        #[command(flatten)]
+        target: TargetArgs,
+        /// Publishers.
+        #[arg(long, default_value_t = 16)]
+        publishers: usize,
+        /// QoS 1 publishes each keeps unacknowledged.
+        #[arg(long, default_value_t = 16)]
+        window: usize,
+        /// Measured seconds.
+        #[arg(long, default_value_t = 5)]
+        secs: u64,
+        /// The row's name (`sensegate`, `mosquitto`, ...).
+        #[arg(long, default_value = "mqtt")]
+        label: String,
+    },
     /// Subscription churn while a subscriber measures its latency.
     Churn {
         #[command(flatten)]
@@ -150,15 +173,21 @@ enum Command {
 
 #[derive(Args, Clone)]
 struct TargetArgs {
-    /// `sensegate` or `mqtt`.
+    /// `sensegate` (native protocol) or `mqtt` (a broker, or sensegate's
+    /// MQTT listener with `--token-file`).
     #[arg(long, default_value = "sensegate")]
     target: String,
     /// Server address.
     #[arg(long, default_value = "127.0.0.1:7420")]
     addr: SocketAddr,
-    /// sensegate: a token file (an admin's: it pushes and subscribes).
+    /// sensegate: a token file (an admin's: it pushes and subscribes). With
+    /// `--target mqtt`: the CONNECT password (sensegate's MQTT listener).
     #[arg(long)]
     token_file: Option<PathBuf>,
+    /// `--target mqtt`: JSON payloads to `sensors/bench/fanout` (what
+    /// sensegate's MQTT listener takes) instead of binary ones.
+    #[arg(long)]
+    json_payload: bool,
     /// TLS on, pinned to this PEM certificate (server name `localhost`).
     #[arg(long)]
     tls_cert: Option<PathBuf>,
@@ -184,6 +213,11 @@ struct CompareArgs {
     /// sensegate's pid.
     #[arg(long)]
     sg_pid: u32,
+    /// sensegate's MQTT listener: compare it (instead of the native
+    /// protocol) with the broker, through the same MQTT client, with JSON
+    /// payloads on both sides (sensegate needs `mqtt.payload = "json"`).
+    #[arg(long)]
+    sg_mqtt_addr: Option<SocketAddr>,
     /// The broker's address.
     #[arg(long)]
     mqtt_addr: SocketAddr,
@@ -245,6 +279,14 @@ impl TargetArgs {
             "mqtt" => Ok(Target::Mqtt {
                 addr: self.addr,
                 tls,
+                login: self
+                    .token_file
+                    .as_deref()
+                    .map(|p| {
+                        read_token_file(p).map_err(|e| anyhow::anyhow!("{}: {e}", p.display()))
+                    })
+                    .transpose()?,
+                json: self.json_payload,
             }),
             other => bail!("unknown target {other:?}: sensegate or mqtt"),
         }
@@ -353,27 +395,37 @@ async fn run(command: Command) -> Result<()> {
             c.print();
             args.save(&c)
         }
+        Command::MqttIngest {
+            target,
+            publishers,
+            window,
+            secs,
+            label,
+        } => mqtt_ingest_cmd(&target, &label, publishers, window, secs).await,
         Command::Compare(args) => compare_cmd(&args).await,
-        Command::Table { files } => {
-            let mut rows = Vec::new();
-            for f in files {
-                let text = std::fs::read_to_string(&f)
-                    .with_context(|| format!("reading {}", f.display()))?;
-                for (n, line) in text
-                    .lines()
-                    .enumerate()
-                    .filter(|(_, l)| !l.trim().is_empty())
-                {
-                    rows.push(
-                        serde_json::from_str::<compare::Row>(line)
-                            .with_context(|| format!("{} line {}", f.display(), n + 1))?,
-                    );
-                }
-            }
-            print!("{}", compare::table(&rows));
-            Ok(())
+        Command::Table { files } => table_cmd(&files),
+    }
+}
+
+/// Prints the table of `compare` rows in `files`.
+fn table_cmd(files: &[PathBuf]) -> Result<()> {
+    let mut rows = Vec::new();
+    for f in files {
+        let text =
+            std::fs::read_to_string(f).with_context(|| format!("reading {}", f.display()))?;
+        for (n, line) in text
+            .lines()
+            .enumerate()
+            .filter(|(_, l)| !l.trim().is_empty())
+        {
+            rows.push(
+                serde_json::from_str::<compare::Row>(line)
+                    .with_context(|| format!("{} line {}", f.display(), n + 1))?,
+            );
         }
     }
+    print!("{}", compare::table(&rows));
+    Ok(())
 }
 
 async fn fanout_cmd(
@@ -447,17 +499,66 @@ async fn ingest_cmd(args: &TargetArgs, devices: usize, batches: &[usize], secs: 
     Ok(())
 }
 
+async fn mqtt_ingest_cmd(
+    args: &TargetArgs,
+    label: &str,
+    publishers: usize,
+    window: usize,
+    secs: u64,
+) -> Result<()> {
+    let target = args.target()?;
+    let r = mqtt_ingest::run(
+        &target,
+        label,
+        publishers,
+        window,
+        Duration::from_secs(secs),
+        args.process(),
+    )
+    .await?;
+    println!(
+        "| target | TLS | publishers | window | PUBACKs/s | ack p50 ms | ack p99 ms | ack max ms | server CPU | server peak RSS MiB |"
+    );
+    println!("|---|---|---|---|---|---|---|---|---|---|");
+    println!(
+        "| {} | {} | {} | {} | {:.0} | {:.2} | {:.2} | {:.2} | {:.2} | {:.1} |",
+        r.target,
+        r.tls,
+        r.publishers,
+        r.window,
+        r.pubacks_per_sec,
+        r.ack_p50_ms,
+        r.ack_p99_ms,
+        r.ack_max_ms,
+        r.cpu_cores,
+        r.peak_rss_mib
+    );
+    args.save(&r)
+}
+
 async fn compare_cmd(args: &CompareArgs) -> Result<()> {
     let tls = args.tls_cert.as_deref().map(pinned).transpose()?;
-    let sides = compare::Sides {
-        sensegate: (
-            sensegate(args.sg_addr, Some(&args.sg_token_file), tls.clone())?,
-            Process(args.sg_pid),
+    let native = sensegate(args.sg_addr, Some(&args.sg_token_file), tls.clone())?;
+    let (sg_side, json) = match (args.sg_mqtt_addr, &native) {
+        (Some(addr), Target::Sensegate { token, .. }) => (
+            Target::Mqtt {
+                addr,
+                tls: tls.clone(),
+                login: Some(token.clone()),
+                json: true,
+            },
+            true,
         ),
+        _ => (native, false),
+    };
+    let sides = compare::Sides {
+        sensegate: (sg_side, Process(args.sg_pid)),
         mqtt: (
             Target::Mqtt {
                 addr: args.mqtt_addr,
                 tls,
+                login: None,
+                json,
             },
             Process(args.mqtt_pid),
         ),

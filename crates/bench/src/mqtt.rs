@@ -1,5 +1,7 @@
-//! Just enough MQTT 3.1.1 for the comparison: connect, subscribe at QoS 0,
-//! publish at QoS 0, and read publishes, over any byte stream.
+//! Just enough MQTT 3.1.1 for the comparison: connect (anonymous, or with a
+//! user name and password: sensegate's MQTT listener takes the token as the
+//! password), subscribe at QoS 0, publish at QoS 0 and 1, and read
+//! publishes and acknowledgements, over any byte stream.
 //!
 //! Hand-written rather than a client crate: the load tool must be cheap per
 //! message (it shares the machine with the broker), needs no session state
@@ -74,21 +76,51 @@ pub fn publish_packet(topic: &str, payload: &[u8]) -> BytesMut {
     out
 }
 
+/// An encoded QoS 1 publish of `payload` to `topic` with `packet_id`,
+/// appended to `out`.
+pub fn put_publish_qos1(out: &mut BytesMut, topic: &str, packet_id: u16, payload: &[u8]) {
+    out.put_u8(0x32);
+    put_length(out, 2 + topic.len() + 2 + payload.len());
+    put_str(out, topic.as_bytes());
+    out.put_u16(packet_id);
+    out.put_slice(payload);
+}
+
+/// The timestamp in a JSON payload's `"ts_us"` field (what the load tool
+/// publishes, and what sensegate's MQTT listener sends with
+/// `payload = "json"`).
+#[must_use]
+pub fn json_ts_us(payload: &[u8]) -> Option<i64> {
+    const KEY: &[u8] = b"\"ts_us\":";
+    let at = payload.windows(KEY.len()).position(|w| w == KEY)? + KEY.len();
+    let digits: Vec<u8> = payload[at..]
+        .iter()
+        .copied()
+        .skip_while(u8::is_ascii_whitespace)
+        .take_while(|b| b.is_ascii_digit() || *b == b'-')
+        .collect();
+    std::str::from_utf8(&digits).ok()?.parse().ok()
+}
+
 impl Mqtt {
     /// Sends CONNECT (clean session, keep-alive off) and waits for CONNACK.
     ///
     /// # Errors
     /// The broker refused or the stream failed.
-    pub async fn connect(io: Box<dyn Io>, client_id: &str) -> Result<Self> {
+    pub async fn connect(io: Box<dyn Io>, client_id: &str, password: Option<&str>) -> Result<Self> {
         tokio::time::timeout(
             crate::net::SETUP_TIMEOUT,
-            Self::connect_inner(io, client_id),
+            Self::connect_inner(io, client_id, password),
         )
         .await
         .map_err(|_| anyhow::anyhow!("no CONNACK in time"))?
     }
 
-    async fn connect_inner(io: Box<dyn Io>, client_id: &str) -> Result<Self> {
+    async fn connect_inner(
+        io: Box<dyn Io>,
+        client_id: &str,
+        password: Option<&str>,
+    ) -> Result<Self> {
         let mut m = Self {
             io,
             buf: BytesMut::with_capacity(16 << 10),
@@ -97,9 +129,14 @@ impl Mqtt {
         let mut body = BytesMut::new();
         put_str(&mut body, b"MQTT");
         body.put_u8(4); // 3.1.1
-        body.put_u8(0x02); // clean session
+        // Clean session; with a password, a user name too.
+        body.put_u8(if password.is_some() { 0xC2 } else { 0x02 });
         body.put_u16(0); // no keep-alive: idle connections stay idle
         put_str(&mut body, client_id.as_bytes());
+        if let Some(p) = password {
+            put_str(&mut body, b"bench");
+            put_str(&mut body, p.as_bytes());
+        }
         let mut out = BytesMut::new();
         out.put_u8(0x10);
         put_length(&mut out, body.len());
@@ -216,6 +253,15 @@ mod tests {
         }
         assert!(frame(&[0x30, 0xff, 0xff, 0xff, 0xff, 0x01]).is_err());
         assert!(frame(&[0x30, 0x80]).unwrap().is_none());
+    }
+
+    #[test]
+    fn json_timestamps_are_found() {
+        assert_eq!(
+            json_ts_us(br#"{"value":21.5,"ts_us":1700000000000001,"quality":"good"}"#),
+            Some(1_700_000_000_000_001)
+        );
+        assert_eq!(json_ts_us(br#"{"value":1}"#), None);
     }
 
     #[test]

@@ -32,12 +32,19 @@ pub enum Target {
         /// TLS, when on.
         tls: Option<TlsOptions>,
     },
-    /// An MQTT 3.1.1 broker (anonymous).
+    /// An MQTT 3.1.1 broker, or sensegate's MQTT listener.
     Mqtt {
         /// Listener address.
         addr: SocketAddr,
         /// TLS, when on.
         tls: Option<TlsOptions>,
+        /// The CONNECT password (sensegate: a token); anonymous without.
+        login: Option<Secret>,
+        /// Publish `{"value":..,"ts_us":..}` to `sensors/bench/fanout` (what
+        /// sensegate's listener maps to a reading, and relays as JSON with
+        /// `mqtt.payload = "json"`) instead of a binary payload to
+        /// `bench/fanout`. Both sides of an MQTT-to-MQTT comparison use it.
+        json: bool,
     },
 }
 
@@ -86,10 +93,13 @@ impl Target {
                 let o = Self::sg_options(*addr, token, tls.as_ref(), from, "bench-idle");
                 Ok(Idle::Sensegate(Box::new(Client::connect(&o).await?)))
             }
-            Self::Mqtt { addr, tls } => {
+            Self::Mqtt {
+                addr, tls, login, ..
+            } => {
                 let io = net::connect(*addr, from, tls.as_ref()).await?;
+                let password = login.as_ref().map(Secret::expose);
                 Ok(Idle::Mqtt(
-                    Mqtt::connect(io, &format!("bench-idle-{i}")).await?,
+                    Mqtt::connect(io, &format!("bench-idle-{i}"), password).await?,
                 ))
             }
         }
@@ -108,11 +118,17 @@ impl Target {
                 c.subscribe(&[FANOUT_SENSOR]).await?;
                 Ok(Subscriber::Sensegate(Box::new(c)))
             }
-            Self::Mqtt { addr, tls } => {
+            Self::Mqtt {
+                addr,
+                tls,
+                login,
+                json,
+            } => {
                 let io = net::connect(*addr, from, tls.as_ref()).await?;
-                let mut m = Mqtt::connect(io, &format!("bench-sub-{i}")).await?;
-                m.subscribe(FANOUT_SENSOR).await?;
-                Ok(Subscriber::Mqtt(m))
+                let password = login.as_ref().map(Secret::expose);
+                let mut m = Mqtt::connect(io, &format!("bench-sub-{i}"), password).await?;
+                m.subscribe(&fanout_topic(*json)).await?;
+                Ok(Subscriber::Mqtt(m, *json))
             }
         }
     }
@@ -129,9 +145,18 @@ impl Target {
                     Pipelined::connect(io, token.expose()).await?,
                 ))
             }
-            Self::Mqtt { addr, tls } => {
+            Self::Mqtt {
+                addr,
+                tls,
+                login,
+                json,
+            } => {
                 let io = net::connect(*addr, None, tls.as_ref()).await?;
-                Ok(Publisher::Mqtt(Mqtt::connect(io, "bench-pub").await?))
+                let password = login.as_ref().map(Secret::expose);
+                Ok(Publisher::Mqtt(
+                    Mqtt::connect(io, "bench-pub", password).await?,
+                    *json,
+                ))
             }
         }
     }
@@ -175,8 +200,18 @@ pub enum Idle {
 pub enum Subscriber {
     /// sensegate.
     Sensegate(Box<Client>),
-    /// MQTT.
-    Mqtt(Mqtt),
+    /// MQTT (with JSON payloads when true).
+    Mqtt(Mqtt, bool),
+}
+
+/// The MQTT topic of the fan-out sensor.
+#[must_use]
+pub fn fanout_topic(json: bool) -> String {
+    if json {
+        format!("sensors/{FANOUT_SENSOR}")
+    } else {
+        FANOUT_SENSOR.to_owned()
+    }
 }
 
 impl Subscriber {
@@ -195,13 +230,18 @@ impl Subscriber {
                 }
                 Ok(batch.dropped)
             }
-            Self::Mqtt(m) => {
+            Self::Mqtt(m, json) => {
                 let payload = m.next_publish().await?;
-                let ts: [u8; 8] = payload
-                    .get(..8)
-                    .and_then(|b| b.try_into().ok())
-                    .context("short payload")?;
-                each(i64::from_le_bytes(ts));
+                let ts = if *json {
+                    crate::mqtt::json_ts_us(&payload).context("no ts_us in the payload")?
+                } else {
+                    let ts: [u8; 8] = payload
+                        .get(..8)
+                        .and_then(|b| b.try_into().ok())
+                        .context("short payload")?;
+                    i64::from_le_bytes(ts)
+                };
+                each(ts);
                 Ok(0)
             }
         }
@@ -213,8 +253,9 @@ pub enum Publisher {
     /// sensegate: a push of one reading; acknowledgements are read
     /// alongside, not waited for.
     Sensegate(Pipelined),
-    /// MQTT: a QoS 0 publish (no acknowledgement in MQTT).
-    Mqtt(Mqtt),
+    /// MQTT: a QoS 0 publish (no acknowledgement in MQTT); JSON payloads
+    /// when true.
+    Mqtt(Mqtt, bool),
 }
 
 /// The reading sensegate carries for the fan-out sensor.
@@ -246,7 +287,7 @@ impl Publisher {
     pub async fn settle(&mut self, limit: Duration) -> Result<()> {
         match self {
             Self::Sensegate(p) => p.settle(limit).await,
-            Self::Mqtt(_) => Ok(()),
+            Self::Mqtt(..) => Ok(()),
         }
     }
 
@@ -257,7 +298,12 @@ impl Publisher {
     pub async fn publish(&mut self, timestamp_us: i64, payload_size: usize) -> Result<()> {
         match self {
             Self::Sensegate(p) => p.push(reading(timestamp_us)).await?,
-            Self::Mqtt(m) => {
+            Self::Mqtt(m, true) => {
+                let payload = format!("{{\"value\":21.5,\"ts_us\":{timestamp_us}}}");
+                m.send(&publish_packet(&fanout_topic(true), payload.as_bytes()))
+                    .await?;
+            }
+            Self::Mqtt(m, false) => {
                 let mut payload = vec![0u8; payload_size.max(16)];
                 payload[..8].copy_from_slice(&timestamp_us.to_le_bytes());
                 payload[8..16].copy_from_slice(&21.5f64.to_le_bytes());

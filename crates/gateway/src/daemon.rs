@@ -22,7 +22,8 @@ use crate::auth::token::SecretToken;
 use crate::config::Config;
 use crate::file::permission_problem;
 use crate::inflight::InflightBudget;
-use crate::native::connection::{Parking, Shared};
+use crate::native::connection::Shared;
+use crate::parking::Parking;
 use crate::service::{Service, ServiceError};
 use crate::sources::supervisor::HostCommand;
 use crate::store::sqlite::SqliteStore;
@@ -440,9 +441,8 @@ fn parking(
     let Some(after) = config.park_after else {
         return Ok(None);
     };
-    let parker =
-        crate::native::connection::start_parker(tracker, service.counters().parked.clone())
-            .map_err(StartError::Parker)?;
+    let parker = crate::parking::start(tracker, service.counters().parked.clone())
+        .map_err(StartError::Parker)?;
     Ok(Some((parker, after)))
 }
 

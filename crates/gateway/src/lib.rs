@@ -7,7 +7,9 @@
 //! - [`native`]: the native protocol: its session as a state machine
 //!   without I/O, its wire forms and errors in one module, the listener and
 //!   the thin connection task around the session;
-//!   [`inflight`]: the global byte budget; [`tls`]: TLS 1.3 and certificates;
+//!   [`inflight`]: the global byte budget; [`parking`]: idle plain-TCP
+//!   connections of either front end waiting without a task;
+//!   [`tls`]: TLS 1.3 and certificates;
 //!   [`http`]: the HTTP/JSON API with server-sent events, same core, and
 //!   the Prometheus text for `/metrics` from the service's policy-filtered
 //!   snapshot; [`mqtt`]: the MQTT 3.1.1 and 5.0 listener around the
@@ -31,6 +33,7 @@ pub mod http;
 pub mod inflight;
 pub mod mqtt;
 pub mod native;
+pub mod parking;
 pub mod sim;
 pub mod sources;
 pub mod store;

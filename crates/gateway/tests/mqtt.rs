@@ -522,7 +522,10 @@ async fn a_client_silent_past_its_keep_alive_is_disconnected() {
         }]
     );
     let waited = started.elapsed();
-    assert!(waited >= Duration::from_millis(1400) && waited < Duration::from_secs(4), "{waited:?}");
+    assert!(
+        waited >= Duration::from_millis(1400) && waited < Duration::from_secs(4),
+        "{waited:?}"
+    );
 }
 
 #[tokio::test]

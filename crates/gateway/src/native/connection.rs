@@ -4,7 +4,7 @@
 //! to the session and writes what comes back; it also drains the
 //! subscriber's queue into reading batches and keeps one timer, set for the
 //! hello deadline, the time a started frame has to finish, or the quiet time
-//! after which an idle connection is parked (`super::parking`). The idle
+//! after which an idle connection is parked ([`crate::parking`]). The idle
 //! timeout is the reaper's (`Registry::reap_idle`), from the stamp taken per
 //! frame.
 //!
@@ -36,11 +36,11 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tokio_util::task::task_tracker::TaskTrackerToken;
 
-use super::parking::{Parkable, Parker};
 use super::session::{Session, State, Step};
 use super::transport::Transport;
 use super::wire::{self, ProtocolError};
 use crate::inflight::{InflightBudget, InflightPermit, Reservation};
+use crate::parking::{Parked, ParkedTask, Parking};
 use crate::service::Service;
 use crate::stats::Limit;
 use sensegate_core::Admission;
@@ -87,51 +87,34 @@ pub struct Shared {
     pub tracker: TaskTracker,
 }
 
-/// The parker and the quiet time after which a connection goes to it.
-pub type Parking = (Arc<Parker<ParkedConnection>>, Duration);
-
-/// A connection handed to the parker: its state, its place in the
-/// registry, and a token that keeps the shutdown drain waiting for it.
-pub struct ParkedConnection {
-    conn: Box<ConnectionTask>,
-    admission: Admission,
-    _drain: TaskTrackerToken,
-}
-
-impl Parkable for ParkedConnection {
+impl ParkedTask for ConnectionTask {
     fn stop_requested(&self) -> bool {
         // Shutdown included: the daemon stops every connection as it cancels
         // its token (`Daemon::shutdown` and its `Drop`).
-        self.admission.connection().stop_requested()
+        self.session.connection().stop_requested()
     }
-}
 
-/// Starts the parker for `tracker`'s runtime (call from within it).
-///
-/// # Errors
-/// The parker thread could not be started.
-pub fn start_parker(
-    tracker: &TaskTracker,
-    parked: Arc<std::sync::atomic::AtomicUsize>,
-) -> std::io::Result<Arc<Parker<ParkedConnection>>> {
-    let handle = tokio::runtime::Handle::current();
-    let tracker = tracker.clone();
-    Parker::start(
-        move |stream, parked: ParkedConnection| {
-            tracker.spawn_on(resume(stream, parked), &handle);
-        },
-        parked,
-    )
+    fn resume(
+        self: Box<Self>,
+        stream: std::net::TcpStream,
+        handle: &tokio::runtime::Handle,
+        tracker: &TaskTracker,
+    ) {
+        tracker.spawn_on(resume(stream, self), handle);
+    }
+
+    fn into_any(self: Box<Self>) -> Box<dyn std::any::Any + Send> {
+        self
+    }
 }
 
 /// Back from the parker: the socket goes back to the runtime and the loop
 /// carries on where it left off.
-async fn resume(stream: std::net::TcpStream, parked: ParkedConnection) {
-    let ParkedConnection {
-        mut conn,
-        admission,
-        _drain,
-    } = parked;
+async fn resume(stream: std::net::TcpStream, mut conn: Box<ConnectionTask>) {
+    let Some((admission, drain)) = conn.parked_with.take() else {
+        return;
+    };
+    drop(drain);
     match tokio::net::TcpStream::from_std(stream) {
         Ok(s) => {
             conn.transport = Transport::Tcp(s);
@@ -171,6 +154,9 @@ struct ConnectionTask {
     replies: Vec<v1::Envelope>,
     /// The last hand-over to the parker failed (its queue was full).
     park_failed: bool,
+    /// While parked: its place in the registry, and a token that keeps the
+    /// shutdown drain waiting for it.
+    parked_with: Option<(Admission, TaskTrackerToken)>,
 }
 
 /// Runs one admitted connection to its end.
@@ -187,6 +173,7 @@ pub async fn run(shared: Shared, admission: Admission, transport: Transport, acc
         accepted,
         replies: Vec::new(),
         park_failed: false,
+        parked_with: None,
     });
     drive(conn, admission).await;
 }
@@ -237,26 +224,27 @@ fn park(
             return Err((conn, admission));
         }
     };
-    let drain = conn.shared.tracker.token();
+    conn.parked_with = Some((admission, conn.shared.tracker.token()));
     conn.park_failed = false;
-    let handed = ParkedConnection {
-        conn,
-        admission,
-        _drain: drain,
+    let (stream, back) = match parker.park(stream, conn as Parked) {
+        Ok(()) => return Ok(()),
+        Err(back) => back,
     };
-    parker.park(stream, handed).map_err(|(stream, back)| {
-        let ParkedConnection {
-            mut conn,
-            admission,
-            ..
-        } = back;
-        if let Ok(s) = tokio::net::TcpStream::from_std(stream) {
-            conn.transport = Transport::Tcp(s);
-        }
-        // Not again at once: after the usual quiet time.
-        conn.park_failed = true;
-        (conn, admission)
-    })
+    // Given back (the parker's queue was full): the same task carries on.
+    // Only a native task is handed over here, so the downcast holds; were
+    // it ever not to, dropping what came back closes the connection.
+    let Ok(mut conn) = back.into_any().downcast::<ConnectionTask>() else {
+        return Ok(());
+    };
+    let Some((admission, _drain)) = conn.parked_with.take() else {
+        return Ok(());
+    };
+    if let Ok(s) = tokio::net::TcpStream::from_std(stream) {
+        conn.transport = Transport::Tcp(s);
+    }
+    // Not again at once: after the usual quiet time.
+    conn.park_failed = true;
+    Err((conn, admission))
 }
 
 impl ConnectionTask {

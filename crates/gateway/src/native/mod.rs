@@ -13,13 +13,12 @@
 //!   read buffer.
 //! - [`connection`]: the per-connection loop: read, decode frames, call the
 //!   session, write replies and reading batches, enforce the timers.
-//! - [`parking`]: idle plain-TCP connections wait on one `mio` poll thread
-//!   without a task, and go back to the loop when bytes arrive or they
-//!   must stop.
+//!
+//! Idle plain-TCP connections wait on the daemon's parker
+//! ([`crate::parking`]), shared with the MQTT front end.
 
 pub mod connection;
 pub mod listener;
-pub mod parking;
 pub mod session;
 pub mod transport;
 pub mod wire;

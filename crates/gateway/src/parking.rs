@@ -1,8 +1,9 @@
-//! Parking: idle plain-TCP connections wait without a task.
+//! Parking: idle plain-TCP connections of any front end wait without a task.
 //!
-//! An authenticated connection with no subscription, no partial frame and
-//! nothing to send, quiet for `native.park_after_ms` (or just past its
-//! hello), hands its socket and its state to the parker and its task ends.
+//! An authenticated connection (native or MQTT) with no subscription, no
+//! partial frame or packet and nothing to send, quiet for
+//! `native.park_after_ms` (or just past its hello or CONNECT), hands its
+//! socket and its state to the parker and its task ends.
 //! The parker is one thread with one `mio` poll: a parked connection costs
 //! its state (a couple of hundred bytes) instead of a task and a runtime
 //! I/O registration. When the socket becomes readable, or the connection is
@@ -23,6 +24,7 @@ use std::sync::mpsc::{Receiver, SyncSender, TryRecvError, TrySendError, sync_cha
 use std::time::{Duration, Instant};
 
 use mio::{Events, Interest, Poll, Token, Waker};
+use tokio_util::task::TaskTracker;
 
 /// Hand-overs waiting for the parker thread.
 pub const MAX_QUEUED: usize = 1024;
@@ -36,6 +38,53 @@ pub trait Parkable: Send + 'static {
     /// Whether the connection was told to stop, or the daemon is shutting
     /// down, while it was parked.
     fn stop_requested(&self) -> bool;
+}
+
+/// A connection a front end handed to the parker: its whole state, in the
+/// one allocation its task already had (the front end's boxed connection
+/// task), so a parked connection costs no more than that.
+pub trait ParkedTask: Send + 'static {
+    /// As [`Parkable::stop_requested`]; a front end may also say a deadline
+    /// of its own has passed (MQTT's keep alive).
+    fn stop_requested(&self) -> bool;
+
+    /// Back to the runtime: spawns the connection's loop again on `handle`,
+    /// under `tracker`, with its socket.
+    fn resume(
+        self: Box<Self>,
+        stream: TcpStream,
+        handle: &tokio::runtime::Handle,
+        tracker: &TaskTracker,
+    );
+
+    /// For a front end to take its own state back when it could not park.
+    fn into_any(self: Box<Self>) -> Box<dyn std::any::Any + Send>;
+}
+
+/// What the daemon's parker holds.
+pub type Parked = Box<dyn ParkedTask>;
+
+impl Parkable for Parked {
+    fn stop_requested(&self) -> bool {
+        (**self).stop_requested()
+    }
+}
+
+/// The parker and the quiet time after which a connection goes to it.
+pub type Parking = (Arc<Parker<Parked>>, Duration);
+
+/// Starts the daemon's parker for `tracker`'s runtime (call from within
+/// it): connections come back as tasks of `tracker`.
+///
+/// # Errors
+/// The parker thread could not be started.
+pub fn start(tracker: &TaskTracker, parked: Arc<AtomicUsize>) -> io::Result<Arc<Parker<Parked>>> {
+    let handle = tokio::runtime::Handle::current();
+    let tracker = tracker.clone();
+    Parker::start(
+        move |stream, item: Parked| item.resume(stream, &handle, &tracker),
+        parked,
+    )
 }
 
 /// The parker's front: hands connections over to its thread.
@@ -130,14 +179,14 @@ impl<T: Parkable> Parker<T> {
 }
 
 /// The parked connections, by slot.
-struct Parked<'a, T, R> {
+struct Table<'a, T, R> {
     slots: Vec<Option<Slot<T>>>,
     free: Vec<usize>,
     count: &'a AtomicUsize,
     resume: &'a R,
 }
 
-impl<T: Parkable, R: Fn(TcpStream, T)> Parked<'_, T, R> {
+impl<T: Parkable, R: Fn(TcpStream, T)> Table<'_, T, R> {
     fn insert(&mut self, poll: &Poll, stream: TcpStream, item: T) {
         let i = self.free.pop().unwrap_or(self.slots.len());
         let mut stream = mio::net::TcpStream::from_std(stream);
@@ -196,7 +245,7 @@ fn run<T: Parkable, R: Fn(TcpStream, T)>(
     count: &AtomicUsize,
 ) {
     let mut events = Events::with_capacity(1024);
-    let mut parked = Parked {
+    let mut parked = Table {
         slots: Vec::new(),
         free: Vec::new(),
         count,
