@@ -131,7 +131,9 @@ impl Mqtt {
         body.put_u8(4); // 3.1.1
         // Clean session; with a password, a user name too.
         body.put_u8(if password.is_some() { 0xC2 } else { 0x02 });
-        body.put_u16(0); // no keep-alive: idle connections stay idle
+        // The longest keep alive there is (18 h): idle connections stay
+        // idle for any run, and brokers that refuse 0 (rumqttd) take it.
+        body.put_u16(u16::MAX);
         put_str(&mut body, client_id.as_bytes());
         if let Some(p) = password {
             put_str(&mut body, b"bench");

@@ -65,7 +65,13 @@ pub async fn run(
     let window = window.clamp(1, usize::from(u16::MAX));
     let mut sessions = Vec::with_capacity(publishers);
     for i in 0..publishers {
-        let io = crate::net::connect(*addr, Some(crate::net::source_ip(i)), tls.as_ref()).await?;
+        let io = crate::net::connect_offering(
+            *addr,
+            Some(crate::net::source_ip(i)),
+            tls.as_ref(),
+            crate::net::ALPN_MQTT,
+        )
+        .await?;
         let password = login.as_ref().map(Secret::expose);
         sessions.push(Mqtt::connect(io, &format!("bench-ingest-{i}"), password).await?);
     }

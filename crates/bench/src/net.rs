@@ -77,7 +77,7 @@ pub async fn tcp(addr: SocketAddr, from: Option<IpAddr>) -> Result<TcpStream> {
     Ok(stream)
 }
 
-/// TCP, then TLS when `tls` is set.
+/// TCP, then TLS when `tls` is set (offering the native protocol's ALPN).
 ///
 /// # Errors
 /// Connecting or the handshake failed.
@@ -86,10 +86,26 @@ pub async fn connect(
     from: Option<IpAddr>,
     tls: Option<&TlsOptions>,
 ) -> Result<Box<dyn Io>> {
-    tokio::time::timeout(SETUP_TIMEOUT, connect_inner(addr, from, tls))
+    connect_offering(addr, from, tls, sensegate_client::pin::ALPN).await
+}
+
+/// As [`connect`], offering `alpn` (`mqtt` for an MQTT listener).
+///
+/// # Errors
+/// Connecting or the handshake failed.
+pub async fn connect_offering(
+    addr: SocketAddr,
+    from: Option<IpAddr>,
+    tls: Option<&TlsOptions>,
+    alpn: &[u8],
+) -> Result<Box<dyn Io>> {
+    tokio::time::timeout(SETUP_TIMEOUT, connect_inner(addr, from, tls, alpn))
         .await
         .map_err(|_| anyhow::anyhow!("connecting to {addr}: no answer in {SETUP_TIMEOUT:?}"))?
 }
+
+/// The ALPN name MQTT clients offer.
+pub const ALPN_MQTT: &[u8] = b"mqtt";
 
 /// Time allowed to connect, shake hands and (MQTT) be acknowledged.
 pub const SETUP_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
@@ -98,14 +114,16 @@ async fn connect_inner(
     addr: SocketAddr,
     from: Option<IpAddr>,
     tls: Option<&TlsOptions>,
+    alpn: &[u8],
 ) -> Result<Box<dyn Io>> {
     let stream = tcp(addr, from).await?;
     match tls {
         None => Ok(Box::new(stream)),
         Some(options) => {
-            let config = options
+            let mut config = options
                 .client_config()
                 .map_err(|e| anyhow::anyhow!("{e}"))?;
+            config.alpn_protocols = vec![alpn.to_vec()];
             let name = options
                 .server_name(&addr.to_string())
                 .map_err(|e| anyhow::anyhow!("{e}"))?;

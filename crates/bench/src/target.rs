@@ -96,7 +96,7 @@ impl Target {
             Self::Mqtt {
                 addr, tls, login, ..
             } => {
-                let io = net::connect(*addr, from, tls.as_ref()).await?;
+                let io = net::connect_offering(*addr, from, tls.as_ref(), net::ALPN_MQTT).await?;
                 let password = login.as_ref().map(Secret::expose);
                 Ok(Idle::Mqtt(
                     Mqtt::connect(io, &format!("bench-idle-{i}"), password).await?,
@@ -124,7 +124,7 @@ impl Target {
                 login,
                 json,
             } => {
-                let io = net::connect(*addr, from, tls.as_ref()).await?;
+                let io = net::connect_offering(*addr, from, tls.as_ref(), net::ALPN_MQTT).await?;
                 let password = login.as_ref().map(Secret::expose);
                 let mut m = Mqtt::connect(io, &format!("bench-sub-{i}"), password).await?;
                 m.subscribe(&fanout_topic(*json)).await?;
@@ -151,7 +151,7 @@ impl Target {
                 login,
                 json,
             } => {
-                let io = net::connect(*addr, None, tls.as_ref()).await?;
+                let io = net::connect_offering(*addr, None, tls.as_ref(), net::ALPN_MQTT).await?;
                 let password = login.as_ref().map(Secret::expose);
                 Ok(Publisher::Mqtt(
                     Mqtt::connect(io, "bench-pub", password).await?,

@@ -416,6 +416,8 @@ fn spawn_listeners(
                 inflight: shared.inflight.clone(),
                 config: config.mqtt,
                 shutdown: shared.shutdown.clone(),
+                parking: shared.parking.clone(),
+                tracker: tracker.clone(),
             },
             tls,
             tracker.clone(),

@@ -735,6 +735,55 @@ async fn a_huge_packet_trickled_is_refused_at_its_header() {
     assert_served(&d).await;
 }
 
+/// An idle MQTT connection waits on the daemon's parker, without a task,
+/// like an idle native one: it is served when it speaks again, and a kick
+/// or its keep alive still reaches it.
+#[tokio::test]
+async fn idle_mqtt_connections_are_parked_and_still_served() {
+    let d = daemon("").await;
+    let (_, device) = d.token(v1::Role::Device, "dev/*").await;
+    let mut peers = Vec::new();
+    for _ in 0..5 {
+        peers.push(Peer::session(&d, 5, device.expose()).await);
+    }
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while d.daemon.parked_connections() < 5 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "not parked: {}",
+            d.daemon.parked_connections()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // Back from the parker on the next packet, with its PUBACK.
+    assert_eq!(
+        peers[0].publish_qos1("sensors/dev/parked", 1, b"5").await,
+        0
+    );
+    peers[1].ping().await;
+    // A kick reaches a parked connection.
+    while d.daemon.parked_connections() < 4 {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let mut admin = d.admin().await;
+    let ids: Vec<u64> = admin
+        .list_connections()
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|c| c.frontend == "mqtt")
+        .map(|c| c.id)
+        .collect();
+    assert_eq!(ids.len(), 5);
+    for id in ids {
+        admin.kick(id).await.unwrap();
+    }
+    for p in &mut peers {
+        assert_eq!(p.read_to_close().await.last().unwrap().body, vec![0x98, 0]);
+    }
+    assert_eq!(d.daemon.parked_connections(), 0);
+}
+
 /// 1,000 peers that each send half a CONNECT and wait: memory stays small
 /// and a normal client is served meanwhile.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

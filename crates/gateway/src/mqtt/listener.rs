@@ -28,6 +28,7 @@ pub async fn run(
     tls: Option<TlsAcceptor>,
     tracker: TaskTracker,
 ) {
+    let shared = std::sync::Arc::new(shared);
     loop {
         let accepted = tokio::select! {
             () = shared.shutdown.cancelled() => return,

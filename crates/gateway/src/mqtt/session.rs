@@ -76,7 +76,12 @@ struct Subscription {
 #[derive(Debug)]
 pub struct Session {
     connection: Arc<Connection>,
-    config: MqttConfig,
+    /// What the CONNACK tells: `mqtt.receive_maximum` and
+    /// `mqtt.max_packet_bytes`.
+    receive_maximum: u16,
+    max_packet: u32,
+    /// `mqtt.max_retained_per_subscribe`.
+    max_retained: u32,
     state: State,
     version: ProtocolVersion,
     /// The client's keep alive, seconds (0: none).
@@ -92,11 +97,13 @@ pub struct Session {
 impl Session {
     /// A session on an admitted connection.
     #[must_use]
-    pub const fn new(connection: Arc<Connection>, config: MqttConfig) -> Self {
+    pub fn new(connection: Arc<Connection>, config: &MqttConfig) -> Self {
         Self {
             connection,
             format: config.payload,
-            config,
+            receive_maximum: config.receive_maximum,
+            max_packet: u32::try_from(config.codec.max_packet_bytes).unwrap_or(u32::MAX),
+            max_retained: u32::try_from(config.max_retained_per_subscribe).unwrap_or(u32::MAX),
             state: State::ExpectConnect,
             version: ProtocolVersion::V311,
             keep_alive: 0,
@@ -275,9 +282,8 @@ impl Session {
         ConnAck {
             version: c.version,
             reason: ReasonCode::Success,
-            receive_maximum: self.config.receive_maximum,
-            maximum_packet_size: u32::try_from(self.config.codec.max_packet_bytes)
-                .unwrap_or(u32::MAX),
+            receive_maximum: self.receive_maximum,
+            maximum_packet_size: self.max_packet,
             assigned_client_id: assigned,
         }
         .encode(out);
@@ -416,7 +422,7 @@ impl Session {
     /// `which` match, with the retain flag, up to
     /// `mqtt.max_retained_per_subscribe`.
     fn send_retained(&self, service: &Service, which: &[usize], out: &mut BytesMut) {
-        let max = self.config.max_retained_per_subscribe;
+        let max = usize::try_from(self.max_retained).unwrap_or(usize::MAX);
         let mut sent = std::collections::BTreeSet::<Arc<str>>::new();
         for &i in which {
             let sub = &self.subscriptions[i];
