@@ -415,6 +415,7 @@ fn spawn_listeners(
                 service: service.clone(),
                 inflight: shared.inflight.clone(),
                 config: config.mqtt,
+                codec: Arc::new(config.mqtt.codec),
                 shutdown: shared.shutdown.clone(),
                 parking: shared.parking.clone(),
                 tracker: tracker.clone(),

@@ -13,16 +13,20 @@
 //! Then it waits, reserving nothing, until every byte of the packet is in
 //! the buffer, and only then parses it ([`crate::packet`]).
 
+use std::borrow::Borrow;
+
 use bytes::{Buf as _, BytesMut};
 
 use crate::error::DecodeError;
 use crate::limits::Limits;
 use crate::packet::{self, Packet, ProtocolVersion};
 
-/// Cuts a byte stream into packets, for one connection.
+/// Cuts a byte stream into packets, for one connection. The caps are held
+/// by value or shared (`Decoder<Arc<Limits>>`: one pointer per connection
+/// instead of a copy).
 #[derive(Debug, Clone)]
-pub struct Decoder {
-    limits: Limits,
+pub struct Decoder<L = Limits> {
+    limits: L,
     /// Set by the CONNECT: the version every later packet is read as.
     version: Option<ProtocolVersion>,
     /// The version a CONNECT asked for, even one refused: what its
@@ -30,10 +34,10 @@ pub struct Decoder {
     asked: Option<ProtocolVersion>,
 }
 
-impl Decoder {
+impl<L: Borrow<Limits>> Decoder<L> {
     /// A decoder for a new connection, expecting CONNECT.
     #[must_use]
-    pub const fn new(limits: Limits) -> Self {
+    pub const fn new(limits: L) -> Self {
         Self {
             limits,
             version: None,
@@ -87,9 +91,9 @@ impl Decoder {
 
     fn check_size(&self, total: usize) -> Result<(), DecodeError> {
         let max = if self.version.is_some() {
-            self.limits.max_packet_bytes
+            self.limits.borrow().max_packet_bytes
         } else {
-            self.limits.max_connect_bytes
+            self.limits.borrow().max_connect_bytes
         };
         if total > max {
             return Err(DecodeError::TooLarge { len: total, max });
@@ -122,7 +126,7 @@ impl Decoder {
         if self.version.is_none() {
             self.asked = packet::asked_version(&body);
         }
-        let packet = packet::parse(first, &body, self.version, &self.limits)?;
+        let packet = packet::parse(first, &body, self.version, self.limits.borrow())?;
         if let Packet::Connect(c) = &packet {
             self.version = Some(c.version);
         }
