@@ -414,7 +414,7 @@ fn spawn_listeners(
             crate::mqtt::connection::Shared {
                 service: service.clone(),
                 inflight: shared.inflight.clone(),
-                config: config.mqtt,
+                config: config.mqtt.clone(),
                 codec: Arc::new(config.mqtt.codec),
                 shutdown: shared.shutdown.clone(),
                 parking: shared.parking.clone(),

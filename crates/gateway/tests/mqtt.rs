@@ -332,6 +332,44 @@ async fn refused_publishes_get_their_reason_code_and_are_counted() {
     assert_served(&d).await;
 }
 
+/// A Tasmota device publishing its usual telemetry, through a preset: every
+/// value becomes a reading, durable before the PUBACK; a message with one
+/// value outside the token's scope is refused whole.
+#[tokio::test]
+async fn devices_with_their_own_topics_publish_through_mapping_rules() {
+    let d = TestDaemon::start(&format!(
+        "{MQTT}[[mqtt.rule]]\npreset = \"tasmota\"\n[[mqtt.rule]]\npreset = \"zigbee2mqtt\"\nfields = [\"temperature\"]\n"
+    ))
+    .await;
+    let (_, device) = d.token(v1::Role::Device, "tasmota/garage/*").await;
+    let mut p = Peer::session(&d, 4, device.expose()).await;
+    let telemetry = br#"{"Time":"2024-05-01T12:00:00","DS18B20":{"Id":"0316A2795F0B","Temperature":21.5},"AM2301":{"Temperature":22.3,"Humidity":45.1},"TempUnit":"C"}"#;
+    assert_eq!(p.publish_qos1("tele/garage/SENSOR", 1, telemetry).await, 0);
+    let mut admin = d.admin().await;
+    for (sensor, value) in [
+        ("tasmota/garage/DS18B20/Temperature", 21.5),
+        ("tasmota/garage/AM2301/Humidity", 45.1),
+    ] {
+        let h = admin.history(sensor, 0, i64::MAX, 0, 10).await.unwrap();
+        assert!((h.readings[0].value - value).abs() < 1e-9, "{sensor}");
+    }
+    // Another device's topic is outside this token's scope: refused whole.
+    let mut v5 = Peer::session(&d, 5, device.expose()).await;
+    assert_eq!(
+        v5.publish_qos1("tele/kitchen/SENSOR", 2, telemetry).await,
+        0x87
+    );
+    // Zigbee2MQTT, with only the fields the rule keeps.
+    let (_, zigbee) = d.token(v1::Role::Device, "zigbee/*").await;
+    let mut z = Peer::session(&d, 5, zigbee.expose()).await;
+    let aqara = br#"{"battery":97,"humidity":48.42,"linkquality":134,"temperature":21.37}"#;
+    assert_eq!(z.publish_qos1("zigbee2mqtt/Living Room", 3, aqara).await, 0);
+    assert!(admin.latest("zigbee/Living_Room/temperature").await.is_ok());
+    assert!(admin.latest("zigbee/Living_Room/battery").await.is_err());
+    // Tasmota's status topics match no rule: refused as unmapped.
+    assert_eq!(z.publish_qos1("tele/garage/STATE", 4, b"{}").await, 0x90);
+}
+
 #[tokio::test]
 async fn pipelined_qos1_publishes_are_acknowledged_in_order_after_one_commit() {
     let d = daemon("").await;

@@ -3,7 +3,7 @@
 /// As [`find_line`], in the `index`-th (0-based) `[[section]]` of an array
 /// of tables; the section's header line when the key is not set in it.
 pub(super) fn find_line_in(text: &str, dotted: &str, index: usize) -> Option<usize> {
-    let (section, key) = dotted.split_once('.')?;
+    let (section, key) = dotted.rsplit_once('.')?;
     let header = format!("[[{section}]]");
     let mut seen = 0;
     let mut inside: Option<usize> = None;
@@ -29,11 +29,12 @@ pub(super) fn find_line_in(text: &str, dotted: &str, index: usize) -> Option<usi
     inside
 }
 
-/// The 1-based line where `section.key` is set: the first line assigning
+/// The 1-based line where `section.key` is set (the section may itself be
+/// dotted: `mqtt.rule.filter` is `filter` in `[[mqtt.rule]]`): the first line assigning
 /// `key` after a `[section]` header and before the next header. Covers the
 /// plain layout of the example config; dotted or inline forms get no line.
 pub(super) fn find_line(text: &str, dotted: &str) -> Option<usize> {
-    let (section, key) = dotted.split_once('.')?;
+    let (section, key) = dotted.rsplit_once('.')?;
     let header = format!("[{section}]");
     let array_header = format!("[[{section}]]");
     let mut in_section = false;

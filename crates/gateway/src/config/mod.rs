@@ -318,6 +318,73 @@ mod tests {
     }
 
     #[test]
+    fn mqtt_rules_are_read_from_presets_or_in_full_and_checked() {
+        let c = parse(
+            "[mqtt]\ntls = false\n\
+             [[mqtt.rule]]\npreset = \"tasmota\"\n\
+             [[mqtt.rule]]\npreset = \"zigbee2mqtt\"\nsensor = \"z/{1}/{field}\"\nfields = [\"temperature\", \"humidity\"]\n\
+             [[mqtt.rule]]\nfilter = \"plant/+/+\"\npayload = \"number\"\nsensor = \"plant/{1}/{2}\"\n",
+        )
+        .unwrap();
+        let rules = &c.mqtt.mapper.rules;
+        assert_eq!(rules.len(), 3);
+        assert_eq!(rules[0].filter, "tele/+/SENSOR");
+        assert_eq!(rules[1].fields.as_ref().map(Vec::len), Some(2));
+        let got = c
+            .mqtt
+            .mapper
+            .map(
+                "plant/basil/moisture",
+                b"31",
+                &sensegate_proto::MessageLimits::DEFAULT,
+            )
+            .unwrap();
+        assert_eq!(got[0].sensor, "plant/basil/moisture");
+        let bad = |rule: &str| {
+            parse(&format!("[mqtt]\ntls = false\n[[mqtt.rule]]\n{rule}\n"))
+                .unwrap_err()
+                .to_string()
+        };
+        for (rule, key) in [
+            ("preset = \"sonoff\"", "mqtt.rule.preset"),
+            (
+                "payload = \"json\"\nsensor = \"a/{field}\"",
+                "mqtt.rule.filter",
+            ),
+            (
+                "filter = \"a/#/b\"\npayload = \"number\"\nsensor = \"a\"",
+                "mqtt.rule.filter",
+            ),
+            (
+                "filter = \"a/+\"\npayload = \"xml\"\nsensor = \"a\"",
+                "mqtt.rule.payload",
+            ),
+            (
+                "filter = \"a/+\"\npayload = \"number\"\nsensor = \"a/{2}\"",
+                "mqtt.rule.sensor",
+            ),
+            (
+                "filter = \"a/+\"\npayload = \"number\"\nsensor = \"a/{field}\"",
+                "mqtt.rule.sensor",
+            ),
+            ("preset = \"esphome\"\nfields = []", "mqtt.rule.fields"),
+        ] {
+            let err = bad(rule);
+            assert!(err.contains(&format!("`{key}`")), "{rule}: {err}");
+        }
+        // The error points into the rule's own section.
+        let err = bad("filter = \"a/+\"\npayload = \"xml\"\nsensor = \"a\"");
+        assert!(err.starts_with("test.toml:5: `mqtt.rule.payload`"), "{err}");
+        let many = "[[mqtt.rule]]\npreset = \"esphome\"\n".repeat(65);
+        assert!(
+            parse(&format!("[mqtt]\ntls = false\n{many}"))
+                .unwrap_err()
+                .to_string()
+                .contains("more than 64 rules")
+        );
+    }
+
+    #[test]
     fn oversized_file_is_refused_before_reading() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("big.toml");

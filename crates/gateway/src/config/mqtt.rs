@@ -3,9 +3,11 @@
 //! with the range it may take.
 
 use super::ConfigError;
-use super::raw::RawMqtt;
+use super::raw::{RawMqtt, RawMqttRule};
 use super::validate::Validator;
+use crate::mqtt::rules::{self, Mapper, Rule, RulePayload, Template};
 use crate::mqtt::{MqttConfig, PayloadFormat};
+use crate::pattern::Pattern;
 
 /// One codec cap: its key, the value set, where it goes, its default, and
 /// its range.
@@ -48,11 +50,22 @@ impl Validator<'_> {
             Some(s) => PayloadFormat::parse(s)
                 .ok_or_else(|| self.invalid("mqtt.payload", "must be \"plain\" or \"json\""))?,
         };
+        let codec = self.mqtt_codec(r)?;
+        let mapper = Mapper {
+            rules: self.mqtt_rules(r.rule.as_deref().unwrap_or_default(), &codec)?,
+            max_readings: self.size(
+                "mqtt.max_readings_per_message",
+                r.max_readings_per_message,
+                d.mapper.max_readings,
+                1,
+                1000,
+            )?,
+        };
         Ok(MqttConfig {
             enabled,
             listen,
             tls,
-            codec: self.mqtt_codec(r)?,
+            codec,
             receive_maximum: u16::try_from(receive_maximum).unwrap_or(u16::MAX),
             max_retained_per_subscribe: self.size(
                 "mqtt.max_retained_per_subscribe",
@@ -62,6 +75,104 @@ impl Validator<'_> {
                 100_000,
             )?,
             payload,
+            mapper,
+        })
+    }
+
+    fn mqtt_rules(
+        &self,
+        raw: &[RawMqttRule],
+        codec: &sensegate_mqtt::Limits,
+    ) -> Result<Vec<Rule>, ConfigError> {
+        if raw.len() > rules::MAX_RULES {
+            return Err(self.invalid(
+                "mqtt.rule",
+                &format!("more than {} rules", rules::MAX_RULES),
+            ));
+        }
+        raw.iter()
+            .enumerate()
+            .map(|(i, r)| self.mqtt_rule(r, codec).map_err(|e| self.in_section(e, i)))
+            .collect()
+    }
+
+    fn mqtt_rule(
+        &self,
+        r: &RawMqttRule,
+        codec: &sensegate_mqtt::Limits,
+    ) -> Result<Rule, ConfigError> {
+        let preset = match r.preset.as_deref() {
+            None => None,
+            Some(name) => Some(rules::preset(name).ok_or_else(|| {
+                let names: Vec<&str> = rules::PRESETS.iter().map(|p| p.name).collect();
+                self.invalid(
+                    "mqtt.rule.preset",
+                    &format!("must be one of {}", names.join(", ")),
+                )
+            })?),
+        };
+        let filter = r
+            .filter
+            .as_deref()
+            .or(preset.map(|p| p.filter))
+            .ok_or_else(|| self.invalid("mqtt.rule.filter", "is required without a preset"))?;
+        if !sensegate_mqtt::is_topic_filter(filter) || filter.len() > codec.max_topic_bytes {
+            return Err(self.invalid(
+                "mqtt.rule.filter",
+                "must be an MQTT topic filter (`+` a whole level, `#` the last), within mqtt.max_topic_bytes",
+            ));
+        }
+        let payload = match r.payload.as_deref() {
+            Some("number") => RulePayload::Number,
+            Some("json") => RulePayload::Json,
+            None => match preset {
+                Some(p) => p.payload,
+                None => {
+                    return Err(self.invalid("mqtt.rule.payload", "is required without a preset"));
+                }
+            },
+            Some(_) => {
+                return Err(self.invalid("mqtt.rule.payload", "must be \"number\" or \"json\""));
+            }
+        };
+        let sensor = r
+            .sensor
+            .as_deref()
+            .or(preset.map(|p| p.sensor))
+            .ok_or_else(|| self.invalid("mqtt.rule.sensor", "is required without a preset"))?;
+        let sensor = Template::parse(sensor, filter, payload)
+            .map_err(|e| self.invalid("mqtt.rule.sensor", &e.to_string()))?;
+        let fields = match &r.fields {
+            None => None,
+            Some(f) if f.is_empty() || f.len() > rules::MAX_FIELD_PATTERNS => {
+                return Err(self.invalid(
+                    "mqtt.rule.fields",
+                    &format!("must list 1 to {} patterns", rules::MAX_FIELD_PATTERNS),
+                ));
+            }
+            Some(f) => Some(
+                f.iter()
+                    .map(|p| {
+                        Pattern::parse(
+                            "mqtt.rule.fields",
+                            p,
+                            &sensegate_proto::MessageLimits::DEFAULT,
+                        )
+                        .map_err(|_| {
+                            self.invalid(
+                                "mqtt.rule.fields",
+                                "a pattern must be name characters, * and ?",
+                            )
+                        })
+                    })
+                    .collect::<Result<Vec<_>, _>>()?,
+            ),
+        };
+        Ok(Rule {
+            filter: filter.to_owned(),
+            payload,
+            sensor,
+            fields,
         })
     }
 

@@ -80,6 +80,27 @@ pub struct RawMqtt {
     pub max_retained_per_subscribe: Option<u64>,
     /// Subscribers' payloads unless they ask otherwise: `plain` or `json`.
     pub payload: Option<String>,
+    /// Readings one published message may carry (JSON rules).
+    pub max_readings_per_message: Option<u64>,
+    /// `[[mqtt.rule]]`: mapping rules, first match wins.
+    pub rule: Option<Vec<RawMqttRule>>,
+}
+
+/// One `[[mqtt.rule]]`: a preset, or a filter, a payload and a template
+/// (a preset's values may be overridden one by one).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawMqttRule {
+    /// `tasmota`, `esphome`, `shelly`, `shelly-gen2` or `zigbee2mqtt`.
+    pub preset: Option<String>,
+    /// The topic filter (`+` and `#`).
+    pub filter: Option<String>,
+    /// `number` or `json`.
+    pub payload: Option<String>,
+    /// The sensor-name template: `{N}` a topic level, `{field}` a JSON path.
+    pub sensor: Option<String>,
+    /// Only these JSON paths (patterns) become readings.
+    pub fields: Option<Vec<String>>,
 }
 
 /// `[http]`: the HTTP/JSON API.

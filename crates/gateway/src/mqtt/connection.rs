@@ -405,8 +405,14 @@ impl ConnectionTask {
                     {
                         return Some(end);
                     }
-                    let service = self.shared.service.clone();
-                    match self.session.on_packet(&service, packet, now, &mut self.out) {
+                    let shared = self.shared.clone();
+                    match self.session.on_packet(
+                        &shared.service,
+                        &shared.config.mapper,
+                        packet,
+                        now,
+                        &mut self.out,
+                    ) {
                         Step::Continue => {}
                         Step::Close => {
                             self.farewell().await;
@@ -494,7 +500,9 @@ impl ConnectionTask {
         let batch = std::mem::take(batch);
         let readings: Vec<_> = batch
             .iter()
-            .filter_map(|p| p.outcome.as_ref().ok().cloned())
+            .filter_map(|p| p.outcome.as_ref().ok())
+            .flatten()
+            .cloned()
             .collect();
         let service = self.shared.service.clone();
         let connection = self.session.connection().clone();

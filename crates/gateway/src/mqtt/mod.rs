@@ -3,9 +3,11 @@
 //! and hub as the native protocol. The packet codec is `sensegate_mqtt`
 //! (sans-IO, fuzzed); this module is the adapter around it.
 //!
-//! - [`topics`]: how a published topic and payload become a reading, and
-//!   how a subscription filter becomes sensor patterns, and a reading a
-//!   topic and payload again.
+//! - [`topics`]: the default mapping (`sensors/<name>`): how a published
+//!   topic and payload become a reading, how a subscription filter becomes
+//!   a sensor pattern, and a reading a topic and payload again.
+//! - [`rules`]: configured mapping rules and presets for the topics and
+//!   payloads devices really send (Tasmota, ESPHome, Shelly, Zigbee2MQTT).
 //! - [`session`]: one MQTT session as a state machine without I/O: a
 //!   decoded packet in, the service called, the packets to send out (a
 //!   publish batch is handed back to be committed).
@@ -23,6 +25,7 @@
 
 pub mod connection;
 pub mod listener;
+pub mod rules;
 pub mod session;
 pub mod topics;
 
@@ -34,7 +37,7 @@ pub use topics::PayloadFormat;
 pub const DEFAULT_MQTT_PORT: u16 = 8883;
 
 /// The MQTT listener, validated.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MqttConfig {
     /// Whether it listens.
     pub enabled: bool,
@@ -54,6 +57,9 @@ pub struct MqttConfig {
     pub max_retained_per_subscribe: usize,
     /// What a subscriber's payloads look like unless it asks otherwise.
     pub payload: PayloadFormat,
+    /// How published messages become readings: the configured rules, then
+    /// the default mapping.
+    pub mapper: rules::Mapper,
 }
 
 impl MqttConfig {
@@ -69,6 +75,10 @@ impl MqttConfig {
         receive_maximum: 32,
         max_retained_per_subscribe: 256,
         payload: PayloadFormat::Plain,
+        mapper: rules::Mapper {
+            rules: Vec::new(),
+            max_readings: 32,
+        },
     };
 }
 

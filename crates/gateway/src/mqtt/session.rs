@@ -25,6 +25,7 @@ use sensegate_mqtt::{
 };
 
 use super::MqttConfig;
+use super::rules::Mapper;
 use super::topics::{self, FORMAT_PROPERTY, PayloadFormat};
 use crate::pattern::Pattern;
 use crate::reading::{Quality, Reading, now_us};
@@ -58,8 +59,8 @@ pub enum Step {
 pub struct Publish {
     /// QoS 1: the packet id to acknowledge.
     pub packet_id: Option<u16>,
-    /// Accepted (to commit), or refused with its reason.
-    pub outcome: Result<Reading, ReasonCode>,
+    /// Accepted (its readings, to commit), or refused with its reason.
+    pub outcome: Result<Vec<Reading>, ReasonCode>,
 }
 
 /// One subscription.
@@ -147,6 +148,7 @@ impl Session {
     pub fn on_packet(
         &mut self,
         service: &Service,
+        mapper: &Mapper,
         packet: Packet,
         now: Instant,
         out: &mut BytesMut,
@@ -163,7 +165,9 @@ impl Session {
                 self.disconnect(ReasonCode::ProtocolError, out);
                 Step::Close
             }
-            (State::Serving, Packet::Publish(p)) => Step::Publish(self.publish(service, &p, now)),
+            (State::Serving, Packet::Publish(p)) => {
+                Step::Publish(self.publish(service, mapper, &p, now))
+            }
             // Deliveries go out at QoS 0: there is nothing to acknowledge.
             (State::Serving, Packet::PubAck(_)) => Step::Continue,
             (State::Serving, Packet::Subscribe(s)) => {
@@ -299,7 +303,13 @@ impl Session {
         }))
     }
 
-    fn publish(&self, service: &Service, p: &sensegate_mqtt::Publish, now: Instant) -> Publish {
+    fn publish(
+        &self,
+        service: &Service,
+        mapper: &Mapper,
+        p: &sensegate_mqtt::Publish,
+        now: Instant,
+    ) -> Publish {
         let packet_id = p.packet_id;
         let counters = &service.counters().ingest_refused;
         let refuse = |why: IngestRefusal| {
@@ -309,29 +319,29 @@ impl Session {
                 outcome: Err(reason_of(why)),
             }
         };
-        let published = match topics::read_publish(&p.topic, &p.payload, &service.limits().message)
-        {
+        let published = match mapper.map(&p.topic, &p.payload, &service.limits().message) {
             Ok(x) => x,
             Err(why) => return refuse(why),
         };
-        let pushed = [PushedReading {
-            sensor: published.sensor,
-            timestamp_us: published.timestamp_us.unwrap_or_else(now_us),
-            value: published.value,
-            quality: Quality::Good,
-        }];
-        let Some(checked) = self.caller(|caller| service.push(caller, &pushed, now)) else {
-            return refuse(IngestRefusal::Forbidden);
-        };
-        match checked {
-            Ok(mut readings) => match readings.pop() {
-                Some(r) => Publish {
-                    packet_id,
-                    outcome: Ok(r),
-                },
-                None => refuse(IngestRefusal::Failed),
+        let stamp = now_us();
+        let pushed: Vec<PushedReading> = published
+            .into_iter()
+            .map(|r| PushedReading {
+                sensor: r.sensor,
+                timestamp_us: r.timestamp_us.unwrap_or(stamp),
+                value: r.value,
+                quality: Quality::Good,
+            })
+            .collect();
+        // All or nothing, as a native push: one reading out of scope refuses
+        // the message.
+        match self.caller(|caller| service.push(caller, &pushed, now)) {
+            Some(Ok(readings)) => Publish {
+                packet_id,
+                outcome: Ok(readings),
             },
-            Err(e) => refuse(refusal(e)),
+            Some(Err(e)) => refuse(refusal(e)),
+            None => refuse(IngestRefusal::Forbidden),
         }
     }
 
@@ -423,6 +433,7 @@ impl Session {
     /// `mqtt.max_retained_per_subscribe`.
     fn send_retained(&self, service: &Service, which: &[usize], out: &mut BytesMut) {
         let max = usize::try_from(self.max_retained).unwrap_or(usize::MAX);
+        let mut payload = Vec::with_capacity(64);
         let mut sent = std::collections::BTreeSet::<Arc<str>>::new();
         for &i in which {
             let sub = &self.subscriptions[i];
@@ -450,7 +461,7 @@ impl Session {
                     if !filter_matches(&sub.filter, &topic) || sent.contains(&entry.name) {
                         continue;
                     }
-                    self.write_reading(&topic, &reading, sub.format, true, out);
+                    self.write_reading(&topic, &reading, sub.format, true, &mut payload, out);
                     sent.insert(entry.name);
                 }
             }
@@ -458,11 +469,16 @@ impl Session {
     }
 
     /// Publishes a batch of the hub's readings to the client: each reading
-    /// whose topic one of its filters matches, in that filter's format.
+    /// whose topic one of its filters matches, in that filter's format. The
+    /// topic and payload buffers are made once per batch.
     pub fn deliver(&self, readings: &[Reading], out: &mut BytesMut) -> usize {
+        let mut topic = String::with_capacity(64);
+        let mut payload = Vec::with_capacity(64);
         let mut n = 0;
         for r in readings {
-            let topic = topics::topic_of(&r.sensor);
+            topic.clear();
+            topic.push_str(topics::PREFIX);
+            topic.push_str(&r.sensor);
             let Some(sub) = self
                 .subscriptions
                 .iter()
@@ -470,7 +486,7 @@ impl Session {
             else {
                 continue;
             };
-            if self.write_reading(&topic, r, sub.format, false, out) {
+            if self.write_reading(&topic, r, sub.format, false, &mut payload, out) {
                 n += 1;
             }
         }
@@ -483,16 +499,17 @@ impl Session {
         reading: &Reading,
         format: PayloadFormat,
         retain: bool,
+        payload: &mut Vec<u8>,
         out: &mut BytesMut,
     ) -> bool {
-        let mut payload = Vec::with_capacity(32);
-        topics::write_payload(reading, format, &mut payload);
+        payload.clear();
+        topics::write_payload(reading, format, payload);
         let packet = OutPublish {
             topic,
             qos: 0,
             retain,
             packet_id: None,
-            payload: &payload,
+            payload,
         };
         // A packet larger than the client accepts is not sent [MQTT-3.1.2-24].
         if packet.encoded_len(self.version) > self.client_max_packet {
@@ -516,7 +533,10 @@ impl Session {
     ) -> bool {
         let failed = committed.err().map(|e| {
             let why = refusal(e);
-            let accepted = batch.iter().filter(|p| p.outcome.is_ok()).count();
+            let accepted: usize = batch
+                .iter()
+                .filter_map(|p| p.outcome.as_ref().ok().map(Vec::len))
+                .sum();
             service.counters().ingest_refused.add(
                 Frontend::Mqtt,
                 why,

@@ -91,11 +91,23 @@ fn read_payload(payload: &[u8]) -> Result<(f64, Option<i64>), IngestRefusal> {
     if text.starts_with('{') {
         return read_json(text);
     }
+    Ok((number(text)?, None))
+}
+
+/// A payload that is one plain number (white space around it allowed).
+///
+/// # Errors
+/// [`IngestRefusal::BadPayload`] for anything else.
+pub fn read_number(payload: &[u8]) -> Result<f64, IngestRefusal> {
+    let text = std::str::from_utf8(payload).map_err(|_| IngestRefusal::BadPayload)?;
+    number(text.trim_ascii())
+}
+
+fn number(text: &str) -> Result<f64, IngestRefusal> {
     if text.len() > MAX_NUMBER_BYTES {
         return Err(IngestRefusal::BadPayload);
     }
-    let value = parse_finite(text).ok_or(IngestRefusal::BadPayload)?;
-    Ok((value, None))
+    parse_finite(text).ok_or(IngestRefusal::BadPayload)
 }
 
 /// A decimal number, finite (Rust's float syntax, which also takes `inf`
@@ -195,7 +207,8 @@ pub fn topic_of(sensor: &str) -> String {
     t
 }
 
-/// A reading's payload in `format`, appended to `out`.
+/// A reading's payload in `format`, appended to `out`. Written by hand
+/// (no JSON value is built): this runs once per reading per subscriber.
 pub fn write_payload(reading: &Reading, format: PayloadFormat, out: &mut Vec<u8>) {
     use std::io::Write as _;
     match format {
@@ -203,12 +216,20 @@ pub fn write_payload(reading: &Reading, format: PayloadFormat, out: &mut Vec<u8>
             let _ = write!(out, "{}", reading.value);
         }
         PayloadFormat::Json => {
-            let body = serde_json::json!({
-                "value": reading.value.is_finite().then_some(reading.value),
-                "ts_us": reading.timestamp_us,
-                "quality": reading.quality.to_wire().name(),
-            });
-            let _ = serde_json::to_writer(out, &body);
+            // Display for f64 never writes an exponent, NaN or infinity
+            // aside, so it is a JSON number; those two are `null`.
+            out.extend_from_slice(b"{\"value\":");
+            if reading.value.is_finite() {
+                let _ = write!(out, "{}", reading.value);
+            } else {
+                out.extend_from_slice(b"null");
+            }
+            let _ = write!(
+                out,
+                ",\"ts_us\":{},\"quality\":\"{}\"}}",
+                reading.timestamp_us,
+                reading.quality.to_wire().name()
+            );
         }
     }
 }
