@@ -70,6 +70,11 @@ struct Subscription {
     /// The sensor pattern the hub routes by; `None` for a filter no topic
     /// of this broker can match.
     pattern: Option<Pattern>,
+    /// The pattern matches exactly the names whose topics the filter
+    /// matches (a filter without wildcards, or one that matches every
+    /// topic: `#`, `sensors/#`), so a reading the hub routed here needs no
+    /// second check.
+    exact: bool,
     format: PayloadFormat,
 }
 
@@ -391,7 +396,11 @@ impl Session {
         match result {
             Some(Ok((sub, _))) => {
                 self.subscriber = Some(sub);
+                let exact = !f.filter.contains(['+', '#'])
+                    || pattern.as_ref().is_some_and(|p| p.as_str() == "*")
+                        && !f.filter.contains('+');
                 self.subscriptions.push(Subscription {
+                    exact,
                     filter: f.filter,
                     pattern,
                     format,
@@ -474,16 +483,23 @@ impl Session {
     pub fn deliver(&self, readings: &[Reading], out: &mut BytesMut) -> usize {
         let mut topic = String::with_capacity(64);
         let mut payload = Vec::with_capacity(64);
+        // The usual case, one subscription the hub routes by exactly: every
+        // reading is for it.
+        let only = match self.subscriptions.as_slice() {
+            [s] if s.exact && s.pattern.is_some() => Some(s),
+            _ => None,
+        };
+        out.reserve(readings.len() * (64 + topics::PREFIX.len()));
         let mut n = 0;
         for r in readings {
             topic.clear();
             topic.push_str(topics::PREFIX);
             topic.push_str(&r.sensor);
-            let Some(sub) = self
-                .subscriptions
-                .iter()
-                .find(|s| s.pattern.is_some() && filter_matches(&s.filter, &topic))
-            else {
+            let Some(sub) = only.or_else(|| {
+                self.subscriptions
+                    .iter()
+                    .find(|s| s.pattern.is_some() && filter_matches(&s.filter, &topic))
+            }) else {
                 continue;
             };
             if self.write_reading(&topic, r, sub.format, false, &mut payload, out) {

@@ -181,8 +181,15 @@ pub fn filter_pattern(filter: &str, limits: &MessageLimits) -> Option<Pattern> {
         first = false;
         match level {
             "#" => {
-                // `sensors/#` matches `sensors` too, which no reading is.
-                text.push('*');
+                // `a/#` matches `a` itself too [MQTT-4.7.1-2]: the pattern is
+                // `a*`, wider still (`ab`), and the filter decides.
+                // (`sensors/#` matches `sensors` too, which no reading is.)
+                if text.ends_with('/') {
+                    text.pop();
+                }
+                if !text.ends_with('*') {
+                    text.push('*');
+                }
                 break;
             }
             "+" => text.push('*'),
@@ -208,28 +215,34 @@ pub fn topic_of(sensor: &str) -> String {
 }
 
 /// A reading's payload in `format`, appended to `out`. Written by hand
-/// (no JSON value is built): this runs once per reading per subscriber.
+/// with `ryu` and `itoa` (no JSON value is built, no formatter machinery):
+/// this runs once per reading per subscriber.
 pub fn write_payload(reading: &Reading, format: PayloadFormat, out: &mut Vec<u8>) {
-    use std::io::Write as _;
+    let mut float = ryu::Buffer::new();
+    // ryu writes `NaN` and `inf` for those: JSON has no such numbers.
+    let value = reading.value.is_finite().then(|| {
+        let text = float.format_finite(reading.value);
+        // `21.0` as `21`, as people write it.
+        text.strip_suffix(".0").unwrap_or(text).as_bytes()
+    });
     match format {
         PayloadFormat::Plain => {
-            let _ = write!(out, "{}", reading.value);
+            out.extend_from_slice(value.unwrap_or(if reading.value.is_nan() {
+                b"NaN"
+            } else if reading.value > 0.0 {
+                b"inf"
+            } else {
+                b"-inf"
+            }));
         }
         PayloadFormat::Json => {
-            // Display for f64 never writes an exponent, NaN or infinity
-            // aside, so it is a JSON number; those two are `null`.
             out.extend_from_slice(b"{\"value\":");
-            if reading.value.is_finite() {
-                let _ = write!(out, "{}", reading.value);
-            } else {
-                out.extend_from_slice(b"null");
-            }
-            let _ = write!(
-                out,
-                ",\"ts_us\":{},\"quality\":\"{}\"}}",
-                reading.timestamp_us,
-                reading.quality.to_wire().name()
-            );
+            out.extend_from_slice(value.unwrap_or(b"null"));
+            out.extend_from_slice(b",\"ts_us\":");
+            out.extend_from_slice(itoa::Buffer::new().format(reading.timestamp_us).as_bytes());
+            out.extend_from_slice(b",\"quality\":\"");
+            out.extend_from_slice(reading.quality.to_wire().name().as_bytes());
+            out.extend_from_slice(b"\"}");
         }
     }
 }
@@ -308,7 +321,8 @@ mod tests {
             ("sensors/lab/+", Some("lab/*")),
             ("sensors/+/t1", Some("*/t1")),
             ("sensors/lab/t1", Some("lab/t1")),
-            ("sensors/lab/#", Some("lab/*")),
+            ("sensors/lab/#", Some("lab*")),
+            ("sensors/+/#", Some("*")),
             ("sensors", None),
             ("+", None),
             ("other/#", None),
@@ -321,7 +335,11 @@ mod tests {
             assert_eq!(got.as_ref().map(Pattern::as_str), want, "{filter}");
         }
         // Every name whose topic the filter matches, the pattern matches.
-        for (filter, name) in [("sensors/+/t1", "lab/t1"), ("sensors/lab/#", "lab/a/b")] {
+        for (filter, name) in [
+            ("sensors/+/t1", "lab/t1"),
+            ("sensors/lab/#", "lab/a/b"),
+            ("sensors/lab/#", "lab"),
+        ] {
             let topic = topic_of(name);
             assert!(sensegate_mqtt::filter_matches(filter, &topic));
             assert!(filter_pattern(filter, &L).unwrap().matches(name));
