@@ -73,11 +73,13 @@ async fn a_plaintext_listener_others_can_reach_is_warned_about() {
     };
     let dir = tempfile::tempdir().unwrap();
     let token_file = dir.path().join("data/admin.token");
-    let open = Gateway::start_on(dir, &token_file, "0.0.0.0", "");
+    let mqtt = |ip: &str| format!("[mqtt]\nenabled = true\ntls = false\nlisten = \"{ip}:0\"\n");
+    let open = Gateway::start_on(dir, &token_file, "0.0.0.0", &mqtt("0.0.0.0"));
     assert!(warned(&open, "native"), "{:#?}", open.log_lines());
     assert!(warned(&open, "http"), "{:#?}", open.log_lines());
+    assert!(warned(&open, "mqtt"), "{:#?}", open.log_lines());
     open.client().await.ping().await.unwrap();
-    let local = Gateway::start("");
+    let local = Gateway::start(&mqtt("127.0.0.1"));
     local.client().await.ping().await.unwrap();
-    assert!(!warned(&local, "native") && !warned(&local, "http"));
+    assert!(!warned(&local, "native") && !warned(&local, "http") && !warned(&local, "mqtt"));
 }

@@ -822,6 +822,132 @@ async fn idle_mqtt_connections_are_parked_and_still_served() {
     assert_eq!(d.daemon.parked_connections(), 0);
 }
 
+/// A wrong token, repeated from one address, is throttled by the same
+/// verification as every front end's (`0x9F` past the allowance), and a
+/// valid token from that address is still served.
+#[tokio::test]
+async fn wrong_tokens_are_throttled_per_address_and_a_valid_one_still_served() {
+    let d = daemon("[limits]\nauth_failures_per_minute = 3").await;
+    let bad = "sgt_0000000000000000_".to_owned() + &"0".repeat(64);
+    let mut codes = Vec::new();
+    for _ in 0..5 {
+        let mut p = Peer::raw(&d).await;
+        p.send(&connect(5, Some(&bad))).await;
+        codes.push(p.read_to_close().await[0].body[1]);
+    }
+    assert_eq!(codes, [0x87, 0x87, 0x87, 0x9F, 0x9F]);
+    Peer::session(&d, 5, d.admin.expose()).await.ping().await;
+}
+
+/// A publish outside the token's scope is audited like a native push
+/// outside it; both front ends write the same line.
+#[tokio::test]
+async fn out_of_scope_publishes_are_audited() {
+    let d = daemon("").await;
+    let (id, device) = d.token(v1::Role::Device, "dev/*").await;
+    let mut p = Peer::session(&d, 5, device.expose()).await;
+    assert_eq!(p.publish_qos1("sensors/other/x", 1, b"1").await, 0x87);
+    let audit = std::fs::read_to_string(d.dir.path().join("audit.jsonl")).unwrap();
+    let line = audit
+        .lines()
+        .find(|l| l.contains("\"push_denied\""))
+        .unwrap_or_else(|| panic!("no push_denied line in {audit}"));
+    assert!(
+        line.contains(&id) && line.contains("\"sensor\":\"other/x\""),
+        "{line}"
+    );
+    assert!(
+        !line.contains(device.expose()),
+        "the secret is never written"
+    );
+}
+
+/// `/metrics` counts MQTT connections and refusals by reason.
+#[tokio::test]
+async fn metrics_show_the_mqtt_front_end_and_its_refusals() {
+    let d = daemon("[http]\nlisten = \"127.0.0.1:0\"\nmetrics_public = true").await;
+    let (_, device) = d.token(v1::Role::Device, "dev/*").await;
+    let mut p = Peer::session(&d, 5, device.expose()).await;
+    assert_eq!(p.publish_qos1("nowhere/x", 1, b"1").await, 0x90);
+    let mut s = TcpStream::connect(d.daemon.http_addr().unwrap())
+        .await
+        .unwrap();
+    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut raw = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut raw))
+        .await
+        .unwrap()
+        .unwrap();
+    let text = String::from_utf8_lossy(&raw);
+    for want in [
+        "sensegate_connections{frontend=\"mqtt\"} 1",
+        "sensegate_ingest_refused_total{frontend=\"mqtt\",reason=\"unmapped\"} 1",
+        "sensegate_ingest_refused_total{frontend=\"mqtt\",reason=\"forbidden\"} 0",
+    ] {
+        assert!(text.lines().any(|l| l == want), "no {want:?} in\n{text}");
+    }
+}
+
+/// A subscriber that stops reading loses its oldest readings in the hub's
+/// bounded queue or is cut off at the write timeout; the daemon's memory
+/// does not follow the flood, and the publisher is served throughout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_subscriber_that_never_reads_stays_bounded() {
+    let d = daemon(
+        "[limits]\nwrite_timeout_ms = 1000\nsubscriber_queue = 64\npush_rate_per_sec = 10000000\n[store]\nenabled = false",
+    )
+    .await;
+    let (_, device) = d.token(v1::Role::Device, "dev/*").await;
+    let (_, reader) = d.token(v1::Role::Reader, "*").await;
+    let mut sub = Peer::session(&d, 5, reader.expose()).await;
+    sub.send(&subscribe_props(5, 1, &["sensors/#"], &user_property("format", "json")))
+        .await;
+    assert_eq!(sub.read().await.unwrap().kind(), 9);
+    // From here the subscriber reads nothing: 100,000 readings of about
+    // 200 bytes each go its way, far more than the sockets' buffers hold.
+    let before = rss_bytes();
+    let mut dev = Peer::session(&d, 5, device.expose()).await;
+    let big = "x".repeat(100);
+    for chunk in 0..100u32 {
+        let mut burst = Vec::new();
+        for i in 0..1000u32 {
+            let n = (chunk * 1000 + i) % 500;
+            burst.extend(publish(5, &format!("sensors/dev/{big}{n}"), 0, 0, b"1.5"));
+        }
+        dev.send(&burst).await;
+    }
+    dev.ping().await;
+    let grew = rss_bytes().saturating_sub(before);
+    eprintln!("an unread MQTT subscriber: RSS grew by {} KiB", grew >> 10);
+    assert!(grew < 32 << 20, "RSS grew by {} MiB", grew >> 20);
+    let metrics = d.daemon.service().metrics(None).unwrap();
+    let cut_off = d.daemon.service().counters().limits.get(Limit::SlowReader);
+    assert!(
+        metrics.hub.dropped > 0 || cut_off > 0,
+        "neither dropped nor cut off"
+    );
+    eprintln!("dropped {}, cut off {cut_off}", metrics.hub.dropped);
+}
+
+/// The idle timeout closes an MQTT session like any other (a client
+/// without a keep alive included).
+#[tokio::test]
+async fn an_idle_mqtt_session_is_closed_at_the_idle_timeout() {
+    let d = daemon("[limits]\nidle_timeout_secs = 1").await;
+    let mut c = connect(5, Some(d.admin.expose()));
+    c[10..12].copy_from_slice(&0u16.to_be_bytes());
+    let mut p = Peer::raw(&d).await;
+    p.send(&c).await;
+    assert_eq!(p.read().await.unwrap().body[1], 0);
+    let started = std::time::Instant::now();
+    let got = p.read_to_close().await;
+    assert_eq!(got.last().map(|p| p.body.clone()), Some(vec![0x8D, 0]));
+    assert!(started.elapsed() < Duration::from_secs(4));
+    assert!(d.daemon.service().counters().limits.get(Limit::IdleTimeout) >= 1);
+}
+
 /// 1,000 peers that each send half a CONNECT and wait: memory stays small
 /// and a normal client is served meanwhile.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
