@@ -29,6 +29,8 @@ impl Demo {
                 "127.0.0.1:0",
                 "--http-addr",
                 "127.0.0.1:0",
+                "--mqtt-addr",
+                "127.0.0.1:0",
                 "--data-dir",
             ])
             .arg(dir.path())

@@ -902,8 +902,13 @@ async fn a_subscriber_that_never_reads_stays_bounded() {
     let (_, device) = d.token(v1::Role::Device, "dev/*").await;
     let (_, reader) = d.token(v1::Role::Reader, "*").await;
     let mut sub = Peer::session(&d, 5, reader.expose()).await;
-    sub.send(&subscribe_props(5, 1, &["sensors/#"], &user_property("format", "json")))
-        .await;
+    sub.send(&subscribe_props(
+        5,
+        1,
+        &["sensors/#"],
+        &user_property("format", "json"),
+    ))
+    .await;
     assert_eq!(sub.read().await.unwrap().kind(), 9);
     // From here the subscriber reads nothing: 100,000 readings of about
     // 200 bytes each go its way, far more than the sockets' buffers hold.
