@@ -353,6 +353,25 @@ impl Catalog {
             .collect()
     }
 
+    /// The latest readings of up to `max` sensors matching `pattern` that
+    /// `allowed` lets through, by name, without cloning their entries.
+    pub fn latest_matching(
+        &self,
+        pattern: &Pattern,
+        max: usize,
+        allowed: impl Fn(&str) -> bool,
+    ) -> Vec<Reading> {
+        let map = self
+            .sensors
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        map.values()
+            .filter(|e| e.latest.is_some() && pattern.matches(&e.name) && allowed(&e.name))
+            .filter_map(|e| e.latest.clone())
+            .take(max)
+            .collect()
+    }
+
     /// Number of sensors.
     #[must_use]
     pub fn len(&self) -> usize {

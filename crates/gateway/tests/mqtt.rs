@@ -953,6 +953,138 @@ async fn an_idle_mqtt_session_is_closed_at_the_idle_timeout() {
     assert!(d.daemon.service().counters().limits.get(Limit::IdleTimeout) >= 1);
 }
 
+/// MQTT 3.1.1 has no negative PUBACK: a publish refused for a reason that
+/// may pass later (here the token's push rate) is not acknowledged; the
+/// connection closes after the PUBACKs before it, so the client sends it
+/// again. Nothing is acknowledged that was not kept.
+#[tokio::test]
+async fn a_3_1_1_publish_refused_for_now_is_not_acknowledged() {
+    let d = daemon("[limits]\npush_rate_per_sec = 2").await;
+    let (_, device) = d.token(v1::Role::Device, "dev/*").await;
+    let mut p = Peer::session(&d, 4, device.expose()).await;
+    let mut burst = Vec::new();
+    for id in 1..=5u16 {
+        burst.extend(publish(4, &format!("sensors/dev/r{id}"), 1, id, b"1"));
+    }
+    p.send(&burst).await;
+    let got = p.read_to_close().await;
+    let acked: Vec<u16> = got
+        .iter()
+        .map(|a| u16::from_be_bytes([a.body[0], a.body[1]]))
+        .collect();
+    assert_eq!(acked, [1, 2], "{got:?}");
+    let mut admin = d.admin().await;
+    assert!(admin.latest("dev/r2").await.is_ok());
+    assert!(admin.latest("dev/r3").await.is_err());
+    // MQTT 5 is told 0x96 and keeps its connection.
+    let mut v5 = Peer::session(&d, 5, device.expose()).await;
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let mut codes = Vec::new();
+    for id in 1..=4u16 {
+        codes.push(
+            v5.publish_qos1(&format!("sensors/dev/s{id}"), id, b"1")
+                .await,
+        );
+    }
+    assert_eq!(codes, [0, 0, 0x96, 0x96]);
+    v5.ping().await;
+}
+
+/// SUBSCRIBE again and again, reading nothing: each brings the latest
+/// readings retained, but what waits for the peer is bounded
+/// (`limits.reply_bytes_per_connection`), it is cut off at the write
+/// timeout, and everyone else is served meanwhile.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn repeated_subscribes_that_are_never_read_hold_bounded_memory() {
+    let d = daemon("[limits]\nwrite_timeout_ms = 1000\nidle_timeout_secs = 300").await;
+    d.big_sensors(1000).await;
+    let (_, reader) = d.token(v1::Role::Reader, "*").await;
+    let before = rss_bytes();
+    let mut peers = Vec::new();
+    for i in 0..4u8 {
+        let mut p = Peer::raw_from(&d, [127, 0, 2, i + 1]).await;
+        p.send(&connect(4, Some(reader.expose()))).await;
+        assert_eq!(p.read().await.unwrap().body[1], 0);
+        // 512 SUBSCRIBEs of `sensors/#` in 4 KiB, each worth 256 retained
+        // readings of about 130 bytes.
+        let one = subscribe(4, 1, &["sensors/#"]);
+        let burst: Vec<u8> = one.iter().copied().cycle().take(one.len() * 512).collect();
+        p.send(&burst).await;
+        peers.push(p);
+    }
+    let mut peak = 0;
+    for _ in 0..20 {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        peak = peak.max(rss_bytes().saturating_sub(before));
+    }
+    assert_served(&d).await;
+    eprintln!(
+        "repeated subscribes, unread: RSS grew by {} MiB at most",
+        peak >> 20
+    );
+    assert!(peak < 64 << 20, "RSS grew by {} MiB", peak >> 20);
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while d.daemon.service().counters().limits.get(Limit::SlowReader) < 4 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the stalled peers were not cut off"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    drop(peers);
+}
+
+/// The rest of what the review found a real client would meet: an
+/// UNSUBACK says which filters had no subscription, a filter whose pattern
+/// would be over the cap is refused, enhanced authentication is refused,
+/// and an MQTT 5 client with a keep alive longer than the idle timeout
+/// allows is told a shorter one.
+#[tokio::test]
+async fn unsuback_codes_long_filters_auth_methods_and_the_server_keep_alive() {
+    let d = daemon("[limits]\nidle_timeout_secs = 60\nmax_pattern_bytes = 64").await;
+    let mut p = Peer::session(&d, 5, d.admin.expose()).await;
+    p.send(&subscribe(5, 1, &["sensors/a"])).await;
+    assert_eq!(p.read().await.unwrap().body[3..], [0]);
+    let mut unsub = 2u16.to_be_bytes().to_vec();
+    unsub.push(0);
+    put_str(&mut unsub, b"sensors/a");
+    put_str(&mut unsub, b"sensors/b");
+    p.send(&packet(0xA2, &unsub)).await;
+    assert_eq!(p.read().await.unwrap().body[3..], [0x00, 0x11]);
+    // Within the topic cap, but its pattern is over `max_pattern_bytes`.
+    let long = format!("sensors/{}", "a".repeat(100));
+    p.send(&subscribe(5, 3, &[long.as_str()])).await;
+    assert_eq!(p.read().await.unwrap().body[3..], [0x8F]);
+    // Authentication method (0x15) "SCRAM-SHA-1".
+    let mut method = vec![0x15];
+    put_str(&mut method, b"SCRAM-SHA-1");
+    let mut q = Peer::raw(&d).await;
+    q.send(&connect_props(5, Some(d.admin.expose()), &method))
+        .await;
+    assert_eq!(q.read_to_close().await[0].body[1], 0x8C);
+    // Keep alive 30 s (the test CONNECT's) is under 40 s: not told. 0 and
+    // 600 s are: 40 s, two thirds of the idle timeout.
+    let mut short = Peer::raw(&d).await;
+    short.send(&connect(5, Some(d.admin.expose()))).await;
+    let ack = short.read().await.unwrap();
+    assert!(
+        !ack.body.windows(1).any(|w| w == [0x13])
+            || !ack.body.windows(3).any(|w| w[0] == 0x13 && w[1] == 0),
+        "{ack:?}"
+    );
+    for ka in [0u16, 600] {
+        let mut c = connect(5, Some(d.admin.expose()));
+        c[10..12].copy_from_slice(&ka.to_be_bytes());
+        let mut long_ka = Peer::raw(&d).await;
+        long_ka.send(&c).await;
+        let ack = long_ka.read().await.unwrap();
+        assert!(
+            ack.body.windows(3).any(|w| w == [0x13, 0, 40]),
+            "keep alive {ka}: {ack:?}"
+        );
+    }
+}
+
 /// 1,000 peers that each send half a CONNECT and wait: memory stays small
 /// and a normal client is served meanwhile.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -32,6 +32,8 @@ pub enum ReasonCode {
     ServerBusy = 0x89,
     /// 0x8B.
     ServerShuttingDown = 0x8B,
+    /// 0x8C.
+    BadAuthenticationMethod = 0x8C,
     /// 0x8D.
     KeepAliveTimeout = 0x8D,
     /// 0x8F.

@@ -41,8 +41,8 @@ pub enum Packet {
     Disconnect(Disconnect),
 }
 
-/// A CONNECT.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// A CONNECT. Its `Debug` leaves the password out (it is a token).
+#[derive(Clone, PartialEq, Eq)]
 pub struct Connect {
     /// 3.1.1 or 5.
     pub version: ProtocolVersion,
@@ -70,6 +70,31 @@ pub struct Connect {
     /// MQTT 5: an authentication method (enhanced authentication, which
     /// this side does not offer).
     pub authentication_method: Option<String>,
+}
+
+impl std::fmt::Debug for Connect {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Connect")
+            .field("version", &self.version)
+            .field("clean_start", &self.clean_start)
+            .field("keep_alive", &self.keep_alive)
+            .field("client_id", &self.client_id)
+            .field("username", &self.username)
+            .field(
+                "password",
+                &self
+                    .password
+                    .as_ref()
+                    .map(|p| format!("<{} bytes>", p.len())),
+            )
+            .field("will", &self.will)
+            .field("receive_maximum", &self.receive_maximum)
+            .field("maximum_packet_size", &self.maximum_packet_size)
+            .field("session_expiry", &self.session_expiry)
+            .field("user_properties", &self.user_properties)
+            .field("authentication_method", &self.authentication_method)
+            .finish()
+    }
 }
 
 /// A DISCONNECT.
@@ -402,6 +427,9 @@ pub struct ConnAck {
     /// MQTT 5: the identifier assigned to a client that sent an empty one
     /// [MQTT-3.2.2-16].
     pub assigned_client_id: Option<String>,
+    /// MQTT 5: the keep alive the client must use instead of its own
+    /// (Server Keep Alive, 0x13).
+    pub server_keep_alive: Option<u16>,
 }
 
 impl ConnAck {
@@ -429,6 +457,12 @@ impl ConnAck {
                     props.put_u8(0);
                     props.put_u8(0x22); // topic alias maximum: 0
                     props.put_u16(0);
+                    if let Some(ka) = self.server_keep_alive {
+                        props.put_u8(0x13); // server keep alive
+                        props.put_u16(ka);
+                    }
+                    props.put_u8(0x29); // subscription identifiers: no
+                    props.put_u8(0);
                     if let Some(id) = &self.assigned_client_id {
                         props.put_u8(0x12); // assigned client identifier
                         props.put_u16(u16::try_from(id.len()).unwrap_or(u16::MAX));

@@ -481,12 +481,13 @@ pub fn encode_suback(
     }
 }
 
-/// Appends an UNSUBACK answering `packet_id` for `filters` filters (MQTT 5:
-/// each reported a success).
+/// Appends an UNSUBACK answering `packet_id`, one entry per filter in
+/// order: whether a subscription to it existed (MQTT 5: success `0x00`, or
+/// `0x11` no subscription existed; 3.1.1 carries no codes).
 pub fn encode_unsuback(
     version: ProtocolVersion,
     packet_id: u16,
-    filters: usize,
+    existed: &[bool],
     out: &mut BytesMut,
 ) {
     out.put_u8(UNSUBACK << 4);
@@ -496,10 +497,12 @@ pub fn encode_unsuback(
             out.put_u16(packet_id);
         }
         ProtocolVersion::V5 => {
-            put_varint(out, 3 + filters);
+            put_varint(out, 3 + existed.len());
             out.put_u16(packet_id);
             out.put_u8(0);
-            out.put_bytes(0, filters);
+            for &e in existed {
+                out.put_u8(if e { 0x00 } else { 0x11 });
+            }
         }
     }
 }

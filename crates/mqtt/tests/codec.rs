@@ -405,6 +405,7 @@ fn connack_pingresp_and_disconnect_encode_as_the_specification_shows() {
         receive_maximum: 16,
         maximum_packet_size: 65_536,
         assigned_client_id: None,
+        server_keep_alive: None,
     }
     .encode(&mut out);
     assert_eq!(&out[..], [0x20, 2, 0, 5]);
@@ -415,6 +416,7 @@ fn connack_pingresp_and_disconnect_encode_as_the_specification_shows() {
         receive_maximum: 16,
         maximum_packet_size: 65_536,
         assigned_client_id: None,
+        server_keep_alive: None,
     }
     .encode(&mut out);
     assert_eq!(&out[..], [0x20, 3, 0, 0x87, 0]);
@@ -425,13 +427,17 @@ fn connack_pingresp_and_disconnect_encode_as_the_specification_shows() {
         receive_maximum: 16,
         maximum_packet_size: 65_536,
         assigned_client_id: Some("sg-1".to_owned()),
+        server_keep_alive: Some(200),
     }
     .encode(&mut out);
     assert_eq!(out[0], 0x20);
     assert_eq!(usize::from(out[1]), out.len() - 2);
     // Session expiry 0, receive maximum, maximum packet size, maximum QoS,
-    // no shared subscriptions, no topic aliases, the assigned identifier.
-    assert_eq!(&out[2..5], [0, 0, 27]);
+    // no shared subscriptions, no topic aliases, the server keep alive, no
+    // subscription identifiers, the assigned identifier.
+    assert_eq!(&out[2..5], [0, 0, 32]);
+    assert!(out.windows(3).any(|w| w == [0x13, 0, 200]));
+    assert!(out.windows(2).any(|w| w == [0x29, 0]));
     assert_eq!(&out[5..10], [0x11, 0, 0, 0, 0]);
     assert_eq!(&out[10..13], [0x21, 0, 16]);
     assert_eq!(&out[out.len() - 7..], b"\x12\x00\x04sg-1");

@@ -305,9 +305,9 @@ fn the_broker_side_encodes_byte_for_byte() {
         [0x90, 4, 0, 9, 1, 0x80, 0x90, 5, 0, 9, 0, 1, 0x87]
     );
     out.clear();
-    encode_unsuback(ProtocolVersion::V311, 3, 2, &mut out);
-    encode_unsuback(ProtocolVersion::V5, 3, 2, &mut out);
-    assert_eq!(&out[..], [0xB0, 2, 0, 3, 0xB0, 5, 0, 3, 0, 0, 0]);
+    encode_unsuback(ProtocolVersion::V311, 3, &[true, false], &mut out);
+    encode_unsuback(ProtocolVersion::V5, 3, &[true, false], &mut out);
+    assert_eq!(&out[..], [0xB0, 2, 0, 3, 0xB0, 5, 0, 3, 0, 0, 0x11]);
 }
 
 #[test]

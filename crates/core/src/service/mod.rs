@@ -447,6 +447,26 @@ impl Service {
             }))
     }
 
+    /// The latest readings of up to `max` sensors matching `pattern` that
+    /// the caller may read (what an MQTT subscriber gets retained at
+    /// subscribe). One pass over the catalog under its read lock, no entry
+    /// cloned but the readings returned.
+    ///
+    /// # Errors
+    /// [`ServiceError::Forbidden`] for a role that may not subscribe.
+    pub fn latest_matching(
+        &self,
+        caller: Caller<'_>,
+        pattern: &Pattern,
+        max: usize,
+    ) -> Result<Vec<Reading>, ServiceError> {
+        Self::allow(caller.principal, Action::Subscribe)?;
+        let p = caller.principal;
+        Ok(self.catalog.latest_matching(pattern, max, |name| {
+            policy::decide(p, Action::ReadSensor(name)).is_allowed()
+        }))
+    }
+
     /// Entries a page is taken from: one more than a page may hold, so the
     /// front end can tell whether more follow (`limits.max_list_items`).
     #[must_use]

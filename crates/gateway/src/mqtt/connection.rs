@@ -76,6 +76,16 @@ pub struct Shared {
     pub tracker: TaskTracker,
 }
 
+/// Whose share of the in-flight budget a write is reserved from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Owner {
+    /// The connection's token (answers: acknowledgements, SUBACKs and the
+    /// retained readings they bring).
+    Token,
+    /// The budget alone (deliveries: the hub's queues bound them).
+    None,
+}
+
 /// Why the loop ended, for the log.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum End {
@@ -378,18 +388,28 @@ impl ConnectionTask {
             .max(1)
     }
 
-    /// Cuts and handles every whole packet in the buffer.
+    /// Cuts and handles every whole packet in the buffer. What the session
+    /// writes leaves once it passes `limits.reply_bytes_per_connection`,
+    /// before the next packet is decoded, so a peer that sends many
+    /// requests and reads nothing holds at most that much (plus one
+    /// packet's answer) until `limits.write_timeout_ms` cuts it off.
     async fn handle_input(&mut self) -> Option<End> {
-        let now = Instant::now();
         // Publishes checked and waiting for their commit: always committed
         // (and acknowledged) before this returns.
         let mut batch = Vec::new();
         loop {
+            let now = Instant::now();
             if self.packet_started.is_none() && !self.inbuf.is_empty() {
                 self.packet_started = Some(now);
             }
-            if let Some(end) = self.admit_packet().await {
-                return Some(end);
+            if !self.admit_packet() {
+                // What was accepted before is kept and acknowledged first.
+                if let Some(end) = self.commit_batch(&mut batch).await {
+                    return Some(end);
+                }
+                self.session.on_overloaded(&mut self.out);
+                self.farewell().await;
+                return Some(End::Error);
             }
             let buffered = self.inbuf.len();
             match self.decoder.decode(&mut self.inbuf) {
@@ -427,6 +447,17 @@ impl ConnectionTask {
                             }
                         }
                     }
+                    if self.out.len() >= self.service().limits().reply_bytes_per_connection {
+                        if let Some(end) = self.commit_batch(&mut batch).await {
+                            return Some(end);
+                        }
+                        if let Some(end) = self.flush(Owner::Token).await {
+                            return Some(end);
+                        }
+                    }
+                    // A buffer of many small packets gives the worker back
+                    // now and then.
+                    tokio::task::coop::consume_budget().await;
                 }
                 Ok(None) => break,
                 Err(e) => {
@@ -453,46 +484,40 @@ impl ConnectionTask {
             // Give the buffer back: an idle connection holds none.
             self.inbuf = BytesMut::new();
         }
-        self.flush(false).await
+        self.flush(Owner::Token).await
     }
 
     /// Once a packet's header is in: a packet larger than a read chunk is
     /// reserved from the in-flight budget before its body is waited for.
     /// (The decoder has checked it against the packet cap already.)
-    async fn admit_packet(&mut self) -> Option<End> {
+    /// Returns `false` when it does not fit.
+    fn admit_packet(&mut self) -> bool {
         if self.packet_permit.is_some() {
-            return None;
+            return true;
         }
         // A bad header is left to `decode`, which reports it.
         let Ok(Some(needed)) = self.decoder.bytes_needed(&self.inbuf) else {
-            return None;
+            return true;
         };
         let total = needed + self.inbuf.len();
         if needed == 0 || total <= READ_CHUNK {
-            return None;
+            return true;
         }
-        if total > self.service().limits().inflight_bytes_per_connection {
-            self.hit(Limit::Inflight);
-        } else if let Some(p) = self.shared.inflight.try_reserve(total) {
+        if total <= self.service().limits().inflight_bytes_per_connection
+            && let Some(p) = self.shared.inflight.try_reserve(total)
+        {
             self.packet_permit = Some(p);
-            return None;
-        } else {
-            self.hit(Limit::Inflight);
+            return true;
         }
-        self.session.on_decode_error(
-            &sensegate_mqtt::DecodeError::TooLarge {
-                len: total,
-                max: READ_CHUNK,
-            },
-            self.decoder.reply_version(),
-            &mut self.out,
-        );
-        self.farewell().await;
-        Some(End::Error)
+        self.hit(Limit::Inflight);
+        false
     }
 
     /// Commits the accepted readings of the publishes collected, then
-    /// writes their PUBACKs in order.
+    /// writes their PUBACKs in order. The commit is awaited to its end
+    /// (`Service::commit_push` bounds it), even if the connection is told
+    /// to stop meanwhile: a commit dropped half way could land in history
+    /// without being published.
     async fn commit_batch(&mut self, batch: &mut Vec<Publish>) -> Option<End> {
         if batch.is_empty() {
             return None;
@@ -505,33 +530,25 @@ impl ConnectionTask {
             .cloned()
             .collect();
         let service = self.shared.service.clone();
-        let connection = self.session.connection().clone();
         let committed = if readings.is_empty() {
             Ok(())
         } else {
-            tokio::select! {
-                r = Box::pin(service.commit_push(readings)) => r.map(|_| ()),
-                reason = connection.stopped() => {
-                    self.session.on_stop(reason, &mut self.out);
-                    self.farewell().await;
-                    return Some(End::Stopped);
-                }
-            }
+            Box::pin(service.commit_push(readings)).await.map(|_| ())
         };
         if !self
             .session
             .acknowledge(&service, &batch, committed, &mut self.out)
         {
+            self.farewell().await;
             return Some(End::Error);
         }
-        self.flush(false).await
+        self.flush(Owner::Token).await
     }
 
     async fn deliver(&mut self, delivery: Delivery) -> Option<End> {
         match delivery {
             Delivery::Lagged => {
-                self.session
-                    .on_stop(sensegate_core::StopReason::Idle, &mut self.out);
+                self.session.on_fell_behind(&mut self.out);
                 self.farewell().await;
                 Some(End::Stopped)
             }
@@ -541,28 +558,35 @@ impl ConnectionTask {
                 if n == 0 {
                     return None;
                 }
-                self.flush(true).await
+                self.flush(Owner::None).await
             }
         }
     }
 
     /// Writes what the session wrote, reserved from the global budget while
-    /// it is written (`wait`: a delivery waits for room, up to the write
-    /// timeout; anything else is refused at once), bounded by
-    /// `limits.write_timeout_ms`.
-    async fn flush(&mut self, wait: bool) -> Option<End> {
+    /// it is written: answers as the connection's token (within its share,
+    /// `limits.inflight_bytes_per_token`), deliveries from the budget alone
+    /// (the hub's queues bound them). Either waits for room rather than
+    /// drop what it carries (a PUBACK for a committed reading must not be
+    /// lost), and the whole write is bounded by `limits.write_timeout_ms`.
+    async fn flush(&mut self, owner: Owner) -> Option<End> {
         if self.out.is_empty() {
             return None;
         }
         let out = std::mem::take(&mut self.out);
         let write_timeout = self.service().limits().write_timeout;
         let started = Instant::now();
+        let principal = match owner {
+            Owner::Token => self.session.connection().principal(),
+            Owner::None => None,
+        };
+        let token = principal.as_deref().map(|p| p.token_id.as_str());
         let permit = loop {
-            if let Some(p) = self.shared.inflight.reserve_for(None, out.len()) {
+            if let Some(p) = self.shared.inflight.reserve_for(token, out.len()) {
                 break p;
             }
             self.hit(Limit::Inflight);
-            if !wait || started.elapsed() >= write_timeout {
+            if started.elapsed() >= write_timeout {
                 return Some(End::Error);
             }
             tokio::time::sleep(RESERVE_RETRY).await;

@@ -10,7 +10,8 @@
 //! outside the sensor-name set (a space in a Zigbee2MQTT friendly name, say)
 //! become `_`. An optional `fields` list of patterns keeps only the paths it
 //! matches. The first rule whose filter matches the topic decides; a topic
-//! no rule matches falls to the default mapping ([`super::topics`]).
+//! no rule matches, and any topic under `sensors/`, takes the default
+//! mapping ([`super::topics`]).
 //!
 //! Bounded: at most [`MAX_RULES`] rules, [`MAX_FIELD_PATTERNS`] field
 //! patterns per rule, JSON objects walked [`MAX_DEPTH`] levels deep (deeper
@@ -234,11 +235,16 @@ impl Mapper {
         payload: &[u8],
         limits: &MessageLimits,
     ) -> Result<Vec<Published>, IngestRefusal> {
-        let Some(rule) = self
-            .rules
-            .iter()
-            .find(|r| sensegate_mqtt::filter_matches(&r.filter, topic))
-        else {
+        // `sensors/...` is the default mapping's, whatever a rule's
+        // wildcards would also match (`+/status/+` and `sensors/status/x`).
+        let rule = if topic.starts_with(topics::PREFIX) {
+            None
+        } else {
+            self.rules
+                .iter()
+                .find(|r| sensegate_mqtt::filter_matches(&r.filter, topic))
+        };
+        let Some(rule) = rule else {
             return topics::read_publish(topic, payload, limits).map(|p| vec![p]);
         };
         let levels: Vec<&str> = topic.split('/').collect();
@@ -263,69 +269,87 @@ impl Mapper {
                 let serde_json::Value::Object(object) = json else {
                     return Err(IngestRefusal::BadPayload);
                 };
-                let mut values = Vec::new();
-                walk(
-                    &object,
-                    &mut String::new(),
-                    1,
-                    &mut values,
-                    self.max_readings,
-                )?;
-                let mut out = Vec::with_capacity(values.len());
-                for (path, value) in values {
-                    if let Some(fields) = &rule.fields
-                        && !fields.iter().any(|f| f.matches(&path))
-                    {
-                        continue;
-                    }
-                    out.push(Published {
-                        sensor: name(&path)?,
-                        value,
-                        timestamp_us: None,
-                    });
-                }
-                if out.is_empty() {
+                let mut walk = Walk {
+                    fields: rule.fields.as_deref(),
+                    max: self.max_readings,
+                    max_path: limits.max_name_bytes,
+                    path: String::new(),
+                    out: Vec::new(),
+                };
+                walk.object(&object, 1)?;
+                if walk.out.is_empty() {
                     return Err(IngestRefusal::BadPayload);
                 }
-                Ok(out)
+                walk.out
+                    .into_iter()
+                    .map(|(path, value)| {
+                        Ok(Published {
+                            sensor: name(&path)?,
+                            value,
+                            timestamp_us: None,
+                        })
+                    })
+                    .collect()
             }
         }
     }
 }
 
-/// Collects the numbers (and booleans) of `object`, with their paths,
-/// `depth` levels down; refuses past `max` of them.
-fn walk(
-    object: &serde_json::Map<String, serde_json::Value>,
-    path: &mut String,
-    depth: usize,
-    out: &mut Vec<(String, f64)>,
+/// Collects the numbers (and booleans) of a JSON object with their paths:
+/// only those `fields` keeps, none whose path alone is longer than a name
+/// may be, refusing the message past `max` of them.
+struct Walk<'a> {
+    fields: Option<&'a [Pattern]>,
     max: usize,
-) -> Result<(), IngestRefusal> {
-    for (key, value) in object {
-        let at = path.len();
-        if !path.is_empty() {
-            path.push('/');
+    max_path: usize,
+    path: String,
+    out: Vec<(String, f64)>,
+}
+
+impl Walk<'_> {
+    fn object(
+        &mut self,
+        object: &serde_json::Map<String, serde_json::Value>,
+        depth: usize,
+    ) -> Result<(), IngestRefusal> {
+        for (key, value) in object {
+            let at = self.path.len();
+            if !self.path.is_empty() {
+                self.path.push('/');
+            }
+            push_sanitized(&mut self.path, key);
+            if self.path.len() <= self.max_path {
+                self.value(value, depth)?;
+            }
+            self.path.truncate(at);
         }
-        push_sanitized(path, key);
+        Ok(())
+    }
+
+    fn value(&mut self, value: &serde_json::Value, depth: usize) -> Result<(), IngestRefusal> {
         let number = match value {
             serde_json::Value::Number(n) => n.as_f64().filter(|v| v.is_finite()),
             serde_json::Value::Bool(b) => Some(f64::from(u8::from(*b))),
             serde_json::Value::Object(inner) if depth < MAX_DEPTH => {
-                walk(inner, path, depth + 1, out, max)?;
-                None
+                return self.object(inner, depth + 1);
             }
             _ => None,
         };
-        if let Some(v) = number {
-            if out.len() >= max {
-                return Err(IngestRefusal::BadPayload);
-            }
-            out.push((path.clone(), v));
+        let Some(v) = number else {
+            return Ok(());
+        };
+        if self
+            .fields
+            .is_some_and(|f| !f.iter().any(|p| p.matches(&self.path)))
+        {
+            return Ok(());
         }
-        path.truncate(at);
+        if self.out.len() >= self.max {
+            return Err(IngestRefusal::BadPayload);
+        }
+        self.out.push((self.path.clone(), v));
+        Ok(())
     }
-    Ok(())
 }
 
 #[cfg(test)]

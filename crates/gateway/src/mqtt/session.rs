@@ -232,6 +232,21 @@ impl Session {
         self.state = State::Closed;
     }
 
+    /// The packet in progress does not fit the in-flight budget: MQTT 5 is
+    /// told `0x97` (quota exceeded), then the connection closes.
+    pub fn on_overloaded(&mut self, out: &mut BytesMut) {
+        if self.state == State::Serving {
+            self.disconnect(ReasonCode::QuotaExceeded, out);
+        }
+        self.state = State::Closed;
+    }
+
+    /// The subscriber fell behind under `limits.lag_policy = "disconnect"`.
+    pub fn on_fell_behind(&mut self, out: &mut BytesMut) {
+        self.disconnect(ReasonCode::QuotaExceeded, out);
+        self.state = State::Closed;
+    }
+
     /// The client sent nothing for one and a half keep-alive periods.
     pub fn on_keep_alive_expired(&mut self, out: &mut BytesMut) {
         self.disconnect(ReasonCode::KeepAliveTimeout, out);
@@ -264,6 +279,11 @@ impl Session {
             refuse_connect(c.version, ReasonCode::ClientIdentifierNotValid, out);
             return Step::Close;
         }
+        if c.authentication_method.is_some() {
+            // MQTT 5 extended authentication: the token is the password.
+            refuse_connect(c.version, ReasonCode::BadAuthenticationMethod, out);
+            return Step::Close;
+        }
         if let Err(e) = service.sign_in(token, &self.connection, now) {
             let reason = match e {
                 ServiceError::AuthThrottled => ReasonCode::ConnectionRateExceeded,
@@ -274,12 +294,21 @@ impl Session {
         }
         tracing::debug!(
             conn_id = self.connection.id,
-            client_id = %c.client_id,
+            client_id = ?c.client_id,
             user = c.username.as_deref().unwrap_or(""),
             "mqtt client connected"
         );
         self.version = c.version;
-        self.keep_alive = c.keep_alive;
+        // The registry's idle timeout closes a connection quiet for that
+        // long: an MQTT 5 client is told to ping within two thirds of it
+        // (Server Keep Alive). A 3.1.1 client cannot be told; its keep
+        // alive must be under that (docs/mqtt.md).
+        let idle = service.limits().idle_timeout.as_secs();
+        let most = u16::try_from(idle * 2 / 3).unwrap_or(u16::MAX).max(1);
+        let server_keep_alive = (c.version == ProtocolVersion::V5
+            && (c.keep_alive == 0 || c.keep_alive > most))
+            .then_some(most);
+        self.keep_alive = server_keep_alive.unwrap_or(c.keep_alive);
         self.client_max_packet = c
             .maximum_packet_size
             .map_or(usize::MAX, |n| usize::try_from(n).unwrap_or(usize::MAX));
@@ -294,6 +323,7 @@ impl Session {
             receive_maximum: self.receive_maximum,
             maximum_packet_size: self.max_packet,
             assigned_client_id: assigned,
+            server_keep_alive,
         }
         .encode(out);
         self.state = State::Serving;
@@ -389,7 +419,9 @@ impl Session {
                 .hit(crate::stats::Limit::Subscriptions);
             return refused(ReasonCode::QuotaExceeded);
         }
-        let pattern = topics::filter_pattern(&f.filter, &service.limits().message);
+        let Ok(pattern) = topics::filter_pattern(&f.filter, &service.limits().message) else {
+            return refused(ReasonCode::TopicFilterInvalid);
+        };
         let patterns: Vec<Pattern> = pattern.iter().cloned().collect();
         let connection = self.connection.clone();
         let result = self.caller(|caller| service.subscribe(caller, &connection, &patterns));
@@ -419,10 +451,13 @@ impl Session {
         u: &sensegate_mqtt::Unsubscribe,
         out: &mut BytesMut,
     ) {
+        let mut existed = Vec::with_capacity(u.filters.len());
         for filter in &u.filters {
             let Some(i) = self.subscriptions.iter().position(|s| &s.filter == filter) else {
+                existed.push(false);
                 continue;
             };
+            existed.push(true);
             let gone = self.subscriptions.swap_remove(i);
             // The hub routes by pattern: keep one another filter still needs.
             if let (Some(p), Some(sub)) = (gone.pattern, &self.subscriber)
@@ -434,7 +469,7 @@ impl Session {
                 service.unsubscribe(&self.connection, sub, std::slice::from_ref(&p));
             }
         }
-        encode_unsuback(self.version, u.packet_id, u.filters.len(), out);
+        encode_unsuback(self.version, u.packet_id, &existed, out);
     }
 
     /// The latest reading of each sensor that the subscriptions at
@@ -449,30 +484,23 @@ impl Session {
             let Some(pattern) = &sub.pattern else {
                 continue;
             };
-            let mut after: Option<Arc<str>> = None;
-            'pages: loop {
-                let page = self
-                    .caller(|caller| service.list_sensors(caller, pattern, after.as_deref()))
-                    .and_then(Result::ok)
-                    .unwrap_or_default();
-                let Some(last) = page.last() else {
-                    break;
-                };
-                after = Some(last.name.clone());
-                for entry in page {
-                    if sent.len() >= max {
-                        break 'pages;
-                    }
-                    let Some(reading) = entry.latest else {
-                        continue;
-                    };
-                    let topic = topics::topic_of(&entry.name);
-                    if !filter_matches(&sub.filter, &topic) || sent.contains(&entry.name) {
-                        continue;
-                    }
-                    self.write_reading(&topic, &reading, sub.format, true, &mut payload, out);
-                    sent.insert(entry.name);
+            let left = max.saturating_sub(sent.len());
+            if left == 0 {
+                break;
+            }
+            // One bounded pass over the catalog: at most what is left to
+            // send, whatever the catalog holds.
+            let latest = self
+                .caller(|caller| service.latest_matching(caller, pattern, left))
+                .and_then(Result::ok)
+                .unwrap_or_default();
+            for reading in latest {
+                let topic = topics::topic_of(&reading.sensor);
+                if !filter_matches(&sub.filter, &topic) || sent.contains(&reading.sensor) {
+                    continue;
                 }
+                self.write_reading(&topic, &reading, sub.format, true, &mut payload, out);
+                sent.insert(reading.sensor);
             }
         }
     }
@@ -538,8 +566,10 @@ impl Session {
     /// Acknowledges a batch of publishes in the order they came
     /// [MQTT-4.6.0-2], once the accepted ones were committed (`committed`
     /// is the commit's outcome). Returns `false` when the connection must
-    /// close instead: an MQTT 3.1.1 client whose readings could not be
-    /// stored is not acknowledged, so it sends them again.
+    /// close instead (after the PUBACKs written so far): an MQTT 3.1.1
+    /// client whose reading could not be stored, or was refused for a
+    /// reason that may pass (rate, room), is not acknowledged for it, so it
+    /// sends it again.
     pub fn acknowledge(
         &self,
         service: &Service,
@@ -572,10 +602,27 @@ impl Session {
                 (Ok(_), Some(r)) => r,
                 (Err(r), _) => *r,
             };
+            // MQTT 3.1.1 has no negative PUBACK. A refusal that stays a
+            // refusal (scope, topic, payload) is acknowledged, as brokers
+            // do; one that may pass later (the rate, a full catalog or
+            // store) is not: the connection closes after the PUBACKs before
+            // it, and the client sends the reading again. Nothing is
+            // acknowledged that was not kept.
+            if self.version == ProtocolVersion::V311 && is_temporary(reason) {
+                return false;
+            }
             encode_puback(self.version, id, reason, out);
         }
         true
     }
+}
+
+/// A refusal that may pass if the same publish comes again later.
+const fn is_temporary(reason: ReasonCode) -> bool {
+    matches!(
+        reason,
+        ReasonCode::MessageRateTooHigh | ReasonCode::QuotaExceeded | ReasonCode::UnspecifiedError
+    )
 }
 
 /// A CONNACK refusing the connection.
@@ -586,6 +633,7 @@ fn refuse_connect(version: ProtocolVersion, reason: ReasonCode, out: &mut BytesM
         receive_maximum: 0,
         maximum_packet_size: 0,
         assigned_client_id: None,
+        server_keep_alive: None,
     }
     .encode(out);
 }

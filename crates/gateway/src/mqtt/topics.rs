@@ -158,19 +158,29 @@ fn seconds_to_us(s: f64) -> Result<i64, IngestRefusal> {
     }
 }
 
+/// A filter whose sensor pattern is over `limits.max_pattern_bytes`
+/// (refused with `0x8F`, rather than granted and never delivering).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PatternTooLong;
+
 /// The sensor pattern a subscription filter stands for, or `None` when the
 /// filter can match no topic this broker publishes (every reading goes out
 /// as `sensors/<name>`). The pattern may match more than the filter (`+`
 /// becomes `*`, which also spans `/`); the connection checks each reading's
 /// topic against the filter itself before sending it.
-#[must_use]
-pub fn filter_pattern(filter: &str, limits: &MessageLimits) -> Option<Pattern> {
+///
+/// # Errors
+/// [`PatternTooLong`] when the pattern would be over the configured cap.
+pub fn filter_pattern(
+    filter: &str,
+    limits: &MessageLimits,
+) -> Result<Option<Pattern>, PatternTooLong> {
     let mut levels = filter.split('/');
-    match levels.next()? {
+    match levels.next() {
         // `#` alone: everything; `+`: the first level, which is `sensors`.
-        "#" => return Some(Pattern::any()),
-        "+" | "sensors" => {}
-        _ => return None,
+        Some("#") => return Ok(Some(Pattern::any())),
+        Some("+" | "sensors") => {}
+        _ => return Ok(None),
     }
     let mut text = String::new();
     let mut first = true;
@@ -195,14 +205,16 @@ pub fn filter_pattern(filter: &str, limits: &MessageLimits) -> Option<Pattern> {
             "+" => text.push('*'),
             // A literal level: only name bytes (so never a glob character).
             l if l.bytes().all(sensegate_proto::envelope::is_name_byte) => text.push_str(l),
-            _ => return None,
+            _ => return Ok(None),
         }
     }
     if first || text.is_empty() {
         // `sensors` or `+` alone: no sensor has an empty name.
-        return None;
+        return Ok(None);
     }
-    Pattern::parse("filter", &text, limits).ok()
+    Pattern::parse("filter", &text, limits)
+        .map(Some)
+        .map_err(|_| PatternTooLong)
 }
 
 /// The topic a reading is published on.
@@ -331,9 +343,11 @@ mod tests {
             ("sensors/a b", None),
         ];
         for (filter, want) in cases {
-            let got = filter_pattern(filter, &L);
+            let got = filter_pattern(filter, &L).unwrap();
             assert_eq!(got.as_ref().map(Pattern::as_str), want, "{filter}");
         }
+        let long = format!("sensors/{}", "a".repeat(L.max_pattern_bytes + 1));
+        assert_eq!(filter_pattern(&long, &L), Err(PatternTooLong));
         // Every name whose topic the filter matches, the pattern matches.
         for (filter, name) in [
             ("sensors/+/t1", "lab/t1"),
@@ -342,7 +356,7 @@ mod tests {
         ] {
             let topic = topic_of(name);
             assert!(sensegate_mqtt::filter_matches(filter, &topic));
-            assert!(filter_pattern(filter, &L).unwrap().matches(name));
+            assert!(filter_pattern(filter, &L).unwrap().unwrap().matches(name));
         }
     }
 

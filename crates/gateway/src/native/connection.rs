@@ -427,15 +427,23 @@ impl ConnectionTask {
                             // meanwhile, so each has at most one in flight,
                             // and its reply leaves before the next frame is
                             // looked at (pipelined queries cannot pile up
-                            // replies). A kick, revocation or shutdown still
-                            // ends it at once.
+                            // replies). A kick, revocation or shutdown ends
+                            // a query at once, a commit once it is done.
                             let service = self.shared.service.clone();
                             let connection = self.session.connection().clone();
-                            let reply = tokio::select! {
-                                reply = Box::pin(pending.run(&service)) => reply,
-                                reason = connection.stopped() => {
-                                    self.farewell(wire::goodbye_envelope(reason.message())).await;
-                                    return Some(End::Stopped);
+                            let reply = if pending.is_commit() {
+                                // Awaited to its end (`commit_push` bounds
+                                // it): a commit dropped half way could land
+                                // in history unpublished. A stop meanwhile
+                                // is seen by the loop right after.
+                                Box::pin(pending.run(&service)).await
+                            } else {
+                                tokio::select! {
+                                    reply = Box::pin(pending.run(&service)) => reply,
+                                    reason = connection.stopped() => {
+                                        self.farewell(wire::goodbye_envelope(reason.message())).await;
+                                        return Some(End::Stopped);
+                                    }
                                 }
                             };
                             self.replies.push(reply);

@@ -78,6 +78,14 @@ impl Pending {
         Self { request_id, work }
     }
 
+    /// Whether the work is a commit, which must run to its end once begun
+    /// (dropped half way, it could land in history without being
+    /// published); a query may be dropped.
+    #[must_use]
+    pub const fn is_commit(&self) -> bool {
+        matches!(self.work, Work::Commit(_))
+    }
+
     /// Does the work and returns the reply.
     pub async fn run(self, service: &Service) -> v1::Envelope {
         let result = match self.work {
