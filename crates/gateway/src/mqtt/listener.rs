@@ -9,14 +9,12 @@
 use std::time::Duration;
 
 use tokio::net::TcpListener;
-use tokio::time::{Instant, timeout};
+use tokio::time::Instant;
 use tokio_rustls::TlsAcceptor;
 use tokio_util::task::TaskTracker;
 
 use super::connection::{self, Shared};
-use crate::native::transport::Transport;
 use crate::reading::now_us;
-use crate::stats::Limit;
 
 /// Pause after an accept error (out of descriptors, say) before retrying.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
@@ -58,25 +56,10 @@ pub async fn run(
         let tls = tls.clone();
         tracker.spawn(async move {
             let started = Instant::now();
-            let transport = match tls {
-                None => Transport::Tcp(tcp),
-                Some(acceptor) => {
-                    let hello_deadline = admission
-                        .connection()
-                        .auth_deadline(shared.service.limits().auth_timeout);
-                    match Box::pin(timeout(hello_deadline, acceptor.accept(tcp))).await {
-                        Ok(Ok(s)) => Transport::Tls(Box::new(s)),
-                        Ok(Err(e)) => {
-                            tracing::debug!(%peer, error = %e, "mqtt tls handshake failed");
-                            return;
-                        }
-                        Err(_) => {
-                            tracing::debug!(%peer, "mqtt tls handshake timed out");
-                            shared.service.counters().limits.hit(Limit::AuthTimeout);
-                            return;
-                        }
-                    }
-                }
+            let Some(transport) =
+                crate::native::transport::accept(tcp, tls, &admission, &shared.service).await
+            else {
+                return;
             };
             connection::run(shared, admission, transport, started).await;
         });

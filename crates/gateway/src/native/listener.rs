@@ -19,10 +19,8 @@ use tokio_rustls::TlsAcceptor;
 use tokio_util::task::TaskTracker;
 
 use super::connection::{self, Shared};
-use super::transport::Transport;
 use super::wire::{self, ProtocolError};
 use crate::reading::now_us;
-use crate::stats::Limit;
 use sensegate_core::AdmitError;
 
 /// Refusals being written at once; past it refused sockets are just closed.
@@ -76,27 +74,10 @@ pub async fn run(
         let tls = tls.clone();
         let fut = async move {
             let started = Instant::now();
-            let transport = match tls {
-                None => Transport::Tcp(tcp),
-                Some(acceptor) => {
-                    let hello_deadline = admission
-                        .connection()
-                        .auth_deadline(shared.service.limits().auth_timeout);
-                    // Boxed: the handshake state is large and must not stay
-                    // in the task of an idle connection.
-                    match Box::pin(timeout(hello_deadline, acceptor.accept(tcp))).await {
-                        Ok(Ok(s)) => Transport::Tls(Box::new(s)),
-                        Ok(Err(e)) => {
-                            tracing::debug!(%peer, error = %e, "tls handshake failed");
-                            return;
-                        }
-                        Err(_) => {
-                            tracing::debug!(%peer, "tls handshake timed out");
-                            shared.service.counters().limits.hit(Limit::AuthTimeout);
-                            return;
-                        }
-                    }
-                }
+            let Some(transport) =
+                super::transport::accept(tcp, tls, &admission, &shared.service).await
+            else {
+                return;
             };
             connection::run(shared, admission, transport, started).await;
         };

@@ -10,7 +10,8 @@
 //!   under the hello deadline, and spawns a connection task.
 //! - [`transport`]: TCP or TLS behind one type, with a read that reserves
 //!   buffer space only once bytes are ready, so an idle connection holds no
-//!   read buffer.
+//!   read buffer; and the TLS handshake under the hello deadline. The MQTT
+//!   front end uses both too.
 //! - [`connection`]: the per-connection loop: read, decode frames, call the
 //!   session, write replies and reading batches, enforce the timers.
 //!

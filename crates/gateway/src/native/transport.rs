@@ -1,4 +1,5 @@
-//! TCP, TLS or an in-memory pipe behind one type.
+//! TCP, TLS or an in-memory pipe behind one type, for the native and MQTT
+//! front ends; and the TLS handshake every TCP listener runs ([`accept`]).
 //!
 //! Plain TCP reads wait for readiness first and reserve buffer space only
 //! when bytes are there, so an idle connection holds no read buffer at all.
@@ -11,7 +12,41 @@ use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _, DuplexStream};
 use tokio::net::TcpStream;
 use tokio_rustls::server::TlsStream;
 
-/// A native connection's byte stream.
+/// A TCP connection admitted by a listener, as a [`Transport`]: plain, or
+/// after its TLS handshake, which must end within the connection's hello
+/// deadline (`limits.auth_timeout_ms`, counted as that cap when it does
+/// not). `None` when the handshake failed or timed out; the connection is
+/// then dropped. Boxed: the handshake state is large and must not stay in
+/// the task of an idle connection. Shared by every TCP front end.
+pub async fn accept(
+    tcp: TcpStream,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+    admission: &sensegate_core::Admission,
+    service: &sensegate_core::service::Service,
+) -> Option<Transport> {
+    let Some(acceptor) = tls else {
+        return Some(Transport::Tcp(tcp));
+    };
+    let connection = admission.connection();
+    let hello_deadline = connection.auth_deadline(service.limits().auth_timeout);
+    match Box::pin(tokio::time::timeout(hello_deadline, acceptor.accept(tcp))).await {
+        Ok(Ok(s)) => Some(Transport::Tls(Box::new(s))),
+        Ok(Err(e)) => {
+            tracing::debug!(peer = %connection.peer, frontend = connection.frontend.name(), error = %e, "tls handshake failed");
+            None
+        }
+        Err(_) => {
+            tracing::debug!(peer = %connection.peer, frontend = connection.frontend.name(), "tls handshake timed out");
+            service
+                .counters()
+                .limits
+                .hit(sensegate_core::stats::Limit::AuthTimeout);
+            None
+        }
+    }
+}
+
+/// A connection's byte stream.
 #[derive(Debug)]
 pub enum Transport {
     /// Plain TCP.
