@@ -2,8 +2,9 @@
 """The layering rules, checked from the sources and from `cargo tree`.
 
 1. The core crate (crates/core) depends on no HTTP, TLS, SQLite, mio or
-   serial crate, and the driver host (crates/host) and the serial line
-   parsers (crates/lines) on no async runtime either, and the fuzz crate
+   serial crate, and the driver host (crates/host), the serial line
+   parsers (crates/lines), the MQTT codec (crates/mqtt) and the ingest
+   parsers (crates/ingest) on no async runtime either, and the fuzz crate
    (fuzz/) not on the daemon: `cargo tree -p CRATE` (normal dependencies)
    must name none of them.
 2. No module cycle in any crate. A module is a file (`a/b.rs` or
@@ -28,6 +29,7 @@ FORBIDDEN = {
     "sensegate-host": SOCKETS + ["tokio", "sensegate-gateway", "sensegate-core"],
     "sensegate-lines": SOCKETS + ["tokio", "sensegate-gateway", "sensegate-core"],
     "sensegate-mqtt": SOCKETS + ["tokio", "sensegate-gateway", "sensegate-core"],
+    "sensegate-ingest": SOCKETS + ["tokio", "sensegate-gateway", "sensegate-core"],
     # The fuzz crate fuzzes the parsers that stand alone; what only the
     # daemon parses is fuzzed from crates/gateway/fuzz.
     "sensegate-fuzz": ["sensegate-gateway", "sensegate-core"] + SOCKETS,
