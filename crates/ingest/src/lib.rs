@@ -7,6 +7,8 @@
 //!   holding more than one line's cap, [`line::parse`] reads one line into
 //!   a [`line::Point`], and [`line::Point::readings`] names its readings by
 //!   the default rule (`<measurement>/<tag values in key order>/<field>`).
+//! - [`senml`]: SenML (RFC 8428) JSON packs, with base name, time, unit
+//!   and value resolved into readings.
 //!
 //! Nothing here knows about HTTP, tokens or the store: the daemon's HTTP
 //! front end feeds the body through, then pushes the readings through the
@@ -14,3 +16,4 @@
 #![forbid(unsafe_code)]
 
 pub mod line;
+pub mod senml;

@@ -1,0 +1,322 @@
+//! SenML (RFC 8428) in JSON: what LwM2M and CoAP gateways emit.
+//!
+//! A pack is an array of records. Base fields (`bn` base name, `bt` base
+//! time, `bu` base unit, `bv` base value) apply to the records after them
+//! until changed; a record's name is `bn` + `n`, its time `bt` + `t`, its
+//! value `bv` + `v`, or `vb` as 1 or 0 (RFC 8428 section 4.6). A resolved
+//! time under 2^28 is relative to now (section 4.5.3). Records with only a
+//! string (`vs`), data (`vd`) or sum (`s`) value are not readings and are
+//! skipped. An unknown field whose name ends with `_` must be understood
+//! (section 4.4): the pack is refused.
+//!
+//! Names must follow RFC 8428's rule, which is the sensor-name set: letters,
+//! digits, `-`, `:`, `.`, `/` and `_`, starting with a letter or a digit.
+//! Caps: records per pack, and name and unit length.
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+use thiserror::Error;
+
+/// A resolved time under this is relative to now, in seconds.
+const RELATIVE_BELOW: f64 = 268_435_456.0;
+
+/// The caps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Records in one pack.
+    pub max_records: usize,
+    /// A resolved name.
+    pub max_name_bytes: usize,
+    /// A unit.
+    pub max_unit_bytes: usize,
+}
+
+impl Limits {
+    /// The defaults.
+    pub const DEFAULT: Self = Self {
+        max_records: 10_000,
+        max_name_bytes: 128,
+        max_unit_bytes: 32,
+    };
+}
+
+/// Why a pack is refused. Messages name the record, never echo its bytes.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum SenmlError {
+    /// Not a JSON array of SenML records.
+    #[error("not a SenML JSON pack: {0}")]
+    Json(String),
+    /// More records than the cap.
+    #[error("more than {max} records")]
+    TooManyRecords {
+        /// The cap.
+        max: usize,
+    },
+    /// A resolved name that is empty, too long or has a character outside
+    /// RFC 8428's set.
+    #[error("record {record}: invalid name")]
+    BadName {
+        /// Its index, from 0.
+        record: usize,
+    },
+    /// A unit over its cap or with a control character.
+    #[error("record {record}: invalid unit")]
+    BadUnit {
+        /// Its index, from 0.
+        record: usize,
+    },
+    /// A value or time that is not finite, or a time out of range.
+    #[error("record {record}: invalid value or time")]
+    BadNumber {
+        /// Its index, from 0.
+        record: usize,
+    },
+    /// A field this side must understand but does not (its name ends with
+    /// `_`).
+    #[error("record {record}: unsupported must-understand field")]
+    MustUnderstand {
+        /// Its index, from 0.
+        record: usize,
+    },
+}
+
+#[derive(Deserialize)]
+struct Record {
+    bn: Option<String>,
+    bt: Option<f64>,
+    bu: Option<String>,
+    bv: Option<f64>,
+    n: Option<String>,
+    u: Option<String>,
+    v: Option<f64>,
+    vb: Option<bool>,
+    t: Option<f64>,
+    /// Unknown fields: only their names matter (a trailing `_` is a
+    /// must-understand field).
+    #[serde(flatten)]
+    #[allow(
+        clippy::zero_sized_map_values,
+        reason = "only the keys matter; serde collects unknown fields into a map"
+    )]
+    rest: BTreeMap<String, serde::de::IgnoredAny>,
+}
+
+/// One resolved reading.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SenmlReading {
+    /// `bn` + `n`.
+    pub name: String,
+    /// The unit (`u`, else `bu`), possibly empty.
+    pub unit: String,
+    /// The value.
+    pub value: f64,
+    /// Microseconds since the epoch.
+    pub timestamp_us: i64,
+}
+
+/// Parses and resolves a pack; `now_us` is the time relative times count
+/// from.
+///
+/// # Errors
+/// [`SenmlError`] for the first problem; the pack is then refused whole.
+pub fn parse(body: &[u8], now_us: i64, limits: &Limits) -> Result<Vec<SenmlReading>, SenmlError> {
+    let records: Vec<Record> = serde_json::from_slice(body).map_err(|e| {
+        // Where, not what: serde's messages can quote the input.
+        let kind = match e.classify() {
+            serde_json::error::Category::Io => "read error",
+            serde_json::error::Category::Syntax => "syntax error",
+            serde_json::error::Category::Data => "a field of the wrong type",
+            serde_json::error::Category::Eof => "unexpected end",
+        };
+        SenmlError::Json(format!("{kind} at line {} column {}", e.line(), e.column()))
+    })?;
+    if records.len() > limits.max_records {
+        return Err(SenmlError::TooManyRecords {
+            max: limits.max_records,
+        });
+    }
+    let mut base_name = String::new();
+    let mut base_time = 0.0;
+    let mut base_unit = String::new();
+    let mut base_value = 0.0;
+    let mut out = Vec::new();
+    #[expect(
+        clippy::cast_precision_loss,
+        reason = "microseconds since the epoch are exact in f64 for any real date"
+    )]
+    let now_secs = now_us as f64 / 1e6;
+    for (i, r) in records.into_iter().enumerate() {
+        if r.rest.keys().any(|k| k.ends_with('_')) {
+            return Err(SenmlError::MustUnderstand { record: i });
+        }
+        if let Some(bn) = r.bn {
+            base_name = bn;
+        }
+        if let Some(bt) = r.bt {
+            base_time = bt;
+        }
+        if let Some(bu) = r.bu {
+            base_unit = bu;
+        }
+        if let Some(bv) = r.bv {
+            base_value = bv;
+        }
+        let value = match (r.v, r.vb) {
+            (Some(v), _) => base_value + v,
+            (None, Some(b)) => f64::from(u8::from(b)),
+            // A string, data or sum record, or a base-only one.
+            (None, None) => continue,
+        };
+        let name = format!("{base_name}{}", r.n.as_deref().unwrap_or(""));
+        if !is_senml_name(&name, limits.max_name_bytes) {
+            return Err(SenmlError::BadName { record: i });
+        }
+        let unit = r.u.unwrap_or_else(|| base_unit.clone());
+        if unit.len() > limits.max_unit_bytes || unit.chars().any(char::is_control) {
+            return Err(SenmlError::BadUnit { record: i });
+        }
+        let mut t = base_time + r.t.unwrap_or(0.0);
+        if t < RELATIVE_BELOW {
+            t += now_secs;
+        }
+        let us = (t * 1e6).round();
+        if !value.is_finite() || !us.is_finite() || us.abs() >= 9.0e18 {
+            return Err(SenmlError::BadNumber { record: i });
+        }
+        #[expect(
+            clippy::cast_possible_truncation,
+            reason = "checked against the i64 range just before"
+        )]
+        let timestamp_us = us as i64;
+        out.push(SenmlReading {
+            name,
+            unit,
+            value,
+            timestamp_us,
+        });
+    }
+    Ok(out)
+}
+
+/// RFC 8428 section 4.5.1: letters, digits, `-`, `:`, `.`, `/`, `_`,
+/// starting with a letter or a digit.
+fn is_senml_name(name: &str, max: usize) -> bool {
+    !name.is_empty()
+        && name.len() <= max
+        && name.starts_with(|c: char| c.is_ascii_alphanumeric())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b':' | b'.' | b'/' | b'_'))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const L: Limits = Limits::DEFAULT;
+    const NOW: i64 = 1_700_000_000_000_000;
+
+    /// The examples of RFC 8428 section 5.
+    #[test]
+    fn the_rfc_examples_resolve() {
+        // 5.1.1: a single datapoint.
+        let got = parse(
+            br#"[{"n":"urn:dev:ow:10e2073a01080063","u":"Cel","v":23.1}]"#,
+            NOW,
+            &L,
+        )
+        .unwrap();
+        assert_eq!(got.len(), 1);
+        assert_eq!(got[0].name, "urn:dev:ow:10e2073a01080063");
+        assert_eq!((got[0].unit.as_str(), got[0].timestamp_us), ("Cel", NOW));
+        // 5.1.2: multiple datapoints with a base name and base time.
+        let pack = br#"[
+            {"bn":"urn:dev:ow:10e2073a01080063:","n":"voltage","u":"V","v":120.1},
+            {"n":"current","u":"A","v":1.2}
+        ]"#;
+        let got = parse(pack, NOW, &L).unwrap();
+        assert_eq!(got[1].name, "urn:dev:ow:10e2073a01080063:current");
+        assert!((got[1].value - 1.2).abs() < 1e-12);
+        // 5.1.3: multiple measurements, times relative to a base time.
+        let pack = br#"[
+            {"bn":"urn:dev:ow:10e2073a0108006:","bt":1.276020076001e+09,"bu":"A","bver":5,"n":"voltage","u":"V","v":120.1},
+            {"n":"current","t":-5,"v":1.2},
+            {"n":"current","t":-4,"v":1.3}
+        ]"#;
+        let got = parse(pack, NOW, &L).unwrap();
+        assert_eq!(got.len(), 3);
+        assert_eq!(got[1].unit, "A", "the base unit");
+        assert_eq!(got[1].timestamp_us, 1_276_020_071_001_000);
+        // A boolean, a string record skipped, a base value.
+        let pack =
+            br#"[{"bn":"d/","bv":10,"n":"a","v":1},{"n":"door","vb":true},{"n":"label","vs":"x"}]"#;
+        let got = parse(pack, NOW, &L).unwrap();
+        assert_eq!(
+            got.iter()
+                .map(|r| (r.name.as_str(), r.value))
+                .collect::<Vec<_>>(),
+            [("d/a", 11.0), ("d/door", 1.0)]
+        );
+        // A relative time (under 2^28) counts from now.
+        let got = parse(br#"[{"n":"x","v":1,"t":-60}]"#, NOW, &L).unwrap();
+        assert_eq!(got[0].timestamp_us, NOW - 60_000_000);
+    }
+
+    #[test]
+    fn bad_packs_are_refused_with_their_reason() {
+        let cases: [(&[u8], SenmlError); 6] = [
+            (
+                br#"[{"n":" bad","v":1}]"#,
+                SenmlError::BadName { record: 0 },
+            ),
+            (br#"[{"n":"_x","v":1}]"#, SenmlError::BadName { record: 0 }),
+            (
+                br#"[{"n":"ok","v":1},{"v":2}]"#,
+                SenmlError::BadName { record: 1 },
+            ),
+            (
+                br#"[{"n":"x","v":1,"foo_":3}]"#,
+                SenmlError::MustUnderstand { record: 0 },
+            ),
+            (
+                br#"[{"n":"x","u":"\u0007","v":1}]"#,
+                SenmlError::BadUnit { record: 0 },
+            ),
+            (
+                br#"[{"n":"x","v":1,"t":1e300}]"#,
+                SenmlError::BadNumber { record: 0 },
+            ),
+        ];
+        for (pack, want) in cases {
+            assert_eq!(
+                parse(pack, NOW, &L),
+                Err(want),
+                "{}",
+                String::from_utf8_lossy(pack)
+            );
+        }
+        assert!(matches!(
+            parse(b"{\"n\":\"x\"}", NOW, &L),
+            Err(SenmlError::Json(_))
+        ));
+        assert!(matches!(
+            parse(br#"[{"n":"x","v":"1"}]"#, NOW, &L),
+            Err(SenmlError::Json(_))
+        ));
+        let many = format!("[{}]", [r#"{"n":"x","v":1}"#; 11].join(","));
+        let small = Limits {
+            max_records: 10,
+            ..L
+        };
+        assert_eq!(
+            parse(many.as_bytes(), NOW, &small),
+            Err(SenmlError::TooManyRecords { max: 10 })
+        );
+        let long = format!(r#"[{{"n":"{}","v":1}}]"#, "n".repeat(129));
+        assert_eq!(
+            parse(long.as_bytes(), NOW, &L),
+            Err(SenmlError::BadName { record: 0 })
+        );
+    }
+}
