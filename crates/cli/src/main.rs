@@ -93,8 +93,15 @@ enum Command {
         #[command(flatten)]
         conn: ConnArgs,
     },
-    /// Push readings from stdin, one per line: `SENSOR VALUE [TIMESTAMP_US]`.
+    /// Push readings from stdin (or a file): one per line, `SENSOR VALUE
+    /// [TIMESTAMP_US]`, or a SenML (RFC 8428) JSON pack with `--format senml`.
     Push {
+        /// `lines` (one reading per line) or `senml` (a SenML JSON pack).
+        #[arg(long, value_enum, default_value = "lines")]
+        format: client_cmd::PushFormat,
+        /// Read from this file instead of stdin.
+        #[arg(long)]
+        file: Option<PathBuf>,
         #[command(flatten)]
         conn: ConnArgs,
     },
@@ -260,7 +267,9 @@ async fn run(command: Command) -> ExitCode {
             conn,
         } => client_cmd::query(&conn, &sensor, &since, bucket.as_deref(), limit).await,
         Command::Watch { patterns, conn } => client_cmd::watch(&conn, &patterns).await,
-        Command::Push { conn } => client_cmd::push(&conn).await,
+        Command::Push { format, file, conn } => {
+            client_cmd::push(&conn, format, file.as_deref()).await
+        }
         Command::Connections { conn } => client_cmd::connections(&conn).await,
         Command::Kick { id, conn } => client_cmd::kick(&conn, id).await,
     }

@@ -184,6 +184,54 @@ fn the_demo_serves_the_cli_with_no_flags_and_says_goodbye_on_sigterm() {
     assert_eq!(bad.status.code(), Some(65));
     assert!(String::from_utf8_lossy(&bad.stderr).contains("line 2"));
 
+    // A SenML pack from a file: base name and time resolved, one push.
+    let pack = demo.dir.path().join("pack.json");
+    std::fs::write(
+        &pack,
+        br#"[{"bn":"dev/senml/","bt":1700000000,"n":"temp","u":"Cel","v":21.25},{"n":"door","vb":true,"t":1}]"#,
+    )
+    .unwrap();
+    let senml = demo
+        .client(&[
+            "push",
+            "--format",
+            "senml",
+            "--file",
+            pack.to_str().unwrap(),
+            "--token-file",
+            token_file.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        senml.status.success(),
+        "{}",
+        String::from_utf8_lossy(&senml.stderr)
+    );
+    assert!(String::from_utf8_lossy(&senml.stderr).contains("2 reading(s) accepted"));
+    let read = stdout(&demo.run(&["read", "dev/senml/temp"]));
+    assert!(
+        read.contains("21.25") && read.contains("1700000000"),
+        "{read}"
+    );
+    assert!(stdout(&demo.run(&["read", "dev/senml/door"])).contains("1700000001"));
+    // A bad pack is refused whole, with its reason.
+    std::fs::write(&pack, br#"[{"n":"dev/ok","v":1},{"n":" bad","v":2}]"#).unwrap();
+    let bad = demo
+        .client(&[
+            "push",
+            "--format",
+            "senml",
+            "--file",
+            pack.to_str().unwrap(),
+            "--token-file",
+            token_file.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(bad.status.code(), Some(65));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("record 1: invalid name"));
+
     // Token list shows ids and roles, never secrets; revoke works.
     let list = stdout(&demo.run(&["token", "list"]));
     assert!(list.contains("device") && !list.contains(&secret), "{list}");
