@@ -6,8 +6,6 @@
 //! say before a CONNECT. An admitted socket gets its TLS handshake, bounded
 //! by the hello deadline, then a connection task.
 
-use std::time::Duration;
-
 use tokio::net::TcpListener;
 use tokio::time::Instant;
 use tokio_rustls::TlsAcceptor;
@@ -15,9 +13,6 @@ use tokio_util::task::TaskTracker;
 
 use super::connection::{self, Shared};
 use crate::reading::now_us;
-
-/// Pause after an accept error (out of descriptors, say) before retrying.
-const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 
 /// Accepts connections until shutdown.
 pub async fn run(
@@ -28,19 +23,11 @@ pub async fn run(
 ) {
     let shared = std::sync::Arc::new(shared);
     loop {
-        let accepted = tokio::select! {
-            () = shared.shutdown.cancelled() => return,
-            r = listener.accept() => r,
+        let Some((tcp, peer)) =
+            crate::native::transport::next_connection(&listener, &shared.shutdown).await
+        else {
+            return;
         };
-        let (tcp, peer) = match accepted {
-            Ok(x) => x,
-            Err(e) => {
-                tracing::warn!(error = %e, "mqtt accept failed");
-                tokio::time::sleep(ACCEPT_BACKOFF).await;
-                continue;
-            }
-        };
-        let _ = tcp.set_nodelay(true);
         let admission = match shared
             .service
             .admit(peer, sensegate_core::Frontend::Mqtt, now_us())

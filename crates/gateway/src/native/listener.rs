@@ -27,8 +27,6 @@ use sensegate_core::AdmitError;
 const MAX_REFUSALS_IN_FLIGHT: usize = 64;
 /// Time a refusal frame may take.
 const REFUSAL_TIMEOUT: Duration = Duration::from_millis(500);
-/// Pause after an accept error (out of descriptors, say) before retrying.
-const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 
 /// Accepts connections until shutdown.
 pub async fn run(
@@ -39,19 +37,11 @@ pub async fn run(
 ) {
     let refusals = Arc::new(Semaphore::new(MAX_REFUSALS_IN_FLIGHT));
     loop {
-        let accepted = tokio::select! {
-            () = shared.shutdown.cancelled() => return,
-            r = listener.accept() => r,
+        let Some((tcp, peer)) =
+            super::transport::next_connection(&listener, &shared.shutdown).await
+        else {
+            return;
         };
-        let (tcp, peer) = match accepted {
-            Ok(x) => x,
-            Err(e) => {
-                tracing::warn!(error = %e, "accept failed");
-                tokio::time::sleep(ACCEPT_BACKOFF).await;
-                continue;
-            }
-        };
-        let _ = tcp.set_nodelay(true);
         let admission = match shared
             .service
             .admit(peer, sensegate_core::Frontend::Native, now_us())

@@ -1,5 +1,7 @@
 //! TCP, TLS or an in-memory pipe behind one type, for the native and MQTT
-//! front ends; and the TLS handshake every TCP listener runs ([`accept`]).
+//! front ends; and what every TCP listener does before its front end's own
+//! work: take the next connection ([`next_connection`]) and run the TLS
+//! handshake under the hello deadline ([`accept`]).
 //!
 //! Plain TCP reads wait for readiness first and reserve buffer space only
 //! when bytes are there, so an idle connection holds no read buffer at all.
@@ -11,6 +13,34 @@ use bytes::BytesMut;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _, DuplexStream};
 use tokio::net::TcpStream;
 use tokio_rustls::server::TlsStream;
+
+/// Pause after an accept error (out of descriptors, say) before retrying.
+const ACCEPT_BACKOFF: std::time::Duration = std::time::Duration::from_millis(100);
+
+/// The next connection on `listener` (`TCP_NODELAY` set), or `None` once
+/// `shutdown` is cancelled. An accept error (out of descriptors, say) is
+/// logged and retried after a short pause. Shared by every TCP listener.
+pub async fn next_connection(
+    listener: &tokio::net::TcpListener,
+    shutdown: &tokio_util::sync::CancellationToken,
+) -> Option<(TcpStream, std::net::SocketAddr)> {
+    loop {
+        let accepted = tokio::select! {
+            () = shutdown.cancelled() => return None,
+            r = listener.accept() => r,
+        };
+        match accepted {
+            Ok((tcp, peer)) => {
+                let _ = tcp.set_nodelay(true);
+                return Some((tcp, peer));
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "accept failed");
+                tokio::time::sleep(ACCEPT_BACKOFF).await;
+            }
+        }
+    }
+}
 
 /// A TCP connection admitted by a listener, as a [`Transport`]: plain, or
 /// after its TLS handshake, which must end within the connection's hello
