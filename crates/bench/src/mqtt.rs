@@ -103,6 +103,28 @@ pub fn json_ts_us(payload: &[u8]) -> Option<i64> {
 }
 
 impl Mqtt {
+    /// Connects to `addr` (from `from`, TLS offering ALPN `mqtt` when
+    /// `tls` is set) and logs in with `password` when given: what every
+    /// MQTT scenario opens.
+    ///
+    /// # Errors
+    /// Connecting, the handshake or the CONNECT failed.
+    pub async fn open(
+        addr: std::net::SocketAddr,
+        from: Option<std::net::IpAddr>,
+        tls: Option<&sensegate_client::pin::TlsOptions>,
+        password: Option<&sensegate_client::Secret>,
+        client_id: &str,
+    ) -> Result<Self> {
+        let io = crate::net::connect_offering(addr, from, tls, crate::net::ALPN_MQTT).await?;
+        Self::connect(
+            io,
+            client_id,
+            password.map(sensegate_client::Secret::expose),
+        )
+        .await
+    }
+
     /// Sends CONNECT (clean session, keep-alive off) and waits for CONNACK.
     ///
     /// # Errors

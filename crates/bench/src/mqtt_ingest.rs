@@ -11,7 +11,6 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, Result, bail};
 use bytes::BytesMut;
-use sensegate_client::Secret;
 use serde::Serialize;
 
 use crate::latency::Latency;
@@ -65,15 +64,9 @@ pub async fn run(
     let window = window.clamp(1, usize::from(u16::MAX));
     let mut sessions = Vec::with_capacity(publishers);
     for i in 0..publishers {
-        let io = crate::net::connect_offering(
-            *addr,
-            Some(crate::net::source_ip(i)),
-            tls.as_ref(),
-            crate::net::ALPN_MQTT,
-        )
-        .await?;
-        let password = login.as_ref().map(Secret::expose);
-        sessions.push(Mqtt::connect(io, &format!("bench-ingest-{i}"), password).await?);
+        let from = Some(crate::net::source_ip(i));
+        let id = format!("bench-ingest-{i}");
+        sessions.push(Mqtt::open(*addr, from, tls.as_ref(), login.as_ref(), &id).await?);
     }
     let watch = Watch::start(process);
     let started = Instant::now();

@@ -96,11 +96,9 @@ impl Target {
             Self::Mqtt {
                 addr, tls, login, ..
             } => {
-                let io = net::connect_offering(*addr, from, tls.as_ref(), net::ALPN_MQTT).await?;
-                let password = login.as_ref().map(Secret::expose);
-                Ok(Idle::Mqtt(
-                    Mqtt::connect(io, &format!("bench-idle-{i}"), password).await?,
-                ))
+                let id = format!("bench-idle-{i}");
+                let m = Mqtt::open(*addr, from, tls.as_ref(), login.as_ref(), &id).await?;
+                Ok(Idle::Mqtt(m))
             }
         }
     }
@@ -124,9 +122,8 @@ impl Target {
                 login,
                 json,
             } => {
-                let io = net::connect_offering(*addr, from, tls.as_ref(), net::ALPN_MQTT).await?;
-                let password = login.as_ref().map(Secret::expose);
-                let mut m = Mqtt::connect(io, &format!("bench-sub-{i}"), password).await?;
+                let id = format!("bench-sub-{i}");
+                let mut m = Mqtt::open(*addr, from, tls.as_ref(), login.as_ref(), &id).await?;
                 m.subscribe(&fanout_topic(*json)).await?;
                 Ok(Subscriber::Mqtt(m, *json))
             }
@@ -151,12 +148,8 @@ impl Target {
                 login,
                 json,
             } => {
-                let io = net::connect_offering(*addr, None, tls.as_ref(), net::ALPN_MQTT).await?;
-                let password = login.as_ref().map(Secret::expose);
-                Ok(Publisher::Mqtt(
-                    Mqtt::connect(io, "bench-pub", password).await?,
-                    *json,
-                ))
+                let m = Mqtt::open(*addr, None, tls.as_ref(), login.as_ref(), "bench-pub").await?;
+                Ok(Publisher::Mqtt(m, *json))
             }
         }
     }

@@ -191,8 +191,8 @@ fn the_demo_serves_the_cli_with_no_flags_and_says_goodbye_on_sigterm() {
         br#"[{"bn":"dev/senml/","bt":1700000000,"n":"temp","u":"Cel","v":21.25},{"n":"door","vb":true,"t":1}]"#,
     )
     .unwrap();
-    let senml = demo
-        .client(&[
+    let push_pack = || {
+        demo.client(&[
             "push",
             "--format",
             "senml",
@@ -202,7 +202,9 @@ fn the_demo_serves_the_cli_with_no_flags_and_says_goodbye_on_sigterm() {
             token_file.to_str().unwrap(),
         ])
         .output()
-        .unwrap();
+        .unwrap()
+    };
+    let senml = push_pack();
     assert!(
         senml.status.success(),
         "{}",
@@ -217,18 +219,7 @@ fn the_demo_serves_the_cli_with_no_flags_and_says_goodbye_on_sigterm() {
     assert!(stdout(&demo.run(&["read", "dev/senml/door"])).contains("1700000001"));
     // A bad pack is refused whole, with its reason.
     std::fs::write(&pack, br#"[{"n":"dev/ok","v":1},{"n":" bad","v":2}]"#).unwrap();
-    let bad = demo
-        .client(&[
-            "push",
-            "--format",
-            "senml",
-            "--file",
-            pack.to_str().unwrap(),
-            "--token-file",
-            token_file.to_str().unwrap(),
-        ])
-        .output()
-        .unwrap();
+    let bad = push_pack();
     assert_eq!(bad.status.code(), Some(65));
     assert!(String::from_utf8_lossy(&bad.stderr).contains("record 1: invalid name"));
 
