@@ -218,6 +218,36 @@ impl Catalog {
             .collect())
     }
 
+    /// Sets the units of sensors that came from pushes; others (and names
+    /// not in the catalog) are left alone.
+    pub fn set_pushed_units(&self, units: &[(&str, &str)]) {
+        let changes = {
+            let map = self
+                .sensors
+                .read()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            units.iter().any(|(n, u)| {
+                map.get(*n)
+                    .is_some_and(|e| e.source == "push" && e.unit != *u)
+            })
+        };
+        if !changes {
+            return;
+        }
+        let mut map = self
+            .sensors
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        for (name, unit) in units {
+            if let Some(e) = map
+                .get_mut(*name)
+                .filter(|e| e.source == "push" && e.unit != *unit)
+            {
+                (*unit).clone_into(&mut e.unit);
+            }
+        }
+    }
+
     /// Registers a sensor fed by a source; returns its shared name. The same
     /// source registering it again gets the same name back; another source
     /// may not take it over.

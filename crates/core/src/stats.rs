@@ -56,11 +56,19 @@ pub enum Limit {
     HttpRequestTimeout,
     /// `http.header_timeout_ms`.
     HttpHeaderTimeout,
+    /// `store.max_queued_readings`: a push refused after waiting for room.
+    StoreQueue,
+    /// `ingest.max_body_bytes`: an ingest body as sent.
+    IngestBody,
+    /// `ingest.max_decoded_bytes`: an ingest body once inflated.
+    IngestDecoded,
+    /// `ingest.max_readings`: readings in one ingest request.
+    IngestReadings,
 }
 
 impl Limit {
     /// Every limit, in the order `/metrics` lists them.
-    pub const ALL: [Self; 21] = [
+    pub const ALL: [Self; 25] = [
         Self::ConnectionsTotal,
         Self::ConnectionsPerAddress,
         Self::FrameSize,
@@ -82,6 +90,10 @@ impl Limit {
         Self::HttpQuery,
         Self::HttpRequestTimeout,
         Self::HttpHeaderTimeout,
+        Self::StoreQueue,
+        Self::IngestBody,
+        Self::IngestDecoded,
+        Self::IngestReadings,
     ];
 
     /// Its label value.
@@ -109,6 +121,10 @@ impl Limit {
             Self::HttpQuery => "http_query",
             Self::HttpRequestTimeout => "http_request_timeout",
             Self::HttpHeaderTimeout => "http_header_timeout",
+            Self::StoreQueue => "store_queue",
+            Self::IngestBody => "ingest_body",
+            Self::IngestDecoded => "ingest_decoded",
+            Self::IngestReadings => "ingest_readings",
         }
     }
 
@@ -156,18 +172,37 @@ pub enum IngestRefusal {
     Full,
     /// The store could not commit it.
     Failed,
+    /// The request is over a size cap (body, inflated body, readings).
+    TooLarge,
 }
 
 impl IngestRefusal {
     /// Every reason, in the order `/metrics` lists them.
-    pub const ALL: [Self; 6] = [
+    pub const ALL: [Self; 7] = [
         Self::Forbidden,
         Self::Unmapped,
         Self::BadPayload,
         Self::Rate,
         Self::Full,
         Self::Failed,
+        Self::TooLarge,
     ];
+
+    /// Why the service refused a push, as counted: the one mapping every
+    /// front end uses.
+    #[must_use]
+    pub const fn of(e: crate::service::ServiceError) -> Self {
+        use crate::service::ServiceError;
+        match e {
+            ServiceError::Forbidden | ServiceError::Unauthenticated => Self::Forbidden,
+            ServiceError::PushRate | ServiceError::PushBatch => Self::Rate,
+            ServiceError::SensorsFull | ServiceError::StorageFull | ServiceError::StoreBusy => {
+                Self::Full
+            }
+            ServiceError::Invalid => Self::BadPayload,
+            _ => Self::Failed,
+        }
+    }
 
     /// Its label in `/metrics`.
     #[must_use]
@@ -179,6 +214,7 @@ impl IngestRefusal {
             Self::Rate => "rate",
             Self::Full => "full",
             Self::Failed => "failed",
+            Self::TooLarge => "too_large",
         }
     }
 }
@@ -278,7 +314,7 @@ mod tests {
         for (i, l) in Limit::ALL.iter().enumerate() {
             assert_eq!(l.index(), i, "{}", l.name());
         }
-        assert_eq!(Limit::HttpHeaderTimeout.index(), Limit::ALL.len() - 1);
+        assert_eq!(Limit::IngestReadings.index(), Limit::ALL.len() - 1);
     }
 
     #[test]

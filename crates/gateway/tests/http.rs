@@ -628,6 +628,9 @@ async fn the_openapi_document_describes_every_route() {
         ("/api/v1/connections", "get"),
         ("/api/v1/connections/{id}", "delete"),
         ("/metrics", "get"),
+        ("/api/v2/write", "post"),
+        ("/write", "post"),
+        ("/api/v1/readings", "post"),
     ];
     for (path, method) in routes {
         let op = &doc["paths"][path][method];
@@ -642,9 +645,19 @@ async fn the_openapi_document_describes_every_route() {
             "{method} {path}"
         );
     }
+    // The write routes list every status their clients act on.
+    for path in ["/api/v2/write", "/write", "/api/v1/readings"] {
+        for status in ["204", "400", "403", "413", "415", "429", "503", "507"] {
+            assert!(
+                doc["paths"][path]["post"]["responses"][status].is_object(),
+                "{path}: no {status}"
+            );
+        }
+    }
+    assert!(doc["paths"]["/ping"]["get"]["responses"]["204"].is_object());
     assert_eq!(
         doc["paths"].as_object().unwrap().len(),
-        10,
+        14,
         "undocumented or stale paths"
     );
     assert_eq!(

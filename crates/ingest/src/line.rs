@@ -62,7 +62,7 @@ impl Default for Limits {
 
 /// Why a line is not a point. Messages name the part and the numbers,
 /// never the bytes, so they can be sent back and logged as they are.
-#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Error)]
 pub enum LineError {
     /// The line is over `max_line_bytes`.
     #[error("line longer than {max} bytes")]
@@ -92,10 +92,11 @@ pub enum LineError {
     #[error("bad field")]
     BadField,
     /// A field value that is none of the types.
-    #[error("field {field:?}: invalid value")]
+    #[error("field {field}: invalid value")]
     BadValue {
-        /// The field's key.
-        field: String,
+        /// The field's place on the line, from 1 (not its key: messages
+        /// never echo the line's bytes).
+        field: usize,
     },
     /// A quoted string not closed before the end of the line.
     #[error("unterminated string")]
@@ -215,7 +216,7 @@ impl Precision {
 }
 
 /// A line that is not a point, with its 1-based number (what a 400 says).
-#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Error)]
 #[error("line {line}: {error}")]
 pub struct BadLine {
     /// Its number, from 1.
@@ -247,19 +248,20 @@ impl Splitter {
 
     /// Feeds a chunk; calls `each` with every whole line (newline and a
     /// `\r` before it removed) and its 1-based number, and stops at the
-    /// first error. After an error the splitter must not be fed again.
+    /// first error, the splitter's own ([`BadLine`], converted) or `each`'s.
+    /// After an error the splitter must not be fed again.
     ///
     /// # Errors
     /// [`LineError::TooLong`] or [`LineError::TooManyLines`] with the line
     /// number, or `each`'s error.
-    pub fn feed(
+    pub fn feed<E: From<BadLine>>(
         &mut self,
         mut chunk: &[u8],
-        each: &mut impl FnMut(usize, &[u8]) -> Result<(), BadLine>,
-    ) -> Result<(), BadLine> {
+        each: &mut impl FnMut(usize, &[u8]) -> Result<(), E>,
+    ) -> Result<(), E> {
         while !chunk.is_empty() {
             let Some(nl) = chunk.iter().position(|&b| b == b'\n') else {
-                return self.keep(chunk);
+                return Ok(self.keep(chunk)?);
             };
             let (head, rest) = chunk.split_at(nl);
             chunk = &rest[1..];
@@ -282,10 +284,10 @@ impl Splitter {
     ///
     /// # Errors
     /// As [`Splitter::feed`].
-    pub fn finish(
+    pub fn finish<E: From<BadLine>>(
         &mut self,
-        each: &mut impl FnMut(usize, &[u8]) -> Result<(), BadLine>,
-    ) -> Result<(), BadLine> {
+        each: &mut impl FnMut(usize, &[u8]) -> Result<(), E>,
+    ) -> Result<(), E> {
         if self.partial.is_empty() {
             return Ok(());
         }
@@ -389,7 +391,7 @@ pub fn parse<'a>(line: &'a [u8], limits: &Limits) -> Result<Option<Point<'a>>, L
         if key.is_empty() || !s.eat('=') {
             return Err(LineError::BadField);
         }
-        let value = s.field_value(&key, limits.max_value_bytes)?;
+        let value = s.field_value(fields.len() + 1, limits.max_value_bytes)?;
         fields.push((key, value));
         if !s.eat(',') {
             break;
@@ -490,7 +492,7 @@ impl<'a> Scanner<'a> {
         Ok(token)
     }
 
-    fn field_value(&mut self, key: &str, max: usize) -> Result<Value, LineError> {
+    fn field_value(&mut self, place: usize, max: usize) -> Result<Value, LineError> {
         if let Some(r) = self.rest.strip_prefix('"') {
             // A quoted string: `\"` and `\\` are escapes; it must close on
             // this line.
@@ -525,9 +527,7 @@ impl<'a> Scanner<'a> {
         let end = self.rest.find([',', ' ']).unwrap_or(self.rest.len());
         let text = &self.rest[..end];
         self.rest = &self.rest[end..];
-        let bad = || LineError::BadValue {
-            field: key.chars().take(64).collect(),
-        };
+        let bad = || LineError::BadValue { field: place };
         let value = match text {
             "t" | "T" | "true" | "True" | "TRUE" => Value::Bool(true),
             "f" | "F" | "false" | "False" | "FALSE" => Value::Bool(false),
@@ -678,9 +678,9 @@ mod tests {
             (b"m f=1 12x", LineError::BadTimestamp),
             (b"m f=1 1 2", LineError::Trailing),
             (b"m f=\xff", LineError::NotUtf8),
-            (b"m f=inf", LineError::BadValue { field: "f".into() }),
-            (b"m f=1.5i", LineError::BadValue { field: "f".into() }),
-            (b"m f=+1", LineError::BadValue { field: "f".into() }),
+            (b"m f=inf", LineError::BadValue { field: 1 }),
+            (b"m g=1,f=1.5i", LineError::BadValue { field: 2 }),
+            (b"m f=+1", LineError::BadValue { field: 1 }),
         ];
         for (line, want) in cases {
             assert_eq!(

@@ -42,11 +42,18 @@ impl Limits {
 }
 
 /// Why a pack is refused. Messages name the record, never echo its bytes.
-#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Error)]
 pub enum SenmlError {
-    /// Not a JSON array of SenML records.
-    #[error("not a SenML JSON pack: {0}")]
-    Json(String),
+    /// Not a JSON array of SenML records: what is wrong, and where.
+    #[error("not a SenML JSON pack: {kind} at line {line} column {column}")]
+    Json {
+        /// What kind of problem (never the input's bytes).
+        kind: &'static str,
+        /// Its line, from 1.
+        line: usize,
+        /// Its column, from 1.
+        column: usize,
+    },
     /// More records than the cap.
     #[error("more than {max} records")]
     TooManyRecords {
@@ -115,13 +122,17 @@ pub struct SenmlReading {
     pub timestamp_us: i64,
 }
 
-/// Parses and resolves a pack; `now_us` is the time relative times count
-/// from.
-///
-/// # Errors
-/// [`SenmlError`] for the first problem; the pack is then refused whole.
-pub fn parse(body: &[u8], now_us: i64, limits: &Limits) -> Result<Vec<SenmlReading>, SenmlError> {
-    let records: Vec<Record> = serde_json::from_slice(body).map_err(|e| {
+/// The pack's records, refused past `max` as they are read: a body of
+/// `[{},{},...]` must not become a million records before it is counted.
+fn records(body: &[u8], max: usize) -> Result<Vec<Record>, SenmlError> {
+    let over = std::cell::Cell::new(false);
+    let mut de = serde_json::Deserializer::from_slice(body);
+    let read = serde::de::DeserializeSeed::deserialize(Pack { max, over: &over }, &mut de)
+        .and_then(|records| de.end().map(|()| records));
+    read.map_err(|e| {
+        if over.get() {
+            return SenmlError::TooManyRecords { max };
+        }
         // Where, not what: serde's messages can quote the input.
         let kind = match e.classify() {
             serde_json::error::Category::Io => "read error",
@@ -129,13 +140,55 @@ pub fn parse(body: &[u8], now_us: i64, limits: &Limits) -> Result<Vec<SenmlReadi
             serde_json::error::Category::Data => "a field of the wrong type",
             serde_json::error::Category::Eof => "unexpected end",
         };
-        SenmlError::Json(format!("{kind} at line {} column {}", e.line(), e.column()))
-    })?;
-    if records.len() > limits.max_records {
-        return Err(SenmlError::TooManyRecords {
-            max: limits.max_records,
-        });
+        SenmlError::Json {
+            kind,
+            line: e.line(),
+            column: e.column(),
+        }
+    })
+}
+
+/// Reads a JSON array of records, at most `max` of them.
+struct Pack<'a> {
+    max: usize,
+    over: &'a std::cell::Cell<bool>,
+}
+
+impl<'de> serde::de::DeserializeSeed<'de> for Pack<'_> {
+    type Value = Vec<Record>;
+
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_seq(self)
     }
+}
+
+impl<'de> serde::de::Visitor<'de> for Pack<'_> {
+    type Value = Vec<Record>;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a SenML pack (a JSON array of records)")
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        let mut out = Vec::new();
+        while let Some(r) = seq.next_element::<Record>()? {
+            if out.len() == self.max {
+                self.over.set(true);
+                return Err(serde::de::Error::custom("too many records"));
+            }
+            out.push(r);
+        }
+        Ok(out)
+    }
+}
+
+/// Parses and resolves a pack; `now_us` is the time relative times count
+/// from.
+///
+/// # Errors
+/// [`SenmlError`] for the first problem; the pack is then refused whole.
+pub fn parse(body: &[u8], now_us: i64, limits: &Limits) -> Result<Vec<SenmlReading>, SenmlError> {
+    let records = records(body, limits.max_records)?;
     let mut base_name = String::new();
     let mut base_time = 0.0;
     let mut base_unit = String::new();
@@ -298,11 +351,11 @@ mod tests {
         }
         assert!(matches!(
             parse(b"{\"n\":\"x\"}", NOW, &L),
-            Err(SenmlError::Json(_))
+            Err(SenmlError::Json { .. })
         ));
         assert!(matches!(
             parse(br#"[{"n":"x","v":"1"}]"#, NOW, &L),
-            Err(SenmlError::Json(_))
+            Err(SenmlError::Json { .. })
         ));
         let many = format!("[{}]", [r#"{"n":"x","v":1}"#; 11].join(","));
         let small = Limits {
@@ -312,6 +365,24 @@ mod tests {
         assert_eq!(
             parse(many.as_bytes(), NOW, &small),
             Err(SenmlError::TooManyRecords { max: 10 })
+        );
+        // Counted as they are read: a pack of a million empty records (3
+        // bytes each) is refused at the cap, not collected first; the
+        // error says where, not what.
+        let mut empty = String::from("[{}");
+        for _ in 0..1_000_000 {
+            empty.push_str(",{}");
+        }
+        empty.push(']');
+        assert_eq!(
+            parse(empty.as_bytes(), NOW, &small),
+            Err(SenmlError::TooManyRecords { max: 10 })
+        );
+        assert_eq!(
+            parse(b"[{\"n\":\"secret\",\"v\":1},{\"n\":", NOW, &L)
+                .unwrap_err()
+                .to_string(),
+            "not a SenML JSON pack: unexpected end at line 1 column 27"
         );
         let long = format!(r#"[{{"n":"{}","v":1}}]"#, "n".repeat(129));
         assert_eq!(

@@ -29,8 +29,8 @@ pub struct MetricsSnapshot {
     pub traffic: Vec<(Frontend, Traffic)>,
     /// How often each cap was hit (in [`Limit::ALL`] order).
     pub limits: Vec<(Limit, u64)>,
-    /// Readings refused by front ends with topic or payload rules, per
-    /// front end and reason (only the front ends that have such rules).
+    /// Readings refused by the front ends that map payloads to readings
+    /// (MQTT, the HTTP write routes), per front end and reason.
     pub ingest_refused: Vec<(Frontend, IngestRefusal, u64)>,
     /// The hub.
     pub hub: HubFigures,
@@ -127,9 +127,13 @@ impl Service {
                 .map(|&f| (f, self.registry.traffic(f)))
                 .collect(),
             limits: Limit::ALL.iter().map(|&l| (l, c.limits.get(l))).collect(),
-            ingest_refused: IngestRefusal::ALL
+            ingest_refused: [Frontend::Mqtt, Frontend::Http]
                 .iter()
-                .map(|&r| (Frontend::Mqtt, r, c.ingest_refused.get(Frontend::Mqtt, r)))
+                .flat_map(|&f| {
+                    IngestRefusal::ALL
+                        .iter()
+                        .map(move |&r| (f, r, c.ingest_refused.get(f, r)))
+                })
                 .collect(),
             hub: HubFigures {
                 subscribers: self.hub.len(),

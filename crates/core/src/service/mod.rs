@@ -91,6 +91,11 @@ pub enum ServiceError {
     /// acknowledged); it will be once space is freed.
     #[error("history storage is full; try again later")]
     StorageFull,
+    /// The history writer's queue stayed full (`store.max_queued_readings`):
+    /// the push was not stored (and not acknowledged); it may be in a
+    /// moment.
+    #[error("the history queue is full; try again")]
+    StoreBusy,
     /// Every history query slot is taken (`store.max_queries`): nothing
     /// ran; the same query may succeed in a moment.
     #[error("too many history queries at once; try again")]
@@ -118,6 +123,7 @@ impl ServiceError {
             | Self::SensorsFull
             | Self::TokensFull
             | Self::StorageFull
+            | Self::StoreBusy
             | Self::QueriesBusy
             | Self::TokenQueriesBusy => ErrorCode::Overloaded,
             Self::Invalid => ErrorCode::Malformed,
@@ -128,6 +134,10 @@ impl ServiceError {
 
 /// How far ahead of the daemon's clock a pushed timestamp may be (clock skew).
 pub const MAX_FUTURE_US: i64 = 10 * 60 * 1_000_000;
+
+/// Longest unit a push may give its sensor (RFC 8428's units are at most
+/// a few characters).
+pub const MAX_UNIT_BYTES: usize = 32;
 
 /// Longest wait for a push's commit before the device is told it failed.
 pub const COMMIT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
@@ -555,7 +565,7 @@ impl Service {
                 self.counters.limits.hit(Limit::HistoryQueries);
                 ServiceError::TokenQueriesBusy
             }
-            HistoryErrorKind::Full | HistoryErrorKind::Failed => {
+            HistoryErrorKind::Full | HistoryErrorKind::Failed | HistoryErrorKind::QueueFull => {
                 tracing::error!(error = %e, "history query failed");
                 ServiceError::Internal
             }
@@ -638,7 +648,23 @@ impl Service {
         readings: &[PushedReading],
         now: Instant,
     ) -> Result<Vec<Reading>, ServiceError> {
-        if readings.len() > self.limits.max_push_batch {
+        self.push_bulk(caller, readings, now, self.limits.max_push_batch)
+    }
+
+    /// [`Service::push`] with a batch cap of the front end's own: a bulk
+    /// write (InfluxDB line protocol, SenML) carries thousands of points in
+    /// one request, each request a push of its own (`ingest.max_readings`).
+    ///
+    /// # Errors
+    /// As [`Service::push`], [`ServiceError::PushBatch`] over `max_batch`.
+    pub fn push_bulk(
+        &self,
+        caller: Caller<'_>,
+        readings: &[PushedReading],
+        now: Instant,
+        max_batch: usize,
+    ) -> Result<Vec<Reading>, ServiceError> {
+        if readings.len() > max_batch {
             self.counters.limits.hit(Limit::PushBatch);
             return Err(ServiceError::PushBatch);
         }
@@ -702,6 +728,34 @@ impl Service {
         Ok(accepted)
     }
 
+    /// Gives pushed sensors their units (a SenML pack names them), for the
+    /// sensors a push just accepted: only names the caller may push to,
+    /// only sensors that came from pushes (a configured source's unit is
+    /// the source's), and a unit that changes nothing is left alone.
+    ///
+    /// # Errors
+    /// [`ServiceError::Forbidden`] for a name outside the caller's scope,
+    /// [`ServiceError::Invalid`] for a unit that is not short printable
+    /// text.
+    pub fn set_units(
+        &self,
+        caller: Caller<'_>,
+        units: &[(&str, &str)],
+    ) -> Result<(), ServiceError> {
+        for (sensor, unit) in units {
+            Self::allow(caller.principal, Action::Push(sensor))?;
+            if unit.len() > MAX_UNIT_BYTES
+                || unit
+                    .chars()
+                    .any(sensegate_proto::envelope::is_unsafe_text_char)
+            {
+                return Err(ServiceError::Invalid);
+            }
+        }
+        self.catalog.set_pushed_units(units);
+        Ok(())
+    }
+
     /// Stores a push checked by [`Service::push`] and returns once it is
     /// durable (when history is on), then publishes it; returns how many
     /// readings it held. Only then may the device be told they were taken.
@@ -721,6 +775,10 @@ impl Service {
                     Ok(Err(e)) if e.kind == HistoryErrorKind::Full => {
                         tracing::warn!(error = %e, "a push was refused: history storage is full");
                         return Err(ServiceError::StorageFull);
+                    }
+                    Ok(Err(e)) if e.kind == HistoryErrorKind::QueueFull => {
+                        self.counters.limits.hit(Limit::StoreQueue);
+                        return Err(ServiceError::StoreBusy);
                     }
                     Ok(Err(e)) => {
                         tracing::error!(error = %e, "a push could not be stored");

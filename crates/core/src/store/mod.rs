@@ -41,6 +41,9 @@ pub enum HistoryErrorKind {
     Busy,
     /// The asker holds its share of the query slots already: nothing ran.
     ShareTaken,
+    /// The writer's queue stayed full: nothing was queued; a write may
+    /// succeed in a moment.
+    QueueFull,
 }
 
 impl HistoryError {

@@ -23,6 +23,9 @@ use crate::stats::Histogram;
 
 /// Most readings committed in one transaction.
 pub const MAX_COMMIT_ROWS: usize = 50_000;
+/// Longest wait for room in the writer's queue before a push is refused
+/// as busy (`store.max_queued_readings`).
+pub const ROOM_WAIT: Duration = Duration::from_secs(2);
 /// Most readings deleted by one pruning step.
 pub const PRUNE_STEP_ROWS: usize = 10_000;
 /// How many history queries may run at once.
@@ -228,12 +231,19 @@ impl StoreHandle {
     pub async fn commit(&self, readings: Vec<Reading>) -> Result<Vec<Reading>, HistoryError> {
         let gone = || HistoryError::new("the store writer has stopped".to_owned());
         let n = u32::try_from(readings.len().min(self.max_queued)).unwrap_or(u32::MAX);
-        let room = self
-            .room
-            .clone()
-            .acquire_many_owned(n)
-            .await
-            .map_err(|_| gone())?;
+        // A queue that stays full (a disk slower than the devices) refuses
+        // the push after a short wait, so the device hears "try again"
+        // instead of waiting out its own timeout.
+        let room =
+            match tokio::time::timeout(ROOM_WAIT, self.room.clone().acquire_many_owned(n)).await {
+                Ok(room) => room.map_err(|_| gone())?,
+                Err(_) => {
+                    return Err(HistoryError::refused(
+                        HistoryErrorKind::QueueFull,
+                        "the history queue is full",
+                    ));
+                }
+            };
         let (ack, done) = oneshot::channel();
         self.tx
             .send(Job {
@@ -399,6 +409,73 @@ mod tests {
         assert!(OwnerShare::take(&owners, "a", 2).is_some());
         drop(b);
         assert!(owners.lock().unwrap().is_empty());
+    }
+
+    /// A backend whose writes wait until the test lets them through.
+    struct Stuck(std::sync::Mutex<std::sync::mpsc::Receiver<()>>);
+
+    impl HistoryStore for Stuck {
+        fn write(&self, _: &[&[Reading]]) -> Result<(), HistoryError> {
+            let _ = self.0.lock().unwrap().recv();
+            Ok(())
+        }
+        fn history(&self, _: &HistoryQuery) -> Result<History, HistoryError> {
+            Err(HistoryError::new("no history"))
+        }
+        fn prune(
+            &self,
+            _: &dyn Fn(&str) -> i64,
+            _: usize,
+        ) -> Result<super::super::PruneStep, HistoryError> {
+            Ok(super::super::PruneStep {
+                deleted: 0,
+                more: false,
+            })
+        }
+    }
+
+    fn reading(n: i64) -> Reading {
+        Reading {
+            sensor: Arc::from("s"),
+            timestamp_us: n,
+            value: 1.0,
+            quality: crate::reading::Quality::Good,
+        }
+    }
+
+    /// A queue that stays full refuses a push after [`ROOM_WAIT`] instead
+    /// of holding it until the device's own timeout, and takes pushes
+    /// again once the writer moves on.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_queue_that_stays_full_refuses_a_push_as_busy() {
+        let (release, gate) = std::sync::mpsc::sync_channel(2);
+        let shutdown = CancellationToken::new();
+        let store = StoreHandle::start(
+            Arc::new(Stuck(std::sync::Mutex::new(gate))),
+            1,
+            QuerySlots {
+                total: 1,
+                per_token: 1,
+            },
+            retention(),
+            &shutdown,
+        );
+        // The first takes the queue's one place and is held in the write.
+        let first = tokio::spawn({
+            let store = store.clone();
+            async move { store.commit(vec![reading(1)]).await }
+        });
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let started = Instant::now();
+        let second = store.commit(vec![reading(2)]).await;
+        assert_eq!(second.unwrap_err().kind, HistoryErrorKind::QueueFull);
+        let waited = started.elapsed();
+        assert!(waited >= ROOM_WAIT && waited < ROOM_WAIT * 3, "{waited:?}");
+        release.send(()).unwrap();
+        first.await.unwrap().unwrap();
+        release.send(()).unwrap();
+        store.commit(vec![reading(3)]).await.unwrap();
+        shutdown.cancel();
     }
 
     fn retention() -> Retention {

@@ -42,6 +42,36 @@ pub struct RawConfig {
     /// `[mqtt]`
     #[serde(default)]
     pub mqtt: RawMqtt,
+    /// `[ingest]`
+    #[serde(default)]
+    pub ingest: RawIngest,
+}
+
+/// `[ingest]`: the HTTP write routes (InfluxDB line protocol, SenML). See
+/// `docs/ingest.md`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawIngest {
+    /// A body as sent.
+    pub max_body_bytes: Option<u64>,
+    /// A body once inflated (`Content-Encoding: gzip`).
+    pub max_decoded_bytes: Option<u64>,
+    /// Readings in one request.
+    pub max_readings: Option<u64>,
+    /// One line, newline excluded.
+    pub max_line_bytes: Option<u64>,
+    /// Lines in one request.
+    pub max_lines: Option<u64>,
+    /// Tags on one line.
+    pub max_tags: Option<u64>,
+    /// Fields on one line.
+    pub max_fields: Option<u64>,
+    /// A measurement, tag key or field key.
+    pub max_key_bytes: Option<u64>,
+    /// A tag value or string field value.
+    pub max_value_bytes: Option<u64>,
+    /// Records in one SenML pack.
+    pub max_senml_records: Option<u64>,
 }
 
 /// `[mqtt]`: the MQTT listener. See `docs/mqtt.md`.

@@ -7,9 +7,10 @@ use std::path::Path;
 use std::time::Duration;
 
 use super::lines::{find_line, find_line_in};
-use super::raw::{RawConfig, RawHttp, RawSim, RawStore};
+use super::raw::{RawConfig, RawHttp, RawIngest, RawSim, RawStore};
 use super::{Config, ConfigError, DEFAULT_PARK_AFTER, HttpConfig, Limits, SimConfig, StoreConfig};
 use crate::http::api::HttpLimits;
+use crate::http::ingest::IngestLimits;
 use crate::pattern::Pattern;
 use crate::store::sqlite::Durability;
 use crate::store::writer::QuerySlots;
@@ -77,6 +78,9 @@ impl Validator<'_> {
             limits.message.max_name_bytes,
         )?;
         let mqtt = self.mqtt(&raw.mqtt, tls.is_some())?;
+        let mut http = self.http(&raw.http, &raw.ingest, defaults.http)?;
+        // A SenML name is a sensor name: the same cap.
+        http.limits.ingest.senml.max_name_bytes = limits.message.max_name_bytes;
         Ok(Config {
             server_name,
             data_dir,
@@ -89,12 +93,17 @@ impl Validator<'_> {
             sim,
             sources,
             store: self.store(&raw.store, &limits)?,
-            http: self.http(&raw.http, defaults.http)?,
+            http,
             mqtt,
         })
     }
 
-    pub(super) fn http(&self, r: &RawHttp, d: HttpConfig) -> Result<HttpConfig, ConfigError> {
+    pub(super) fn http(
+        &self,
+        r: &RawHttp,
+        ingest: &RawIngest,
+        d: HttpConfig,
+    ) -> Result<HttpConfig, ConfigError> {
         let listen = match &r.listen {
             Some(s) => s.parse().map_err(|_| {
                 self.invalid("http.listen", "must be an address like 127.0.0.1:7421")
@@ -135,6 +144,84 @@ impl Validator<'_> {
                     600_000,
                 )?,
                 metrics_public: r.metrics_public.unwrap_or(l.metrics_public),
+                ingest: self.ingest(ingest, l.ingest)?,
+            },
+        })
+    }
+
+    /// `[ingest]`: the write routes' caps.
+    fn ingest(&self, r: &RawIngest, d: IngestLimits) -> Result<IngestLimits, ConfigError> {
+        let max_body_bytes = self.size(
+            "ingest.max_body_bytes",
+            r.max_body_bytes,
+            d.max_body_bytes,
+            1024,
+            1 << 30,
+        )?;
+        Ok(IngestLimits {
+            max_body_bytes,
+            // An inflated body is at least what was sent.
+            max_decoded_bytes: self.size(
+                "ingest.max_decoded_bytes",
+                r.max_decoded_bytes,
+                d.max_decoded_bytes.max(max_body_bytes),
+                max_body_bytes,
+                4 << 30,
+            )?,
+            max_readings: self.size(
+                "ingest.max_readings",
+                r.max_readings,
+                d.max_readings,
+                1,
+                10_000_000,
+            )?,
+            line: sensegate_ingest::line::Limits {
+                max_line_bytes: self.size(
+                    "ingest.max_line_bytes",
+                    r.max_line_bytes,
+                    d.line.max_line_bytes,
+                    64,
+                    16 << 20,
+                )?,
+                max_lines: self.size(
+                    "ingest.max_lines",
+                    r.max_lines,
+                    d.line.max_lines,
+                    1,
+                    10_000_000,
+                )?,
+                max_tags: self.size("ingest.max_tags", r.max_tags, d.line.max_tags, 0, 1024)?,
+                max_fields: self.size(
+                    "ingest.max_fields",
+                    r.max_fields,
+                    d.line.max_fields,
+                    1,
+                    1024,
+                )?,
+                max_key_bytes: self.size(
+                    "ingest.max_key_bytes",
+                    r.max_key_bytes,
+                    d.line.max_key_bytes,
+                    1,
+                    65_536,
+                )?,
+                max_value_bytes: self.size(
+                    "ingest.max_value_bytes",
+                    r.max_value_bytes,
+                    d.line.max_value_bytes,
+                    1,
+                    1 << 20,
+                )?,
+            },
+            senml: sensegate_ingest::senml::Limits {
+                max_records: self.size(
+                    "ingest.max_senml_records",
+                    r.max_senml_records,
+                    d.senml.max_records,
+                    1,
+                    10_000_000,
+                )?,
+                ..d.senml
             },
         })
     }

@@ -33,6 +33,44 @@ pub enum ApiError {
     NoDashboard,
     /// No such dashboard asset.
     NoAsset,
+    /// A token in the query string: refused before it is looked at.
+    TokenInQuery,
+    /// An ingest body that inflates past `ingest.max_decoded_bytes`.
+    DecodedTooLarge,
+    /// More readings than `ingest.max_readings` in one request.
+    TooManyReadings,
+    /// More readings in one request than the token's push rate allows in
+    /// one go (`limits.push_rate_per_sec`): it can never pass as it is.
+    OverRate,
+    /// A body that says it is gzip and is not (or is cut short).
+    BadGzip,
+    /// The connection failed while the body was read.
+    BodyRead,
+    /// A content type or encoding the route does not take.
+    UnsupportedMediaType,
+    /// A line that is not a point; nothing was applied.
+    BadLine {
+        /// Its number, from 1.
+        line: usize,
+        /// Why.
+        error: sensegate_ingest::line::LineError,
+    },
+    /// A point the service would refuse; nothing was applied.
+    LineRefused {
+        /// Its line, from 1.
+        line: usize,
+        /// Why (a fixed text).
+        why: &'static str,
+    },
+    /// A SenML pack or record that is refused; nothing was applied.
+    BadPack(sensegate_ingest::senml::SenmlError),
+    /// A SenML record the service would refuse; nothing was applied.
+    RecordRefused {
+        /// Its index, from 0.
+        record: usize,
+        /// Why (a fixed text).
+        why: &'static str,
+    },
 }
 
 impl ApiError {
@@ -42,7 +80,7 @@ impl ApiError {
         match self {
             Self::Service(e) => match e {
                 ServiceError::Unauthenticated => StatusCode::UNAUTHORIZED,
-                ServiceError::AuthThrottled | ServiceError::PushRate => {
+                ServiceError::AuthThrottled | ServiceError::PushRate | ServiceError::StoreBusy => {
                     StatusCode::TOO_MANY_REQUESTS
                 }
                 ServiceError::Forbidden => StatusCode::FORBIDDEN,
@@ -64,6 +102,17 @@ impl ApiError {
             Self::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
             Self::BadBody(status) => status,
             Self::NoDashboard | Self::NoAsset => StatusCode::NOT_FOUND,
+            Self::TokenInQuery => StatusCode::UNAUTHORIZED,
+            Self::DecodedTooLarge | Self::TooManyReadings | Self::OverRate => {
+                StatusCode::PAYLOAD_TOO_LARGE
+            }
+            Self::BadGzip
+            | Self::BodyRead
+            | Self::BadLine { .. }
+            | Self::LineRefused { .. }
+            | Self::BadPack(_)
+            | Self::RecordRefused { .. } => StatusCode::BAD_REQUEST,
+            Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
         }
     }
 
@@ -74,11 +123,22 @@ impl ApiError {
             Self::Service(e) => e.code(),
             Self::Busy => ErrorCode::Overloaded,
             Self::NoDashboard | Self::NoAsset => ErrorCode::NotFound,
+            Self::TokenInQuery => ErrorCode::Unauthenticated,
+            Self::OverRate => ErrorCode::RateLimited,
             Self::MethodNotAllowed
             | Self::QueryTooLong
             | Self::BodyTooLarge
             | Self::RequestTimeout
-            | Self::BadBody(_) => ErrorCode::Malformed,
+            | Self::BadBody(_)
+            | Self::DecodedTooLarge
+            | Self::TooManyReadings
+            | Self::BadGzip
+            | Self::BodyRead
+            | Self::UnsupportedMediaType
+            | Self::BadLine { .. }
+            | Self::LineRefused { .. }
+            | Self::BadPack(_)
+            | Self::RecordRefused { .. } => ErrorCode::Malformed,
         }
     }
 
@@ -95,6 +155,27 @@ impl ApiError {
             Self::BadBody(_) => "the body is not a token request".to_owned(),
             Self::NoDashboard => "the dashboard was not built into this binary".to_owned(),
             Self::NoAsset => "not found".to_owned(),
+            Self::TokenInQuery => "a token in the URL is refused (URLs end up in logs); \
+                                   send it in the Authorization header"
+                .to_owned(),
+            Self::DecodedTooLarge => "body over the size limit once inflated".to_owned(),
+            Self::TooManyReadings => {
+                "more readings than one request may carry; send smaller batches".to_owned()
+            }
+            Self::OverRate => "more readings in one request than the push rate allows \
+                               at once; send smaller batches"
+                .to_owned(),
+            Self::BadGzip => "the body is not valid gzip".to_owned(),
+            Self::BodyRead => "the body could not be read".to_owned(),
+            Self::UnsupportedMediaType => "content type or encoding not supported".to_owned(),
+            Self::BadLine { line, error } => format!("line {line}: {error}; nothing was written"),
+            Self::LineRefused { line, why } => {
+                format!("line {line}: {why}; nothing was written")
+            }
+            Self::BadPack(e) => format!("{e}; nothing was written"),
+            Self::RecordRefused { record, why } => {
+                format!("record {record}: {why}; nothing was written")
+            }
         }
     }
 }
@@ -116,10 +197,16 @@ impl IntoResponse for ApiError {
         let mut r = (self.status(), Json(body)).into_response();
         let h = r.headers_mut();
         match self {
-            Self::Service(ServiceError::Unauthenticated) => {
+            Self::Service(ServiceError::Unauthenticated) | Self::TokenInQuery => {
                 h.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
             }
-            Self::Service(ServiceError::QueriesBusy | ServiceError::TokenQueriesBusy) => {
+            Self::Service(
+                ServiceError::QueriesBusy
+                | ServiceError::TokenQueriesBusy
+                | ServiceError::PushRate
+                | ServiceError::StoreBusy,
+            )
+            | Self::Busy => {
                 h.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
             }
             _ => {}

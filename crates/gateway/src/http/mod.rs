@@ -9,6 +9,10 @@
 //! - [`api`]: the routes, the `Authorization: Bearer` extractor, JSON
 //!   errors with the stable codes, request body and query-string caps, a
 //!   request deadline, and security headers on every response.
+//! - [`ingest`]: writes in InfluxDB line protocol and SenML, each request
+//!   one push through the service; [`body`] reads a body under its caps
+//!   (gzip inflated under its own), [`credentials`] finds the token in the
+//!   `Authorization` header and refuses one in the URL.
 //! - [`dashboard`]: the web dashboard's files, embedded at build time and
 //!   found by exact name (no path is ever joined to a directory).
 //! - [`error`]: every refusal, one type with one mapping to status and code.
@@ -19,8 +23,11 @@
 //! `policy::decide`.
 
 pub mod api;
+pub mod body;
+pub mod credentials;
 pub mod dashboard;
 pub mod error;
+pub mod ingest;
 pub mod metrics;
 pub mod server;
 

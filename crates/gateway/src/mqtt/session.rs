@@ -375,7 +375,7 @@ impl Session {
                 packet_id,
                 outcome: Ok(readings),
             },
-            Some(Err(e)) => refuse(refusal(e)),
+            Some(Err(e)) => refuse(IngestRefusal::of(e)),
             None => refuse(IngestRefusal::Forbidden),
         }
     }
@@ -578,7 +578,7 @@ impl Session {
         out: &mut BytesMut,
     ) -> bool {
         let failed = committed.err().map(|e| {
-            let why = refusal(e);
+            let why = IngestRefusal::of(e);
             let accepted: usize = batch
                 .iter()
                 .filter_map(|p| p.outcome.as_ref().ok().map(Vec::len))
@@ -646,17 +646,6 @@ fn format_asked(props: &[(String, String)]) -> Option<PayloadFormat> {
         .and_then(|(_, v)| PayloadFormat::parse(v))
 }
 
-/// Why the service refused a publish, as counted.
-const fn refusal(e: ServiceError) -> IngestRefusal {
-    match e {
-        ServiceError::Forbidden | ServiceError::Unauthenticated => IngestRefusal::Forbidden,
-        ServiceError::PushRate | ServiceError::PushBatch => IngestRefusal::Rate,
-        ServiceError::SensorsFull | ServiceError::StorageFull => IngestRefusal::Full,
-        ServiceError::Invalid => IngestRefusal::BadPayload,
-        _ => IngestRefusal::Failed,
-    }
-}
-
 /// The MQTT 5 reason code of a refused publish.
 const fn reason_of(why: IngestRefusal) -> ReasonCode {
     match why {
@@ -666,5 +655,6 @@ const fn reason_of(why: IngestRefusal) -> ReasonCode {
         IngestRefusal::Rate => ReasonCode::MessageRateTooHigh,
         IngestRefusal::Full => ReasonCode::QuotaExceeded,
         IngestRefusal::Failed => ReasonCode::UnspecifiedError,
+        IngestRefusal::TooLarge => ReasonCode::PacketTooLarge,
     }
 }

@@ -14,6 +14,9 @@
 //! | `GET /api/v1/stream?sensors=PATTERN[,PATTERN]` | server-sent events | reader, admin |
 //! | `GET /api/v1/tokens`, `POST /api/v1/tokens`, `DELETE /api/v1/tokens/{id}` | tokens | admin |
 //! | `GET /api/v1/connections`, `DELETE /api/v1/connections/{id}` | connections | admin |
+//! | `POST /api/v2/write`, `POST /write` | InfluxDB line protocol (`super::ingest`) | device, admin |
+//! | `POST /api/v1/readings` | a SenML pack (`super::ingest`) | device, admin |
+//! | `GET /ping` | liveness as InfluxDB 1.x clients check it, no token | any |
 //!
 //! Errors are `{"error": {"code": "FORBIDDEN", "message": "not allowed"}}`
 //! with the native protocol's codes and fixed messages.
@@ -54,6 +57,8 @@ pub use super::error::{ApiError, ErrorBody};
 mod admin;
 mod readings;
 
+use super::credentials::{self, Schemes};
+use super::ingest::{self, Ingest, IngestLimits};
 use crate::stats::Limit;
 use admin::{create_token, kick, list_connections, list_tokens, revoke_token};
 use readings::{history, latest, sensors, stream};
@@ -71,6 +76,8 @@ pub struct HttpLimits {
     pub header_timeout: Duration,
     /// `/metrics` without a token.
     pub metrics_public: bool,
+    /// The ingest routes' caps (`[ingest]`).
+    pub ingest: IngestLimits,
 }
 
 impl Default for HttpLimits {
@@ -81,6 +88,7 @@ impl Default for HttpLimits {
             request_timeout: Duration::from_secs(10),
             header_timeout: Duration::from_secs(5),
             metrics_public: false,
+            ingest: IngestLimits::default(),
         }
     }
 }
@@ -90,7 +98,7 @@ impl Default for HttpLimits {
 #[derive(utoipa::OpenApi)]
 #[openapi(
     info(title = "sensegate", description = "Sensor gateway HTTP API, version 1"),
-    paths(whoami, readings::sensors, readings::latest, readings::history, readings::stream, admin::list_tokens, admin::create_token, admin::revoke_token, admin::list_connections, admin::kick, metrics),
+    paths(whoami, readings::sensors, readings::latest, readings::history, readings::stream, admin::list_tokens, admin::create_token, admin::revoke_token, admin::list_connections, admin::kick, metrics, ingest::write_v2, ingest::write_v1, ingest::readings, ingest::ping),
     modifiers(&BearerAuth)
 )]
 pub struct ApiDoc;
@@ -105,6 +113,21 @@ impl utoipa::Modify for BearerAuth {
         components.add_security_scheme(
             "bearer",
             SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
+        // InfluxDB clients: `Authorization: Token <token>`, and 1.x's Basic
+        // with the token as the password.
+        components.add_security_scheme(
+            "token",
+            SecurityScheme::ApiKey(utoipa::openapi::security::ApiKey::Header(
+                utoipa::openapi::security::ApiKeyValue::with_description(
+                    "Authorization",
+                    "`Token <token>`, as InfluxDB 2.x clients send it",
+                ),
+            )),
+        );
+        components.add_security_scheme(
+            "basic",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Basic).build()),
         );
     }
 }
@@ -141,6 +164,10 @@ pub fn router(
         .route("/assets/{file}", get(super::dashboard::asset))
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(|| async { "ready\n" }))
+        .merge(ingest::routes(Arc::new(Ingest {
+            inflight: inflight.clone(),
+            limits: limits.ingest,
+        })))
         .fallback(|| async { ApiError::Service(ServiceError::NotFound) })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed });
     api.layer(axum::middleware::from_fn_with_state(
@@ -241,14 +268,21 @@ async fn guard(
 
 async fn limited(service: &Service, limits: HttpLimits, request: Request, next: Next) -> Response {
     let hits = &service.counters().limits;
-    if request
-        .uri()
-        .query()
-        .is_some_and(|q| q.len() > limits.max_query_bytes)
-    {
+    let query = request.uri().query();
+    if query.is_some_and(|q| q.len() > limits.max_query_bytes) {
         hits.hit(Limit::HttpQuery);
         return ApiError::QueryTooLong.into_response();
     }
+    // Before anything else reads the request: the token is never looked
+    // at, and the request is not served.
+    if credentials::token_in_query(query) {
+        return ApiError::TokenInQuery.into_response();
+    }
+    let (max_body, body_limit) = if ingest::PATHS.contains(&request.uri().path()) {
+        (limits.ingest.max_body_bytes, Limit::IngestBody)
+    } else {
+        (limits.max_body_bytes, Limit::HttpBody)
+    };
     // A declared length over the cap is refused before a byte of the body
     // is read, so a client that asked `Expect: 100-continue` is not told to
     // send it. (A chunked body is cut at the cap as it is read.)
@@ -257,10 +291,9 @@ async fn limited(service: &Service, limits: HttpLimits, request: Request, next: 
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
-    let mut response = if declared
-        .is_some_and(|n| n > u64::try_from(limits.max_body_bytes).unwrap_or(u64::MAX))
+    let mut response = if declared.is_some_and(|n| n > u64::try_from(max_body).unwrap_or(u64::MAX))
     {
-        hits.hit(Limit::HttpBody);
+        hits.hit(body_limit);
         ApiError::BodyTooLarge.into_response()
     } else if let Ok(r) = tokio::time::timeout(limits.request_timeout, next.run(request)).await {
         r
@@ -300,8 +333,9 @@ async fn limited(service: &Service, limits: HttpLimits, request: Request, next: 
     response
 }
 
-/// An authenticated caller: the `Authorization: Bearer` token checked by
-/// the service (throttled per address like the native hello).
+/// An authenticated caller: the `Authorization` header's token (`Bearer`
+/// or `Token`) checked by the service (throttled per address like the
+/// native hello).
 pub struct Auth {
     principal: Arc<Principal>,
     peer: SocketAddr,
@@ -309,11 +343,53 @@ pub struct Auth {
 }
 
 impl Auth {
-    fn caller(&self) -> Caller<'_> {
+    /// Signs the request's token in (the schemes the route takes; see
+    /// `crate::http::credentials`), throttled per address like the native
+    /// hello.
+    ///
+    /// # Errors
+    /// [`ServiceError::Unauthenticated`] and the sign-in's refusals.
+    pub(crate) fn sign_in(
+        parts: &Parts,
+        service: &Arc<Service>,
+        schemes: Schemes,
+    ) -> Result<Self, ApiError> {
+        let Some(RequestConnection(connection)) =
+            parts.extensions.get::<RequestConnection>().cloned()
+        else {
+            return Err(ApiError::Service(ServiceError::Internal));
+        };
+        let token = credentials::token(
+            &parts.headers,
+            schemes,
+            service.limits().message.max_token_bytes,
+        )
+        .ok_or(ApiError::Service(ServiceError::Unauthenticated))?;
+        // The registry lists the connection under the token of the request
+        // it serves (one at a time, in HTTP/1.1), so revoking that token
+        // ends it, a stream included. A browser that signs in with another
+        // token reuses its pooled connections: each is rebound.
+        let principal =
+            service.sign_in(&token, &connection, sensegate_core::time::Instant::now())?;
+        connection.touch(&service.clock());
+        Ok(Self {
+            principal,
+            peer: connection.peer,
+            connection,
+        })
+    }
+
+    /// The caller, for the service.
+    pub(crate) fn caller(&self) -> Caller<'_> {
         Caller {
             principal: &self.principal,
             peer: self.peer,
         }
+    }
+
+    /// The signed-in token's id.
+    pub(crate) fn token_id(&self) -> &str {
+        &self.principal.token_id
     }
 }
 
@@ -324,37 +400,7 @@ impl FromRequestParts<Arc<Service>> for Auth {
         parts: &mut Parts,
         service: &Arc<Service>,
     ) -> Result<Self, ApiError> {
-        let Some(RequestConnection(connection)) =
-            parts.extensions.get::<RequestConnection>().cloned()
-        else {
-            return Err(ApiError::Service(ServiceError::Internal));
-        };
-        let unauthenticated = ApiError::Service(ServiceError::Unauthenticated);
-        let mut values = parts.headers.get_all(header::AUTHORIZATION).iter();
-        let (Some(value), None) = (values.next(), values.next()) else {
-            // None, or more than one: which would count is ambiguous.
-            return Err(unauthenticated);
-        };
-        let token = value
-            .to_str()
-            .ok()
-            .and_then(|v| v.split_once(' '))
-            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
-            .map(|(_, t)| t.trim())
-            .filter(|t| !t.is_empty() && t.len() <= service.limits().message.max_token_bytes)
-            .ok_or(unauthenticated)?;
-        // The registry lists the connection under the token of the request
-        // it serves (one at a time, in HTTP/1.1), so revoking that token
-        // ends it, a stream included. A browser that signs in with another
-        // token reuses its pooled connections: each is rebound.
-        let principal =
-            service.sign_in(token, &connection, sensegate_core::time::Instant::now())?;
-        connection.touch(&service.clock());
-        Ok(Self {
-            principal,
-            peer: connection.peer,
-            connection,
-        })
+        Self::sign_in(parts, service, Schemes::TokenOnly)
     }
 }
 

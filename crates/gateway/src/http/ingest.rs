@@ -1,0 +1,569 @@
+//! Writes in the formats the field already sends: InfluxDB line protocol at
+//! the paths its clients use (`POST /api/v2/write`, `POST /write`), and
+//! SenML (RFC 8428) JSON at `POST /api/v1/readings`.
+//!
+//! Each request is one push through the service: the same policy (every
+//! name in the token's scope, or nothing is taken), the token's push rate,
+//! its sensor quota, and a `204` only once the readings are durable. What
+//! is here is the HTTP side: credentials (`crate::http::credentials`), the
+//! body read chunk by chunk under its caps and inflated under its own
+//! (`crate::http::body`), lines parsed as they arrive
+//! (`sensegate_ingest`), and the readings collected under the
+//! `ingest.max_readings` cap, with their memory reserved from the daemon's
+//! in-flight budget as the token's while they are held.
+//!
+//! Status codes are the ones Telegraf and the InfluxDB clients act on: 204
+//! durable; 400 with the first bad line's number and reason (nothing
+//! applied); 413 for a body, an inflated body or a batch over its cap (the
+//! client splits the batch); 429 with `Retry-After` for the push rate or a
+//! full history queue (the client retries later); 401, 403 as elsewhere.
+
+use std::sync::Arc;
+
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Query, Request, State};
+use axum::http::{StatusCode, header, request::Parts};
+use axum::response::{IntoResponse, Response};
+use axum::{Extension, Router};
+use sensegate_ingest::line::{self, LineError, Precision, Splitter};
+use sensegate_ingest::senml;
+use serde::Deserialize;
+
+use super::api::Auth;
+use super::body::{self, BodyError, Decoder, Encoding};
+use super::credentials::Schemes;
+use super::error::ApiError;
+use crate::inflight::{InflightBudget, Reservation};
+use crate::reading::{Quality, now_us};
+use crate::service::{MAX_FUTURE_US, PushedReading, Service, ServiceError};
+use crate::stats::{IngestRefusal, Limit};
+use sensegate_core::Frontend;
+
+/// The paths of this module, whose bodies have the ingest caps rather than
+/// `http.max_body_bytes`.
+pub const PATHS: [&str; 3] = ["/api/v2/write", "/write", "/api/v1/readings"];
+
+/// The caps of the ingest routes (`[ingest]`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IngestLimits {
+    /// A body as sent (`ingest.max_body_bytes`).
+    pub max_body_bytes: usize,
+    /// A body once inflated (`ingest.max_decoded_bytes`).
+    pub max_decoded_bytes: usize,
+    /// Readings in one request (`ingest.max_readings`).
+    pub max_readings: usize,
+    /// The line protocol's caps (`ingest.max_line_bytes` and the rest).
+    pub line: line::Limits,
+    /// SenML's caps (`ingest.max_senml_records`).
+    pub senml: senml::Limits,
+}
+
+impl Default for IngestLimits {
+    fn default() -> Self {
+        Self {
+            max_body_bytes: 8 << 20,
+            max_decoded_bytes: 32 << 20,
+            max_readings: 100_000,
+            line: line::Limits::DEFAULT,
+            senml: senml::Limits::DEFAULT,
+        }
+    }
+}
+
+/// What the ingest routes share.
+#[derive(Debug)]
+pub struct Ingest {
+    /// The daemon's in-flight budget: collected readings are held in it.
+    pub inflight: Arc<InflightBudget>,
+    /// The caps.
+    pub limits: IngestLimits,
+}
+
+/// The ingest routes.
+pub fn routes(ingest: Arc<Ingest>) -> Router<Arc<Service>> {
+    Router::new()
+        .route("/api/v2/write", axum::routing::post(write_v2))
+        .route("/write", axum::routing::post(write_v1))
+        .route("/api/v1/readings", axum::routing::post(readings))
+        .route("/ping", axum::routing::get(ping).head(ping))
+        .layer(Extension(ingest))
+}
+
+/// Parameters of `POST /api/v2/write` (InfluxDB 2.x).
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct V2Params {
+    /// The bucket: required, as InfluxDB requires it; not used for names.
+    #[param(min_length = 1, max_length = 256)]
+    bucket: String,
+    /// The organisation: accepted and not used.
+    #[param(max_length = 256)]
+    org: Option<String>,
+    /// The organisation's id: accepted and not used.
+    #[param(rename = "orgID", max_length = 256)]
+    #[serde(rename = "orgID")]
+    org_id: Option<String>,
+    /// The precision of the lines' timestamps (default `ns`).
+    #[param(inline, value_type = Option<V2Precision>)]
+    precision: Option<String>,
+}
+
+/// Timestamp precisions of InfluxDB 2.x.
+#[derive(utoipa::ToSchema)]
+#[schema(rename_all = "lowercase")]
+#[allow(dead_code, reason = "documents the accepted values only")]
+pub enum V2Precision {
+    /// Nanoseconds.
+    Ns,
+    /// Microseconds.
+    Us,
+    /// Milliseconds.
+    Ms,
+    /// Seconds.
+    S,
+}
+
+/// Parameters of `POST /write` (InfluxDB 1.x).
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct V1Params {
+    /// The database: required, as InfluxDB requires it; not used for names.
+    #[param(min_length = 1, max_length = 256)]
+    db: String,
+    /// The retention policy: accepted and not used.
+    #[param(max_length = 256)]
+    rp: Option<String>,
+    /// The user name: accepted and not used (the token is the password, in
+    /// the `Authorization` header).
+    #[param(max_length = 256)]
+    u: Option<String>,
+    /// Write consistency: accepted and not used.
+    #[param(max_length = 16)]
+    consistency: Option<String>,
+    /// The precision of the lines' timestamps (default `ns`).
+    #[param(inline, value_type = Option<V1Precision>)]
+    precision: Option<String>,
+}
+
+/// Timestamp precisions of InfluxDB 1.x.
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code, reason = "documents the accepted values only")]
+pub enum V1Precision {
+    /// Nanoseconds.
+    #[schema(rename = "n")]
+    N,
+    /// Nanoseconds.
+    #[schema(rename = "ns")]
+    Ns,
+    /// Microseconds.
+    #[schema(rename = "u")]
+    U,
+    /// Microseconds.
+    #[schema(rename = "us")]
+    Us,
+    /// Milliseconds.
+    #[schema(rename = "ms")]
+    Ms,
+    /// Seconds.
+    #[schema(rename = "s")]
+    S,
+    /// Minutes.
+    #[schema(rename = "m")]
+    M,
+    /// Hours.
+    #[schema(rename = "h")]
+    H,
+}
+
+/// Liveness as InfluxDB 1.x clients check it (`/ping`, no token).
+#[utoipa::path(get, path = "/ping", responses((status = 204, description = "up")))]
+async fn ping() -> Response {
+    (
+        StatusCode::NO_CONTENT,
+        [("x-influxdb-version", "1.8-compatible (sensegate)")],
+    )
+        .into_response()
+}
+
+/// InfluxDB line protocol, as InfluxDB 2.x takes it.
+#[utoipa::path(post, path = "/api/v2/write", params(V2Params), request_body(content = String, content_type = "text/plain", description = "InfluxDB line protocol, optionally `Content-Encoding: gzip`"), security(("bearer" = []), ("token" = [])), responses(
+    (status = 204, description = "every reading is durable"),
+    (status = 400, description = "a bad line (its number and why) or parameter; nothing was applied", body = super::error::ErrorBody),
+    (status = 401, description = "no valid token, or a token in the URL", body = super::error::ErrorBody),
+    (status = 403, description = "a name outside the token's scope; nothing was applied", body = super::error::ErrorBody),
+    (status = 413, description = "the body, the inflated body or the batch is over its cap: send smaller batches", body = super::error::ErrorBody),
+    (status = 415, description = "a content encoding other than gzip", body = super::error::ErrorBody),
+    (status = 429, description = "the token's push rate, or the history queue, is full: retry after `Retry-After` seconds", body = super::error::ErrorBody, headers(("retry-after" = String))),
+    (status = 503, description = "no room for the request in the daemon's budgets, or the sensor catalog is full", body = super::error::ErrorBody),
+    (status = 507, description = "history storage is full", body = super::error::ErrorBody),
+))]
+async fn write_v2(
+    State(service): State<Arc<Service>>,
+    Extension(ingest): Extension<Arc<Ingest>>,
+    q: Result<Query<V2Params>, QueryRejection>,
+    request: Request,
+) -> Result<Response, ApiError> {
+    let (parts, body) = request.into_parts();
+    let auth = Auth::sign_in(&parts, &service, Schemes::TokenOnly)?;
+    let Query(q) = q.map_err(|_| ApiError::Service(ServiceError::Invalid))?;
+    if q.bucket.is_empty() {
+        return Err(ApiError::Service(ServiceError::Invalid));
+    }
+    let _ = (&q.org, &q.org_id);
+    let precision = precision(q.precision.as_deref(), false)?;
+    lines(&service, &ingest, &auth, &parts, body, precision).await
+}
+
+/// InfluxDB line protocol, as InfluxDB 1.x takes it.
+#[utoipa::path(post, path = "/write", params(V1Params), request_body(content = String, content_type = "text/plain", description = "InfluxDB line protocol, optionally `Content-Encoding: gzip`"), security(("bearer" = []), ("token" = []), ("basic" = [])), responses(
+    (status = 204, description = "every reading is durable"),
+    (status = 400, description = "a bad line (its number and why) or parameter; nothing was applied", body = super::error::ErrorBody),
+    (status = 401, description = "no valid token, or a token in the URL", body = super::error::ErrorBody),
+    (status = 403, description = "a name outside the token's scope; nothing was applied", body = super::error::ErrorBody),
+    (status = 413, description = "the body, the inflated body or the batch is over its cap: send smaller batches", body = super::error::ErrorBody),
+    (status = 415, description = "a content encoding other than gzip", body = super::error::ErrorBody),
+    (status = 429, description = "the token's push rate, or the history queue, is full: retry after `Retry-After` seconds", body = super::error::ErrorBody, headers(("retry-after" = String))),
+    (status = 503, description = "no room for the request in the daemon's budgets, or the sensor catalog is full", body = super::error::ErrorBody),
+    (status = 507, description = "history storage is full", body = super::error::ErrorBody),
+))]
+async fn write_v1(
+    State(service): State<Arc<Service>>,
+    Extension(ingest): Extension<Arc<Ingest>>,
+    q: Result<Query<V1Params>, QueryRejection>,
+    request: Request,
+) -> Result<Response, ApiError> {
+    let (parts, body) = request.into_parts();
+    let auth = Auth::sign_in(&parts, &service, Schemes::WithBasic)?;
+    let Query(q) = q.map_err(|_| ApiError::Service(ServiceError::Invalid))?;
+    if q.db.is_empty() {
+        return Err(ApiError::Service(ServiceError::Invalid));
+    }
+    let _ = (&q.rp, &q.u, &q.consistency);
+    let precision = precision(q.precision.as_deref(), true)?;
+    lines(&service, &ingest, &auth, &parts, body, precision).await
+}
+
+/// A SenML pack.
+#[utoipa::path(post, path = "/api/v1/readings", request_body(content = String, content_type = "application/senml+json", description = "a SenML (RFC 8428) JSON pack, optionally `Content-Encoding: gzip`"), security(("bearer" = [])), responses(
+    (status = 204, description = "every reading is durable"),
+    (status = 400, description = "not a SenML pack, or a bad record (its index and why); nothing was applied", body = super::error::ErrorBody),
+    (status = 401, description = "no valid token, or a token in the URL", body = super::error::ErrorBody),
+    (status = 403, description = "a name outside the token's scope; nothing was applied", body = super::error::ErrorBody),
+    (status = 413, description = "the body, the inflated body or the pack is over its cap", body = super::error::ErrorBody),
+    (status = 415, description = "not `application/senml+json` (or `application/json`), or a content encoding other than gzip", body = super::error::ErrorBody),
+    (status = 429, description = "the token's push rate, or the history queue, is full: retry after `Retry-After` seconds", body = super::error::ErrorBody, headers(("retry-after" = String))),
+    (status = 503, description = "no room for the request in the daemon's budgets, or the sensor catalog is full", body = super::error::ErrorBody),
+    (status = 507, description = "history storage is full", body = super::error::ErrorBody),
+))]
+async fn readings(
+    State(service): State<Arc<Service>>,
+    Extension(ingest): Extension<Arc<Ingest>>,
+    request: Request,
+) -> Result<Response, ApiError> {
+    let (parts, body) = request.into_parts();
+    let auth = Auth::sign_in(&parts, &service, Schemes::TokenOnly)?;
+    let json = parts
+        .headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .map(str::trim)
+        .is_some_and(|t| {
+            t.eq_ignore_ascii_case("application/senml+json")
+                || t.eq_ignore_ascii_case("application/json")
+        });
+    if !json {
+        return Err(ApiError::UnsupportedMediaType);
+    }
+    let counted = Counted::new(&service);
+    let limits = ingest.limits;
+    let encoding = Encoding::of(&parts.headers).ok_or(ApiError::UnsupportedMediaType)?;
+    let mut held = Held::new(&ingest.inflight, auth.token_id());
+    // The pack is parsed whole: it is held (and reserved) as it arrives.
+    let mut pack = Vec::new();
+    let mut decoder = Decoder::new(
+        encoding,
+        limits.max_body_bytes,
+        limits.max_decoded_bytes,
+        |b: &[u8]| {
+            held.grow(b.len())?;
+            pack.extend_from_slice(b);
+            Ok::<(), Refusal>(())
+        },
+    );
+    let read = body::read(body, &mut decoder).await;
+    let read = read.and_then(|()| decoder.finish());
+    read.map_err(|e| counted.refused(body_error(e)))?;
+    let now = now_us();
+    let resolved = senml::parse(&pack, now, &limits.senml)
+        .map_err(|e| counted.refused(ApiError::BadPack(e)))?;
+    drop(pack);
+    let mut pushed = Vec::with_capacity(resolved.len().min(limits.max_readings));
+    let mut units: Vec<(String, String)> = Vec::new();
+    for (i, r) in resolved.into_iter().enumerate() {
+        if pushed.len() == limits.max_readings {
+            return Err(counted.refused(ApiError::TooManyReadings));
+        }
+        let record = |why| ApiError::RecordRefused { record: i, why };
+        check_reading(&service, &r.name, r.timestamp_us, now)
+            .map_err(|why| counted.refused(record(why)))?;
+        held.grow(reading_bytes(&r.name))
+            .map_err(|e| counted.refused(e.into()))?;
+        if !r.unit.is_empty() && !units.iter().any(|(n, _)| *n == r.name) {
+            units.push((r.name.clone(), r.unit));
+        }
+        pushed.push(PushedReading {
+            sensor: r.name,
+            timestamp_us: r.timestamp_us,
+            value: r.value,
+            quality: Quality::Good,
+        });
+    }
+    let units: Vec<(&str, &str)> = units
+        .iter()
+        .map(|(n, u)| (n.as_str(), u.as_str()))
+        .collect();
+    push(&service, &auth, &ingest, pushed, &units, &counted).await
+}
+
+/// Collects the lines of a body into readings and pushes them.
+async fn lines(
+    service: &Arc<Service>,
+    ingest: &Ingest,
+    auth: &Auth,
+    parts: &Parts,
+    body: axum::body::Body,
+    precision: Precision,
+) -> Result<Response, ApiError> {
+    let counted = Counted::new(service);
+    let limits = ingest.limits;
+    let encoding = Encoding::of(&parts.headers).ok_or(ApiError::UnsupportedMediaType)?;
+    let now = now_us();
+    let mut held = Held::new(&ingest.inflight, auth.token_id());
+    let mut pushed: Vec<PushedReading> = Vec::new();
+    let mut splitter = Splitter::new(limits.line);
+    let mut each = |n: usize, text: &[u8]| -> Result<(), Refusal> {
+        let Some(point) = line::parse(text, &limits.line).map_err(|e| Refusal::Line(n, e))? else {
+            return Ok(());
+        };
+        let timestamp_us = match point.timestamp {
+            Some(t) => precision.to_micros(t).map_err(|e| Refusal::Line(n, e))?,
+            None => now,
+        };
+        for r in point.readings() {
+            if pushed.len() == limits.max_readings {
+                return Err(Refusal::TooMany);
+            }
+            check_reading(service, &r.sensor, timestamp_us, now)
+                .map_err(|why| Refusal::Refused(n, why))?;
+            held.grow(reading_bytes(&r.sensor))?;
+            pushed.push(PushedReading {
+                sensor: r.sensor,
+                timestamp_us,
+                value: r.value,
+                quality: Quality::Good,
+            });
+        }
+        Ok(())
+    };
+    let read = {
+        let mut decoder = Decoder::new(
+            encoding,
+            limits.max_body_bytes,
+            limits.max_decoded_bytes,
+            |chunk: &[u8]| splitter.feed(chunk, &mut each),
+        );
+        let read = body::read(body, &mut decoder).await;
+        read.and_then(|()| decoder.finish())
+    };
+    read.and_then(|()| splitter.finish(&mut each).map_err(BodyError::Consumer))
+        .map_err(|e| counted.refused(body_error(e)))?;
+    push(service, auth, ingest, pushed, &[], &counted).await
+}
+
+/// Pushes what a request carried, as one push, and answers once durable.
+async fn push(
+    service: &Service,
+    auth: &Auth,
+    ingest: &Ingest,
+    pushed: Vec<PushedReading>,
+    units: &[(&str, &str)],
+    counted: &Counted<'_>,
+) -> Result<Response, ApiError> {
+    if pushed.is_empty() {
+        return Ok(StatusCode::NO_CONTENT.into_response());
+    }
+    // The token's push rate holds one second of readings: a batch over it
+    // can never pass, so the client is told to split it (413), not to
+    // retry it as it is (429).
+    if pushed.len() > usize::try_from(service.limits().push_rate_per_sec).unwrap_or(usize::MAX) {
+        service.counters().limits.hit(Limit::PushRate);
+        return Err(counted.refused(ApiError::OverRate));
+    }
+    let n = u64::try_from(pushed.len()).unwrap_or(u64::MAX);
+    let refused = |e: ServiceError| {
+        service
+            .counters()
+            .ingest_refused
+            .add(Frontend::Http, IngestRefusal::of(e), n);
+        ApiError::Service(e)
+    };
+    let accepted = service
+        .push_bulk(
+            auth.caller(),
+            &pushed,
+            sensegate_core::time::Instant::now(),
+            ingest.limits.max_readings,
+        )
+        .map_err(refused)?;
+    drop(pushed);
+    if !units.is_empty() {
+        service.set_units(auth.caller(), units).map_err(refused)?;
+    }
+    service.commit_push(accepted).await.map_err(refused)?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+/// A timestamp precision from the query string.
+fn precision(text: Option<&str>, v1: bool) -> Result<Precision, ApiError> {
+    let Some(text) = text.filter(|t| !t.is_empty()) else {
+        return Ok(Precision::Nanoseconds);
+    };
+    let p = Precision::parse(text).ok_or(ApiError::Service(ServiceError::Invalid))?;
+    // 2.x has no minutes or hours, nor 1.x's one-letter forms.
+    if !v1 && !matches!(text, "ns" | "us" | "ms" | "s") {
+        return Err(ApiError::Service(ServiceError::Invalid));
+    }
+    Ok(p)
+}
+
+/// What the service would refuse of one reading, said with its line: a
+/// name that breaks the name rule, a timestamp too far ahead.
+fn check_reading(
+    service: &Service,
+    name: &str,
+    timestamp_us: i64,
+    now: i64,
+) -> Result<(), &'static str> {
+    if sensegate_proto::envelope::check_name("sensor", name, &service.limits().message).is_err() {
+        return Err("its sensor name is empty or longer than limits.max_name_bytes");
+    }
+    if timestamp_us > now.saturating_add(MAX_FUTURE_US) {
+        return Err("its timestamp is more than 10 minutes ahead of the server's clock");
+    }
+    if timestamp_us < 0 {
+        return Err("its timestamp is before 1970");
+    }
+    Ok(())
+}
+
+/// Bytes one collected reading holds (its push form and its name).
+const fn reading_bytes(name: &str) -> usize {
+    std::mem::size_of::<PushedReading>() + name.len()
+}
+
+/// Why the line consumer stopped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Refusal {
+    /// Line `n` is not a point.
+    Line(usize, LineError),
+    /// Line `n` is a point the service would refuse.
+    Refused(usize, &'static str),
+    /// More than `ingest.max_readings`.
+    TooMany,
+    /// No room in the in-flight budget.
+    Busy,
+}
+
+impl From<line::BadLine> for Refusal {
+    fn from(b: line::BadLine) -> Self {
+        Self::Line(b.line, b.error)
+    }
+}
+
+impl From<Refusal> for ApiError {
+    fn from(r: Refusal) -> Self {
+        match r {
+            Refusal::Line(line, error) => Self::BadLine { line, error },
+            Refusal::Refused(line, why) => Self::LineRefused { line, why },
+            Refusal::TooMany => Self::TooManyReadings,
+            Refusal::Busy => Self::Busy,
+        }
+    }
+}
+
+fn body_error<E: Into<ApiError>>(e: BodyError<E>) -> ApiError {
+    match e {
+        BodyError::TooLarge => ApiError::BodyTooLarge,
+        BodyError::DecodedTooLarge => ApiError::DecodedTooLarge,
+        BodyError::BadGzip => ApiError::BadGzip,
+        BodyError::Read => ApiError::BodyRead,
+        BodyError::Consumer(e) => e.into(),
+    }
+}
+
+/// Counts a refused request by its reason, and the cap it hit.
+struct Counted<'a> {
+    service: &'a Service,
+}
+
+impl<'a> Counted<'a> {
+    const fn new(service: &'a Service) -> Self {
+        Self { service }
+    }
+
+    fn refused(&self, e: ApiError) -> ApiError {
+        let counters = self.service.counters();
+        let (limit, reason) = match e {
+            ApiError::BodyTooLarge => (Some(Limit::IngestBody), IngestRefusal::TooLarge),
+            ApiError::DecodedTooLarge => (Some(Limit::IngestDecoded), IngestRefusal::TooLarge),
+            ApiError::TooManyReadings => (Some(Limit::IngestReadings), IngestRefusal::TooLarge),
+            ApiError::OverRate => (None, IngestRefusal::Rate),
+            ApiError::Busy => (Some(Limit::Inflight), IngestRefusal::Full),
+            _ => (None, IngestRefusal::BadPayload),
+        };
+        if let Some(l) = limit {
+            counters.limits.hit(l);
+        }
+        counters.ingest_refused.hit(Frontend::Http, reason);
+        e
+    }
+}
+
+/// The in-flight reservation of one request's collected data, grown in
+/// steps as it is collected, as the token's.
+struct Held<'a> {
+    budget: &'a Arc<InflightBudget>,
+    owner: &'a str,
+    permits: Vec<Reservation>,
+    reserved: usize,
+    used: usize,
+}
+
+/// The step reservations grow by.
+const HOLD_STEP: usize = 256 << 10;
+
+impl<'a> Held<'a> {
+    const fn new(budget: &'a Arc<InflightBudget>, owner: &'a str) -> Self {
+        Self {
+            budget,
+            owner,
+            permits: Vec::new(),
+            reserved: 0,
+            used: 0,
+        }
+    }
+
+    fn grow(&mut self, bytes: usize) -> Result<(), Refusal> {
+        self.used = self.used.saturating_add(bytes);
+        while self.used > self.reserved {
+            let permit = self
+                .budget
+                .reserve_for(Some(self.owner), HOLD_STEP)
+                .ok_or(Refusal::Busy)?;
+            self.permits.push(permit);
+            self.reserved += HOLD_STEP;
+        }
+        Ok(())
+    }
+}
