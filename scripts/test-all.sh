@@ -85,9 +85,9 @@ if [ "$E2E" != 0 ]; then
 fi
 
 if [ "$INTEROP" != 0 ]; then
-  step "MQTT: mosquitto clients, paho-mqtt and MQTT.js against the daemon (3.1.1 and 5)"
+  step "real clients against the daemon: mosquitto clients, paho-mqtt, MQTT.js (MQTT 3.1.1 and 5); influxdb-client for Python and JavaScript, curl (HTTP ingest)"
   cargo build -p sensegate-cli --locked
-  scripts/mqtt-interop.sh
+  scripts/interop.sh
 fi
 
 step "dependency policy (licences, bans, sources)"

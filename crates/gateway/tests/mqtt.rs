@@ -6,7 +6,7 @@
 //!
 //! The packets here are written by hand, byte by byte, from the
 //! specification: the codec under test is not used to make its own input.
-//! Real clients (mosquitto, paho-mqtt, MQTT.js) are in `scripts/mqtt-interop.sh`.
+//! Real clients (mosquitto, paho-mqtt, MQTT.js) are in `scripts/interop.sh`.
 #![allow(clippy::unwrap_used, reason = "tests fail loudly on purpose")]
 
 mod common;
