@@ -5,7 +5,8 @@
 # Environment:
 #   FUZZ_SECONDS  seconds per fuzz target (default 20; 0 skips fuzzing)
 #   E2E           0 skips the browser test (default 1)
-#   INTEROP       0 skips the real-client interoperability tests (default 1)
+#   INTEROP       0 skips the real-client interoperability tests and the
+#                 OpenAPI contract run (schemathesis) (default 1)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -88,6 +89,8 @@ if [ "$INTEROP" != 0 ]; then
   step "real clients against the daemon: mosquitto clients, paho-mqtt, MQTT.js (MQTT 3.1.1 and 5); influxdb-client for Python and JavaScript, curl (HTTP ingest)"
   cargo build -p sensegate-cli --locked
   scripts/interop.sh
+  step "the OpenAPI document as a contract: schemathesis over every operation of a live daemon"
+  scripts/api-contract.sh
 fi
 
 step "dependency policy (licences, bans, sources)"

@@ -655,6 +655,47 @@ async fn the_openapi_document_describes_every_route() {
         }
     }
     assert!(doc["paths"]["/ping"]["get"]["responses"]["204"].is_object());
+    // What the guards answer on their own is on every operation, and 429
+    // (failed authentications) on every one that takes a token.
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        for (method, op) in item.as_object().unwrap() {
+            for status in ["401", "408", "413", "414", "503"] {
+                assert!(
+                    op["responses"][status].is_object(),
+                    "{method} {path}: no {status}"
+                );
+            }
+            if op["security"].as_array().is_some_and(|s| !s.is_empty()) {
+                assert!(
+                    op["responses"]["429"].is_object(),
+                    "{method} {path}: no 429"
+                );
+            }
+        }
+    }
+    // Parameters are constrained as the server checks them.
+    let param = |path: &str, name: &str| {
+        let op = &doc["paths"][path]["get"];
+        op["parameters"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["name"] == name)
+            .unwrap()["schema"]
+            .clone()
+    };
+    let history = "/api/v1/sensors/{name}/history";
+    for name in ["from", "to", "bucket"] {
+        assert_eq!(param(history, name)["minimum"], 0, "{name}");
+    }
+    assert_eq!(param(history, "name")["maxLength"], 128);
+    assert_eq!(
+        param(history, "name")["pattern"],
+        "^[A-Za-z0-9._:/-]{1,128}$"
+    );
+    let sensors = param("/api/v1/stream", "sensors");
+    assert_eq!(sensors["minLength"], 1, "an empty list is refused");
+    assert!(sensors["pattern"].as_str().unwrap().contains("(,"));
     assert_eq!(
         doc["paths"].as_object().unwrap().len(),
         14,
@@ -1235,4 +1276,22 @@ async fn token_names_follow_the_configured_limits_on_every_front_end() {
     let r = request(http(&narrow), "GET", "/api/v1/tokens", Some(&admin), "").await;
     assert_eq!(r.status, 200);
     assert!(!r.body.contains(&name), "{}", r.body);
+}
+
+/// The stream's pattern list is refused as the OpenAPI document says: an
+/// empty piece (it would widen the stream to everything in scope), and a
+/// list over 512 characters (any list within it fits the query-string cap
+/// percent-encoded).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_list_with_an_empty_piece_or_over_its_length_is_refused() {
+    let d = TestDaemon::start("").await;
+    let admin = d.admin.expose().to_owned();
+    let long = vec!["a/*"; 129].join(",");
+    assert!(long.len() > 512 && long.len() < 600);
+    for list in ["a/*,", ",a/*", "a/*,,b/*", long.as_str()] {
+        let path = format!("/api/v1/stream?sensors={list}");
+        let r = request(http(&d), "GET", &path, Some(&admin), "").await;
+        assert_eq!((r.status, code(&r).as_str()), (400, "MALFORMED"), "{list}");
+    }
+    d.assert_served().await;
 }

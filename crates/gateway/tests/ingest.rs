@@ -274,10 +274,16 @@ async fn a_bad_line_refuses_the_whole_request_with_its_number() {
     assert!(admin.latest("ok1/v").await.is_err());
     assert!(admin.list_sensors("").await.unwrap().is_empty());
     // A bad precision or a missing bucket is a bad request too.
+    // So is a free parameter over what the document allows: not used, but
+    // bounded (printable ASCII, at most 64).
+    let long = format!("/api/v2/write?bucket={}", "b".repeat(65));
     for path in [
         "/api/v2/write?bucket=b&precision=h",
         "/api/v2/write",
         "/write?precision=s",
+        long.as_str(),
+        "/write?db=%C3%A9",
+        "/write?db=x&consistency=bogus",
     ] {
         let r = post(addr, path, &[token(&secret)], b"m v=1\n").await;
         assert_eq!(r.status, 400, "{path}");

@@ -94,13 +94,13 @@ pub fn routes(ingest: Arc<Ingest>) -> Router<Arc<Service>> {
 #[into_params(parameter_in = Query)]
 pub struct V2Params {
     /// The bucket: required, as InfluxDB requires it; not used for names.
-    #[param(min_length = 1, max_length = 256)]
+    #[param(min_length = 1, max_length = 64)]
     bucket: String,
     /// The organisation: accepted and not used.
-    #[param(max_length = 256)]
+    #[param(max_length = 64)]
     org: Option<String>,
     /// The organisation's id: accepted and not used.
-    #[param(rename = "orgID", max_length = 256)]
+    #[param(rename = "orgID", max_length = 64)]
     #[serde(rename = "orgID")]
     org_id: Option<String>,
     /// The precision of the lines' timestamps (default `ns`).
@@ -128,17 +128,17 @@ pub enum V2Precision {
 #[into_params(parameter_in = Query)]
 pub struct V1Params {
     /// The database: required, as InfluxDB requires it; not used for names.
-    #[param(min_length = 1, max_length = 256)]
+    #[param(min_length = 1, max_length = 64)]
     db: String,
     /// The retention policy: accepted and not used.
-    #[param(max_length = 256)]
+    #[param(max_length = 64)]
     rp: Option<String>,
     /// The user name: accepted and not used (the token is the password, in
     /// the `Authorization` header).
-    #[param(max_length = 256)]
+    #[param(max_length = 64)]
     u: Option<String>,
-    /// Write consistency: accepted and not used.
-    #[param(max_length = 16)]
+    /// Write consistency (`one`, `any`, `quorum`, `all`): accepted and not
+    /// used.
     consistency: Option<String>,
     /// The precision of the lines' timestamps (default `ns`).
     #[param(inline, value_type = Option<V1Precision>)]
@@ -206,10 +206,10 @@ async fn write_v2(
     let (parts, body) = request.into_parts();
     let auth = Auth::sign_in(&parts, &service, Schemes::TokenOnly)?;
     let Query(q) = q.map_err(|_| ApiError::Service(ServiceError::Invalid))?;
-    if q.bucket.is_empty() {
+    // As the document says: what is not used is still bounded.
+    if !free(Some(&q.bucket), 1) || !free(q.org.as_deref(), 0) || !free(q.org_id.as_deref(), 0) {
         return Err(ApiError::Service(ServiceError::Invalid));
     }
-    let _ = (&q.org, &q.org_id);
     let precision = precision(q.precision.as_deref(), false)?;
     lines(&service, &ingest, &auth, &parts, body, precision).await
 }
@@ -235,10 +235,16 @@ async fn write_v1(
     let (parts, body) = request.into_parts();
     let auth = Auth::sign_in(&parts, &service, Schemes::WithBasic)?;
     let Query(q) = q.map_err(|_| ApiError::Service(ServiceError::Invalid))?;
-    if q.db.is_empty() {
+    if !free(Some(&q.db), 1)
+        || !free(q.rp.as_deref(), 0)
+        || !free(q.u.as_deref(), 0)
+        || !q
+            .consistency
+            .as_deref()
+            .is_none_or(|c| matches!(c, "one" | "any" | "quorum" | "all"))
+    {
         return Err(ApiError::Service(ServiceError::Invalid));
     }
-    let _ = (&q.rp, &q.u, &q.consistency);
     let precision = precision(q.precision.as_deref(), true)?;
     lines(&service, &ingest, &auth, &parts, body, precision).await
 }
@@ -422,6 +428,13 @@ async fn push(
     }
     service.commit_push(accepted).await.map_err(refused)?;
     Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+/// Whether a free parameter (a bucket, database, organisation, user name),
+/// when present, is `min` to 64 characters of printable ASCII: not used,
+/// but bounded, and as the OpenAPI document says.
+fn free(v: Option<&str>, min: usize) -> bool {
+    v.is_none_or(|v| (min..=64).contains(&v.len()) && v.bytes().all(|b| (b' '..=b'~').contains(&b)))
 }
 
 /// A timestamp precision from the query string.

@@ -17,6 +17,8 @@
 //!   found by exact name (no path is ever joined to a directory).
 //! - [`error`]: every refusal, one type with one mapping to status and code.
 //! - [`metrics`]: the Prometheus text, from the service's snapshot.
+//! - [`openapi`]: the OpenAPI document as served, every response and
+//!   parameter constraint in it.
 //! - [`HttpConfig`]: this front end's validated `[http]` section.
 //!
 //! No access rule lives here: every handler calls the service, which asks
@@ -29,6 +31,7 @@ pub mod dashboard;
 pub mod error;
 pub mod ingest;
 pub mod metrics;
+pub mod openapi;
 pub mod server;
 
 use std::net::SocketAddr;

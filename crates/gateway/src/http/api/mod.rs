@@ -42,7 +42,6 @@ use axum::routing::{delete, get};
 use axum::{Extension, Json, Router};
 use futures_util::Stream;
 use serde::{Deserialize, Serialize};
-use utoipa::OpenApi as _;
 
 use crate::auth::{Principal, Role};
 use crate::pattern::Pattern;
@@ -156,10 +155,14 @@ pub fn router(
             "/metrics",
             get(move |state, auth| async move { metrics(state, auth, limits.metrics_public) }),
         )
-        .route(
-            "/api/v1/openapi.json",
-            get(|| async { Json(ApiDoc::openapi()) }),
-        )
+        .route("/api/v1/openapi.json", {
+            // Built once, with the configured caps.
+            let doc = Arc::new(super::openapi::document(
+                &service.limits().message,
+                limits.ingest.senml.max_records,
+            ));
+            get(move || async move { Json(doc.as_ref().clone()) })
+        })
         .route("/", get(super::dashboard::index))
         .route("/assets/{file}", get(super::dashboard::asset))
         .route("/healthz", get(|| async { "ok\n" }))
@@ -464,6 +467,10 @@ struct AfterQuery {
     /// `x-next-after` header of the page before).
     after: Option<String>,
 }
+
+/// Longest `sensors` list of `/api/v1/stream`, in characters (so that any
+/// list within it, percent-encoded, fits the query-string cap).
+pub const STREAM_SENSORS_MAX: usize = 512;
 
 /// The response header that names where the next page starts.
 const NEXT_AFTER: &str = "x-next-after";

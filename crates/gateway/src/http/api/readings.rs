@@ -180,6 +180,9 @@ pub(super) async fn stream(
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
     let Query(q) = parsed(q)?;
     let text = q.sensors.unwrap_or_else(|| "*".to_owned());
+    if text.chars().count() > STREAM_SENSORS_MAX {
+        return Err(ApiError::Service(ServiceError::Invalid));
+    }
     let mut patterns = Vec::new();
     for p in text.split(',') {
         // An empty piece would widen the stream to everything in scope.
