@@ -655,47 +655,6 @@ async fn the_openapi_document_describes_every_route() {
         }
     }
     assert!(doc["paths"]["/ping"]["get"]["responses"]["204"].is_object());
-    // What the guards answer on their own is on every operation, and 429
-    // (failed authentications) on every one that takes a token.
-    for (path, item) in doc["paths"].as_object().unwrap() {
-        for (method, op) in item.as_object().unwrap() {
-            for status in ["401", "408", "413", "414", "503"] {
-                assert!(
-                    op["responses"][status].is_object(),
-                    "{method} {path}: no {status}"
-                );
-            }
-            if op["security"].as_array().is_some_and(|s| !s.is_empty()) {
-                assert!(
-                    op["responses"]["429"].is_object(),
-                    "{method} {path}: no 429"
-                );
-            }
-        }
-    }
-    // Parameters are constrained as the server checks them.
-    let param = |path: &str, name: &str| {
-        let op = &doc["paths"][path]["get"];
-        op["parameters"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|p| p["name"] == name)
-            .unwrap()["schema"]
-            .clone()
-    };
-    let history = "/api/v1/sensors/{name}/history";
-    for name in ["from", "to", "bucket"] {
-        assert_eq!(param(history, name)["minimum"], 0, "{name}");
-    }
-    assert_eq!(param(history, "name")["maxLength"], 128);
-    assert_eq!(
-        param(history, "name")["pattern"],
-        "^[A-Za-z0-9._:/-]{1,128}$"
-    );
-    let sensors = param("/api/v1/stream", "sensors");
-    assert_eq!(sensors["minLength"], 1, "an empty list is refused");
-    assert!(sensors["pattern"].as_str().unwrap().contains("(,"));
     assert_eq!(
         doc["paths"].as_object().unwrap().len(),
         14,
@@ -1294,4 +1253,55 @@ async fn a_stream_list_with_an_empty_piece_or_over_its_length_is_refused() {
         assert_eq!((r.status, code(&r).as_str()), (400, "MALFORMED"), "{list}");
     }
     d.assert_served().await;
+}
+
+/// The document lists what the guards in front of every route answer, and
+/// constrains each parameter as the server checks it: what schemathesis
+/// (`scripts/api-contract.sh`) holds the server to.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_openapi_document_lists_every_status_and_constrains_parameters() {
+    let d = TestDaemon::start("").await;
+    let r = request(http(&d), "GET", "/api/v1/openapi.json", None, "").await;
+    let doc: serde_json::Value = serde_json::from_str(&r.body).unwrap();
+    // What the guards answer on their own is on every operation, and 429
+    // (failed authentications) on every one that takes a token.
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        for (method, op) in item.as_object().unwrap() {
+            for status in ["401", "408", "413", "414", "503"] {
+                assert!(
+                    op["responses"][status].is_object(),
+                    "{method} {path}: no {status}"
+                );
+            }
+            if op["security"].as_array().is_some_and(|s| !s.is_empty()) {
+                assert!(
+                    op["responses"]["429"].is_object(),
+                    "{method} {path}: no 429"
+                );
+            }
+        }
+    }
+    // Parameters are constrained as the server checks them.
+    let param = |path: &str, name: &str| {
+        let op = &doc["paths"][path]["get"];
+        op["parameters"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["name"] == name)
+            .unwrap()["schema"]
+            .clone()
+    };
+    let history = "/api/v1/sensors/{name}/history";
+    for name in ["from", "to", "bucket"] {
+        assert_eq!(param(history, name)["minimum"], 0, "{name}");
+    }
+    assert_eq!(param(history, "name")["maxLength"], 128);
+    assert_eq!(
+        param(history, "name")["pattern"],
+        "^[A-Za-z0-9._:/-]{1,128}$"
+    );
+    let sensors = param("/api/v1/stream", "sensors");
+    assert_eq!(sensors["minLength"], 1, "an empty list is refused");
+    assert!(sensors["pattern"].as_str().unwrap().contains("(,"));
 }
