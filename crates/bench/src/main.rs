@@ -15,6 +15,9 @@
 //!
 //! - `mqtt-ingest`: P MQTT publishers keeping W QoS 1 publishes in flight:
 //!   PUBACKs per second ([`mqtt_ingest`]).
+//! - `lines-ingest`: W writers sending batches of InfluxDB line protocol
+//!   over HTTP and waiting for each 204, against sensegate or InfluxDB
+//!   ([`lines`]).
 //!
 //! `fanout` and `hold` also run against an MQTT 3.1.1 broker or sensegate's
 //! own MQTT listener ([`mqtt`]); `compare --sg-mqtt-addr` compares
@@ -33,6 +36,7 @@ mod fanout;
 mod hold;
 mod ingest;
 mod latency;
+mod lines;
 mod mqtt;
 mod mqtt_ingest;
 mod net;
@@ -144,6 +148,35 @@ enum Command {
         /// The row's name (`sensegate`, `mosquitto`, ...).
         #[arg(long, default_value = "mqtt")]
         label: String,
+    },
+    /// W writers POST batches of line protocol and wait for each 204:
+    /// points acknowledged per second (sensegate or InfluxDB).
+    LinesIngest {
+        #[command(flatten)]
+        target: TargetArgs,
+        /// The HTTP address.
+        #[arg(long)]
+        http_addr: SocketAddr,
+        /// The write path and query.
+        #[arg(long, default_value = "/write?db=bench&precision=u")]
+        path: String,
+        /// Writers (one connection each).
+        #[arg(long, default_value_t = 8)]
+        writers: usize,
+        /// Points per request.
+        #[arg(long, default_value_t = 5000)]
+        batch: usize,
+        /// Measured seconds.
+        #[arg(long, default_value_t = 10)]
+        secs: u64,
+        /// The row's name (`sensegate`, `influxdb`, ...).
+        #[arg(long, default_value = "lines")]
+        label: String,
+        /// No tokens (a server without authentication); else each writer
+        /// gets a device token of its own, made with `--token-file`'s
+        /// admin over the native protocol at `--addr`.
+        #[arg(long)]
+        no_auth: bool,
     },
     /// Subscription churn while a subscriber measures its latency.
     Churn {
@@ -402,6 +435,21 @@ async fn run(command: Command) -> Result<()> {
             secs,
             label,
         } => mqtt_ingest_cmd(&target, &label, publishers, window, secs).await,
+        Command::LinesIngest {
+            target,
+            http_addr,
+            path,
+            writers,
+            batch,
+            secs,
+            label,
+            no_auth,
+        } => {
+            lines_ingest_cmd(
+                &target, http_addr, &path, writers, batch, secs, &label, no_auth,
+            )
+            .await
+        }
         Command::Compare(args) => compare_cmd(&args).await,
         Command::Table { files } => table_cmd(&files),
     }
@@ -496,6 +544,69 @@ async fn ingest_cmd(args: &TargetArgs, devices: usize, batches: &[usize], secs: 
         );
         args.save(&r)?;
     }
+    Ok(())
+}
+
+#[expect(
+    clippy::too_many_arguments,
+    reason = "the subcommand's flags, passed on as they are"
+)]
+async fn lines_ingest_cmd(
+    args: &TargetArgs,
+    http_addr: SocketAddr,
+    path: &str,
+    writers: usize,
+    batch: usize,
+    secs: u64,
+    label: &str,
+    no_auth: bool,
+) -> Result<()> {
+    // A device token per writer, scoped to its series, as real agents
+    // would have (their own push-rate budget, the scope check on every
+    // point).
+    let tokens = if no_auth {
+        vec![None; writers]
+    } else {
+        let target = args.target()?;
+        let mut admin = target.sensegate(0, "bench-lines-admin").await?;
+        let mut tokens = Vec::with_capacity(writers);
+        for i in 0..writers {
+            let created = admin
+                .create_token(
+                    &format!("bench-lines-{i}"),
+                    sensegate_client::wire::Role::Device,
+                    &format!("bench/lp-{i}/*"),
+                )
+                .await?;
+            tokens.push(Some(created.secret));
+        }
+        tokens
+    };
+    let r = lines::run(
+        http_addr,
+        path,
+        tokens,
+        batch,
+        Duration::from_secs(secs),
+        args.process(),
+    )
+    .await?;
+    println!(
+        "| target | writers | batch | points/s | ack p50 ms | ack p99 ms | ack max ms | server CPU | server peak RSS MiB |"
+    );
+    println!("|---|---|---|---|---|---|---|---|---|");
+    println!(
+        "| {label} | {} | {} | {:.0} | {:.2} | {:.2} | {:.2} | {:.2} | {:.1} |",
+        r.devices,
+        r.batch,
+        r.committed_per_sec,
+        r.ack_p50_ms,
+        r.ack_p99_ms,
+        r.ack_max_ms,
+        r.cpu_cores,
+        r.peak_rss_mib
+    );
+    args.save(&serde_json::json!({"target": label, "figures": r}))?;
     Ok(())
 }
 
