@@ -5,13 +5,13 @@
 
 use std::time::{Duration, Instant};
 
-use anyhow::{Context as _, Result};
+use anyhow::Result;
 use sensegate_client::Secret;
 use sensegate_client::wire as v1;
 use serde::Serialize;
 
-use crate::latency::Latency;
-use crate::process::{Process, Watch};
+use crate::latency::{Acks, Latency, gather};
+use crate::process::{Process, Usage, Watch};
 use crate::target::Target;
 
 /// The figures.
@@ -92,27 +92,24 @@ pub async fn run(
             anyhow::Ok((committed, latency))
         }));
     }
-    let mut latency = Latency::default();
-    let mut committed = 0;
-    for t in tasks {
-        let (n, l) = t.await.context("a device task")??;
-        committed += n;
-        latency.merge(&l);
+    let (committed, latency) = gather(tasks, "a device task").await?;
+    let acks = Acks::of(committed, &latency, started.elapsed().as_secs_f64());
+    Ok(Ingested::new(devices, batch, acks, &watch.finish()))
+}
+
+impl Ingested {
+    /// The row of `devices` pushing batches of `batch`.
+    #[must_use]
+    pub const fn new(devices: usize, batch: usize, acks: Acks, usage: &Usage) -> Self {
+        Self {
+            devices,
+            batch,
+            committed_per_sec: acks.per_sec,
+            ack_p50_ms: acks.p50_ms,
+            ack_p99_ms: acks.p99_ms,
+            ack_max_ms: acks.max_ms,
+            cpu_cores: usage.cpu_cores,
+            peak_rss_mib: usage.peak_rss_mib,
+        }
     }
-    let secs = started.elapsed().as_secs_f64();
-    let usage = watch.finish();
-    #[expect(clippy::cast_precision_loss, reason = "figures for a table")]
-    let ms = |us: u64| us as f64 / 1000.0;
-    #[expect(clippy::cast_precision_loss, reason = "figures for a table")]
-    let committed_per_sec = committed as f64 / secs;
-    Ok(Ingested {
-        devices,
-        batch,
-        committed_per_sec,
-        ack_p50_ms: ms(latency.quantile(0.5)),
-        ack_p99_ms: ms(latency.quantile(0.99)),
-        ack_max_ms: ms(latency.max()),
-        cpu_cores: usage.cpu_cores,
-        peak_rss_mib: usage.peak_rss_mib,
-    })
 }

@@ -146,3 +146,54 @@ mod tests {
         assert_eq!(h.count(), 1001);
     }
 }
+
+/// What acknowledging tasks (devices, writers, publishers) add up to once
+/// they are done: how many were acknowledged, and their latencies.
+///
+/// # Errors
+/// A task failed, or panicked (`what` names it).
+pub async fn gather(
+    tasks: Vec<tokio::task::JoinHandle<anyhow::Result<(u64, Latency)>>>,
+    what: &'static str,
+) -> anyhow::Result<(u64, Latency)> {
+    use anyhow::Context as _;
+    let mut latency = Latency::default();
+    let mut acked = 0;
+    for t in tasks {
+        let (n, l) = t.await.context(what)??;
+        acked += n;
+        latency.merge(&l);
+    }
+    Ok((acked, latency))
+}
+
+/// Acknowledgements per second over `secs`, and their latency in
+/// milliseconds: the figures every ingest scenario reports.
+#[derive(Debug, Clone, Copy)]
+pub struct Acks {
+    /// Acknowledged per second.
+    pub per_sec: f64,
+    /// Median latency.
+    pub p50_ms: f64,
+    /// 99th percentile.
+    pub p99_ms: f64,
+    /// Largest.
+    pub max_ms: f64,
+}
+
+impl Acks {
+    /// `acked` over `secs` seconds, with `latency`.
+    #[must_use]
+    pub fn of(acked: u64, latency: &Latency, secs: f64) -> Self {
+        #[expect(clippy::cast_precision_loss, reason = "figures for a table")]
+        let ms = |us: u64| us as f64 / 1000.0;
+        #[expect(clippy::cast_precision_loss, reason = "figures for a table")]
+        let per_sec = acked as f64 / secs;
+        Self {
+            per_sec,
+            p50_ms: ms(latency.quantile(0.5)),
+            p99_ms: ms(latency.quantile(0.99)),
+            max_ms: ms(latency.max()),
+        }
+    }
+}

@@ -19,7 +19,7 @@ use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::TcpStream;
 
 use crate::ingest::Ingested;
-use crate::latency::Latency;
+use crate::latency::{Acks, Latency, gather};
 use crate::process::{Process, Watch};
 
 /// Largest response head or body the client reads (a 204 has no body; an
@@ -94,29 +94,9 @@ pub async fn run(
             anyhow::Ok((committed, latency))
         }));
     }
-    let mut latency = Latency::default();
-    let mut committed = 0;
-    for t in tasks {
-        let (n, l) = t.await.context("a writer task")??;
-        committed += n;
-        latency.merge(&l);
-    }
-    let secs = started.elapsed().as_secs_f64();
-    let usage = watch.finish();
-    #[expect(clippy::cast_precision_loss, reason = "figures for a table")]
-    let ms = |us: u64| us as f64 / 1000.0;
-    #[expect(clippy::cast_precision_loss, reason = "figures for a table")]
-    let committed_per_sec = committed as f64 / secs;
-    Ok(Ingested {
-        devices: writers,
-        batch,
-        committed_per_sec,
-        ack_p50_ms: ms(latency.quantile(0.5)),
-        ack_p99_ms: ms(latency.quantile(0.99)),
-        ack_max_ms: ms(latency.max()),
-        cpu_cores: usage.cpu_cores,
-        peak_rss_mib: usage.peak_rss_mib,
-    })
+    let (committed, latency) = gather(tasks, "a writer task").await?;
+    let acks = Acks::of(committed, &latency, started.elapsed().as_secs_f64());
+    Ok(Ingested::new(writers, batch, acks, &watch.finish()))
 }
 
 /// `fmt::Write` into a byte buffer.

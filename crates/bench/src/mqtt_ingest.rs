@@ -13,7 +13,7 @@ use anyhow::{Context as _, Result, bail};
 use bytes::BytesMut;
 use serde::Serialize;
 
-use crate::latency::Latency;
+use crate::latency::{Acks, Latency, gather};
 use crate::mqtt::{Mqtt, put_publish_qos1};
 use crate::process::{Process, Watch};
 use crate::target::Target;
@@ -121,28 +121,18 @@ pub async fn run(
             anyhow::Ok((acked, latency))
         }));
     }
-    let mut latency = Latency::default();
-    let mut acked = 0;
-    for t in tasks {
-        let (n, l) = t.await.context("a publisher task")??;
-        acked += n;
-        latency.merge(&l);
-    }
-    let secs = started.elapsed().as_secs_f64();
+    let (acked, latency) = gather(tasks, "a publisher task").await?;
+    let acks = Acks::of(acked, &latency, started.elapsed().as_secs_f64());
     let usage = watch.finish();
-    #[expect(clippy::cast_precision_loss, reason = "figures for a table")]
-    let ms = |us: u64| us as f64 / 1000.0;
-    #[expect(clippy::cast_precision_loss, reason = "figures for a table")]
-    let pubacks_per_sec = acked as f64 / secs;
     Ok(QosOneIngest {
         target: label.to_owned(),
         tls: target.tls(),
         publishers,
         window,
-        pubacks_per_sec,
-        ack_p50_ms: ms(latency.quantile(0.5)),
-        ack_p99_ms: ms(latency.quantile(0.99)),
-        ack_max_ms: ms(latency.max()),
+        pubacks_per_sec: acks.per_sec,
+        ack_p50_ms: acks.p50_ms,
+        ack_p99_ms: acks.p99_ms,
+        ack_max_ms: acks.max_ms,
         cpu_cores: usage.cpu_cores,
         peak_rss_mib: usage.peak_rss_mib,
     })

@@ -188,22 +188,6 @@ impl IngestRefusal {
         Self::TooLarge,
     ];
 
-    /// Why the service refused a push, as counted: the one mapping every
-    /// front end uses.
-    #[must_use]
-    pub const fn of(e: crate::service::ServiceError) -> Self {
-        use crate::service::ServiceError;
-        match e {
-            ServiceError::Forbidden | ServiceError::Unauthenticated => Self::Forbidden,
-            ServiceError::PushRate | ServiceError::PushBatch => Self::Rate,
-            ServiceError::SensorsFull | ServiceError::StorageFull | ServiceError::StoreBusy => {
-                Self::Full
-            }
-            ServiceError::Invalid => Self::BadPayload,
-            _ => Self::Failed,
-        }
-    }
-
     /// Its label in `/metrics`.
     #[must_use]
     pub const fn name(self) -> &'static str {

@@ -23,7 +23,7 @@ use crate::pattern::Pattern;
 use crate::policy::{self, Action};
 use crate::reading::{Quality, Reading, now_us};
 use crate::registry::{AdmitError, Connection, Registry};
-use crate::stats::{Limit, LimitHits};
+use crate::stats::{IngestRefusal, Limit, LimitHits};
 use crate::store::writer::StoreHandle;
 use crate::store::{History, HistoryErrorKind, HistoryQuery};
 use crate::throttle::{AuthThrottle, PushRate};
@@ -110,6 +110,19 @@ pub enum ServiceError {
 }
 
 impl ServiceError {
+    /// Why a push was refused, as `sensegate_ingest_refused_total` counts
+    /// it: the one mapping every front end uses.
+    #[must_use]
+    pub const fn refusal(self) -> IngestRefusal {
+        match self {
+            Self::Forbidden | Self::Unauthenticated => IngestRefusal::Forbidden,
+            Self::PushRate | Self::PushBatch => IngestRefusal::Rate,
+            Self::SensorsFull | Self::StorageFull | Self::StoreBusy => IngestRefusal::Full,
+            Self::Invalid => IngestRefusal::BadPayload,
+            _ => IngestRefusal::Failed,
+        }
+    }
+
     /// The wire code: the one mapping from service errors to the outside.
     #[must_use]
     pub const fn code(self) -> ErrorCode {

@@ -12,7 +12,8 @@
 //! `ingest.max_readings` cap, with their memory reserved from the daemon's
 //! in-flight budget as the token's while they are held.
 //!
-//! Status codes are the ones Telegraf and the InfluxDB clients act on: 204
+//! Status codes are the ones Telegraf and the InfluxDB clients act on (the
+//! OpenAPI document lists them, `crate::http::openapi`): 204
 //! durable; 400 with the first bad line's number and reason (nothing
 //! applied); 413 for a body, an inflated body or a batch over its cap (the
 //! client splits the batch); 429 with `Retry-After` for the push rate or a
@@ -29,7 +30,7 @@ use sensegate_ingest::line::{self, LineError, Precision, Splitter};
 use sensegate_ingest::senml;
 use serde::Deserialize;
 
-use super::api::Auth;
+use super::auth::Auth;
 use super::body::{self, BodyError, Decoder, Encoding};
 use super::credentials::Schemes;
 use super::error::ApiError;
@@ -186,17 +187,7 @@ async fn ping() -> Response {
 }
 
 /// InfluxDB line protocol, as InfluxDB 2.x takes it.
-#[utoipa::path(post, path = "/api/v2/write", params(V2Params), request_body(content = String, content_type = "text/plain", description = "InfluxDB line protocol, optionally `Content-Encoding: gzip`"), security(("bearer" = []), ("token" = [])), responses(
-    (status = 204, description = "every reading is durable"),
-    (status = 400, description = "a bad line (its number and why) or parameter; nothing was applied", body = super::error::ErrorBody),
-    (status = 401, description = "no valid token, or a token in the URL", body = super::error::ErrorBody),
-    (status = 403, description = "a name outside the token's scope; nothing was applied", body = super::error::ErrorBody),
-    (status = 413, description = "the body, the inflated body or the batch is over its cap: send smaller batches", body = super::error::ErrorBody),
-    (status = 415, description = "a content encoding other than gzip", body = super::error::ErrorBody),
-    (status = 429, description = "the token's push rate, or the history queue, is full: retry after `Retry-After` seconds", body = super::error::ErrorBody, headers(("retry-after" = String))),
-    (status = 503, description = "no room for the request in the daemon's budgets, or the sensor catalog is full", body = super::error::ErrorBody),
-    (status = 507, description = "history storage is full", body = super::error::ErrorBody),
-))]
+#[utoipa::path(post, path = "/api/v2/write", params(V2Params), request_body(content = String, content_type = "text/plain", description = "InfluxDB line protocol, optionally `Content-Encoding: gzip`"), security(("bearer" = []), ("token" = [])), responses((status = 204, description = "every reading is durable")))]
 async fn write_v2(
     State(service): State<Arc<Service>>,
     Extension(ingest): Extension<Arc<Ingest>>,
@@ -215,17 +206,7 @@ async fn write_v2(
 }
 
 /// InfluxDB line protocol, as InfluxDB 1.x takes it.
-#[utoipa::path(post, path = "/write", params(V1Params), request_body(content = String, content_type = "text/plain", description = "InfluxDB line protocol, optionally `Content-Encoding: gzip`"), security(("bearer" = []), ("token" = []), ("basic" = [])), responses(
-    (status = 204, description = "every reading is durable"),
-    (status = 400, description = "a bad line (its number and why) or parameter; nothing was applied", body = super::error::ErrorBody),
-    (status = 401, description = "no valid token, or a token in the URL", body = super::error::ErrorBody),
-    (status = 403, description = "a name outside the token's scope; nothing was applied", body = super::error::ErrorBody),
-    (status = 413, description = "the body, the inflated body or the batch is over its cap: send smaller batches", body = super::error::ErrorBody),
-    (status = 415, description = "a content encoding other than gzip", body = super::error::ErrorBody),
-    (status = 429, description = "the token's push rate, or the history queue, is full: retry after `Retry-After` seconds", body = super::error::ErrorBody, headers(("retry-after" = String))),
-    (status = 503, description = "no room for the request in the daemon's budgets, or the sensor catalog is full", body = super::error::ErrorBody),
-    (status = 507, description = "history storage is full", body = super::error::ErrorBody),
-))]
+#[utoipa::path(post, path = "/write", params(V1Params), request_body(content = String, content_type = "text/plain", description = "InfluxDB line protocol, optionally `Content-Encoding: gzip`"), security(("bearer" = []), ("token" = []), ("basic" = [])), responses((status = 204, description = "every reading is durable")))]
 async fn write_v1(
     State(service): State<Arc<Service>>,
     Extension(ingest): Extension<Arc<Ingest>>,
@@ -250,17 +231,7 @@ async fn write_v1(
 }
 
 /// A SenML pack.
-#[utoipa::path(post, path = "/api/v1/readings", request_body(content = String, content_type = "application/senml+json", description = "a SenML (RFC 8428) JSON pack, optionally `Content-Encoding: gzip`"), security(("bearer" = [])), responses(
-    (status = 204, description = "every reading is durable"),
-    (status = 400, description = "not a SenML pack, or a bad record (its index and why); nothing was applied", body = super::error::ErrorBody),
-    (status = 401, description = "no valid token, or a token in the URL", body = super::error::ErrorBody),
-    (status = 403, description = "a name outside the token's scope; nothing was applied", body = super::error::ErrorBody),
-    (status = 413, description = "the body, the inflated body or the pack is over its cap", body = super::error::ErrorBody),
-    (status = 415, description = "not `application/senml+json` (or `application/json`), or a content encoding other than gzip", body = super::error::ErrorBody),
-    (status = 429, description = "the token's push rate, or the history queue, is full: retry after `Retry-After` seconds", body = super::error::ErrorBody, headers(("retry-after" = String))),
-    (status = 503, description = "no room for the request in the daemon's budgets, or the sensor catalog is full", body = super::error::ErrorBody),
-    (status = 507, description = "history storage is full", body = super::error::ErrorBody),
-))]
+#[utoipa::path(post, path = "/api/v1/readings", request_body(content = String, content_type = "application/senml+json", description = "a SenML (RFC 8428) JSON pack, optionally `Content-Encoding: gzip`"), security(("bearer" = [])), responses((status = 204, description = "every reading is durable")))]
 async fn readings(
     State(service): State<Arc<Service>>,
     Extension(ingest): Extension<Arc<Ingest>>,
@@ -411,7 +382,7 @@ async fn push(
         service
             .counters()
             .ingest_refused
-            .add(Frontend::Http, IngestRefusal::of(e), n);
+            .add(Frontend::Http, e.refusal(), n);
         ApiError::Service(e)
     };
     let accepted = service

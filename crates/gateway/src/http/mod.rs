@@ -9,6 +9,8 @@
 //! - [`api`]: the routes, the `Authorization: Bearer` extractor, JSON
 //!   errors with the stable codes, request body and query-string caps, a
 //!   request deadline, and security headers on every response.
+//! - [`auth`]: the `Auth` extractor, a request's token signed in through
+//!   the service on its connection.
 //! - [`ingest`]: writes in InfluxDB line protocol and SenML, each request
 //!   one push through the service; [`body`] reads a body under its caps
 //!   (gzip inflated under its own), [`credentials`] finds the token in the
@@ -25,6 +27,7 @@
 //! `policy::decide`.
 
 pub mod api;
+pub mod auth;
 pub mod body;
 pub mod credentials;
 pub mod dashboard;

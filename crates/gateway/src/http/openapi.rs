@@ -1,5 +1,5 @@
 //! The OpenAPI document as served: the one generated from the handlers'
-//! annotations (`api::ApiDoc`), completed so that it is a contract a
+//! annotations (`api::ApiDoc`, passed in), completed so that it is a contract a
 //! generic tool can hold the server to.
 //!
 //! - **Every response the server can give** is listed on every operation.
@@ -21,19 +21,25 @@
 //! `from`, a bucket too small for its range) is said in the 400's
 //! description.
 
-use serde_json::{Value, json};
-use utoipa::OpenApi as _;
-
-use super::api::{ApiDoc, STREAM_SENSORS_MAX};
 use sensegate_proto::MessageLimits;
+use serde_json::{Value, json};
+
+/// Longest `sensors` list of `/api/v1/stream`, in characters (so that any
+/// list within it, percent-encoded, fits the query-string cap); the route
+/// refuses a longer one.
+pub const STREAM_SENSORS_MAX: usize = 512;
 
 /// The document for these caps.
 ///
 /// # Panics
 /// Never: the generated document is plain data.
 #[must_use]
-pub fn document(limits: &MessageLimits, max_records: usize) -> Value {
-    let mut doc = serde_json::to_value(ApiDoc::openapi()).expect("the document serialises");
+pub fn document(
+    generated: utoipa::openapi::OpenApi,
+    limits: &MessageLimits,
+    max_records: usize,
+) -> Value {
+    let mut doc = serde_json::to_value(generated).expect("the document serialises");
     let Some(paths) = doc.get_mut("paths").and_then(Value::as_object_mut) else {
         return doc;
     };
@@ -59,6 +65,7 @@ pub fn document(limits: &MessageLimits, max_records: usize) -> Value {
                 continue;
             }
             constrain_parameters(path, op, limits);
+            write_responses(path, op);
             add_responses(path, op, limits);
         }
     }
@@ -213,6 +220,56 @@ fn constrain_parameters(path: &str, op: &mut Value, limits: &MessageLimits) {
         };
         p["schema"] = schema;
     }
+}
+
+/// The write routes' statuses, as Telegraf and the InfluxDB clients act
+/// on them (`crate::http::ingest`).
+fn write_responses(path: &str, op: &mut Value) {
+    let (bad, media) = match path {
+        "/api/v2/write" | "/write" => (
+            "a bad line (its number and why) or parameter; nothing was applied",
+            "a content encoding other than gzip",
+        ),
+        "/api/v1/readings" => (
+            "not a SenML pack, or a bad record (its index and why); nothing was applied",
+            "not `application/senml+json` (or `application/json`), or a content encoding other than gzip",
+        ),
+        _ => return,
+    };
+    let Some(responses) = op["responses"].as_object_mut() else {
+        return;
+    };
+    let error = |description: &str| {
+        json!({
+            "description": description,
+            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorBody"}}}
+        })
+    };
+    for (status, description) in [
+        ("400", bad),
+        ("401", "no valid token, or a token in the URL"),
+        (
+            "403",
+            "a name outside the token's scope, or a token that may not push; nothing was applied",
+        ),
+        (
+            "413",
+            "the body, the inflated body or the batch is over its cap: send smaller batches",
+        ),
+        ("415", media),
+        (
+            "503",
+            "no room for the request in the daemon's budgets, or the sensor catalog is full: retry after `Retry-After` seconds",
+        ),
+        ("507", "history storage is full"),
+    ] {
+        responses.insert(status.to_owned(), error(description));
+    }
+    let mut retry = error(
+        "the token's push rate, the history queue, or failed authentications from this address: retry after `Retry-After` seconds",
+    );
+    retry["headers"] = json!({"retry-after": {"schema": {"type": "integer"}}});
+    responses.insert("429".to_owned(), retry);
 }
 
 fn add_responses(path: &str, op: &mut Value, limits: &MessageLimits) {

@@ -375,7 +375,7 @@ impl Session {
                 packet_id,
                 outcome: Ok(readings),
             },
-            Some(Err(e)) => refuse(IngestRefusal::of(e)),
+            Some(Err(e)) => refuse(e.refusal()),
             None => refuse(IngestRefusal::Forbidden),
         }
     }
@@ -578,7 +578,7 @@ impl Session {
         out: &mut BytesMut,
     ) -> bool {
         let failed = committed.err().map(|e| {
-            let why = IngestRefusal::of(e);
+            let why = e.refusal();
             let accepted: usize = batch
                 .iter()
                 .filter_map(|p| p.outcome.as_ref().ok().map(Vec::len))

@@ -27,14 +27,13 @@
 //! reading routes are in `readings`, the admin routes in `admin`.
 
 use std::convert::Infallible;
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
 
 use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
-use axum::extract::{FromRequestParts, Path, Query, Request, State};
-use axum::http::{HeaderValue, StatusCode, header, request::Parts};
+use axum::extract::{Path, Query, Request, State};
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
@@ -42,11 +41,12 @@ use axum::routing::{delete, get};
 use axum::{Extension, Json, Router};
 use futures_util::Stream;
 use serde::{Deserialize, Serialize};
+use utoipa::OpenApi as _;
 
-use crate::auth::{Principal, Role};
+use crate::auth::Role;
 use crate::pattern::Pattern;
 use crate::reading::{Quality, Reading};
-use crate::service::{Caller, Service, ServiceError};
+use crate::service::{Service, ServiceError};
 use sensegate_core::Connection;
 use sensegate_core::Delivery;
 use sensegate_core::SensorEntry;
@@ -56,7 +56,8 @@ pub use super::error::{ApiError, ErrorBody};
 mod admin;
 mod readings;
 
-use super::credentials::{self, Schemes};
+pub use super::auth::{Auth, RequestConnection};
+use super::credentials;
 use super::ingest::{self, Ingest, IngestLimits};
 use crate::stats::Limit;
 use admin::{create_token, kick, list_connections, list_tokens, revoke_token};
@@ -131,10 +132,6 @@ impl utoipa::Modify for BearerAuth {
     }
 }
 
-/// The connection a request came on (put there by the server).
-#[derive(Debug, Clone)]
-pub struct RequestConnection(pub Arc<Connection>);
-
 /// Builds the router.
 pub fn router(
     service: Arc<Service>,
@@ -158,6 +155,7 @@ pub fn router(
         .route("/api/v1/openapi.json", {
             // Built once, with the configured caps.
             let doc = Arc::new(super::openapi::document(
+                ApiDoc::openapi(),
                 &service.limits().message,
                 limits.ingest.senml.max_records,
             ));
@@ -336,77 +334,6 @@ async fn limited(service: &Service, limits: HttpLimits, request: Request, next: 
     response
 }
 
-/// An authenticated caller: the `Authorization` header's token (`Bearer`
-/// or `Token`) checked by the service (throttled per address like the
-/// native hello).
-pub struct Auth {
-    principal: Arc<Principal>,
-    peer: SocketAddr,
-    connection: Arc<Connection>,
-}
-
-impl Auth {
-    /// Signs the request's token in (the schemes the route takes; see
-    /// `crate::http::credentials`), throttled per address like the native
-    /// hello.
-    ///
-    /// # Errors
-    /// [`ServiceError::Unauthenticated`] and the sign-in's refusals.
-    pub(crate) fn sign_in(
-        parts: &Parts,
-        service: &Arc<Service>,
-        schemes: Schemes,
-    ) -> Result<Self, ApiError> {
-        let Some(RequestConnection(connection)) =
-            parts.extensions.get::<RequestConnection>().cloned()
-        else {
-            return Err(ApiError::Service(ServiceError::Internal));
-        };
-        let token = credentials::token(
-            &parts.headers,
-            schemes,
-            service.limits().message.max_token_bytes,
-        )
-        .ok_or(ApiError::Service(ServiceError::Unauthenticated))?;
-        // The registry lists the connection under the token of the request
-        // it serves (one at a time, in HTTP/1.1), so revoking that token
-        // ends it, a stream included. A browser that signs in with another
-        // token reuses its pooled connections: each is rebound.
-        let principal =
-            service.sign_in(&token, &connection, sensegate_core::time::Instant::now())?;
-        connection.touch(&service.clock());
-        Ok(Self {
-            principal,
-            peer: connection.peer,
-            connection,
-        })
-    }
-
-    /// The caller, for the service.
-    pub(crate) fn caller(&self) -> Caller<'_> {
-        Caller {
-            principal: &self.principal,
-            peer: self.peer,
-        }
-    }
-
-    /// The signed-in token's id.
-    pub(crate) fn token_id(&self) -> &str {
-        &self.principal.token_id
-    }
-}
-
-impl FromRequestParts<Arc<Service>> for Auth {
-    type Rejection = ApiError;
-
-    async fn from_request_parts(
-        parts: &mut Parts,
-        service: &Arc<Service>,
-    ) -> Result<Self, ApiError> {
-        Self::sign_in(parts, service, Schemes::TokenOnly)
-    }
-}
-
 /// Prometheus text; a reader's token unless configured public.
 #[utoipa::path(get, path = "/metrics", security(("bearer" = [])), responses((status = 200, description = "Prometheus text format", content_type = "text/plain"), (status = 401, description = "no valid token", body = ErrorBody), (status = 403, description = "not allowed for this token", body = ErrorBody)))]
 fn metrics(
@@ -467,10 +394,6 @@ struct AfterQuery {
     /// `x-next-after` header of the page before).
     after: Option<String>,
 }
-
-/// Longest `sensors` list of `/api/v1/stream`, in characters (so that any
-/// list within it, percent-encoded, fits the query-string cap).
-pub const STREAM_SENSORS_MAX: usize = 512;
 
 /// The response header that names where the next page starts.
 const NEXT_AFTER: &str = "x-next-after";

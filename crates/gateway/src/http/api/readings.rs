@@ -180,7 +180,7 @@ pub(super) async fn stream(
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
     let Query(q) = parsed(q)?;
     let text = q.sensors.unwrap_or_else(|| "*".to_owned());
-    if text.chars().count() > STREAM_SENSORS_MAX {
+    if text.chars().count() > super::super::openapi::STREAM_SENSORS_MAX {
         return Err(ApiError::Service(ServiceError::Invalid));
     }
     let mut patterns = Vec::new();
