@@ -402,7 +402,7 @@ fn spawn_listeners(
             tls,
             service.clone(),
             shared.inflight.clone(),
-            config.http.limits,
+            config.http.limits.clone(),
             tracker.clone(),
         ));
         addr

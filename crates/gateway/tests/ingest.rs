@@ -639,3 +639,27 @@ async fn senml_packs_keep_their_units_and_refuse_whole() {
     assert_eq!(r.status, 415);
     assert_writer_served(&d, &device(&d, "*").await).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn configured_templates_name_the_points_they_take() {
+    let d = TestDaemon::start(
+        "[[ingest.template]]\nmeasurement = \"cpu\"\nsensor = \"{host}/cpu/{cpu}/{field}\"\n\
+         [[ingest.template]]\nmeasurement = \"disk*\"\nsensor = \"{host}/{measurement}/{field}\"\n",
+    )
+    .await;
+    let secret = device(&d, "*").await;
+    let body = b"cpu,host=gw1,cpu=cpu0 idle=98\ncpu,host=gw2 idle=50\ndisk_io,host=gw1,path=/var reads=3i\n";
+    let r = post(http(&d), "/api/v2/write?bucket=b", &[token(&secret)], body).await;
+    assert_eq!(r.status, 204, "{}", r.body);
+    let mut admin = d.admin().await;
+    for (name, value) in [
+        ("gw1/cpu/cpu0/idle", 98.0),
+        // Without the `cpu` tag the first template does not take it: the
+        // default rule names it.
+        ("cpu/gw2/idle", 50.0),
+        ("gw1/disk_io/reads", 3.0),
+    ] {
+        let latest = admin.latest(name).await.unwrap();
+        assert!((latest.value - value).abs() < 1e-9, "{name}");
+    }
+}

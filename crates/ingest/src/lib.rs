@@ -6,7 +6,8 @@
 //!   [`line::Splitter`] cuts a body arriving in chunks into lines without
 //!   holding more than one line's cap, [`line::parse`] reads one line into
 //!   a [`line::Point`], and [`line::Point::readings`] names its readings by
-//!   the default rule (`<measurement>/<tag values in key order>/<field>`).
+//!   the default rule (`<measurement>/<tag values in key order>/<field>`);
+//!   [`naming`] names them by configured templates instead.
 //! - [`senml`]: SenML (RFC 8428) JSON packs, with base name, time, unit
 //!   and value resolved into readings.
 //!
@@ -16,4 +17,5 @@
 #![forbid(unsafe_code)]
 
 pub mod line;
+pub mod naming;
 pub mod senml;

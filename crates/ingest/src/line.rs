@@ -557,12 +557,12 @@ impl<'a> Scanner<'a> {
 }
 
 /// Bytes a sensor name may hold (as the native protocol's name rule).
-const fn is_name_byte(b: u8) -> bool {
+pub(crate) const fn is_name_byte(b: u8) -> bool {
     b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-' | b':' | b'/')
 }
 
 /// Appends `s` with every byte outside the sensor-name set as `_`.
-fn push_sanitized(out: &mut String, s: &str) {
+pub(crate) fn push_sanitized(out: &mut String, s: &str) {
     out.extend(
         s.bytes()
             .map(|b| if is_name_byte(b) { char::from(b) } else { '_' }),

@@ -254,6 +254,32 @@ mod tests {
     }
 
     #[test]
+    fn ingest_templates_are_read_and_checked() {
+        let c = parse(
+            "[ingest]\nmax_readings = 10\n[[ingest.template]]\nmeasurement = \"cpu\"\nsensor = \"{host}/cpu/{field}\"\n",
+        )
+        .unwrap();
+        assert_eq!(c.http.limits.ingest.templates.len(), 1);
+        assert_eq!(c.http.limits.ingest.max_readings, 10);
+        let err = parse(
+            "[[ingest.template]]\nmeasurement = \"cpu\"\nsensor = \"{host}/cpu/{field}\"\n\n[[ingest.template]]\nmeasurement = \"mem\"\nsensor = \"{host}/mem\"\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert_eq!(
+            err,
+            "test.toml:7: `ingest.template.sensor` must contain {field}"
+        );
+        let many = "[[ingest.template]]\nmeasurement = \"*\"\nsensor = \"{field}\"\n".repeat(65);
+        assert!(
+            parse(&many)
+                .unwrap_err()
+                .to_string()
+                .contains("more than 64 templates")
+        );
+    }
+
+    #[test]
     fn wrong_type_names_key() {
         let err = parse("[limits]\nmax_connections = \"lots\"\n")
             .unwrap_err()

@@ -72,6 +72,18 @@ pub struct RawIngest {
     pub max_value_bytes: Option<u64>,
     /// Records in one SenML pack.
     pub max_senml_records: Option<u64>,
+    /// `[[ingest.template]]`: sensor names for line-protocol points.
+    pub template: Option<Vec<RawTemplate>>,
+}
+
+/// `[[ingest.template]]`: names the readings of the points it matches.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTemplate {
+    /// The measurement: exact, `prefix*` or `*`.
+    pub measurement: String,
+    /// The sensor-name template: `{measurement}`, `{field}`, `{<tag key>}`.
+    pub sensor: String,
 }
 
 /// `[mqtt]`: the MQTT listener. See `docs/mqtt.md`.

@@ -14,6 +14,7 @@ use crate::http::ingest::IngestLimits;
 use crate::pattern::Pattern;
 use crate::store::sqlite::Durability;
 use crate::store::writer::QuerySlots;
+use sensegate_ingest::naming::{self, Template};
 
 /// Checks a [`RawConfig`] against the text it came from (for line numbers).
 pub(super) struct Validator<'a> {
@@ -144,13 +145,39 @@ impl Validator<'_> {
                     600_000,
                 )?,
                 metrics_public: r.metrics_public.unwrap_or(l.metrics_public),
-                ingest: self.ingest(ingest, l.ingest)?,
+                ingest: self.ingest(ingest, &l.ingest)?,
             },
         })
     }
 
+    /// `[[ingest.template]]`: at most `naming::MAX_TEMPLATES`, each parsed.
+    fn templates(
+        &self,
+        raw: &[super::raw::RawTemplate],
+    ) -> Result<std::sync::Arc<[Template]>, ConfigError> {
+        if raw.len() > naming::MAX_TEMPLATES {
+            return Err(self.invalid(
+                "ingest.template",
+                &format!("more than {} templates", naming::MAX_TEMPLATES),
+            ));
+        }
+        raw.iter()
+            .enumerate()
+            .map(|(i, t)| {
+                Template::parse(&t.measurement, &t.sensor).map_err(|e| {
+                    let key = if matches!(e, naming::TemplateError::Measurement) {
+                        "ingest.template.measurement"
+                    } else {
+                        "ingest.template.sensor"
+                    };
+                    self.in_section(self.invalid(key, &e.to_string()), i)
+                })
+            })
+            .collect()
+    }
+
     /// `[ingest]`: the write routes' caps.
-    fn ingest(&self, r: &RawIngest, d: IngestLimits) -> Result<IngestLimits, ConfigError> {
+    fn ingest(&self, r: &RawIngest, d: &IngestLimits) -> Result<IngestLimits, ConfigError> {
         let max_body_bytes = self.size(
             "ingest.max_body_bytes",
             r.max_body_bytes,
@@ -213,6 +240,7 @@ impl Validator<'_> {
                     1 << 20,
                 )?,
             },
+            templates: self.templates(r.template.as_deref().unwrap_or_default())?,
             senml: sensegate_ingest::senml::Limits {
                 max_records: self.size(
                     "ingest.max_senml_records",

@@ -27,7 +27,7 @@ use axum::http::{StatusCode, header, request::Parts};
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Router};
 use sensegate_ingest::line::{self, LineError, Precision, Splitter};
-use sensegate_ingest::senml;
+use sensegate_ingest::{naming, senml};
 use serde::Deserialize;
 
 use super::auth::Auth;
@@ -44,8 +44,8 @@ use sensegate_core::Frontend;
 /// `http.max_body_bytes`.
 pub const PATHS: [&str; 3] = ["/api/v2/write", "/write", "/api/v1/readings"];
 
-/// The caps of the ingest routes (`[ingest]`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// The caps of the ingest routes, and their naming templates (`[ingest]`).
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct IngestLimits {
     /// A body as sent (`ingest.max_body_bytes`).
     pub max_body_bytes: usize,
@@ -57,6 +57,8 @@ pub struct IngestLimits {
     pub line: line::Limits,
     /// SenML's caps (`ingest.max_senml_records`).
     pub senml: senml::Limits,
+    /// `[[ingest.template]]`, in order; none: the default rule.
+    pub templates: Arc<[naming::Template]>,
 }
 
 impl Default for IngestLimits {
@@ -67,6 +69,7 @@ impl Default for IngestLimits {
             max_readings: 100_000,
             line: line::Limits::DEFAULT,
             senml: senml::Limits::DEFAULT,
+            templates: Arc::from([]),
         }
     }
 }
@@ -253,7 +256,7 @@ async fn readings(
         return Err(ApiError::UnsupportedMediaType);
     }
     let counted = Counted::new(&service);
-    let limits = ingest.limits;
+    let limits = &ingest.limits;
     let encoding = Encoding::of(&parts.headers).ok_or(ApiError::UnsupportedMediaType)?;
     let mut held = Held::new(&ingest.inflight, auth.token_id());
     // The pack is parsed whole: it is held (and reserved) as it arrives.
@@ -313,7 +316,7 @@ async fn lines(
     precision: Precision,
 ) -> Result<Response, ApiError> {
     let counted = Counted::new(service);
-    let limits = ingest.limits;
+    let limits = &ingest.limits;
     let encoding = Encoding::of(&parts.headers).ok_or(ApiError::UnsupportedMediaType)?;
     let now = now_us();
     let mut held = Held::new(&ingest.inflight, auth.token_id());
@@ -327,7 +330,7 @@ async fn lines(
             Some(t) => precision.to_micros(t).map_err(|e| Refusal::Line(n, e))?,
             None => now,
         };
-        for r in point.readings() {
+        for r in naming::readings(&point, &limits.templates) {
             if pushed.len() == limits.max_readings {
                 return Err(Refusal::TooMany);
             }

@@ -42,7 +42,7 @@ use std::net::SocketAddr;
 use api::HttpLimits;
 
 /// The HTTP API, validated.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HttpConfig {
     /// Whether it listens.
     pub enabled: bool,

@@ -50,7 +50,8 @@ pub async fn run(
     limits: HttpLimits,
     tracker: TaskTracker,
 ) {
-    let router = api::router(service.clone(), inflight, limits);
+    let router = api::router(service.clone(), inflight, limits.clone());
+    let limits = Arc::new(limits);
     let shutdown = service.shutdown_token();
     loop {
         let accepted = tokio::select! {
@@ -77,6 +78,7 @@ pub async fn run(
             .auth_deadline(service.limits().auth_timeout);
         let tls = tls.clone();
         let service = service.clone();
+        let limits = limits.clone();
         tracker.spawn(async move {
             let connection = admission.connection().clone();
             let hits = &service.counters().limits;
@@ -84,7 +86,7 @@ pub async fn run(
             match tls {
                 None => {
                     let io = Counted::new(tcp, connection.clone(), stall);
-                    serve(io, app, &connection, limits, handshake, hits).await;
+                    serve(io, app, &connection, &limits, handshake, hits).await;
                 }
                 Some(acceptor) => {
                     let accepted = tokio::select! {
@@ -94,7 +96,7 @@ pub async fn run(
                     match accepted {
                         Ok(Ok(stream)) => {
                             let io = Counted::new(stream, connection.clone(), stall);
-                            serve(io, app, &connection, limits, handshake, hits).await;
+                            serve(io, app, &connection, &limits, handshake, hits).await;
                         }
                         Ok(Err(_)) => {}
                         Err(_) => hits.hit(Limit::AuthTimeout),
@@ -116,7 +118,7 @@ async fn serve<I>(
     io: Counted<I>,
     app: axum::Router,
     connection: &Connection,
-    limits: HttpLimits,
+    limits: &HttpLimits,
     auth_timeout: Duration,
     hits: &LimitHits,
 ) where

@@ -64,7 +64,7 @@ use admin::{create_token, kick, list_connections, list_tokens, revoke_token};
 use readings::{history, latest, sensors, stream};
 
 /// Caps and deadlines of the HTTP front end.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HttpLimits {
     /// Largest request body.
     pub max_body_bytes: usize,
@@ -150,7 +150,10 @@ pub fn router(
         .route("/api/v1/connections/{id}", delete(kick))
         .route(
             "/metrics",
-            get(move |state, auth| async move { metrics(state, auth, limits.metrics_public) }),
+            get({
+                let public = limits.metrics_public;
+                move |state, auth| async move { metrics(state, auth, public) }
+            }),
         )
         .route("/api/v1/openapi.json", {
             // Built once, with the configured caps.
@@ -167,15 +170,16 @@ pub fn router(
         .route("/readyz", get(|| async { "ready\n" }))
         .merge(ingest::routes(Arc::new(Ingest {
             inflight: inflight.clone(),
-            limits: limits.ingest,
+            limits: limits.ingest.clone(),
         })))
         .fallback(|| async { ApiError::Service(ServiceError::NotFound) })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed });
+    let max_body = limits.max_body_bytes;
     api.layer(axum::middleware::from_fn_with_state(
-        (service.clone(), inflight, limits),
+        (service.clone(), inflight, Arc::new(limits)),
         guard,
     ))
-    .layer(axum::extract::DefaultBodyLimit::max(limits.max_body_bytes))
+    .layer(axum::extract::DefaultBodyLimit::max(max_body))
     .with_state(service)
 }
 
@@ -246,7 +250,7 @@ async fn guard(
     State((service, inflight, limits)): State<(
         Arc<Service>,
         Arc<crate::inflight::InflightBudget>,
-        HttpLimits,
+        Arc<HttpLimits>,
     )>,
     request: Request,
     next: Next,
@@ -258,7 +262,7 @@ async fn guard(
     if let Some(c) = &connection {
         c.frames_in.fetch_add(1, Relaxed);
     }
-    let response = limited(&service, limits, request, next).await;
+    let response = limited(&service, &limits, request, next).await;
     let response = reserved(&service, &inflight, connection.as_deref(), response);
     if let Some(c) = &connection {
         c.frames_out.fetch_add(1, Relaxed);
@@ -267,7 +271,7 @@ async fn guard(
     response
 }
 
-async fn limited(service: &Service, limits: HttpLimits, request: Request, next: Next) -> Response {
+async fn limited(service: &Service, limits: &HttpLimits, request: Request, next: Next) -> Response {
     let hits = &service.counters().limits;
     let query = request.uri().query();
     if query.is_some_and(|q| q.len() > limits.max_query_bytes) {
