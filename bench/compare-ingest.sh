@@ -31,8 +31,8 @@ SG_NATIVE=127.0.0.1:17450
 SG_HTTP=127.0.0.1:17451
 INFLUX_HTTP=127.0.0.1:18086
 
-step() { printf '\n==> %s\n' "$*"; }
-have() { command -v "$1" >/dev/null 2>&1; }
+# shellcheck source=bench/lib.sh
+. "$root/bench/lib.sh"
 
 step "tools"
 if ! have influxd; then
@@ -48,27 +48,10 @@ cargo build --release --locked -p sensegate-cli -p sensegate-bench >"$OUT/build.
 SENSEGATE=$root/target/release/sensegate
 BENCH=$root/target/release/sensegate-bench
 
-work=$(mktemp -d)
-pids=()
-cleanup() {
-  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  rm -rf "$work"
-}
-trap cleanup EXIT
+start_work
 rows=$OUT/ingest.jsonl
 : >"$rows"; : >"$OUT/native.jsonl"
 
-wait_port() {
-  local pid=$1 addr=$2 log=$3 i
-  for i in $(seq 200); do
-    if ! kill -0 "$pid" 2>/dev/null || [ "$i" = 200 ]; then
-      echo "the server on $addr did not start:" >&2; tail -n 20 "$log" >&2; exit 1
-    fi
-    if (exec 3<>"/dev/tcp/${addr%:*}/${addr#*:}") 2>/dev/null; then return 0; fi
-    sleep 0.1
-  done
-}
 
 step "InfluxDB (WAL fsync on every write)"
 mkdir -p "$work/influx"

@@ -33,19 +33,8 @@ SG_MQTT_PORT=17431
 MQ_PORT=18840
 RQ_PORT=18841
 
-step() { printf '\n==> %s\n' "$*"; }
-have() { command -v "$1" >/dev/null 2>&1; }
-stop() { kill "$1" 2>/dev/null || true; wait "$1" 2>/dev/null || true; }
-wait_port() {
-  local pid=$1 port=$2 log=$3 i
-  for i in $(seq 100); do
-    if ! kill -0 "$pid" 2>/dev/null || [ "$i" = 100 ]; then
-      echo "the server on port $port did not start:" >&2; tail -n 20 "$log" >&2; exit 1
-    fi
-    if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then return 0; fi
-    sleep 0.1
-  done
-}
+# shellcheck source=bench/lib.sh
+. "$root/bench/lib.sh"
 
 step "tools"
 missing=()
@@ -75,14 +64,7 @@ SENSEGATE=$root/target/release/sensegate
 BENCH=$root/target/release/sensegate-bench
 
 ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
-work=$(mktemp -d)
-pids=()
-cleanup() {
-  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  rm -rf "$work"
-}
-trap cleanup EXIT
+start_work
 rows=$OUT/compare.jsonl
 acks=$OUT/qos1.jsonl
 : >"$rows"; : >"$acks"
@@ -119,7 +101,7 @@ start_mosquitto() {
   "$MOSQUITTO" -c "$conf" >"$OUT/mosquitto-$1.log" 2>&1 &
   mq_pid=$!
   pids+=("$mq_pid")
-  wait_port "$mq_pid" "$MQ_PORT" "$OUT/mosquitto-$1.log"
+  wait_port "$mq_pid" "127.0.0.1:$MQ_PORT" "$OUT/mosquitto-$1.log"
 }
 
 # Sets rq_pid.
@@ -147,7 +129,7 @@ CONF
   "$RUMQTTD" -q -c "$work/rumqttd.toml" >"$OUT/rumqttd.log" 2>&1 &
   rq_pid=$!
   pids+=("$rq_pid")
-  wait_port "$rq_pid" "$RQ_PORT" "$OUT/rumqttd.log"
+  wait_port "$rq_pid" "127.0.0.1:$RQ_PORT" "$OUT/rumqttd.log"
 }
 
 # $1: name; $2: tls or tcp; $3: history (true/false). Sets sg_pid; the
@@ -193,7 +175,7 @@ CONF
   for _ in $(seq 100); do
     if [ -s "$dir/first-admin.token" ]; then
       cp "$dir/first-admin.token" "$dir/admin.token"
-      wait_port "$sg_pid" "$SG_MQTT_PORT" "$OUT/sensegate-$1.log"
+      wait_port "$sg_pid" "127.0.0.1:$SG_MQTT_PORT" "$OUT/sensegate-$1.log"
       return 0
     fi
     sleep 0.1

@@ -29,9 +29,8 @@ SG_TLS=127.0.0.1:17421
 MQ_TCP_PORT=18830
 MQ_TLS_PORT=18831
 
-step() { printf '\n==> %s\n' "$*"; }
-have() { command -v "$1" >/dev/null 2>&1; }
-stop() { kill "$1" 2>/dev/null || true; wait "$1" 2>/dev/null || true; }
+# shellcheck source=bench/lib.sh
+. "$root/bench/lib.sh"
 
 step "tools"
 for tool in cargo cc; do
@@ -63,14 +62,7 @@ if [ "$(ulimit -n)" != unlimited ] && [ "$(ulimit -n)" -lt $((HOLD + SUBSCRIBERS
   exit 1
 fi
 
-work=$(mktemp -d)
-pids=()
-cleanup() {
-  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  rm -rf "$work"
-}
-trap cleanup EXIT
+start_work
 rows=$OUT/compare.jsonl
 : >"$rows"; : >"$OUT/ingest.jsonl"; : >"$OUT/attack.jsonl"
 

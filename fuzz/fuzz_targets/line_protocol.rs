@@ -6,7 +6,8 @@
 #![forbid(unsafe_code)]
 
 use libfuzzer_sys::fuzz_target;
-use sensegate_ingest::line::{Limits, Splitter, parse};
+use sensegate_ingest::line::{BadLine, Limits, Splitter, parse};
+use sensegate_ingest::naming::{self, Template};
 
 const LIMITS: Limits = Limits {
     max_line_bytes: 256,
@@ -18,17 +19,21 @@ const LIMITS: Limits = Limits {
 };
 
 fuzz_target!(|data: &[u8]| {
+    // Named both ways: by a template (for the points it takes) and by the
+    // default rule.
+    let templates = [Template::parse("*", "{host}/{measurement}/{field}").unwrap()];
     let mut splitter = Splitter::new(LIMITS);
     let mut each = |_: usize, line: &[u8]| {
         assert!(line.len() <= LIMITS.max_line_bytes);
         if let Ok(Some(point)) = parse(line, &LIMITS) {
             assert!(point.tags.len() <= LIMITS.max_tags && point.fields.len() <= LIMITS.max_fields);
-            for r in point.readings() {
+            let named = point.readings().into_iter().chain(naming::readings(&point, &templates));
+            for r in named {
                 assert!(r.value.is_finite());
                 assert!(r.sensor.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-:/".contains(&b)));
             }
         }
-        Ok(())
+        Ok::<(), BadLine>(())
     };
     for chunk in data.chunks(13) {
         if splitter.feed(chunk, &mut each).is_err() {
