@@ -69,14 +69,7 @@ rows=$OUT/compare.jsonl
 acks=$OUT/qos1.jsonl
 : >"$rows"; : >"$acks"
 
-step "certificate (EC P-256, CN=localhost)"
-openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 \
-  -subj /CN=localhost -addext subjectAltName=DNS:localhost,IP:127.0.0.1 \
-  -addext basicConstraints=critical,CA:FALSE \
-  -keyout "$work/key.pem" -out "$work/cert.pem" 2>/dev/null
-openssl pkcs8 -topk8 -nocrypt -in "$work/key.pem" -out "$work/key8.pem"
-chmod 0711 "$work"
-chmod 0644 "$work/cert.pem" "$work/key.pem"; chmod 0600 "$work/key8.pem"
+make_cert
 
 # $1: name; $2: tls or tcp; $3: persistence true/false. Sets mq_pid.
 start_mosquitto() {

@@ -66,16 +66,7 @@ start_work
 rows=$OUT/compare.jsonl
 : >"$rows"; : >"$OUT/ingest.jsonl"; : >"$OUT/attack.jsonl"
 
-step "certificate (EC P-256, CN=localhost) for both servers"
-openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 \
-  -subj /CN=localhost -addext subjectAltName=DNS:localhost,IP:127.0.0.1 \
-  -addext basicConstraints=critical,CA:FALSE \
-  -keyout "$work/key.pem" -out "$work/cert.pem" 2>/dev/null
-# PKCS#8 for rustls. Mosquitto started as root drops to its own user: it
-# must be able to reach the (throwaway) certificate and key.
-openssl pkcs8 -topk8 -nocrypt -in "$work/key.pem" -out "$work/key8.pem"
-chmod 0711 "$work"
-chmod 0644 "$work/cert.pem" "$work/key.pem"; chmod 0600 "$work/key8.pem"
+make_cert
 
 # Starts a fresh Mosquitto for one transport ($1: tcp or tls), so neither
 # row inherits the other's heap. Sets mq_pid and mq_port.

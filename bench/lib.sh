@@ -3,7 +3,7 @@
 # servers are stopped and files removed on exit.
 #
 # After sourcing: `step`, `have`, `stop PID`, `wait_port PID HOST:PORT LOG`,
-# and `start_work`, which sets `work` (a new directory) and `pids` (append
+# `make_cert` (a throwaway certificate in $work), and `start_work`, which sets `work` (a new directory) and `pids` (append
 # each server's pid to it) and arms the cleanup.
 
 step() { printf '\n==> %s\n' "$*"; }
@@ -33,4 +33,19 @@ _bench_cleanup() {
   for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
   wait 2>/dev/null || true
   rm -rf "$work"
+}
+
+# A throwaway certificate for loopback servers in $work: EC P-256,
+# CN=localhost, SAN localhost and 127.0.0.1; cert.pem, key.pem (SEC1, for
+# Mosquitto) and key8.pem (PKCS#8, for rustls). Mosquitto started as root
+# drops to its own user: it must be able to reach the certificate and key.
+make_cert() {
+  step "certificate (EC P-256, CN=localhost)"
+  openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 \
+    -subj /CN=localhost -addext subjectAltName=DNS:localhost,IP:127.0.0.1 \
+    -addext basicConstraints=critical,CA:FALSE \
+    -keyout "$work/key.pem" -out "$work/cert.pem" 2>/dev/null
+  openssl pkcs8 -topk8 -nocrypt -in "$work/key.pem" -out "$work/key8.pem"
+  chmod 0711 "$work"
+  chmod 0644 "$work/cert.pem" "$work/key.pem"; chmod 0600 "$work/key8.pem"
 }

@@ -319,6 +319,9 @@ async fn names_outside_the_scope_refuse_the_whole_request() {
     )
     .await;
     assert_eq!(r.status, 403);
+    // Refused before its body is read: an empty one too.
+    let r = post(addr, "/write?db=x", &[token(reader.expose())], b"").await;
+    assert_eq!(r.status, 403);
     let r = post(addr, "/api/v2/write?bucket=b", &[], b"site t=1\n").await;
     assert_eq!(r.status, 401);
     let r = post(
@@ -634,6 +637,15 @@ async fn senml_packs_keep_their_units_and_refuse_whole() {
     .await;
     assert_eq!(r.status, 403, "{}", r.body);
     assert!(admin.latest("urn:dev:a").await.is_err());
+    // A unit the service refuses (a zero-width space) refuses the pack
+    // before anything is taken: no sensor is created for it.
+    let r = senml(
+        "[{\"n\":\"urn:dev:zw\",\"u\":\"\u{200b}\",\"v\":1}]",
+        "application/senml+json",
+    )
+    .await;
+    assert_eq!(r.status, 400, "{}", r.body);
+    assert!(admin.list_sensors("urn:dev:zw").await.unwrap().is_empty());
     // Not JSON by its type: 415.
     let r = senml(r#"[{"n":"urn:dev:a","v":1}]"#, "text/plain").await;
     assert_eq!(r.status, 415);

@@ -13,8 +13,6 @@
 //! digits, `-`, `:`, `.`, `/` and `_`, starting with a letter or a digit.
 //! Caps: records per pack, and name and unit length.
 
-use std::collections::BTreeMap;
-
 use serde::Deserialize;
 use thiserror::Error;
 
@@ -88,7 +86,12 @@ pub enum SenmlError {
     },
 }
 
-#[derive(Deserialize)]
+/// One record as read. Unknown fields are skipped as they are read (their
+/// values never built), and only whether one must be understood (its name
+/// ends with `_`) is kept: a generic map of them (serde's `flatten`) would
+/// first build every unknown value in memory, tens of times the size of
+/// its text.
+#[derive(Default)]
 struct Record {
     bn: Option<String>,
     bt: Option<f64>,
@@ -99,14 +102,47 @@ struct Record {
     v: Option<f64>,
     vb: Option<bool>,
     t: Option<f64>,
-    /// Unknown fields: only their names matter (a trailing `_` is a
-    /// must-understand field).
-    #[serde(flatten)]
-    #[allow(
-        clippy::zero_sized_map_values,
-        reason = "only the keys matter; serde collects unknown fields into a map"
-    )]
-    rest: BTreeMap<String, serde::de::IgnoredAny>,
+    must_understand: bool,
+}
+
+impl<'de> Deserialize<'de> for Record {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_map(RecordVisitor)
+    }
+}
+
+struct RecordVisitor;
+
+impl<'de> serde::de::Visitor<'de> for RecordVisitor {
+    type Value = Record;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a SenML record (a JSON object)")
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Record, A::Error> {
+        let mut r = Record::default();
+        // Keys are read as borrowed text where the input allows, else
+        // owned; either way one key at a time.
+        while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
+            match key.as_ref() {
+                "bn" => r.bn = map.next_value()?,
+                "bt" => r.bt = map.next_value()?,
+                "bu" => r.bu = map.next_value()?,
+                "bv" => r.bv = map.next_value()?,
+                "n" => r.n = map.next_value()?,
+                "u" => r.u = map.next_value()?,
+                "v" => r.v = map.next_value()?,
+                "vb" => r.vb = map.next_value()?,
+                "t" => r.t = map.next_value()?,
+                other => {
+                    r.must_understand |= other.ends_with('_');
+                    map.next_value::<serde::de::IgnoredAny>()?;
+                }
+            }
+        }
+        Ok(r)
+    }
 }
 
 /// One resolved reading.
@@ -120,6 +156,8 @@ pub struct SenmlReading {
     pub value: f64,
     /// Microseconds since the epoch.
     pub timestamp_us: i64,
+    /// Its record's index in the pack, from 0 (what an error names).
+    pub record: usize,
 }
 
 /// The pack's records, refused past `max` as they are read: a body of
@@ -200,7 +238,7 @@ pub fn parse(body: &[u8], now_us: i64, limits: &Limits) -> Result<Vec<SenmlReadi
     )]
     let now_secs = now_us as f64 / 1e6;
     for (i, r) in records.into_iter().enumerate() {
-        if r.rest.keys().any(|k| k.ends_with('_')) {
+        if r.must_understand {
             return Err(SenmlError::MustUnderstand { record: i });
         }
         if let Some(bn) = r.bn {
@@ -247,6 +285,7 @@ pub fn parse(body: &[u8], now_us: i64, limits: &Limits) -> Result<Vec<SenmlReadi
             unit,
             value,
             timestamp_us,
+            record: i,
         });
     }
     Ok(out)

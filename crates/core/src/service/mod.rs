@@ -6,7 +6,8 @@
 //! values; front ends serialise them. Errors are [`ServiceError`], mapped to
 //! a wire code in one place ([`ServiceError::code`]). The admin operations
 //! (tokens and connections, each within the caller's scope) are in the
-//! `admin` submodule.
+//! `admin` submodule; pushes (checked all or nothing, then committed and
+//! published) in `push`.
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -21,7 +22,7 @@ use crate::hub::Hub;
 use crate::limits::Limits;
 use crate::pattern::Pattern;
 use crate::policy::{self, Action};
-use crate::reading::{Quality, Reading, now_us};
+use crate::reading::{Quality, Reading};
 use crate::registry::{AdmitError, Connection, Registry};
 use crate::stats::{IngestRefusal, Limit, LimitHits};
 use crate::store::writer::StoreHandle;
@@ -32,6 +33,7 @@ use crate::time::Instant;
 mod admin;
 mod connections;
 mod metrics;
+mod push;
 mod sources;
 #[cfg(test)]
 mod tests;
@@ -641,191 +643,6 @@ impl Service {
     /// A connection ended: forget its subscriber.
     pub fn disconnected(&self, connection: &Connection) {
         self.hub.remove(connection.id);
-    }
-
-    /// Checks a device's readings, all or nothing, and returns them ready
-    /// for [`Service::commit_push`]. Nothing is stored or published yet.
-    ///
-    /// # Errors
-    /// [`ServiceError::PushBatch`] over `limits.max_push_batch`,
-    /// [`ServiceError::Forbidden`] if any sensor is not the caller's,
-    /// [`ServiceError::PushRate`] over `limits.push_rate_per_sec`,
-    /// [`ServiceError::SensorsFull`] when a new sensor does not fit (the
-    /// catalog, the part of it not reserved for configured sources, or the
-    /// token's `limits.max_sensors_per_token`),
-    /// [`ServiceError::Invalid`] for a timestamp more than
-    /// [`MAX_FUTURE_US`] ahead of the daemon's clock.
-    pub fn push(
-        &self,
-        caller: Caller<'_>,
-        readings: &[PushedReading],
-        now: Instant,
-    ) -> Result<Vec<Reading>, ServiceError> {
-        self.push_bulk(caller, readings, now, self.limits.max_push_batch)
-    }
-
-    /// [`Service::push`] with a batch cap of the front end's own: a bulk
-    /// write (InfluxDB line protocol, SenML) carries thousands of points in
-    /// one request, each request a push of its own (`ingest.max_readings`).
-    ///
-    /// # Errors
-    /// As [`Service::push`], [`ServiceError::PushBatch`] over `max_batch`.
-    pub fn push_bulk(
-        &self,
-        caller: Caller<'_>,
-        readings: &[PushedReading],
-        now: Instant,
-        max_batch: usize,
-    ) -> Result<Vec<Reading>, ServiceError> {
-        if readings.len() > max_batch {
-            self.counters.limits.hit(Limit::PushBatch);
-            return Err(ServiceError::PushBatch);
-        }
-        let latest_allowed = now_us().saturating_add(MAX_FUTURE_US);
-        for r in readings {
-            if let Err(e) = Self::allow(caller.principal, Action::Push(&r.sensor)) {
-                // Capped: a device can try as often as it likes.
-                self.audit.record_denial(
-                    &AuditEvent::PushDenied {
-                        peer: caller.peer,
-                        token_id: &caller.principal.token_id,
-                        principal: &caller.principal.name,
-                        sensor: &r.sensor,
-                    },
-                    now,
-                );
-                return Err(e);
-            }
-            // A reading from the far future would never age out of history.
-            if r.timestamp_us > latest_allowed {
-                return Err(ServiceError::Invalid);
-            }
-        }
-        if !self
-            .push_rate
-            .try_take(&caller.principal.token_id, readings.len(), now)
-        {
-            self.counters.limits.hit(Limit::PushRate);
-            return Err(ServiceError::PushRate);
-        }
-        // Every check above has passed: only now may new names enter the
-        // catalog, all of the push's or none.
-        let names: Vec<&str> = readings.iter().map(|r| r.sensor.as_str()).collect();
-        let quota = crate::catalog::PushQuota {
-            pushed_max: self
-                .limits
-                .max_sensors
-                .saturating_sub(self.limits.sensors_reserved_for_sources),
-            per_token: self.limits.max_sensors_per_token,
-        };
-        let sensors = self
-            .catalog
-            .intern_push(&names, &caller.principal.token_id, quota)
-            .map_err(|e| {
-                self.counters.limits.hit(match e {
-                    crate::catalog::PushRefused::Full(_) => Limit::Sensors,
-                    crate::catalog::PushRefused::TokenQuota { .. } => Limit::SensorsPerToken,
-                });
-                ServiceError::SensorsFull
-            })?;
-        let accepted = readings
-            .iter()
-            .zip(sensors)
-            .map(|(r, sensor)| Reading {
-                sensor,
-                timestamp_us: r.timestamp_us,
-                value: r.value,
-                quality: r.quality,
-            })
-            .collect();
-        Ok(accepted)
-    }
-
-    /// Gives pushed sensors their units (a SenML pack names them), for the
-    /// sensors a push just accepted: only names the caller may push to,
-    /// only sensors that came from pushes (a configured source's unit is
-    /// the source's), and a unit that changes nothing is left alone.
-    ///
-    /// # Errors
-    /// [`ServiceError::Forbidden`] for a name outside the caller's scope,
-    /// [`ServiceError::Invalid`] for a unit that is not short printable
-    /// text.
-    pub fn set_units(
-        &self,
-        caller: Caller<'_>,
-        units: &[(&str, &str)],
-    ) -> Result<(), ServiceError> {
-        for (sensor, unit) in units {
-            Self::allow(caller.principal, Action::Push(sensor))?;
-            if unit.len() > MAX_UNIT_BYTES
-                || unit
-                    .chars()
-                    .any(sensegate_proto::envelope::is_unsafe_text_char)
-            {
-                return Err(ServiceError::Invalid);
-            }
-        }
-        self.catalog.set_pushed_units(units);
-        Ok(())
-    }
-
-    /// Stores a push checked by [`Service::push`] and returns once it is
-    /// durable (when history is on), then publishes it; returns how many
-    /// readings it held. Only then may the device be told they were taken.
-    ///
-    /// # Errors
-    /// [`ServiceError::Internal`] when the store could not commit them;
-    /// nothing is published then.
-    pub async fn commit_push(&self, readings: Vec<Reading>) -> Result<usize, ServiceError> {
-        let n = readings.len();
-        match &self.store {
-            Some(store) => {
-                // Bounded, so a stuck disk cannot hold the connection for
-                // ever. A device that retries after a timeout whose commit
-                // did land rewrites the same (sensor, timestamp) rows.
-                match tokio::time::timeout(COMMIT_TIMEOUT, store.commit(readings)).await {
-                    Ok(Ok(stored)) => self.publish(&stored),
-                    Ok(Err(e)) if e.kind == HistoryErrorKind::Full => {
-                        tracing::warn!(error = %e, "a push was refused: history storage is full");
-                        return Err(ServiceError::StorageFull);
-                    }
-                    Ok(Err(e)) if e.kind == HistoryErrorKind::QueueFull => {
-                        self.counters.limits.hit(Limit::StoreQueue);
-                        return Err(ServiceError::StoreBusy);
-                    }
-                    Ok(Err(e)) => {
-                        tracing::error!(error = %e, "a push could not be stored");
-                        return Err(ServiceError::Internal);
-                    }
-                    Err(_) => {
-                        tracing::error!("a push was not committed within {COMMIT_TIMEOUT:?}");
-                        return Err(ServiceError::Internal);
-                    }
-                }
-            }
-            None => self.publish(&readings),
-        }
-        Ok(n)
-    }
-
-    /// A source's readings: into history (without waiting; see
-    /// [`StoreHandle::offer`]), the catalog and the hub.
-    pub(crate) fn ingest(&self, readings: &[Reading]) {
-        if let Some(store) = &self.store {
-            store.offer(readings);
-        }
-        self.publish(readings);
-    }
-
-    /// Into the catalog (one lock for the batch) and out through the hub.
-    fn publish(&self, readings: &[Reading]) {
-        let n = u64::try_from(readings.len()).unwrap_or(u64::MAX);
-        self.ingested
-            .fetch_add(n, std::sync::atomic::Ordering::Relaxed);
-        self.catalog.record(readings);
-        for r in readings {
-            self.hub.publish(r);
-        }
     }
 
     /// Tokens in the store, revoked ones included.

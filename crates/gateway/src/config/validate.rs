@@ -93,7 +93,7 @@ impl Validator<'_> {
             limits,
             sim,
             sources,
-            store: self.store(&raw.store, &limits)?,
+            store: self.store(&raw.store, &limits, http.limits.ingest.max_readings)?,
             http,
             mqtt,
         })
@@ -254,8 +254,16 @@ impl Validator<'_> {
         })
     }
 
-    pub(super) fn store(&self, r: &RawStore, limits: &Limits) -> Result<StoreConfig, ConfigError> {
-        let (max_push_batch, message) = (limits.max_push_batch, &limits.message);
+    /// `[store]`; its queue must hold the largest push (`max_push`: the
+    /// native batch cap or an HTTP write's, whichever is larger).
+    pub(super) fn store(
+        &self,
+        r: &RawStore,
+        limits: &Limits,
+        max_bulk_push: usize,
+    ) -> Result<StoreConfig, ConfigError> {
+        let message = &limits.message;
+        let max_push_batch = limits.max_push_batch.max(max_bulk_push);
         let mut c = StoreConfig::default();
         c.enabled = r.enabled.unwrap_or(c.enabled);
         c.path.clone_from(&r.path);

@@ -129,6 +129,17 @@ impl<F: FnMut(&[u8]) -> Result<(), E>, E: Copy> Decoder<F, E> {
         }
     }
 
+    /// How many bytes of input to feed at a time between yields: a gzip
+    /// kilobyte inflates to a megabyte at most; identity bytes are their
+    /// own size.
+    #[must_use]
+    pub const fn step(&self) -> usize {
+        match self.inner {
+            Inner::Identity(_) => 64 << 10,
+            Inner::Gzip(_) => 1 << 10,
+        }
+    }
+
     /// Feeds the next chunk as it arrived.
     ///
     /// # Errors
@@ -178,12 +189,16 @@ where
     E: Copy,
 {
     let mut stream = body.into_data_stream();
+    let step = decoder.step();
     while let Some(chunk) = stream.next().await {
         let chunk = chunk.map_err(|_| BodyError::Read)?;
-        decoder.feed(&chunk)?;
-        // A big chunk is decoded and parsed in one go: let the other tasks
-        // of this thread run between chunks.
-        tokio::task::yield_now().await;
+        // What one step inflates and parses is bounded by its input (gzip
+        // expands at most about 1,000 times): the other tasks of this
+        // thread run between steps.
+        for piece in chunk.chunks(step) {
+            decoder.feed(piece)?;
+            tokio::task::yield_now().await;
+        }
     }
     Ok(())
 }

@@ -204,7 +204,8 @@ impl IntoResponse for ApiError {
                 ServiceError::QueriesBusy
                 | ServiceError::TokenQueriesBusy
                 | ServiceError::PushRate
-                | ServiceError::StoreBusy,
+                | ServiceError::StoreBusy
+                | ServiceError::SensorsFull,
             )
             | Self::Busy => {
                 h.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));

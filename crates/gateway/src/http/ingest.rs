@@ -255,6 +255,8 @@ async fn readings(
     if !json {
         return Err(ApiError::UnsupportedMediaType);
     }
+    // A token that may never push costs nothing to read a body for.
+    service.may_push(auth.caller())?;
     let counted = Counted::new(&service);
     let limits = &ingest.limits;
     let encoding = Encoding::of(&parts.headers).ok_or(ApiError::UnsupportedMediaType)?;
@@ -266,30 +268,43 @@ async fn readings(
         limits.max_body_bytes,
         limits.max_decoded_bytes,
         |b: &[u8]| {
-            held.grow(b.len())?;
+            held.cover(pack.len() + b.len())?;
             pack.extend_from_slice(b);
-            Ok::<(), Refusal>(())
+            held.cover(pack.capacity())
         },
     );
     let read = body::read(body, &mut decoder).await;
     let read = read.and_then(|()| decoder.finish());
     read.map_err(|e| counted.refused(body_error(e)))?;
     let now = now_us();
-    let resolved = senml::parse(&pack, now, &limits.senml)
+    // Parsing a pack of up to `ingest.max_decoded_bytes` takes a while:
+    // not on the threads that serve every connection.
+    let senml_limits = limits.senml;
+    let resolved = tokio::task::spawn_blocking(move || senml::parse(&pack, now, &senml_limits))
+        .await
+        .map_err(|_| ApiError::Service(ServiceError::Internal))?
         .map_err(|e| counted.refused(ApiError::BadPack(e)))?;
-    drop(pack);
-    let mut pushed = Vec::with_capacity(resolved.len().min(limits.max_readings));
+    let resolved_bytes: usize = resolved
+        .iter()
+        .map(|r| r.name.capacity() + r.unit.capacity())
+        .sum();
+    held.cover(resolved.capacity() * std::mem::size_of::<senml::SenmlReading>() + resolved_bytes)
+        .map_err(|e| counted.refused(e.into()))?;
+    let cap = batch_cap(&service, limits);
+    let mut pushed = Vec::with_capacity(resolved.len().min(cap.0));
     let mut units: Vec<(String, String)> = Vec::new();
-    for (i, r) in resolved.into_iter().enumerate() {
-        if pushed.len() == limits.max_readings {
-            return Err(counted.refused(ApiError::TooManyReadings));
+    let mut named: std::collections::HashSet<String> = std::collections::HashSet::new();
+    for r in resolved {
+        if pushed.len() == cap.0 {
+            return Err(counted.refused(cap.1.into()));
         }
-        let record = |why| ApiError::RecordRefused { record: i, why };
+        let record = |why| ApiError::RecordRefused {
+            record: r.record,
+            why,
+        };
         check_reading(&service, &r.name, r.timestamp_us, now)
             .map_err(|why| counted.refused(record(why)))?;
-        held.grow(reading_bytes(&r.name))
-            .map_err(|e| counted.refused(e.into()))?;
-        if !r.unit.is_empty() && !units.iter().any(|(n, _)| *n == r.name) {
+        if !r.unit.is_empty() && named.insert(r.name.clone()) {
             units.push((r.name.clone(), r.unit));
         }
         pushed.push(PushedReading {
@@ -299,11 +314,29 @@ async fn readings(
             quality: Quality::Good,
         });
     }
+    drop(named);
     let units: Vec<(&str, &str)> = units
         .iter()
         .map(|(n, u)| (n.as_str(), u.as_str()))
         .collect();
-    push(&service, &auth, &ingest, pushed, &units, &counted).await
+    // Units are checked before anything is taken, applied once committed.
+    service
+        .check_units(auth.caller(), &units)
+        .map_err(|e| counted.refused(ApiError::Service(e)))?;
+    push(&service, &auth, &ingest, pushed, &units).await
+}
+
+/// The most readings one request may carry, and what refuses one more:
+/// `ingest.max_readings`, or the token's push rate when that is smaller (a
+/// batch over it could never pass: the client is told to split it, 413,
+/// not to retry it as it is).
+fn batch_cap(service: &Service, limits: &IngestLimits) -> (usize, Refusal) {
+    let rate = usize::try_from(service.limits().push_rate_per_sec).unwrap_or(usize::MAX);
+    if rate < limits.max_readings {
+        (rate, Refusal::OverRate)
+    } else {
+        (limits.max_readings, Refusal::TooMany)
+    }
 }
 
 /// Collects the lines of a body into readings and pushes them.
@@ -315,12 +348,16 @@ async fn lines(
     body: axum::body::Body,
     precision: Precision,
 ) -> Result<Response, ApiError> {
+    // A token that may never push costs nothing to read a body for.
+    service.may_push(auth.caller())?;
     let counted = Counted::new(service);
     let limits = &ingest.limits;
     let encoding = Encoding::of(&parts.headers).ok_or(ApiError::UnsupportedMediaType)?;
     let now = now_us();
+    let cap = batch_cap(service, limits);
     let mut held = Held::new(&ingest.inflight, auth.token_id());
     let mut pushed: Vec<PushedReading> = Vec::new();
+    let mut names = 0usize;
     let mut splitter = Splitter::new(limits.line);
     let mut each = |n: usize, text: &[u8]| -> Result<(), Refusal> {
         let Some(point) = line::parse(text, &limits.line).map_err(|e| Refusal::Line(n, e))? else {
@@ -331,12 +368,20 @@ async fn lines(
             None => now,
         };
         for r in naming::readings(&point, &limits.templates) {
-            if pushed.len() == limits.max_readings {
-                return Err(Refusal::TooMany);
+            if pushed.len() == cap.0 {
+                return Err(cap.1);
             }
             check_reading(service, &r.sensor, timestamp_us, now)
                 .map_err(|why| Refusal::Refused(n, why))?;
-            held.grow(reading_bytes(&r.sensor))?;
+            // What is held: the vector as it will be (it grows by
+            // doubling) and every name.
+            names += r.sensor.capacity();
+            let slots = if pushed.len() == pushed.capacity() {
+                (pushed.capacity() * 2).max(4)
+            } else {
+                pushed.capacity()
+            };
+            held.cover(slots * std::mem::size_of::<PushedReading>() + names)?;
             pushed.push(PushedReading {
                 sensor: r.sensor,
                 timestamp_us,
@@ -358,27 +403,19 @@ async fn lines(
     };
     read.and_then(|()| splitter.finish(&mut each).map_err(BodyError::Consumer))
         .map_err(|e| counted.refused(body_error(e)))?;
-    push(service, auth, ingest, pushed, &[], &counted).await
+    push(service, auth, ingest, pushed, &[]).await
 }
 
 /// Pushes what a request carried, as one push, and answers once durable.
 async fn push(
-    service: &Service,
+    service: &Arc<Service>,
     auth: &Auth,
     ingest: &Ingest,
     pushed: Vec<PushedReading>,
     units: &[(&str, &str)],
-    counted: &Counted<'_>,
 ) -> Result<Response, ApiError> {
     if pushed.is_empty() {
         return Ok(StatusCode::NO_CONTENT.into_response());
-    }
-    // The token's push rate holds one second of readings: a batch over it
-    // can never pass, so the client is told to split it (413), not to
-    // retry it as it is (429).
-    if pushed.len() > usize::try_from(service.limits().push_rate_per_sec).unwrap_or(usize::MAX) {
-        service.counters().limits.hit(Limit::PushRate);
-        return Err(counted.refused(ApiError::OverRate));
     }
     let n = u64::try_from(pushed.len()).unwrap_or(u64::MAX);
     let refused = |e: ServiceError| {
@@ -397,10 +434,20 @@ async fn push(
         )
         .map_err(refused)?;
     drop(pushed);
+    // The commit runs to its end even if the request does not wait for it
+    // (the request deadline, a client gone): readings that reach history
+    // are published too, never left out of the latest values and streams.
+    let committing = {
+        let service = service.clone();
+        tokio::spawn(async move { service.commit_push(accepted).await })
+    };
+    committing
+        .await
+        .map_err(|_| ApiError::Service(ServiceError::Internal))?
+        .map_err(refused)?;
     if !units.is_empty() {
         service.set_units(auth.caller(), units).map_err(refused)?;
     }
-    service.commit_push(accepted).await.map_err(refused)?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
@@ -444,11 +491,6 @@ fn check_reading(
     Ok(())
 }
 
-/// Bytes one collected reading holds (its push form and its name).
-const fn reading_bytes(name: &str) -> usize {
-    std::mem::size_of::<PushedReading>() + name.len()
-}
-
 /// Why the line consumer stopped.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Refusal {
@@ -458,6 +500,8 @@ enum Refusal {
     Refused(usize, &'static str),
     /// More than `ingest.max_readings`.
     TooMany,
+    /// More than the token's push rate allows at once.
+    OverRate,
     /// No room in the in-flight budget.
     Busy,
 }
@@ -474,6 +518,7 @@ impl From<Refusal> for ApiError {
             Refusal::Line(line, error) => Self::BadLine { line, error },
             Refusal::Refused(line, why) => Self::LineRefused { line, why },
             Refusal::TooMany => Self::TooManyReadings,
+            Refusal::OverRate => Self::OverRate,
             Refusal::Busy => Self::Busy,
         }
     }
@@ -505,7 +550,7 @@ impl<'a> Counted<'a> {
             ApiError::BodyTooLarge => (Some(Limit::IngestBody), IngestRefusal::TooLarge),
             ApiError::DecodedTooLarge => (Some(Limit::IngestDecoded), IngestRefusal::TooLarge),
             ApiError::TooManyReadings => (Some(Limit::IngestReadings), IngestRefusal::TooLarge),
-            ApiError::OverRate => (None, IngestRefusal::Rate),
+            ApiError::OverRate => (Some(Limit::PushRate), IngestRefusal::Rate),
             ApiError::Busy => (Some(Limit::Inflight), IngestRefusal::Full),
             _ => (None, IngestRefusal::BadPayload),
         };
@@ -524,7 +569,6 @@ struct Held<'a> {
     owner: &'a str,
     permits: Vec<Reservation>,
     reserved: usize,
-    used: usize,
 }
 
 /// The step reservations grow by.
@@ -537,13 +581,12 @@ impl<'a> Held<'a> {
             owner,
             permits: Vec::new(),
             reserved: 0,
-            used: 0,
         }
     }
 
-    fn grow(&mut self, bytes: usize) -> Result<(), Refusal> {
-        self.used = self.used.saturating_add(bytes);
-        while self.used > self.reserved {
+    /// Makes the reservation cover `bytes` in all (it only grows).
+    fn cover(&mut self, bytes: usize) -> Result<(), Refusal> {
+        while bytes > self.reserved {
             let permit = self
                 .budget
                 .reserve_for(Some(self.owner), HOLD_STEP)
