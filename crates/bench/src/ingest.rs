@@ -98,6 +98,24 @@ pub async fn run(
 }
 
 impl Ingested {
+    /// Its figures as the cells of a Markdown table row, after the
+    /// leading `|`: devices, batch, committed/s, ack p50, p99 and max ms,
+    /// server CPU, server peak RSS MiB.
+    #[must_use]
+    pub fn cells(&self) -> String {
+        format!(
+            " {} | {} | {:.0} | {:.2} | {:.2} | {:.2} | {:.2} | {:.1} |",
+            self.devices,
+            self.batch,
+            self.committed_per_sec,
+            self.ack_p50_ms,
+            self.ack_p99_ms,
+            self.ack_max_ms,
+            self.cpu_cores,
+            self.peak_rss_mib
+        )
+    }
+
     /// The row of `devices` pushing batches of `batch`.
     #[must_use]
     pub const fn new(devices: usize, batch: usize, acks: Acks, usage: &Usage) -> Self {

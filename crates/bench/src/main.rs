@@ -531,17 +531,7 @@ async fn ingest_cmd(args: &TargetArgs, devices: usize, batches: &[usize], secs: 
             args.process(),
         )
         .await?;
-        println!(
-            "| {} | {} | {:.0} | {:.2} | {:.2} | {:.2} | {:.2} | {:.1} |",
-            r.devices,
-            r.batch,
-            r.committed_per_sec,
-            r.ack_p50_ms,
-            r.ack_p99_ms,
-            r.ack_max_ms,
-            r.cpu_cores,
-            r.peak_rss_mib
-        );
+        println!("|{}", r.cells());
         args.save(&r)?;
     }
     Ok(())
@@ -595,17 +585,7 @@ async fn lines_ingest_cmd(
         "| target | writers | batch | points/s | ack p50 ms | ack p99 ms | ack max ms | server CPU | server peak RSS MiB |"
     );
     println!("|---|---|---|---|---|---|---|---|---|");
-    println!(
-        "| {label} | {} | {} | {:.0} | {:.2} | {:.2} | {:.2} | {:.2} | {:.1} |",
-        r.devices,
-        r.batch,
-        r.committed_per_sec,
-        r.ack_p50_ms,
-        r.ack_p99_ms,
-        r.ack_max_ms,
-        r.cpu_cores,
-        r.peak_rss_mib
-    );
+    println!("| {label} |{}", r.cells());
     args.save(&serde_json::json!({"target": label, "figures": r}))?;
     Ok(())
 }

@@ -14,22 +14,12 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{TestDaemon, rss_bytes};
+use common::{Reply, TestDaemon, http, read_reply, rss_bytes};
 use sensegate_client::wire as v1;
 use sensegate_gateway::reading::{Quality, Reading, now_us};
 use sensegate_gateway::stats::Limit;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::TcpStream;
-
-struct Reply {
-    status: u16,
-    head: String,
-    body: String,
-}
-
-fn http(d: &TestDaemon) -> SocketAddr {
-    d.daemon.http_addr().unwrap()
-}
 
 /// One request on its own connection (`Connection: close`).
 async fn request(
@@ -49,23 +39,6 @@ async fn request(
     );
     s.write_all(text.as_bytes()).await.unwrap();
     read_reply(&mut s).await
-}
-
-async fn read_reply(s: &mut TcpStream) -> Reply {
-    let mut raw = Vec::new();
-    let _ = tokio::time::timeout(Duration::from_secs(20), s.read_to_end(&mut raw)).await;
-    let text = String::from_utf8_lossy(&raw).into_owned();
-    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
-    let status = head
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
-    Reply {
-        status,
-        head: head.to_ascii_lowercase(),
-        body: body.to_owned(),
-    }
 }
 
 /// One keep-alive `GET /api/v1/sensors` on `conn`; its status, after the
@@ -102,11 +75,6 @@ async fn exchange(conn: &mut TcpStream, token: &str) -> u16 {
     }
 }
 
-fn code(r: &Reply) -> String {
-    let v: serde_json::Value = serde_json::from_str(&r.body).unwrap_or_default();
-    v["error"]["code"].as_str().unwrap_or_default().to_owned()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tokens_and_policy_are_the_native_protocols() {
     let d = TestDaemon::start("").await;
@@ -114,7 +82,7 @@ async fn tokens_and_policy_are_the_native_protocols() {
     // No token, and a wrong one: 401 with the stable code, and the security
     // headers on every response.
     let r = request(addr, "GET", "/api/v1/sensors", None, "").await;
-    assert_eq!((r.status, code(&r).as_str()), (401, "UNAUTHENTICATED"));
+    assert_eq!((r.status, r.code().as_str()), (401, "UNAUTHENTICATED"));
     assert!(r.head.contains("www-authenticate: bearer"), "{}", r.head);
     for h in [
         "content-security-policy: default-src 'self'",
@@ -125,7 +93,7 @@ async fn tokens_and_policy_are_the_native_protocols() {
     }
     let fake = format!("sgt_{}_{}", "0".repeat(16), "0".repeat(64));
     let r = request(addr, "GET", "/api/v1/sensors", Some(&fake), "").await;
-    assert_eq!((r.status, code(&r).as_str()), (401, "UNAUTHENTICATED"));
+    assert_eq!((r.status, r.code().as_str()), (401, "UNAUTHENTICATED"));
 
     // A reader: reads in scope, no admin routes.
     let (_, reader) = d.token(v1::Role::Reader, "lab/*").await;
@@ -140,7 +108,7 @@ async fn tokens_and_policy_are_the_native_protocols() {
     ] {
         let r = request(addr, method, path, Some(&reader), "").await;
         assert_eq!(
-            (r.status, code(&r).as_str()),
+            (r.status, r.code().as_str()),
             (403, "FORBIDDEN"),
             "{method} {path}"
         );
@@ -163,7 +131,7 @@ async fn tokens_and_policy_are_the_native_protocols() {
         "",
     )
     .await;
-    assert_eq!((r.status, code(&r).as_str()), (403, "FORBIDDEN"));
+    assert_eq!((r.status, r.code().as_str()), (403, "FORBIDDEN"));
     // The scheme is case-insensitive; a bad path parameter is a JSON 400.
     let mut s = TcpStream::connect(addr).await.unwrap();
     let req = format!(
@@ -180,11 +148,11 @@ async fn tokens_and_policy_are_the_native_protocols() {
         "",
     )
     .await;
-    assert_eq!((r.status, code(&r).as_str()), (400, "MALFORMED"));
+    assert_eq!((r.status, r.code().as_str()), (400, "MALFORMED"));
     assert!(!r.body.contains("not-a-number"), "{}", r.body);
     let r = request(addr, "PUT", "/api/v1/sensors", Some(&admin_token), "").await;
     assert_eq!(r.status, 405);
-    assert_eq!(code(&r), "MALFORMED");
+    assert_eq!(r.code(), "MALFORMED");
 
     // The admin creates a token over HTTP; its secret authenticates on the
     // native protocol too, and it is listed without its secret.
@@ -241,10 +209,10 @@ async fn tokens_and_policy_are_the_native_protocols() {
     assert_eq!(v["readings"].as_array().unwrap().len(), 10, "{}", r.body);
     // A device may not read, over HTTP as over the native protocol.
     let r = request(addr, "GET", "/api/v1/sensors", Some(&secret), "").await;
-    assert_eq!((r.status, code(&r).as_str()), (403, "FORBIDDEN"));
+    assert_eq!((r.status, r.code().as_str()), (403, "FORBIDDEN"));
     // Unknown routes are JSON errors too.
     let r = request(addr, "GET", "/etc/passwd", Some(&admin), "").await;
-    assert_eq!((r.status, code(&r).as_str()), (404, "NOT_FOUND"));
+    assert_eq!((r.status, r.code().as_str()), (404, "NOT_FOUND"));
     let r = request(addr, "GET", "/api/v1/../../etc/passwd", Some(&admin), "").await;
     assert_eq!(r.status, 404);
 }
@@ -283,7 +251,7 @@ async fn oversize_bodies_long_queries_and_slow_clients_are_cut_off() {
     // A query string over the cap: 414.
     let path = format!("/api/v1/sensors?pattern={}", "a".repeat(200));
     let r = request(addr, "GET", &path, Some(&admin), "").await;
-    assert_eq!((r.status, code(&r).as_str()), (414, "MALFORMED"));
+    assert_eq!((r.status, r.code().as_str()), (414, "MALFORMED"));
     // A body that trickles: cut off at the request deadline.
     let mut s = TcpStream::connect(addr).await.unwrap();
     let head = format!(
@@ -534,10 +502,10 @@ async fn metrics_need_a_reader_and_show_only_sensors_in_scope() {
         }]);
     }
     let r = request(addr, "GET", "/metrics", None, "").await;
-    assert_eq!((r.status, code(&r).as_str()), (401, "UNAUTHENTICATED"));
+    assert_eq!((r.status, r.code().as_str()), (401, "UNAUTHENTICATED"));
     let (_, device) = d.token(v1::Role::Device, "*").await;
     let r = request(addr, "GET", "/metrics", Some(device.expose()), "").await;
-    assert_eq!((r.status, code(&r).as_str()), (403, "FORBIDDEN"));
+    assert_eq!((r.status, r.code().as_str()), (403, "FORBIDDEN"));
     let (_, reader) = d.token(v1::Role::Reader, "lab/*").await;
     // The refused requests' connections are closed by now, or about to be:
     // wait until they are, so the scrape below counts only its own.
@@ -869,7 +837,7 @@ async fn whoami_tells_each_role_its_own_identity_and_nothing_else() {
     let d = TestDaemon::start("").await;
     let addr = http(&d);
     let r = request(addr, "GET", "/api/v1/whoami", None, "").await;
-    assert_eq!((r.status, code(&r).as_str()), (401, "UNAUTHENTICATED"));
+    assert_eq!((r.status, r.code().as_str()), (401, "UNAUTHENTICATED"));
     for (role, name) in [
         (v1::Role::Admin, "admin"),
         (v1::Role::Reader, "reader"),
@@ -903,7 +871,7 @@ async fn a_scoped_admin_cannot_escape_its_scope_over_http() {
     )
     .await;
     assert_eq!(
-        (r.status, code(&r).as_str()),
+        (r.status, r.code().as_str()),
         (403, "FORBIDDEN"),
         "{}",
         r.body
@@ -937,7 +905,7 @@ async fn a_scoped_admin_cannot_escape_its_scope_over_http() {
         "",
     )
     .await;
-    assert_eq!((r.status, code(&r).as_str()), (403, "FORBIDDEN"));
+    assert_eq!((r.status, r.code().as_str()), (403, "FORBIDDEN"));
     root.ping().await.unwrap();
 }
 
@@ -1051,7 +1019,7 @@ async fn responses_are_reserved_from_the_in_flight_budget() {
     // About 150 KiB of JSON: more than the whole budget.
     let r = request(addr, "GET", "/api/v1/sensors", Some(&admin), "").await;
     assert_eq!(
-        (r.status, code(&r).as_str()),
+        (r.status, r.code().as_str()),
         (503, "OVERLOADED"),
         "{}",
         r.head
@@ -1250,7 +1218,7 @@ async fn a_stream_list_with_an_empty_piece_or_over_its_length_is_refused() {
     for list in ["a/*,", ",a/*", "a/*,,b/*", long.as_str()] {
         let path = format!("/api/v1/stream?sensors={list}");
         let r = request(http(&d), "GET", &path, Some(&admin), "").await;
-        assert_eq!((r.status, code(&r).as_str()), (400, "MALFORMED"), "{list}");
+        assert_eq!((r.status, r.code().as_str()), (400, "MALFORMED"), "{list}");
     }
     d.assert_served().await;
 }

@@ -18,32 +18,12 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
-use common::{TestDaemon, rss_bytes};
+use common::{Reply, TestDaemon, http, read_reply, rss_bytes};
 use sensegate_client::wire as v1;
 use sensegate_gateway::reading::now_us;
 use sensegate_gateway::stats::Limit;
-use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+use tokio::io::AsyncWriteExt as _;
 use tokio::net::TcpStream;
-
-struct Reply {
-    status: u16,
-    head: String,
-    body: String,
-}
-
-impl Reply {
-    fn message(&self) -> String {
-        let v: serde_json::Value = serde_json::from_str(&self.body).unwrap_or_default();
-        v["error"]["message"]
-            .as_str()
-            .unwrap_or_default()
-            .to_owned()
-    }
-}
-
-fn http(d: &TestDaemon) -> SocketAddr {
-    d.daemon.http_addr().unwrap()
-}
 
 /// One POST on its own connection, with `headers` (each `Name: value`).
 async fn post(addr: SocketAddr, path: &str, headers: &[String], body: &[u8]) -> Reply {
@@ -58,23 +38,6 @@ async fn post(addr: SocketAddr, path: &str, headers: &[String], body: &[u8]) -> 
     // The server may answer (413) and close before all of it is sent.
     let _ = s.write_all(body).await;
     read_reply(&mut s).await
-}
-
-async fn read_reply(s: &mut TcpStream) -> Reply {
-    let mut raw = Vec::new();
-    let _ = tokio::time::timeout(Duration::from_secs(30), s.read_to_end(&mut raw)).await;
-    let text = String::from_utf8_lossy(&raw).into_owned();
-    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
-    let status = head
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
-    Reply {
-        status,
-        head: head.to_ascii_lowercase(),
-        body: body.to_owned(),
-    }
 }
 
 /// `n` lines `m,i=<k> v=1` for k from `at`: one reading each.

@@ -203,3 +203,52 @@ pub fn rss_bytes() -> u64 {
         .unwrap();
     kb * 1024
 }
+
+/// An HTTP response as the hand-written clients of the HTTP tests read it:
+/// the status, the head (lower-cased, for header checks) and the body.
+pub struct Reply {
+    pub status: u16,
+    pub head: String,
+    pub body: String,
+}
+
+impl Reply {
+    /// The stable code of a JSON error body.
+    pub fn code(&self) -> String {
+        self.error_field("code")
+    }
+
+    /// The message of a JSON error body.
+    pub fn message(&self) -> String {
+        self.error_field("message")
+    }
+
+    fn error_field(&self, field: &str) -> String {
+        let v: serde_json::Value = serde_json::from_str(&self.body).unwrap_or_default();
+        v["error"][field].as_str().unwrap_or_default().to_owned()
+    }
+}
+
+/// The daemon's HTTP address.
+pub fn http(d: &TestDaemon) -> SocketAddr {
+    d.daemon.http_addr().unwrap()
+}
+
+/// Reads a response until the server closes (the requests say
+/// `Connection: close`), or 30 s.
+pub async fn read_reply(s: &mut TcpStream) -> Reply {
+    let mut raw = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(30), s.read_to_end(&mut raw)).await;
+    let text = String::from_utf8_lossy(&raw).into_owned();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    Reply {
+        status,
+        head: head.to_ascii_lowercase(),
+        body: body.to_owned(),
+    }
+}
