@@ -1,6 +1,6 @@
 //! History store throughput: acknowledged commits through the store against
-//! a bare rusqlite loop inserting the same rows in the same batch size, both
-//! WAL with `synchronous=FULL`, on the same disk.
+//! a bare rusqlite loop writing the same packed chunks into the same table in
+//! the same batch size, both WAL with `synchronous=FULL`, on the same disk.
 //!
 //! ```text
 //! cargo run --release -p sensegate-gateway --example store_bench [DIR]
@@ -21,9 +21,10 @@ use std::time::{Duration, Instant};
 use rusqlite::{Connection, params};
 use sensegate_gateway::pattern::Pattern;
 use sensegate_gateway::reading::{Quality, Reading, now_us};
-use sensegate_gateway::store::HistoryStore;
+use sensegate_gateway::store::chunk;
 use sensegate_gateway::store::sqlite::{Durability, SqliteStore};
 use sensegate_gateway::store::writer::{QuerySlots, Retention, StoreHandle};
+use sensegate_gateway::store::{HistoryStore, Row};
 use tokio_util::sync::CancellationToken;
 
 fn batches(sensor: &str, batch: usize, count: usize) -> Vec<Vec<Reading>> {
@@ -43,26 +44,46 @@ fn batches(sensor: &str, batch: usize, count: usize) -> Vec<Vec<Reading>> {
         .collect()
 }
 
-/// The baseline: the same schema and rows, one transaction per batch.
+/// The baseline: the same schema and packed chunks written by a bare
+/// rusqlite loop, one transaction per batch (no writer thread, no id
+/// lookup, no sorting).
 fn bare(path: &Path, data: &[Vec<Reading>]) -> f64 {
     let conn = Connection::open(path).unwrap();
     conn.pragma_update(None, "journal_mode", "WAL").unwrap();
     conn.pragma_update(None, "synchronous", "FULL").unwrap();
     conn.execute_batch(
-        "CREATE TABLE readings (sensor_id INTEGER NOT NULL, ts INTEGER NOT NULL,
-           value REAL NOT NULL, quality INTEGER NOT NULL, PRIMARY KEY (sensor_id, ts)) WITHOUT ROWID;",
+        "CREATE TABLE chunks (seq INTEGER PRIMARY KEY AUTOINCREMENT, sensor_id INTEGER NOT NULL,
+           first_ts INTEGER NOT NULL, last_ts INTEGER NOT NULL, count INTEGER NOT NULL,
+           data BLOB NOT NULL);
+         CREATE INDEX chunks_by_time ON chunks (sensor_id, first_ts);",
     )
     .unwrap();
+    let mut blob = Vec::new();
     let start = Instant::now();
     for batch in data {
+        let rows: Vec<Row> = batch
+            .iter()
+            .map(|r| Row {
+                timestamp_us: r.timestamp_us,
+                value: r.value,
+                quality: r.quality,
+            })
+            .collect();
         conn.execute_batch("BEGIN").unwrap();
         {
             let mut stmt = conn
-                .prepare_cached("INSERT OR REPLACE INTO readings (sensor_id, ts, value, quality) VALUES (?1, ?2, ?3, ?4)")
+                .prepare_cached("INSERT INTO chunks (sensor_id, first_ts, last_ts, count, data) VALUES (?1, ?2, ?3, ?4, ?5)")
                 .unwrap();
-            for r in batch {
-                stmt.execute(params![1, r.timestamp_us, r.value, 0])
-                    .unwrap();
+            for run in chunk::runs(&rows) {
+                chunk::pack(run, &mut blob);
+                stmt.execute(params![
+                    1,
+                    run[0].timestamp_us,
+                    run[run.len() - 1].timestamp_us,
+                    i64::try_from(run.len()).unwrap(),
+                    &blob[..]
+                ])
+                .unwrap();
             }
         }
         conn.execute_batch("COMMIT").unwrap();

@@ -48,7 +48,7 @@ async fn pushed_readings_come_back_raw_and_bucketed() {
     let path = d.dir.path().join("history.db");
     let conn = rusqlite::Connection::open(&path).unwrap();
     let stored: i64 = conn
-        .query_row("SELECT COUNT(*) FROM readings", [], |r| r.get(0))
+        .query_row("SELECT SUM(count) FROM chunks", [], |r| r.get(0))
         .unwrap();
     assert_eq!(stored, 100);
 
@@ -306,7 +306,7 @@ async fn a_full_disk_refuses_pushes_clearly_and_history_resumes_when_freed() {
     let conn = rusqlite::Connection::open(&db).unwrap();
     let stored: i64 = conn
         .query_row(
-            "SELECT COUNT(*) FROM readings r JOIN sensors s ON s.id = r.sensor_id WHERE s.name = 'lab/t'",
+            "SELECT SUM(r.count) FROM chunks r JOIN sensors s ON s.id = r.sensor_id WHERE s.name = 'lab/t'",
             [],
             |r| r.get(0),
         )

@@ -3,6 +3,7 @@
 
 pub use sensegate_core::store::*;
 
+pub mod chunk;
 pub mod sqlite;
 
 use std::path::PathBuf;

@@ -2,9 +2,12 @@
 //! `synchronous=FULL` by default (an acknowledged reading survives power
 //! loss, not only a crash), schema migrations versioned in code.
 //!
-//! Readings are keyed by (sensor, timestamp) in a `WITHOUT ROWID` table, so
-//! a range query for one sensor reads one contiguous run of the primary key.
-//! Sensor names are stored once, in `sensors`, and referred to by id.
+//! Readings are packed in chunks ([`chunk`]): one row per sensor per commit
+//! (cut at 4,096 readings or an hour), numbered in commit order by `seq`,
+//! indexed by (sensor, first timestamp), so a range query for one sensor
+//! reads one contiguous run of the index and a commit writes a few rows
+//! however many readings it holds. Sensor names are stored once, in
+//! `sensors`, and referred to by id.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -14,27 +17,119 @@ use rusqlite::{Connection, OpenFlags, params};
 
 use super::{
     Bucket, History, HistoryError, HistoryErrorKind, HistoryQuery, HistoryStore, PruneStep, Row,
+    chunk,
 };
 use crate::reading::{Quality, Reading};
 
+/// One schema migration.
+enum Migration {
+    /// Statements.
+    Sql(&'static str),
+    /// A step that moves data, in Rust.
+    Code(fn(&Connection) -> Result<(), rusqlite::Error>),
+}
+
 /// The migrations, in order; `PRAGMA user_version` records how many ran.
-const MIGRATIONS: &[&str] = &[
-    // 1: sensors and readings.
-    "CREATE TABLE sensors (
-         id   INTEGER PRIMARY KEY,
-         name TEXT NOT NULL UNIQUE
-     );
-     -- No REFERENCES clause: the bundled SQLite enforces foreign keys by
-     -- default, which costs a lookup per inserted row (about a third of the
-     -- write time); ids are only ever taken from `sensors` by the writer.
-     CREATE TABLE readings (
-         sensor_id INTEGER NOT NULL,
-         ts        INTEGER NOT NULL,
-         value     REAL    NOT NULL,
-         quality   INTEGER NOT NULL,
-         PRIMARY KEY (sensor_id, ts)
-     ) WITHOUT ROWID;",
+/// Each runs in one transaction with its version update.
+const MIGRATIONS: &[Migration] = &[
+    // 1: sensors and readings, one row per reading.
+    Migration::Sql(
+        "CREATE TABLE sensors (
+             id   INTEGER PRIMARY KEY,
+             name TEXT NOT NULL UNIQUE
+         );
+         CREATE TABLE readings (
+             sensor_id INTEGER NOT NULL,
+             ts        INTEGER NOT NULL,
+             value     REAL    NOT NULL,
+             quality   INTEGER NOT NULL,
+             PRIMARY KEY (sensor_id, ts)
+         ) WITHOUT ROWID;",
+    ),
+    // 2: readings packed in chunks, one row per sensor per commit
+    // (`chunk`); the rows of 1 are moved into chunks and their table
+    // dropped.
+    //
+    // `seq` is the commit order: AUTOINCREMENT, so a number is never used
+    // twice, even after the newest chunks are pruned. No REFERENCES
+    // clause: the bundled SQLite enforces foreign keys by default, a lookup
+    // per insert; ids are only ever taken from `sensors` by the writer.
+    // `data` comes last, so the columns a query filters on are read without
+    // the blob's overflow pages.
+    Migration::Sql(
+        "CREATE TABLE chunks (
+             seq       INTEGER PRIMARY KEY AUTOINCREMENT,
+             sensor_id INTEGER NOT NULL,
+             first_ts  INTEGER NOT NULL,
+             last_ts   INTEGER NOT NULL,
+             count     INTEGER NOT NULL,
+             data      BLOB    NOT NULL
+         );
+         CREATE INDEX chunks_by_time ON chunks (sensor_id, first_ts);",
+    ),
+    Migration::Code(rows_into_chunks),
 ];
+
+/// Migration 2's data step: every row of `readings`, in key order, into
+/// chunks; then the table is dropped.
+fn rows_into_chunks(conn: &Connection) -> Result<(), rusqlite::Error> {
+    let mut read =
+        conn.prepare("SELECT sensor_id, ts, value, quality FROM readings ORDER BY sensor_id, ts")?;
+    let mut rows = read.query([])?;
+    let mut sensor = None;
+    let mut run: Vec<Row> = Vec::new();
+    let mut blob = Vec::new();
+    let flush = |sensor: i64, run: &mut Vec<Row>, blob: &mut Vec<u8>| {
+        for part in chunk::runs(run) {
+            insert_chunk(conn, sensor, part, blob)?;
+        }
+        run.clear();
+        Ok::<_, rusqlite::Error>(())
+    };
+    while let Some(r) = rows.next()? {
+        let id: i64 = r.get(0)?;
+        if sensor.is_some_and(|s| s != id) || run.len() >= chunk::MAX_ROWS {
+            flush(sensor.unwrap_or(id), &mut run, &mut blob)?;
+        }
+        sensor = Some(id);
+        run.push(Row {
+            timestamp_us: r.get(1)?,
+            value: r.get(2)?,
+            quality: quality_from(r.get(3)?),
+        });
+    }
+    if let Some(id) = sensor {
+        flush(id, &mut run, &mut blob)?;
+    }
+    drop(rows);
+    drop(read);
+    conn.execute_batch("DROP TABLE readings")
+}
+
+/// Inserts one run (sorted, one per timestamp, within a chunk's caps) as a
+/// chunk of `sensor`.
+fn insert_chunk(
+    conn: &Connection,
+    sensor: i64,
+    run: &[Row],
+    blob: &mut Vec<u8>,
+) -> Result<(), rusqlite::Error> {
+    let (Some(first), Some(last)) = (run.first(), run.last()) else {
+        return Ok(());
+    };
+    chunk::pack(run, blob);
+    conn.prepare_cached(
+        "INSERT INTO chunks (sensor_id, first_ts, last_ts, count, data) VALUES (?1, ?2, ?3, ?4, ?5)",
+    )?
+    .execute(params![
+        sensor,
+        first.timestamp_us,
+        last.timestamp_us,
+        i64::try_from(run.len()).unwrap_or(i64::MAX),
+        &blob[..]
+    ])?;
+    Ok(())
+}
 
 /// How durable a commit is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -84,7 +179,15 @@ struct Writer {
     ids: HashMap<String, i64>,
     /// Pruning carries on after this sensor id (0: from the start).
     prune_after: i64,
+    /// Buffers a commit reuses: every reading keyed by sensor id, one
+    /// sensor's run, one chunk's blob.
+    keyed: Vec<(i64, Row)>,
+    run: Vec<Row>,
+    blob: Vec<u8>,
 }
+
+/// Readings a commit's buffers keep room for between commits.
+const MAX_KEPT: usize = 1 << 16;
 
 fn err(e: &rusqlite::Error) -> HistoryError {
     let full = matches!(
@@ -136,6 +239,9 @@ impl SqliteStore {
                 conn,
                 ids: HashMap::new(),
                 prune_after: 0,
+                keyed: Vec::new(),
+                run: Vec::new(),
+                blob: Vec::new(),
             }),
             readers: Mutex::new(Vec::new()),
             gate: std::sync::RwLock::new(()),
@@ -193,17 +299,7 @@ impl SqliteStore {
         // from being checkpointed, for long.
         let deadline = std::time::Instant::now() + QUERY_DEADLINE;
         conn.progress_handler(10_000, Some(move || std::time::Instant::now() > deadline));
-        let result = query(&conn, q).map_err(|e| match e {
-            rusqlite::Error::SqliteFailure(f, _)
-                if f.code == rusqlite::ErrorCode::OperationInterrupted =>
-            {
-                HistoryError::new(format!(
-                    "the query ran over {} s; narrow the range or widen the bucket",
-                    QUERY_DEADLINE.as_secs()
-                ))
-            }
-            e => err(&e),
-        });
+        let result = query(&conn, q, deadline).map_err(Fault::into_error);
         conn.progress_handler(0, None::<fn() -> bool>);
         self.give_back(conn);
         result
@@ -249,13 +345,17 @@ fn migrate(conn: &Connection) -> Result<(), HistoryError> {
             "the database has schema version {version}; this program knows up to {known}"
         )));
     }
-    for (i, sql) in MIGRATIONS
+    for (i, step) in MIGRATIONS
         .iter()
         .enumerate()
         .skip(usize::try_from(version).unwrap_or(0))
     {
         let tx = conn.unchecked_transaction().map_err(|e| err(&e))?;
-        tx.execute_batch(sql).map_err(|e| err(&e))?;
+        match step {
+            Migration::Sql(sql) => tx.execute_batch(sql),
+            Migration::Code(run) => run(&tx),
+        }
+        .map_err(|e| err(&e))?;
         tx.pragma_update(None, "user_version", i + 1)
             .map_err(|e| err(&e))?;
         tx.commit().map_err(|e| err(&e))?;
@@ -297,9 +397,12 @@ impl Writer {
 
     fn insert_all(&mut self, batches: &[&[Reading]]) -> Result<(), rusqlite::Error> {
         // Sensor ids first (a batch is mostly one sensor: the previous
-        // reading's name is checked before the map), then one prepared
-        // statement for every row.
-        let mut ids = Vec::with_capacity(batches.iter().map(|b| b.len()).sum());
+        // reading's name is checked before the map), then every reading
+        // keyed by (sensor, time), sorted (stable: for one key the last
+        // written is last), and one chunk per run of a sensor.
+        let mut keyed = std::mem::take(&mut self.keyed);
+        keyed.clear();
+        keyed.reserve(batches.iter().map(|b| b.len()).sum());
         let mut last: Option<(&str, i64)> = None;
         for r in batches.iter().flat_map(|b| b.iter()) {
             let id = match last {
@@ -307,28 +410,44 @@ impl Writer {
                 _ => self.sensor_id(&r.sensor)?,
             };
             last = Some((&r.sensor, id));
-            ids.push(id);
-        }
-        let mut insert = self.conn.prepare_cached(
-            "INSERT OR REPLACE INTO readings (sensor_id, ts, value, quality) VALUES (?1, ?2, ?3, ?4)",
-        )?;
-        for (r, id) in batches.iter().flat_map(|b| b.iter()).zip(ids) {
-            insert.execute(params![
+            keyed.push((
                 id,
-                r.timestamp_us,
-                r.value,
-                quality_code(r.quality)
-            ])?;
+                Row {
+                    timestamp_us: r.timestamp_us,
+                    value: r.value,
+                    quality: r.quality,
+                },
+            ));
         }
-        Ok(())
-    }
-}
-
-const fn quality_code(q: Quality) -> i64 {
-    match q {
-        Quality::Good => 0,
-        Quality::Uncertain => 1,
-        Quality::Bad => 2,
+        keyed.sort_by_key(|(id, r)| (*id, r.timestamp_us));
+        let mut run = std::mem::take(&mut self.run);
+        let mut blob = std::mem::take(&mut self.blob);
+        let result = (|| {
+            for group in keyed.chunk_by(|a, b| a.0 == b.0) {
+                run.clear();
+                for (_, r) in group {
+                    match run.last_mut() {
+                        Some(prev) if prev.timestamp_us == r.timestamp_us => *prev = *r,
+                        _ => run.push(*r),
+                    }
+                }
+                for part in chunk::runs(&run) {
+                    insert_chunk(&self.conn, group[0].0, part, &mut blob)?;
+                }
+            }
+            Ok(())
+        })();
+        // Kept for the next commit, unless a burst made them large.
+        if keyed.capacity() > MAX_KEPT {
+            keyed = Vec::new();
+        }
+        if run.capacity() > MAX_KEPT {
+            run = Vec::new();
+        }
+        self.keyed = keyed;
+        self.run = run;
+        self.blob = blob;
+        result
     }
 }
 
@@ -406,14 +525,7 @@ impl Writer {
                 if deleted >= max_rows {
                     break;
                 }
-                let left = i64::try_from(max_rows - deleted).unwrap_or(i64::MAX);
-                deleted += self
-                    .conn
-                    .prepare_cached(
-                        "DELETE FROM readings WHERE sensor_id = ?1 AND ts IN
-                           (SELECT ts FROM readings WHERE sensor_id = ?1 AND ts < ?2 ORDER BY ts LIMIT ?3)",
-                    )?
-                    .execute(params![id, cutoff(name), left])?;
+                deleted += self.prune_sensor(*id, cutoff(name), max_rows - deleted)?;
                 // A sensor left with old rows is visited again next step.
                 if deleted < max_rows {
                     last = *id;
@@ -442,7 +554,140 @@ impl Writer {
     }
 }
 
-fn query(conn: &Connection, q: &HistoryQuery) -> Result<History, rusqlite::Error> {
+impl Writer {
+    /// Deletes up to `max_rows` of `sensor`'s readings before `cutoff`,
+    /// oldest first: whole chunks where they are all older, else the chunk
+    /// is rewritten without its older readings (its sequence number kept).
+    fn prune_sensor(
+        &mut self,
+        sensor: i64,
+        cutoff: i64,
+        max_rows: usize,
+    ) -> Result<usize, rusqlite::Error> {
+        // Each chunk holds at least one reading: `max_rows` chunks are
+        // enough.
+        let old: Vec<(i64, i64, i64, i64)> = self
+            .conn
+            .prepare_cached(
+                "SELECT seq, first_ts, last_ts, count FROM chunks
+                 WHERE sensor_id = ?1 AND first_ts < ?2 ORDER BY first_ts, seq LIMIT ?3",
+            )?
+            .query_map(
+                params![sensor, cutoff, i64::try_from(max_rows).unwrap_or(i64::MAX)],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+            )?
+            .collect::<Result<_, _>>()?;
+        let mut deleted = 0;
+        for (seq, first_ts, last_ts, count) in old {
+            let left = max_rows - deleted;
+            if left == 0 {
+                break;
+            }
+            let count = usize::try_from(count).unwrap_or(usize::MAX);
+            if last_ts < cutoff && count <= left {
+                self.conn
+                    .prepare_cached("DELETE FROM chunks WHERE seq = ?1")?
+                    .execute([seq])?;
+                deleted += count;
+                continue;
+            }
+            let data: Vec<u8> = self
+                .conn
+                .prepare_cached("SELECT data FROM chunks WHERE seq = ?1")?
+                .query_row([seq], |r| r.get(0))?;
+            let rows: Vec<Row> =
+                match chunk::Cursor::new(seq, first_ts, last_ts, count, &data).collect() {
+                    Ok(rows) => rows,
+                    Err(e) => {
+                        // Left as it is (and still refused by queries):
+                        // pruning goes on with the rest.
+                        tracing::warn!(error = %e, "pruning skips a damaged history chunk");
+                        continue;
+                    }
+                };
+            let take = rows
+                .iter()
+                .take_while(|r| r.timestamp_us < cutoff)
+                .count()
+                .min(left);
+            let keep = &rows[take..];
+            match (keep.first(), keep.last()) {
+                (Some(first), Some(last)) if take > 0 => {
+                    chunk::pack(keep, &mut self.blob);
+                    self.conn
+                        .prepare_cached(
+                            "UPDATE chunks SET first_ts = ?2, last_ts = ?3, count = ?4, data = ?5 WHERE seq = ?1",
+                        )?
+                        .execute(params![
+                            seq,
+                            first.timestamp_us,
+                            last.timestamp_us,
+                            i64::try_from(keep.len()).unwrap_or(i64::MAX),
+                            &self.blob[..]
+                        ])?;
+                }
+                (None, _) => {
+                    self.conn
+                        .prepare_cached("DELETE FROM chunks WHERE seq = ?1")?
+                        .execute([seq])?;
+                }
+                _ => {}
+            }
+            deleted += take;
+        }
+        Ok(deleted)
+    }
+}
+
+/// Why a query failed.
+#[derive(Debug)]
+enum Fault {
+    Sql(rusqlite::Error),
+    Chunk(chunk::ChunkError),
+    /// It ran past [`QUERY_DEADLINE`].
+    Deadline,
+}
+
+impl From<rusqlite::Error> for Fault {
+    fn from(e: rusqlite::Error) -> Self {
+        match e {
+            rusqlite::Error::SqliteFailure(f, _)
+                if f.code == rusqlite::ErrorCode::OperationInterrupted =>
+            {
+                Self::Deadline
+            }
+            e => Self::Sql(e),
+        }
+    }
+}
+
+impl From<chunk::ChunkError> for Fault {
+    fn from(e: chunk::ChunkError) -> Self {
+        Self::Chunk(e)
+    }
+}
+
+impl Fault {
+    fn into_error(self) -> HistoryError {
+        match self {
+            Self::Sql(e) => err(&e),
+            Self::Chunk(e) => HistoryError::new(e.to_string()),
+            Self::Deadline => HistoryError::new(format!(
+                "the query ran over {} s; narrow the range or widen the bucket",
+                QUERY_DEADLINE.as_secs()
+            )),
+        }
+    }
+}
+
+/// Readings decoded between two looks at the clock.
+const DEADLINE_EVERY: usize = 4096;
+
+fn query(
+    conn: &Connection,
+    q: &HistoryQuery,
+    deadline: std::time::Instant,
+) -> Result<History, Fault> {
     let Some(id) = conn
         .prepare_cached("SELECT id FROM sensors WHERE name = ?1")?
         .query_row([&q.sensor], |r| r.get::<_, i64>(0))
@@ -454,72 +699,127 @@ fn query(conn: &Connection, q: &HistoryQuery) -> Result<History, rusqlite::Error
     else {
         return Ok(History::default());
     };
-    // One row past the limit tells whether the answer was cut.
-    let fetch = i64::try_from(q.limit.saturating_add(1)).unwrap_or(i64::MAX);
-    let mut out = History::default();
-    if q.bucket_us == 0 {
-        let mut stmt = conn.prepare_cached(
-            "SELECT ts, value, quality FROM readings
-             WHERE sensor_id = ?1 AND ts >= ?2 AND ts < ?3 ORDER BY ts LIMIT ?4",
-        )?;
-        out.rows = stmt
-            .query_map(params![id, q.from_us, q.to_us, fetch], |r| {
-                Ok(Row {
-                    timestamp_us: r.get(0)?,
-                    value: r.get(1)?,
-                    quality: quality_from(r.get(2)?),
-                })
-            })?
-            .collect::<Result<_, _>>()?;
-        out.truncated = out.rows.len() > q.limit;
-        out.rows.truncate(q.limit);
-    } else {
-        // Aggregated here, in index order, rather than by `GROUP BY` (which
-        // sorts every row of the range before its LIMIT applies): a bucket
-        // is complete when the scan passes its end, and the scan stops at
-        // the first bucket past the limit.
-        let mut stmt = conn.prepare_cached(
-            "SELECT ts, value FROM readings
-             WHERE sensor_id = ?1 AND ts >= ?2 AND ts < ?3 ORDER BY ts",
-        )?;
-        let mut rows = stmt.query(params![id, q.from_us, q.to_us])?;
-        let mut current: Option<(i64, Bucket, f64)> = None;
-        while let Some(r) = rows.next()? {
-            let ts: i64 = r.get(0)?;
-            let value: f64 = r.get(1)?;
-            let b = (ts - q.from_us) / q.bucket_us;
-            match &mut current {
-                Some((at, bucket, sum)) if *at == b => {
-                    bucket.min = bucket.min.min(value);
-                    bucket.max = bucket.max.max(value);
-                    bucket.count += 1;
-                    *sum += value;
-                }
-                _ => {
-                    if let Some((_, done, sum)) = current.take() {
-                        out.buckets.push(finish(done, sum));
-                    }
-                    if out.buckets.len() >= q.limit {
-                        out.truncated = true;
-                        break;
-                    }
-                    let start_us = q.from_us.saturating_add(b.saturating_mul(q.bucket_us));
-                    let first = Bucket {
-                        start_us,
-                        min: value,
-                        max: value,
-                        mean: 0.0,
-                        count: 1,
-                    };
-                    current = Some((b, first, value));
-                }
+    // Chunks that may hold readings of the range: those starting in it, or
+    // at most a chunk's span before it.
+    let mut stmt = conn.prepare_cached(
+        "SELECT seq, first_ts, last_ts, count, data FROM chunks
+         WHERE sensor_id = ?1 AND first_ts >= ?2 AND first_ts < ?3 ORDER BY first_ts, seq",
+    )?;
+    let mut found = stmt.query(params![
+        id,
+        q.from_us.saturating_sub(chunk::MAX_SPAN_US),
+        q.to_us
+    ])?;
+    let from = q.from_us;
+    let chunks = std::iter::from_fn(move || {
+        loop {
+            let r = match found.next() {
+                Ok(Some(r)) => r,
+                Ok(None) => return None,
+                Err(e) => return Some(Err(Fault::from(e))),
+            };
+            match stored(r, from) {
+                Ok(Some(c)) => return Some(Ok(c)),
+                Ok(None) => {}
+                Err(e) => return Some(Err(e)),
             }
         }
-        if let Some((_, done, sum)) = current {
-            out.buckets.push(finish(done, sum));
+    });
+    let mut merged = chunk::Merge::new(chunks, q.from_us, q.to_us);
+    let mut out = History::default();
+    let mut checked = 0usize;
+    let mut on_time = || {
+        checked += 1;
+        if checked.is_multiple_of(DEADLINE_EVERY) && std::time::Instant::now() > deadline {
+            return Err(Fault::Deadline);
+        }
+        Ok(())
+    };
+    if q.bucket_us == 0 {
+        // One row past the limit tells whether the answer was cut.
+        for row in merged.by_ref() {
+            on_time()?;
+            out.rows.push(row?);
+            if out.rows.len() > q.limit {
+                break;
+            }
+        }
+        out.truncated = out.rows.len() > q.limit;
+        out.rows.truncate(q.limit);
+        return Ok(out);
+    }
+    // A bucket is complete when the readings pass its end; the scan stops
+    // at the first bucket past the limit.
+    let mut current: Option<(i64, Bucket, f64)> = None;
+    for row in merged {
+        on_time()?;
+        let Row {
+            timestamp_us: ts,
+            value,
+            ..
+        } = row?;
+        let b = (ts - q.from_us) / q.bucket_us;
+        match &mut current {
+            Some((at, bucket, sum)) if *at == b => {
+                bucket.min = bucket.min.min(value);
+                bucket.max = bucket.max.max(value);
+                bucket.count += 1;
+                *sum += value;
+            }
+            _ => {
+                if let Some((_, done, sum)) = current.take() {
+                    out.buckets.push(finish(done, sum));
+                }
+                if out.buckets.len() >= q.limit {
+                    out.truncated = true;
+                    break;
+                }
+                let start_us = q.from_us.saturating_add(b.saturating_mul(q.bucket_us));
+                let first = Bucket {
+                    start_us,
+                    min: value,
+                    max: value,
+                    mean: 0.0,
+                    count: 1,
+                };
+                current = Some((b, first, value));
+            }
         }
     }
+    if let Some((_, done, sum)) = current {
+        out.buckets.push(finish(done, sum));
+    }
     Ok(out)
+}
+
+/// Most bytes a chunk of [`chunk::MAX_ROWS`] readings packs into (a varint
+/// of at most 10 bytes and a value of 8 each).
+const MAX_CHUNK_BYTES: usize = chunk::MAX_ROWS * 18;
+
+/// One chunk row of a query; `None` when it ends before `from` (its blob is
+/// then not read). Its claims are checked before its blob is copied.
+fn stored(r: &rusqlite::Row<'_>, from: i64) -> Result<Option<chunk::Stored>, Fault> {
+    let seq: i64 = r.get(0)?;
+    let last_ts: i64 = r.get(2)?;
+    if last_ts < from {
+        return Ok(None);
+    }
+    let damaged = |what| chunk::ChunkError::Damaged { seq, what };
+    let count = usize::try_from(r.get::<_, i64>(3)?)
+        .ok()
+        .filter(|c| (1..=chunk::MAX_ROWS).contains(c))
+        .ok_or_else(|| damaged("a count out of range"))?;
+    let data = r.get_ref(4)?.as_blob().map_err(rusqlite::Error::from)?;
+    if data.len() > MAX_CHUNK_BYTES {
+        return Err(damaged("a blob larger than its count allows").into());
+    }
+    Ok(Some(chunk::Stored {
+        seq,
+        first_ts: r.get(1)?,
+        last_ts,
+        count,
+        data: data.to_vec(),
+    }))
 }
 
 /// A bucket with its mean, from the sum of its values.
@@ -695,5 +995,168 @@ mod tests {
             .unwrap();
         let e = SqliteStore::open(&path, Durability::Full).unwrap_err();
         assert!(e.message.contains("schema version 99"), "{e}");
+    }
+
+    /// A database of schema 1 (one row per reading) is moved into chunks
+    /// on open, every reading kept.
+    #[test]
+    fn a_version_1_database_is_migrated_into_chunks() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("h.db");
+        {
+            let conn = Connection::open(&path).unwrap();
+            let Migration::Sql(v1) = MIGRATIONS[0] else {
+                unreachable!()
+            };
+            conn.execute_batch(v1).unwrap();
+            conn.pragma_update(None, "user_version", 1).unwrap();
+            conn.execute_batch("INSERT INTO sensors (id, name) VALUES (1, 'a'), (2, 'b')")
+                .unwrap();
+            let mut ins = conn
+                .prepare("INSERT INTO readings VALUES (?1, ?2, ?3, ?4)")
+                .unwrap();
+            // 10,000 readings of a (three chunks by count), and b's spread
+            // over two hours (two chunks by span).
+            for i in 0..10_000i64 {
+                ins.execute(params![1, i, 1.0, 0]).unwrap();
+            }
+            for h in 0..3i64 {
+                ins.execute(params![2, h * chunk::MAX_SPAN_US, 2.0, 2])
+                    .unwrap();
+            }
+        }
+        let store = SqliteStore::open(&path, Durability::Full).unwrap();
+        let a = store.history(&q("a", 0, i64::MAX, 0, 20_000)).unwrap();
+        assert_eq!(a.rows.len(), 10_000);
+        assert!(
+            a.rows
+                .windows(2)
+                .all(|w| w[0].timestamp_us + 1 == w[1].timestamp_us)
+        );
+        let b = store.history(&q("b", 0, i64::MAX, 0, 10)).unwrap();
+        assert_eq!(b.rows.len(), 3);
+        assert_eq!(b.rows[2].quality, Quality::Bad);
+        let conn = Connection::open(&path).unwrap();
+        let (chunks, tables): (i64, i64) = conn
+            .query_row(
+                "SELECT (SELECT COUNT(*) FROM chunks),
+                        (SELECT COUNT(*) FROM sqlite_master WHERE name = 'readings')",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .unwrap();
+        assert_eq!((chunks, tables), (3 + 2, 0));
+    }
+
+    /// Pruning a chunk that straddles the cutoff keeps its newer readings.
+    #[test]
+    fn pruning_rewrites_a_chunk_that_straddles_the_cutoff() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&dir.path().join("h.db"), Durability::Normal).unwrap();
+        let a: Arc<str> = Arc::from("a");
+        let rows: Vec<Reading> = (0..100).map(|i| reading(&a, i, 1.0)).collect();
+        store.write(&[&rows]).unwrap();
+        let step = store.prune(&|_| 30, 1000).unwrap();
+        assert_eq!(step.deleted, 30);
+        let left = store.history(&q("a", 0, 1000, 0, 1000)).unwrap().rows;
+        assert_eq!(left.len(), 70);
+        assert_eq!(left[0].timestamp_us, 30);
+        // Nothing older is left to prune.
+        assert_eq!(store.prune(&|_| 30, 1000).unwrap().deleted, 0);
+        assert_eq!(store.prune(&|_| 1000, 1000).unwrap().deleted, 70);
+        let conn = Connection::open(dir.path().join("h.db")).unwrap();
+        let n: i64 = conn
+            .query_row("SELECT COUNT(*) FROM chunks", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(n, 0);
+    }
+
+    /// A damaged chunk is a clear query error, and pruning goes on past it.
+    #[test]
+    fn a_damaged_chunk_is_refused_by_queries_and_skipped_by_pruning() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("h.db");
+        let store = SqliteStore::open(&path, Durability::Normal).unwrap();
+        let a: Arc<str> = Arc::from("a");
+        let b: Arc<str> = Arc::from("b");
+        let rows: Vec<Reading> = (0..10).map(|i| reading(&a, i, 1.0)).collect();
+        store.write(&[&rows, &[reading(&b, 1, 1.0)]]).unwrap();
+        Connection::open(&path)
+            .unwrap()
+            .execute_batch(
+                "UPDATE chunks SET data = X'ff' WHERE sensor_id = (SELECT id FROM sensors WHERE name = 'a')",
+            )
+            .unwrap();
+        let e = store.history(&q("a", 0, 100, 0, 100)).unwrap_err();
+        assert!(e.message.contains("damaged"), "{e}");
+        assert_eq!(
+            store.history(&q("b", 0, 100, 0, 100)).unwrap().rows.len(),
+            1
+        );
+        let step = store.prune(&|_| 5, 1000).unwrap();
+        assert_eq!(step.deleted, 1, "b's old reading is pruned past a's chunk");
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(48))]
+        /// Any sequence of commits (overlapping, out of order, rewriting
+        /// timestamps) and prunes reads back as a map of the last write of
+        /// each timestamp: raw with any limit and bucketed.
+        #[test]
+        fn history_reads_back_as_the_last_write_of_each_timestamp(
+            commits in proptest::collection::vec(
+                (proptest::collection::vec((0i64..20_000, -1000i32..1000), 1..300), 0u8..4),
+                1..12,
+            ),
+            from in 0i64..10_000,
+            len in 1i64..20_000,
+            limit in 1usize..400,
+            bucket in 1i64..5_000,
+        ) {
+            let dir = tempfile::tempdir().unwrap();
+            let store = SqliteStore::open(&dir.path().join("h.db"), Durability::Normal).unwrap();
+            let a: Arc<str> = Arc::from("a");
+            let mut model = std::collections::BTreeMap::new();
+            for (i, (points, prune)) in commits.iter().enumerate() {
+                // Spread over more than a chunk's span now and then.
+                let scale = if i % 3 == 0 { chunk::MAX_SPAN_US / 5_000 } else { 1 };
+                let batch: Vec<Reading> = points
+                    .iter()
+                    .map(|&(t, v)| reading(&a, t * scale, f64::from(v)))
+                    .collect();
+                store.write(&[&batch]).unwrap();
+                for r in &batch {
+                    model.insert(r.timestamp_us, r.value);
+                }
+                if *prune == 0 {
+                    let cutoff = i64::from(u8::try_from(i).unwrap()) * 100;
+                    while store.prune(&|_| cutoff, 50).unwrap().more {}
+                    model.retain(|&t, _| t >= cutoff);
+                }
+            }
+            let to = from.saturating_add(len * chunk::MAX_SPAN_US / 5_000);
+            let want: Vec<(i64, f64)> = model.range(from..to).map(|(&t, &v)| (t, v)).collect();
+            let raw = store.history(&q("a", from, to, 0, limit)).unwrap();
+            let got: Vec<(i64, f64)> = raw.rows.iter().map(|r| (r.timestamp_us, r.value)).collect();
+            proptest::prop_assert_eq!(&got[..], &want[..want.len().min(limit)]);
+            proptest::prop_assert_eq!(raw.truncated, want.len() > limit);
+            let width = bucket * 1000;
+            let buckets = store.history(&q("a", from, to, width, limit)).unwrap().buckets;
+            let mut expect: Vec<(i64, u64, f64)> = Vec::new();
+            for &(t, v) in &want {
+                let start = from + (t - from) / width * width;
+                match expect.last_mut() {
+                    Some((s, n, sum)) if *s == start => {
+                        *n += 1;
+                        *sum += v;
+                    }
+                    _ => expect.push((start, 1, v)),
+                }
+            }
+            expect.truncate(limit);
+            let got: Vec<(i64, u64)> = buckets.iter().map(|b| (b.start_us, b.count)).collect();
+            let exp: Vec<(i64, u64)> = expect.iter().map(|e| (e.0, e.1)).collect();
+            proptest::prop_assert_eq!(got, exp);
+        }
     }
 }
