@@ -159,11 +159,20 @@ impl Catalog {
                 .sensors
                 .read()
                 .unwrap_or_else(std::sync::PoisonError::into_inner);
-            let known: Option<Vec<Arc<str>>> = names
-                .iter()
-                .map(|n| map.get_key_value(*n).map(|(k, _)| k.clone()))
-                .collect();
-            if let Some(known) = known {
+            // One lookup for each run of one name.
+            let mut known: Vec<Arc<str>> = Vec::with_capacity(names.len());
+            let mut all = true;
+            for n in names {
+                if let Some(last) = known.last().filter(|k| &***k == *n) {
+                    known.push(last.clone());
+                } else if let Some((k, _)) = map.get_key_value(*n) {
+                    known.push(k.clone());
+                } else {
+                    all = false;
+                    break;
+                }
+            }
+            if all {
                 return Ok(known);
             }
         }
@@ -306,7 +315,19 @@ impl Catalog {
             .sensors
             .write()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        for reading in readings {
+        // One lookup for each run of one sensor's readings, with the run's
+        // newest (the last of equal timestamps, as one by one would leave).
+        for run in readings.chunk_by(|a, b| Arc::ptr_eq(&a.sensor, &b.sensor)) {
+            let reading = run
+                .iter()
+                .reduce(|best, r| {
+                    if r.timestamp_us >= best.timestamp_us {
+                        r
+                    } else {
+                        best
+                    }
+                })
+                .unwrap_or(&run[0]);
             let Some(entry) = map.get_mut(&*reading.sensor) else {
                 continue;
             };

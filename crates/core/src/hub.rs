@@ -469,9 +469,22 @@ impl Hub {
     /// Hands a reading to every subscriber that wants it. Never waits on a
     /// subscriber.
     pub fn publish(&self, reading: &Reading) {
-        let route = self.route(&reading.sensor);
-        for sub in route.iter() {
-            sub.offer(reading.clone());
+        self.publish_all(std::slice::from_ref(reading));
+    }
+
+    /// Publishes `readings` in order; the route is looked up once for each
+    /// run of readings of one sensor (a batch is mostly such runs).
+    pub fn publish_all(&self, readings: &[Reading]) {
+        for run in readings.chunk_by(|a, b| Arc::ptr_eq(&a.sensor, &b.sensor)) {
+            let route = self.route(&run[0].sensor);
+            if route.is_empty() {
+                continue;
+            }
+            for reading in run {
+                for sub in route.iter() {
+                    sub.offer(reading.clone());
+                }
+            }
         }
     }
 

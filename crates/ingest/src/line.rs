@@ -563,6 +563,11 @@ pub(crate) const fn is_name_byte(b: u8) -> bool {
 
 /// Appends `s` with every byte outside the sensor-name set as `_`.
 pub(crate) fn push_sanitized(out: &mut String, s: &str) {
+    if s.bytes().all(is_name_byte) {
+        out.push_str(s);
+        return;
+    }
+    out.reserve(s.len());
     out.extend(
         s.bytes()
             .map(|b| if is_name_byte(b) { char::from(b) } else { '_' }),
@@ -585,7 +590,9 @@ impl Point<'_> {
     /// skipped.
     #[must_use]
     pub fn readings(&self) -> Vec<NamedReading> {
-        let mut base = String::new();
+        let mut base = String::with_capacity(
+            self.measurement.len() + self.tags.iter().map(|(_, v)| v.len() + 1).sum::<usize>(),
+        );
         push_sanitized(&mut base, &self.measurement);
         for (_, v) in &self.tags {
             base.push('/');
@@ -595,7 +602,9 @@ impl Point<'_> {
             .iter()
             .filter_map(|(k, v)| {
                 let value = v.as_reading()?;
-                let mut sensor = base.clone();
+                // Sized once: a clone then a push would grow it again.
+                let mut sensor = String::with_capacity(base.len() + 1 + k.len());
+                sensor.push_str(&base);
                 sensor.push('/');
                 push_sanitized(&mut sensor, k);
                 Some(NamedReading { sensor, value })

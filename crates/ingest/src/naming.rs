@@ -133,7 +133,17 @@ impl Template {
     }
 
     fn name(&self, point: &Point<'_>, field: &str) -> String {
-        let mut out = String::new();
+        let len = self
+            .parts
+            .iter()
+            .map(|p| match p {
+                Part::Literal(text) => text.len(),
+                Part::Measurement => point.measurement.len(),
+                Part::Field => field.len(),
+                Part::Tag(key) => tag(point, key).map_or(0, str::len),
+            })
+            .sum();
+        let mut out = String::with_capacity(len);
         for p in &self.parts {
             match p {
                 Part::Literal(text) => out.push_str(text),
