@@ -21,6 +21,9 @@ use super::{
 };
 use crate::reading::{Quality, Reading};
 
+mod outbox;
+pub use outbox::{Backlog, Outgoing, UplinkCursor};
+
 /// One schema migration.
 enum Migration {
     /// Statements.
@@ -68,6 +71,26 @@ const MIGRATIONS: &[Migration] = &[
          CREATE INDEX chunks_by_time ON chunks (sensor_id, first_ts);",
     ),
     Migration::Code(rows_into_chunks),
+    // 3: the outbox (`outbox`): the gateway's id, made once with this
+    // database, and one cursor per uplink.
+    Migration::Sql(
+        "CREATE TABLE meta (
+             key   TEXT PRIMARY KEY,
+             value TEXT NOT NULL
+         ) WITHOUT ROWID;
+         CREATE TABLE uplinks (
+             name      TEXT PRIMARY KEY,
+             delivered INTEGER NOT NULL,
+             dropped   INTEGER NOT NULL
+         ) WITHOUT ROWID;",
+    ),
+    Migration::Code(|conn| {
+        conn.execute(
+            "INSERT INTO meta (key, value) VALUES ('gateway_id', ?1)",
+            [outbox::new_gateway_id()?],
+        )?;
+        Ok(())
+    }),
 ];
 
 /// Migration 2's data step: every row of `readings`, in key order, into
@@ -158,6 +181,8 @@ pub struct SqliteStore {
     gate: std::sync::RwLock<()>,
     /// When the WAL was last reset.
     last_reset: Mutex<Option<std::time::Instant>>,
+    /// The gateway's id (`outbox`).
+    gateway_id: String,
 }
 
 /// WAL size past which the end of a query resets it (queries wait for the
@@ -184,6 +209,9 @@ struct Writer {
     keyed: Vec<(i64, Row)>,
     run: Vec<Row>,
     blob: Vec<u8>,
+    /// Retention deletes no chunk after this sequence number: what every
+    /// uplink has had confirmed (`outbox`).
+    hold: i64,
 }
 
 /// Readings a commit's buffers keep room for between commits.
@@ -233,7 +261,14 @@ impl SqliteStore {
         conn.busy_timeout(std::time::Duration::from_secs(5))
             .map_err(|e| err(&e))?;
         migrate(&conn)?;
+        let gateway_id: String = conn
+            .query_row("SELECT value FROM meta WHERE key = 'gateway_id'", [], |r| {
+                r.get(0)
+            })
+            .map_err(|e| err(&e))?;
+        let hold = outbox::hold(&outbox::cursors(&conn).map_err(|e| err(&e))?);
         Ok(Self {
+            gateway_id,
             path: path.to_owned(),
             writer: Mutex::new(Writer {
                 conn,
@@ -242,6 +277,7 @@ impl SqliteStore {
                 keyed: Vec::new(),
                 run: Vec::new(),
                 blob: Vec::new(),
+                hold,
             }),
             readers: Mutex::new(Vec::new()),
             gate: std::sync::RwLock::new(()),
@@ -289,6 +325,12 @@ impl SqliteStore {
         {
             tracing::warn!(error = %e, "could not reset the history WAL");
         }
+    }
+
+    fn lock_writer(&self) -> std::sync::MutexGuard<'_, Writer> {
+        self.writer
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// A query on a pooled reader connection.
@@ -570,10 +612,16 @@ impl Writer {
             .conn
             .prepare_cached(
                 "SELECT seq, first_ts, last_ts, count FROM chunks
-                 WHERE sensor_id = ?1 AND first_ts < ?2 ORDER BY first_ts, seq LIMIT ?3",
+                 WHERE sensor_id = ?1 AND first_ts < ?2 AND seq <= ?4
+                 ORDER BY first_ts, seq LIMIT ?3",
             )?
             .query_map(
-                params![sensor, cutoff, i64::try_from(max_rows).unwrap_or(i64::MAX)],
+                params![
+                    sensor,
+                    cutoff,
+                    i64::try_from(max_rows).unwrap_or(i64::MAX),
+                    self.hold
+                ],
                 |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
             )?
             .collect::<Result<_, _>>()?;
@@ -1017,6 +1065,7 @@ mod tests {
                 .unwrap();
             // 10,000 readings of a (three chunks by count), and b's spread
             // over two hours (two chunks by span).
+            conn.execute_batch("BEGIN").unwrap();
             for i in 0..10_000i64 {
                 ins.execute(params![1, i, 1.0, 0]).unwrap();
             }
@@ -1024,6 +1073,7 @@ mod tests {
                 ins.execute(params![2, h * chunk::MAX_SPAN_US, 2.0, 2])
                     .unwrap();
             }
+            conn.execute_batch("COMMIT").unwrap();
         }
         let store = SqliteStore::open(&path, Durability::Full).unwrap();
         let a = store.history(&q("a", 0, i64::MAX, 0, 20_000)).unwrap();
