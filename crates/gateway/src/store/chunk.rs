@@ -30,7 +30,8 @@ pub const MAX_ROWS: usize = 4096;
 pub const MAX_SPAN_US: i64 = 3_600_000_000;
 /// Most bytes of chunks a query holds open at once ([`Merge`]): only
 /// chunks that overlap in time are open together, so this is reached only
-/// when one sensor's range was written over thousands of times.
+/// when one instant of a sensor's history was written over some hundreds
+/// of times (about 230 full chunks of 4,096 readings).
 pub const MAX_OPEN_BYTES: usize = 16 << 20;
 
 /// A chunk read back from the database is not one [`pack`] writes.
@@ -46,7 +47,7 @@ pub enum ChunkError {
     },
     /// The chunks open at once would hold more than [`MAX_OPEN_BYTES`].
     #[error(
-        "this range of the sensor's history was written over too many times to merge in one query; narrow the range"
+        "this part of the sensor's history was written over too many times to merge in one query"
     )]
     Overlapping,
 }
@@ -293,6 +294,8 @@ pub struct Merge<I: Iterator> {
     open_bytes: usize,
     from: i64,
     to: i64,
+    /// An error ended it.
+    done: bool,
 }
 
 impl<I, E> Merge<I>
@@ -309,6 +312,7 @@ where
             open_bytes: 0,
             from,
             to,
+            done: false,
         }
     }
 
@@ -389,13 +393,16 @@ where
     type Item = Result<Row, E>;
 
     fn next(&mut self) -> Option<Self::Item> {
+        if self.done {
+            return None;
+        }
         match self.next_row() {
             Ok(row) => row.map(Ok),
             Err(e) => {
+                // Nothing after an error, and no chunk read for it.
                 self.open.clear();
                 self.open_bytes = 0;
-                // Nothing after an error.
-                for _ in self.chunks.by_ref() {}
+                self.done = true;
                 Some(Err(e))
             }
         }

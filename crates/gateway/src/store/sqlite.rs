@@ -607,12 +607,16 @@ impl Writer {
         max_rows: usize,
     ) -> Result<usize, rusqlite::Error> {
         // Each chunk holds at least one reading: `max_rows` chunks are
-        // enough.
-        let old: Vec<(i64, i64, i64, i64)> = self
+        // enough. Rows whose columns are not of their types are left out
+        // here (a query of them says they are damaged): one such row must
+        // not stop retention for every sensor.
+        let old: Vec<(i64, i64, i64, i64, i64)> = self
             .conn
             .prepare_cached(
-                "SELECT seq, first_ts, last_ts, count FROM chunks
+                "SELECT seq, first_ts, last_ts, count, length(data) FROM chunks
                  WHERE sensor_id = ?1 AND first_ts < ?2 AND seq <= ?4
+                   AND typeof(first_ts) = 'integer' AND typeof(last_ts) = 'integer'
+                   AND typeof(count) = 'integer' AND typeof(data) = 'blob'
                  ORDER BY first_ts, seq LIMIT ?3",
             )?
             .query_map(
@@ -622,16 +626,24 @@ impl Writer {
                     i64::try_from(max_rows).unwrap_or(i64::MAX),
                     self.hold
                 ],
-                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
             )?
             .collect::<Result<_, _>>()?;
         let mut deleted = 0;
-        for (seq, first_ts, last_ts, count) in old {
+        for (seq, first_ts, last_ts, count, len) in old {
             let left = max_rows - deleted;
             if left == 0 {
                 break;
             }
-            let count = usize::try_from(count).unwrap_or(usize::MAX);
+            let count = match claims(seq, first_ts, last_ts, count, len) {
+                Ok(count) => count,
+                Err(e) => {
+                    // Left as it is (and refused by queries): pruning goes
+                    // on with the rest.
+                    tracing::warn!(error = %e, "pruning skips a damaged history chunk");
+                    continue;
+                }
+            };
             if last_ts < cutoff && count <= left {
                 self.conn
                     .prepare_cached("DELETE FROM chunks WHERE seq = ?1")?
@@ -647,8 +659,6 @@ impl Writer {
                 match chunk::Cursor::new(seq, first_ts, last_ts, count, &data).collect() {
                     Ok(rows) => rows,
                     Err(e) => {
-                        // Left as it is (and still refused by queries):
-                        // pruning goes on with the rest.
                         tracing::warn!(error = %e, "pruning skips a damaged history chunk");
                         continue;
                     }
@@ -750,7 +760,7 @@ fn query(
     // Chunks that may hold readings of the range: those starting in it, or
     // at most a chunk's span before it.
     let mut stmt = conn.prepare_cached(
-        "SELECT seq, first_ts, last_ts, count, data FROM chunks
+        "SELECT seq, first_ts, last_ts, count, data, length(data) FROM chunks
          WHERE sensor_id = ?1 AND first_ts >= ?2 AND first_ts < ?3 ORDER BY first_ts, seq",
     )?;
     let mut found = stmt.query(params![
@@ -806,7 +816,10 @@ fn query(
             value,
             ..
         } = row?;
-        let b = (ts - q.from_us) / q.bucket_us;
+        // Readings are at or after `from`: the difference is not negative,
+        // and does not overflow as a u64.
+        let b =
+            i64::try_from(ts.abs_diff(q.from_us) / q.bucket_us.unsigned_abs()).unwrap_or(i64::MAX);
         match &mut current {
             Some((at, bucket, sum)) if *at == b => {
                 bucket.min = bucket.min.min(value);
@@ -840,30 +853,66 @@ fn query(
     Ok(out)
 }
 
-/// Most bytes a chunk of [`chunk::MAX_ROWS`] readings packs into (a varint
-/// of at most 10 bytes and a value of 8 each).
-const MAX_CHUNK_BYTES: usize = chunk::MAX_ROWS * 18;
-
-/// One chunk row of a query; `None` when it ends before `from` (its blob is
-/// then not read). Its claims are checked before its blob is copied.
-fn stored(r: &rusqlite::Row<'_>, from: i64) -> Result<Option<chunk::Stored>, Fault> {
-    let seq: i64 = r.get(0)?;
-    let last_ts: i64 = r.get(2)?;
-    if last_ts < from {
-        return Ok(None);
-    }
+/// Checks what a chunk's row claims (its count, its span, its blob's
+/// length, as `length(data)` gives it, before the blob is read) against
+/// what the writer ever writes; the count as a `usize`.
+fn claims(
+    seq: i64,
+    first_ts: i64,
+    last_ts: i64,
+    count: i64,
+    len: i64,
+) -> Result<usize, chunk::ChunkError> {
     let damaged = |what| chunk::ChunkError::Damaged { seq, what };
-    let count = usize::try_from(r.get::<_, i64>(3)?)
+    let count = usize::try_from(count)
         .ok()
         .filter(|c| (1..=chunk::MAX_ROWS).contains(c))
         .ok_or_else(|| damaged("a count out of range"))?;
-    let data = r.get_ref(4)?.as_blob().map_err(rusqlite::Error::from)?;
-    if data.len() > MAX_CHUNK_BYTES {
-        return Err(damaged("a blob larger than its count allows").into());
+    if !last_ts
+        .checked_sub(first_ts)
+        .is_some_and(|span| (0..=chunk::MAX_SPAN_US).contains(&span))
+    {
+        return Err(damaged("a span out of range"));
     }
+    // At least a byte of time and 8 of value per reading, at most 18.
+    let len = usize::try_from(len).map_err(|_| damaged("no blob"))?;
+    if len < count * 9 || len > count * MAX_BYTES_PER_READING {
+        return Err(damaged("a blob of a length its count does not allow"));
+    }
+    Ok(count)
+}
+
+/// Most bytes one reading packs into (a varint of at most 10 bytes and a
+/// value of 8).
+const MAX_BYTES_PER_READING: usize = 18;
+
+/// One chunk row of a query (`seq, first_ts, last_ts, count, data,
+/// length(data)`); `None` when it ends before `from` (its blob is then not
+/// read). Its claims are checked before its blob is read.
+fn stored(r: &rusqlite::Row<'_>, from: i64) -> Result<Option<chunk::Stored>, Fault> {
+    let seq: i64 = r.get(0)?;
+    let int = |i| {
+        r.get::<_, i64>(i).map_err(|_| chunk::ChunkError::Damaged {
+            seq,
+            what: "a column of the wrong type",
+        })
+    };
+    let last_ts = int(2)?;
+    if last_ts < from {
+        return Ok(None);
+    }
+    let first_ts = int(1)?;
+    let count = claims(seq, first_ts, last_ts, int(3)?, int(5)?)?;
+    let data = r
+        .get_ref(4)?
+        .as_blob()
+        .map_err(|_| chunk::ChunkError::Damaged {
+            seq,
+            what: "a column of the wrong type",
+        })?;
     Ok(Some(chunk::Stored {
         seq,
-        first_ts: r.get(1)?,
+        first_ts,
         last_ts,
         count,
         data: data.to_vec(),
@@ -1145,6 +1194,54 @@ mod tests {
         );
         let step = store.prune(&|_| 5, 1000).unwrap();
         assert_eq!(step.deleted, 1, "b's old reading is pruned past a's chunk");
+    }
+
+    /// Rows whose columns are of the wrong type or whose claims no writer
+    /// makes (a count of -1 over a 10 MB blob, a span of two hours) are
+    /// refused by queries and skipped by pruning, which goes on with the
+    /// rest: one such row once stopped retention for every sensor.
+    #[test]
+    fn rows_of_the_wrong_type_or_impossible_claims_never_stop_retention() {
+        for damage in [
+            "count = 'x'",
+            "data = 5",
+            "first_ts = 1.5",
+            "count = -1, data = zeroblob(10000000)",
+            "last_ts = first_ts + 7200000000",
+        ] {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("h.db");
+            let store = SqliteStore::open(&path, Durability::Normal).unwrap();
+            let a: Arc<str> = Arc::from("a");
+            let b: Arc<str> = Arc::from("b");
+            let rows: Vec<Reading> = (0..10).map(|i| reading(&a, i, 1.0)).collect();
+            store.write(&[&rows, &[reading(&b, 1, 1.0)]]).unwrap();
+            Connection::open(&path)
+                .unwrap()
+                .execute_batch(&format!(
+                    "UPDATE chunks SET {damage} WHERE sensor_id = (SELECT id FROM sensors WHERE name = 'a')"
+                ))
+                .unwrap();
+            let e = store.history(&q("a", 0, 100, 0, 100)).unwrap_err();
+            assert!(e.message.contains("damaged"), "{damage}: {e}");
+            let step = store.prune(&|_| 5, 1000).unwrap();
+            assert_eq!(step.deleted, 1, "{damage}: b's old reading is pruned");
+        }
+    }
+
+    /// A bucketed query from the earliest time there is does not overflow.
+    #[test]
+    fn a_bucketed_query_from_the_earliest_time_does_not_overflow() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&dir.path().join("h.db"), Durability::Normal).unwrap();
+        let a: Arc<str> = Arc::from("a");
+        store.write(&[&[reading(&a, 5, 1.0)]]).unwrap();
+        let buckets = store
+            .history(&q("a", i64::MIN, i64::MAX, i64::MAX, 10))
+            .unwrap()
+            .buckets;
+        assert_eq!(buckets.len(), 1);
+        assert_eq!(buckets[0].count, 1);
     }
 
     proptest::proptest! {

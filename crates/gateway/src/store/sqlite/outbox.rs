@@ -132,7 +132,7 @@ impl SqliteStore {
         let result = (|| {
             let mut stmt = conn.prepare_cached(
                 // The columns `stored` reads, then the name.
-                "SELECT c.seq, c.first_ts, c.last_ts, c.count, c.data, s.name
+                "SELECT c.seq, c.first_ts, c.last_ts, c.count, c.data, length(c.data), s.name
                  FROM chunks c JOIN sensors s ON s.id = c.sensor_id
                  WHERE c.seq > ?1 ORDER BY c.seq",
             )?;
@@ -149,7 +149,7 @@ impl SqliteStore {
                 readings += rows.len();
                 out.push(Outgoing {
                     seq: c.seq,
-                    sensor: r.get(5)?,
+                    sensor: r.get(6)?,
                     rows,
                 });
             }
