@@ -34,8 +34,8 @@ want() { [[ ",$SCENARIOS," == *",$1,"* ]]; }
 OUT=${OUT:-$root/target/bench-ab}
 PORT=17520
 
-step() { printf '\n==> %s\n' "$*"; }
-stop() { kill "$1" 2>/dev/null || true; wait "$1" 2>/dev/null || true; }
+# shellcheck source=bench/lib.sh
+. "$root/bench/lib.sh"
 
 mkdir -p "$OUT"
 command -v openssl >/dev/null || { echo "openssl is required (for the TLS step)" >&2; exit 1; }
@@ -43,15 +43,8 @@ step "build the load tool (release)"
 cargo build --release --locked -p sensegate-bench >"$OUT/build.log" 2>&1
 BENCH=$root/target/release/sensegate-bench
 ulimit -n 65536 2>/dev/null || true
-work=$(mktemp -d)
-pids=()
-trap 'for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$work"' EXIT
-openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 \
-  -subj /CN=localhost -addext subjectAltName=DNS:localhost,IP:127.0.0.1 \
-  -addext basicConstraints=critical,CA:FALSE \
-  -keyout "$work/key.pem" -out "$work/cert.pem" 2>/dev/null
-openssl pkcs8 -topk8 -nocrypt -in "$work/key.pem" -out "$work/key8.pem"
-chmod 0600 "$work/key8.pem"
+start_work
+make_cert
 
 # Starts BINARY ($1) with the extra config lines ($2); lines after "##new"
 # are kept only if the binary accepts them. Sets sg_pid and token.
