@@ -46,6 +46,9 @@ have npm || need_apt+=(npm)
 # The layering check (scripts/check-layers.py).
 have python3 || need_apt+=(python3)
 if [ "$E2E" != 0 ] && ! have chromium; then need_apt+=(chromium); fi
+# PostgreSQL 15 for the uplink tests (each starts its own cluster with
+# initdb, as the postgres user when run as root).
+ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1 || need_apt+=(postgresql-15)
 if [ ${#need_apt[@]} -gt 0 ]; then
   if have apt-get; then apt-get update -qq && apt-get install -y -qq "${need_apt[@]}"; else
     echo "missing: ${need_apt[*]}" >&2; exit 1; fi
@@ -92,6 +95,15 @@ if [ "$INTEROP" != 0 ]; then
   step "the OpenAPI document as a contract: schemathesis over every operation of a live daemon"
   scripts/api-contract.sh
 fi
+
+# The last use of the dev build: a build whose uplink moves its cursor
+# before the server confirmed a batch must lose readings when the server
+# crashes, and the fault-injection test must see it (its check can fail).
+step "negative control: the uplink built with SENSEGATE_FAULT_CONFIRM_EARLY loses readings, and the test sees it"
+SENSEGATE_FAULT_CONFIRM_EARLY=1 cargo nextest run -p sensegate-cli --locked \
+  --test uplink_postgres -E 'test(=postgres_crashed_mid_stream)' --no-capture 2>&1 \
+  | tee target/negative-control.log
+grep -q 'negative control: .* acknowledged readings lost, as expected' target/negative-control.log
 
 step "dependency policy (licences, bans, sources)"
 cargo deny --all-features check licenses bans sources

@@ -467,7 +467,9 @@ impl Hub {
     }
 
     /// Hands a reading to every subscriber that wants it. Never waits on a
-    /// subscriber.
+    /// subscriber. (The service publishes runs, [`Hub::publish_all`]; this
+    /// one is for tests and benchmarks.)
+    #[cfg(any(test, feature = "test-support"))]
     pub fn publish(&self, reading: &Reading) {
         self.publish_all(std::slice::from_ref(reading));
     }

@@ -165,10 +165,8 @@ impl Daemon {
                 tracing::warn!(error = %e, "cannot make the daemon undumpable");
             }
         }
-        let mut service = Service::new(config.server_name.clone(), config.limits, tokens, audit);
-        if let Some(store) = open_store(config, &service.shutdown_token())? {
-            service = service.with_store(store);
-        }
+        let service = Service::new(config.server_name.clone(), config.limits, tokens, audit);
+        let (service, sqlite, uplinks) = with_history(config, service)?;
         let service = Arc::new(service);
         let (listener, native_addr) = bind(config.native_listen).await?;
         let http = if config.http.enabled {
@@ -214,6 +212,7 @@ impl Daemon {
             ));
         }
         spawn_sources(config, host.as_ref(), &service, &tracker, &shutdown);
+        spawn_uplinks(config, sqlite.as_ref(), uplinks, &tracker, &shutdown);
         tracing::info!(addr = %native_addr, tls = fingerprint.is_some(), "native listener up");
         Ok(Self {
             service,
@@ -476,10 +475,84 @@ async fn bind(addr: SocketAddr) -> Result<(TcpListener, SocketAddr), StartError>
 }
 
 /// Opens the history store when it is on.
+/// What [`with_history`] hands back: the service, the SQLite store, the
+/// uplinks.
+type WithHistory = (Service, Option<Arc<SqliteStore>>, Vec<Attached>);
+/// An uplink and its figures.
+type Attached = (crate::uplink::UplinkConfig, Arc<crate::uplink::UplinkStats>);
+
+/// Opens the history (when on) for `service`, and attaches the uplinks.
+fn with_history(config: &Config, mut service: Service) -> Result<WithHistory, StartError> {
+    let mut sqlite = None;
+    if let Some((handle, store)) = open_store(config, &service.shutdown_token())? {
+        service = service.with_store(handle);
+        sqlite = Some(store);
+    }
+    let uplinks = attach_uplinks(config, sqlite.as_ref())?;
+    if !uplinks.is_empty() {
+        let stats = uplinks.iter().map(|(_, s)| s.clone()).collect();
+        service = service.with_uplinks(Arc::new(crate::uplink::Uplinks(stats)));
+    }
+    Ok((service, sqlite, uplinks))
+}
+
+/// Gives each configured uplink its cursor (dropping the cursors of
+/// uplinks no longer configured) and its figures.
+fn attach_uplinks(
+    config: &Config,
+    store: Option<&Arc<SqliteStore>>,
+) -> Result<Vec<Attached>, StartError> {
+    let Some(store) = store else {
+        return Ok(Vec::new());
+    };
+    let names: Vec<&str> = config.uplinks.iter().map(|u| u.name.as_str()).collect();
+    store
+        .attach_uplinks(&names)
+        .map_err(|source| StartError::Store {
+            path: config.data_dir.join("history.db"),
+            source,
+        })?;
+    Ok(config
+        .uplinks
+        .iter()
+        .map(|u| {
+            let stats = Arc::new(crate::uplink::UplinkStats::new(&u.name, u.target.kind()));
+            (u.clone(), stats)
+        })
+        .collect())
+}
+
+/// Starts one task per uplink.
+fn spawn_uplinks(
+    config: &Config,
+    store: Option<&Arc<SqliteStore>>,
+    uplinks: Vec<Attached>,
+    tracker: &TaskTracker,
+    shutdown: &CancellationToken,
+) {
+    let Some(store) = store else { return };
+    let gateway = crate::uplink::postgres::Gateway {
+        id: store.gateway_id().to_owned(),
+        name: config.server_name.clone(),
+    };
+    for (u, stats) in uplinks {
+        tracker.spawn(crate::uplink::run(
+            u,
+            store.clone(),
+            stats,
+            gateway.clone(),
+            shutdown.clone(),
+        ));
+    }
+}
+
+/// The history's writer and its SQLite store.
+type OpenedStore = (Arc<StoreHandle>, Arc<SqliteStore>);
+
 fn open_store(
     config: &Config,
     shutdown: &CancellationToken,
-) -> Result<Option<Arc<StoreHandle>>, StartError> {
+) -> Result<Option<OpenedStore>, StartError> {
     if !config.store.enabled {
         return Ok(None);
     }
@@ -490,13 +563,15 @@ fn open_store(
         .unwrap_or_else(|| config.data_dir.join("history.db"));
     let store = SqliteStore::open(&path, config.store.durability)
         .map_err(|source| StartError::Store { path, source })?;
-    Ok(Some(StoreHandle::start(
-        Arc::new(store),
+    let store = Arc::new(store);
+    let handle = StoreHandle::start(
+        store.clone(),
         config.store.max_queued_readings,
         config.store.queries,
         config.store.retention.clone(),
         shutdown,
-    )))
+    );
+    Ok(Some((handle, store)))
 }
 
 /// Starts the driver, serial and hwmon sources.

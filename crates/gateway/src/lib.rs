@@ -38,5 +38,6 @@ pub mod sim;
 pub mod sources;
 pub mod store;
 pub mod tls;
+pub mod uplink;
 
 pub use sensegate_proto::{FrameLimit, MessageLimits};

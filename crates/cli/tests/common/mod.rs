@@ -12,6 +12,8 @@ use std::time::{Duration, Instant};
 
 use sensegate_client::{Client, ConnectOptions, Secret};
 
+pub mod pg;
+
 /// A `sensegate serve` child with its log lines collected.
 pub struct Gateway {
     pub child: Child,
@@ -108,6 +110,41 @@ impl Gateway {
             token,
             log,
         }
+    }
+
+    /// The HTTP listener's address, from the log.
+    pub fn http_addr(&self) -> String {
+        self.log
+            .lock()
+            .unwrap()
+            .iter()
+            .find_map(|l| field(l, "addr").filter(|_| l.contains("http listener up")))
+            .expect("no http listener")
+    }
+
+    /// `GET path` on the HTTP API with the admin token; the body.
+    pub fn http_get(&self, path: &str) -> String {
+        use std::io::{Read as _, Write as _};
+        let mut s = std::net::TcpStream::connect(self.http_addr()).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        write!(
+            s,
+            "GET {path} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {}\r\nConnection: close\r\n\r\n",
+            self.token
+        )
+        .unwrap();
+        let mut out = String::new();
+        s.read_to_string(&mut out).unwrap();
+        out.split_once("\r\n\r\n")
+            .map_or(out.clone(), |(_, b)| b.to_owned())
+    }
+
+    /// A metric's value for the series whose line starts with `series`.
+    pub fn metric(&self, series: &str) -> Option<f64> {
+        self.http_get("/metrics")
+            .lines()
+            .find(|l| l.starts_with(series))
+            .and_then(|l| l.rsplit(' ').next()?.parse().ok())
     }
 
     /// Lines the daemon logged so far.

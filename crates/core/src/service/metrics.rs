@@ -38,6 +38,8 @@ pub struct MetricsSnapshot {
     pub readings_ingested: u64,
     /// History, when on.
     pub store: Option<StoreFigures>,
+    /// Each uplink's figures (daemon-wide, as the store's are).
+    pub uplinks: Vec<UplinkFigures>,
     /// Failed authentications: a wrong token.
     pub auth_bad_token: u64,
     /// Failed authentications: throttled.
@@ -74,6 +76,37 @@ pub struct StoreFigures {
     pub commit_latency: HistogramSnapshot,
     /// The write-ahead log's size, where the backend has one.
     pub wal_bytes: Option<u64>,
+}
+
+/// One uplink's figures (see the gateway's `uplink` module).
+#[derive(Debug, Clone, PartialEq)]
+pub struct UplinkFigures {
+    /// Its configured name.
+    pub name: String,
+    /// Its kind (`postgres`, `mqtt`).
+    pub kind: &'static str,
+    /// Whether it is connected now.
+    pub connected: bool,
+    /// The last commit sequence number the remote side confirmed.
+    pub delivered_seq: i64,
+    /// Readings committed and not yet confirmed.
+    pub backlog_rows: u64,
+    /// The age of the oldest reading not yet confirmed.
+    pub backlog_seconds: f64,
+    /// Batches confirmed since start.
+    pub batches: u64,
+    /// Readings confirmed since start.
+    pub rows: u64,
+    /// Failed connections and batches since start.
+    pub retries: u64,
+    /// Readings dropped past the backlog cap, ever.
+    pub dropped: u64,
+}
+
+/// Where the service reads the uplinks' figures.
+pub trait UplinkReport: Send + Sync + std::fmt::Debug {
+    /// Every uplink's figures now.
+    fn figures(&self) -> Vec<UplinkFigures>;
 }
 
 /// One sensor's last value.
@@ -147,6 +180,11 @@ impl Service {
                 commit_latency: s.commit_latency().snapshot(),
                 wal_bytes: s.wal_bytes(),
             }),
+            uplinks: self
+                .uplinks
+                .as_ref()
+                .map(|u| u.figures())
+                .unwrap_or_default(),
             auth_bad_token: c.auth_bad_token.load(Relaxed),
             auth_throttled: c.auth_throttled.load(Relaxed),
             driver_restarts: restarts,

@@ -53,7 +53,9 @@ pub struct Internals<'a> {
     pub registry: &'a Arc<Registry>,
 }
 
-pub use metrics::{HubFigures, MetricsSnapshot, SensorValue, StoreFigures};
+pub use metrics::{
+    HubFigures, MetricsSnapshot, SensorValue, StoreFigures, UplinkFigures, UplinkReport,
+};
 
 /// Why an operation was refused. Messages are fixed text: never input, never
 /// a secret.
@@ -204,6 +206,8 @@ pub struct Service {
     ingested: std::sync::atomic::AtomicU64,
     /// History, when on.
     store: Option<Arc<StoreHandle>>,
+    /// The uplinks' figures, when the daemon runs any.
+    uplinks: Option<Arc<dyn UplinkReport>>,
     /// Counters for `/metrics`.
     counters: Counters,
     /// The bootstrap admin token's id and the file holding its secret, to
@@ -265,6 +269,7 @@ impl Service {
             push_rate: PushRate::new(limits.push_rate_per_sec),
             ingested: std::sync::atomic::AtomicU64::new(0),
             store: None,
+            uplinks: None,
             counters: Counters::default(),
             bootstrap: Mutex::new(None),
             bootstrap_armed: std::sync::atomic::AtomicBool::new(false),
@@ -293,6 +298,13 @@ impl Service {
     #[must_use]
     pub fn with_store(mut self, store: Arc<StoreHandle>) -> Self {
         self.store = Some(store);
+        self
+    }
+
+    /// Reports the uplinks' figures in [`Service::metrics`].
+    #[must_use]
+    pub fn with_uplinks(mut self, uplinks: Arc<dyn UplinkReport>) -> Self {
+        self.uplinks = Some(uplinks);
         self
     }
 

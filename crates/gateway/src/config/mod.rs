@@ -25,6 +25,7 @@ pub use crate::http::HttpConfig;
 pub use crate::mqtt::MqttConfig;
 pub use crate::sim::SimConfig;
 pub use crate::store::StoreConfig;
+pub use crate::uplink::UplinkConfig;
 pub use raw::RawConfig;
 
 use crate::http::api::HttpLimits;
@@ -36,6 +37,7 @@ mod lines;
 mod mqtt;
 pub mod raw;
 mod sources;
+mod uplink;
 mod validate;
 
 /// Largest config file read.
@@ -78,6 +80,8 @@ pub struct Config {
     pub http: HttpConfig,
     /// The MQTT listener.
     pub mqtt: MqttConfig,
+    /// Uplinks to the site's central systems.
+    pub uplinks: Vec<UplinkConfig>,
 }
 
 /// A configuration that cannot be used.
@@ -176,6 +180,7 @@ impl Config {
                 limits: HttpLimits::default(),
             },
             mqtt: MqttConfig::DEFAULT,
+            uplinks: Vec::new(),
         }
     }
 }

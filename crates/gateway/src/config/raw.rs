@@ -45,6 +45,59 @@ pub struct RawConfig {
     /// `[ingest]`
     #[serde(default)]
     pub ingest: RawIngest,
+    /// `[[uplink]]`
+    #[serde(default)]
+    pub uplink: Vec<RawUplink>,
+}
+
+/// `[[uplink]]`: history sent on to a central system. See `docs/site.md`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawUplink {
+    /// Its name (the key of its cursor).
+    pub name: Option<String>,
+    /// `postgres`.
+    pub kind: Option<String>,
+    /// The server's host name or address.
+    pub host: Option<String>,
+    /// Its port.
+    pub port: Option<u64>,
+    /// The role (PostgreSQL).
+    pub user: Option<String>,
+    /// The database (PostgreSQL; default: the user's name).
+    pub dbname: Option<String>,
+    /// A file holding the password.
+    pub password_file: Option<PathBuf>,
+    /// TLS (default true).
+    pub tls: Option<bool>,
+    /// The CA certificates the server's must chain to.
+    pub ca_file: Option<PathBuf>,
+    /// A client certificate, with `client_key`.
+    pub client_cert: Option<PathBuf>,
+    /// The client certificate's key.
+    pub client_key: Option<PathBuf>,
+    /// The readings table (PostgreSQL).
+    pub table: Option<String>,
+    /// `create` or `check` (PostgreSQL).
+    pub schema: Option<String>,
+    /// `month` or `none` (PostgreSQL).
+    pub partitions: Option<String>,
+    /// `on`, `remote_apply`, `remote_write`, `local` or `off` (PostgreSQL).
+    pub synchronous_commit: Option<String>,
+    /// Largest message the server may send.
+    pub max_message_bytes: Option<u64>,
+    /// Readings in one batch.
+    pub batch_readings: Option<u64>,
+    /// Readings not yet confirmed kept, at most.
+    pub max_backlog_rows: Option<u64>,
+    /// Rows sent a second, at most.
+    pub max_rows_per_sec: Option<u64>,
+    /// First wait after a failure.
+    pub backoff_min_ms: Option<u64>,
+    /// Longest wait after failures in a row.
+    pub backoff_max_ms: Option<u64>,
+    /// Longest a connection attempt or one batch may take.
+    pub timeout_ms: Option<u64>,
 }
 
 /// `[ingest]`: the HTTP write routes (InfluxDB line protocol, SenML). See

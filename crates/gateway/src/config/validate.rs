@@ -82,6 +82,14 @@ impl Validator<'_> {
         let mut http = self.http(&raw.http, &raw.ingest, defaults.http)?;
         // A SenML name is a sensor name: the same cap.
         http.limits.ingest.senml.max_name_bytes = limits.message.max_name_bytes;
+        let store = self.store(&raw.store, &limits, http.limits.ingest.max_readings)?;
+        let uplinks = self.uplinks(&raw.uplink)?;
+        if !store.enabled && !uplinks.is_empty() {
+            return Err(self.invalid(
+                "store.enabled",
+                "is false, but uplinks send the history: keep it on, or remove [[uplink]]",
+            ));
+        }
         Ok(Config {
             server_name,
             data_dir,
@@ -93,9 +101,10 @@ impl Validator<'_> {
             limits,
             sim,
             sources,
-            store: self.store(&raw.store, &limits, http.limits.ingest.max_readings)?,
+            store,
             http,
             mqtt,
+            uplinks,
         })
     }
 

@@ -91,6 +91,7 @@ fn daemon_series(out: &mut String, m: &MetricsSnapshot) {
             let _ = writeln!(out, "sensegate_store_wal_bytes {wal}");
         }
     }
+    uplink_series(out, &m.uplinks);
     header(
         out,
         "sensegate_auth_failures_total",
@@ -119,6 +120,84 @@ fn daemon_series(out: &mut String, m: &MetricsSnapshot) {
             "sensegate_driver_restarts_total{{source=\"{}\"}} {n}",
             escape(source)
         );
+    }
+}
+
+/// One uplink series: name, type, help, value.
+type UplinkSeries = (
+    &'static str,
+    &'static str,
+    &'static str,
+    fn(&crate::service::UplinkFigures) -> String,
+);
+
+/// Each uplink: connected, last confirmed sequence number, backlog, what
+/// it sent, retries, drops past its cap.
+fn uplink_series(out: &mut String, uplinks: &[crate::service::UplinkFigures]) {
+    if uplinks.is_empty() {
+        return;
+    }
+    let series: [UplinkSeries; 8] = [
+        (
+            "sensegate_uplink_connected",
+            "gauge",
+            "1 while the uplink is connected.",
+            |u| u8::from(u.connected).to_string(),
+        ),
+        (
+            "sensegate_uplink_delivered_seq",
+            "gauge",
+            "The last commit sequence number the remote side confirmed.",
+            |u| u.delivered_seq.to_string(),
+        ),
+        (
+            "sensegate_uplink_backlog_rows",
+            "gauge",
+            "Readings committed and not yet confirmed.",
+            |u| u.backlog_rows.to_string(),
+        ),
+        (
+            "sensegate_uplink_backlog_seconds",
+            "gauge",
+            "Age of the oldest reading not yet confirmed.",
+            |u| u.backlog_seconds.to_string(),
+        ),
+        (
+            "sensegate_uplink_batches_total",
+            "counter",
+            "Batches the remote side confirmed.",
+            |u| u.batches.to_string(),
+        ),
+        (
+            "sensegate_uplink_rows_total",
+            "counter",
+            "Readings the remote side confirmed.",
+            |u| u.rows.to_string(),
+        ),
+        (
+            "sensegate_uplink_retries_total",
+            "counter",
+            "Failed connections and batches.",
+            |u| u.retries.to_string(),
+        ),
+        (
+            "sensegate_uplink_dropped_total",
+            "counter",
+            "Readings dropped past the backlog cap, never delivered.",
+            |u| u.dropped.to_string(),
+        ),
+    ];
+    for (name, kind, help, value) in series {
+        header(out, name, kind, help);
+        for u in uplinks {
+            let _ = writeln!(
+                out,
+                "{name}{{uplink=\"{}\",kind=\"{}\"}} {}",
+                escape(&u.name),
+                u.kind,
+                value(u)
+            );
+        }
     }
 }
 

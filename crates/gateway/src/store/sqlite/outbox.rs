@@ -186,6 +186,21 @@ impl SqliteStore {
     /// # Errors
     /// [`HistoryError`]; also when `uplink` is not attached.
     pub fn enforce_backlog(&self, uplink: &str, max_rows: u64) -> Result<Backlog, HistoryError> {
+        // Counted on a reader first: commits go on meanwhile, and only a
+        // backlog past its cap takes the writer.
+        let conn = self.reader()?;
+        let counted = backlog_rows(&conn, uplink);
+        self.give_back(conn);
+        match counted.map_err(|e| err(&e))? {
+            None => return Err(HistoryError::new(format!("no uplink named {uplink:?}"))),
+            Some(rows) if rows <= max_rows => {
+                return Ok(Backlog {
+                    rows,
+                    dropped_now: 0,
+                });
+            }
+            Some(_) => {}
+        }
         let mut w = self.lock_writer();
         let result = skip_past_cap(&w, uplink, max_rows);
         let backlog = result.map_err(|e| err(&e))?;
@@ -198,6 +213,26 @@ impl SqliteStore {
         }
         Ok(backlog)
     }
+}
+
+/// Readings after `uplink`'s cursor (`None`: no such uplink).
+fn backlog_rows(conn: &rusqlite::Connection, uplink: &str) -> Result<Option<u64>, rusqlite::Error> {
+    let Some(delivered) = conn
+        .query_row(
+            "SELECT delivered FROM uplinks WHERE name = ?1",
+            [uplink],
+            |r| r.get::<_, i64>(0),
+        )
+        .optional()?
+    else {
+        return Ok(None);
+    };
+    let rows: i64 = conn.query_row(
+        "SELECT COALESCE(SUM(count), 0) FROM chunks WHERE seq > ?1",
+        [delivered],
+        |r| r.get(0),
+    )?;
+    Ok(Some(u64::try_from(rows).unwrap_or(0)))
 }
 
 fn skip_past_cap(

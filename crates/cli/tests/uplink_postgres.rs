@@ -1,0 +1,422 @@
+//! The PostgreSQL uplink against a real PostgreSQL server (TLS, SCRAM),
+//! with faults injected while devices push: the server crashed
+//! (`pg_ctl stop -m immediate`) and restarted, the gateway killed with
+//! SIGKILL and restarted, the network cut by a proxy and restored, the
+//! backlog past its cap. Each checks that every reading the gateway
+//! acknowledged to a device arrives centrally (and the table's key rules
+//! out duplicates). Two negative controls show the check can fail: the
+//! uplink with `synchronous_commit = off` against a crashing server, and a
+//! build with `SENSEGATE_FAULT_CONFIRM_EARLY` (the cursor moved before the
+//! confirmation), under which `postgres_crashed_mid_stream` must see a loss.
+#![allow(
+    clippy::unwrap_used,
+    reason = "test code: a failed unwrap is a failed test"
+)]
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use common::Gateway;
+use common::pg::{Postgres, Proxy};
+use sensegate_client::wire as v1;
+use sensegate_client::{Client, ConnectOptions, Secret};
+
+type Acked = Arc<Mutex<BTreeSet<(String, i64)>>>;
+
+/// Devices pushing batches of 100 readings, recording what was
+/// acknowledged, until `batches` each or a failure.
+struct Devices {
+    acked: Acked,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+const BATCH: i64 = 100;
+
+async fn device_secret(gw: &Gateway) -> Secret {
+    let mut admin = gw.client().await;
+    let created = admin
+        .create_token("devices", v1::Role::Device, "dev/*")
+        .await
+        .unwrap();
+    Secret::new(created.secret)
+}
+
+impl Devices {
+    fn start(addr: &str, secret: &Secret, devices: usize, batches: i64, base: i64) -> Self {
+        let acked: Acked = Arc::default();
+        let tasks = (0..devices)
+            .map(|d| {
+                let mut o = ConnectOptions::plain(addr.to_owned(), secret.clone());
+                o.timeout = Duration::from_secs(5);
+                let acked = acked.clone();
+                tokio::spawn(async move {
+                    let Ok(mut c) = Client::connect(&o).await else {
+                        return;
+                    };
+                    let sensor = format!("dev/d{d}");
+                    for n in 0..batches {
+                        let readings: Vec<v1::Reading> = (0..BATCH)
+                            .map(|i| v1::Reading {
+                                sensor: sensor.clone(),
+                                timestamp_us: base + n * BATCH + i,
+                                value: f64::from(u32::try_from(i).unwrap()),
+                                quality: v1::Quality::Good.into(),
+                            })
+                            .collect();
+                        if c.push(readings).await.is_err() {
+                            return;
+                        }
+                        acked
+                            .lock()
+                            .unwrap()
+                            .extend((0..BATCH).map(|i| (sensor.clone(), base + n * BATCH + i)));
+                        tokio::time::sleep(Duration::from_millis(10)).await;
+                    }
+                })
+            })
+            .collect();
+        Self { acked, tasks }
+    }
+
+    async fn finish(self) -> BTreeSet<(String, i64)> {
+        for t in self.tasks {
+            t.await.unwrap();
+        }
+        self.acked.lock().unwrap().clone()
+    }
+}
+
+/// Recent readings (retention must not touch them).
+fn base() -> i64 {
+    sensegate_gateway::reading::now_us() - 600_000_000
+}
+
+/// What of `acked` is not stored centrally.
+fn missing(acked: &BTreeSet<(String, i64)>, central: &[(String, String, i64)]) -> usize {
+    let have: BTreeSet<(&str, i64)> = central.iter().map(|(_, s, t)| (s.as_str(), *t)).collect();
+    acked
+        .iter()
+        .filter(|(s, t)| !have.contains(&(s.as_str(), *t)))
+        .count()
+}
+
+/// Waits until the uplink has nothing left to send.
+fn settle(gw: &Gateway) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let series = "sensegate_uplink_backlog_rows{uplink=\"site\"";
+    let connected = "sensegate_uplink_connected{uplink=\"site\"";
+    let mut quiet = 0;
+    while quiet < 3 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the uplink did not settle"
+        );
+        if gw.metric(series) == Some(0.0) && gw.metric(connected) == Some(1.0) {
+            quiet += 1;
+        } else {
+            quiet = 0;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// Every acknowledged reading arrives centrally, or (under the negative
+/// control build) some do not.
+fn check_delivered(pg: &Postgres, gw: &Gateway, acked: &BTreeSet<(String, i64)>) {
+    assert!(!acked.is_empty(), "no push was acknowledged");
+    if sensegate_gateway::uplink::CONFIRMS_EARLY {
+        settle(gw);
+        let lost = missing(acked, &pg.readings());
+        assert!(
+            lost > 0,
+            "the confirm-early build lost nothing: the check cannot fail"
+        );
+        eprintln!("negative control: {lost} acknowledged readings lost, as expected");
+        return;
+    }
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let central = loop {
+        let rows = pg.readings();
+        let lost = missing(acked, &rows);
+        if lost == 0 {
+            break rows;
+        }
+        if std::time::Instant::now() > deadline {
+            for l in gw.log_lines().iter().filter(|l| l.contains("uplink")) {
+                eprintln!("{l}");
+            }
+            panic!(
+                "{lost} of {} acknowledged readings not delivered",
+                acked.len()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    // One gateway, one id; nothing but what was pushed.
+    let ids: BTreeSet<&str> = central.iter().map(|(g, _, _)| g.as_str()).collect();
+    assert_eq!(ids.len(), 1, "{ids:?}");
+    let pushed: BTreeSet<(&str, i64)> = central.iter().map(|(_, s, t)| (s.as_str(), *t)).collect();
+    assert_eq!(pushed.len(), central.len(), "a reading stored twice");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readings_arrive_centrally_with_the_gateways_id_and_metrics() {
+    let Some(pg) = Postgres::start() else { return };
+    let gw = Gateway::start(&pg.uplink(pg.port, ""));
+    let secret = device_secret(&gw).await;
+    let acked = Devices::start(&gw.addr, &secret, 2, 10, base())
+        .finish()
+        .await;
+    assert_eq!(acked.len(), 2000);
+    check_delivered(&pg, &gw, &acked);
+    // The gateway's id is its history's; its name is the server's.
+    let id: String = rusqlite::Connection::open(gw.dir.path().join("data/history.db"))
+        .unwrap()
+        .query_row("SELECT value FROM meta WHERE key = 'gateway_id'", [], |r| {
+            r.get(0)
+        })
+        .unwrap();
+    let rows = pg
+        .query("SELECT id, name FROM sensegate_readings_gateways")
+        .unwrap();
+    assert_eq!(rows, vec![format!("{id}|sensegate")]);
+    // Quality and value as pushed; the month has its own partition.
+    let v = pg
+        .query("SELECT min(value), max(value), max(quality) FROM sensegate_readings")
+        .unwrap();
+    assert_eq!(v, vec!["0|99|0".to_owned()]);
+    let parts = pg
+        .query(
+            "SELECT count(*) FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid \
+             WHERE i.inhparent = 'sensegate_readings'::regclass AND c.relname LIKE 'sensegate_readings_p%'",
+        )
+        .unwrap();
+    assert_ne!(parts, vec!["0".to_owned()]);
+    settle(&gw);
+    let rows_total = gw
+        .metric("sensegate_uplink_rows_total{uplink=\"site\",kind=\"postgres\"}")
+        .unwrap();
+    assert!(rows_total >= 2000.0, "{rows_total}");
+    let seq: f64 = gw
+        .metric("sensegate_uplink_delivered_seq{uplink=\"site\"")
+        .unwrap();
+    assert!(seq > 0.0);
+    assert_eq!(
+        gw.metric("sensegate_uplink_dropped_total{uplink=\"site\""),
+        Some(0.0)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_crashed_mid_stream() {
+    let Some(pg) = Postgres::start() else { return };
+    let gw = Gateway::start(&pg.uplink(pg.port, "batch_readings = 200\n"));
+    let secret = device_secret(&gw).await;
+    let devices = Devices::start(&gw.addr, &secret, 2, 60, base());
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    pg.crash();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    pg.server_start();
+    let acked = devices.finish().await;
+    check_delivered(&pg, &gw, &acked);
+    assert!(
+        gw.metric("sensegate_uplink_retries_total{uplink=\"site\"")
+            .unwrap()
+            >= 1.0
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gateway_killed_mid_upload() {
+    let Some(pg) = Postgres::start() else { return };
+    let config = pg.uplink(pg.port, "batch_readings = 200\n");
+    let gw = Gateway::start(&config);
+    let secret = device_secret(&gw).await;
+    let devices = Devices::start(&gw.addr, &secret, 2, 1000, base());
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    let dir = gw.kill();
+    // The devices see their connections fail and stop.
+    let acked = devices.finish().await;
+    let before = pg.readings().len();
+    assert!(before < acked.len() + 1, "{before}");
+    let gw = Gateway::start_in(dir, &config);
+    check_delivered(&pg, &gw, &acked);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn network_cut_and_restored() {
+    let Some(pg) = Postgres::start() else { return };
+    let proxy = Proxy::start(pg.port).await;
+    let gw = Gateway::start(&pg.uplink(proxy.port, "batch_readings = 200\n"));
+    let secret = device_secret(&gw).await;
+    let devices = Devices::start(&gw.addr, &secret, 2, 60, base());
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    proxy.cut();
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    proxy.restore();
+    let acked = devices.finish().await;
+    check_delivered(&pg, &gw, &acked);
+    assert!(
+        gw.metric("sensegate_uplink_retries_total{uplink=\"site\"")
+            .unwrap()
+            >= 1.0
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backlog_past_its_cap_drops_the_oldest_counted_and_delivers_the_rest() {
+    let Some(pg) = Postgres::start() else { return };
+    let proxy = Proxy::start(pg.port).await;
+    proxy.cut();
+    let gw = Gateway::start(&pg.uplink(proxy.port, "max_backlog_rows = 1000\n"));
+    let secret = device_secret(&gw).await;
+    let acked = Devices::start(&gw.addr, &secret, 1, 50, base())
+        .finish()
+        .await;
+    assert_eq!(acked.len(), 5000);
+    // The cap is enforced while the server is away.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let dropped = loop {
+        let d = gw
+            .metric("sensegate_uplink_dropped_total{uplink=\"site\"")
+            .unwrap_or(0.0);
+        if d >= 4000.0 {
+            break d;
+        }
+        assert!(std::time::Instant::now() < deadline, "dropped only {d}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert!(
+        gw.log_lines()
+            .iter()
+            .any(|l| l.contains("backlog passed its cap")),
+        "no warning"
+    );
+    proxy.restore();
+    settle(&gw);
+    let central = pg.readings();
+    // Dropped and delivered add up to what was pushed, within the cap,
+    // and what arrived is the newest.
+    #[allow(
+        clippy::cast_possible_truncation,
+        clippy::cast_sign_loss,
+        reason = "a count"
+    )]
+    let dropped = dropped as usize;
+    assert_eq!(central.len() + dropped, 5000, "dropped {dropped}");
+    assert!(central.len() <= 1000);
+    let oldest_delivered = central.iter().map(|(_, _, t)| *t).min().unwrap();
+    let newest: Vec<i64> = acked
+        .iter()
+        .map(|(_, t)| *t)
+        .rev()
+        .take(central.len())
+        .collect();
+    assert_eq!(Some(&oldest_delivered), newest.last());
+}
+
+/// Pushes 1,000 readings, waits until the uplink has had all of them
+/// confirmed, crashes the server at once and restarts it; returns how many
+/// acknowledged readings are not there.
+async fn confirmed_then_crashed(sync: &str) -> Option<usize> {
+    // The WAL writer would otherwise flush asynchronous commits within
+    // 200 ms; with these settings they wait for it (10 s, or 1 GB).
+    let pg = Postgres::start_with("wal_writer_delay = 10000ms\nwal_writer_flush_after = 1GB\n")?;
+    let gw = Gateway::start(&pg.uplink(pg.port, &format!("synchronous_commit = \"{sync}\"\n")));
+    let secret = device_secret(&gw).await;
+    let acked = Devices::start(&gw.addr, &secret, 1, 10, base())
+        .finish()
+        .await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while gw
+        .metric("sensegate_uplink_rows_total{uplink=\"site\"")
+        .unwrap_or(0.0)
+        < 1000.0
+    {
+        assert!(std::time::Instant::now() < deadline, "not confirmed");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    pg.crash();
+    pg.server_start();
+    Some(missing(&acked, &pg.readings()))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn negative_control_synchronous_commit_off_loses_confirmed_readings_in_a_crash() {
+    let Some(lost) = confirmed_then_crashed("off").await else {
+        return;
+    };
+    assert!(
+        lost > 0,
+        "with synchronous_commit off, a crash lost nothing: the check cannot fail"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_synchronous_commit_on_a_crash_loses_no_confirmed_reading() {
+    let Some(lost) = confirmed_then_crashed("on").await else {
+        return;
+    };
+    assert_eq!(lost, 0);
+}
+
+/// A hostile server: it answers the startup message with the header of a
+/// 2 GiB message and then trickles bytes. The uplink refuses it at the
+/// header (`uplink.max_message_bytes`), holds nothing of it, and tries
+/// again later.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_message_past_the_cap_is_refused_at_its_header() {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let served = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let count = served.clone();
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut s, _)) = listener.accept().await else {
+                return;
+            };
+            count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            tokio::spawn(async move {
+                let mut buf = [0u8; 512];
+                let _ = s.read(&mut buf).await;
+                // 'R' (authentication) declaring 2 GiB, then filler.
+                let _ = s.write_all(&[b'R', 0x7f, 0xff, 0xff, 0xff]).await;
+                for _ in 0..1000 {
+                    if s.write_all(&[0u8; 4096]).await.is_err() {
+                        return;
+                    }
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+            });
+        }
+    });
+    let config = format!(
+        "[[uplink]]\nname = \"site\"\nkind = \"postgres\"\nhost = \"127.0.0.1\"\nport = {port}\n\
+         user = \"x\"\ntls = false\nbackoff_min_ms = 50\nbackoff_max_ms = 200\n"
+    );
+    let gw = Gateway::start(&config);
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while !gw
+        .log_lines()
+        .iter()
+        .any(|l| l.contains("uplink failed") && l.contains("over the cap of 1048576"))
+    {
+        assert!(std::time::Instant::now() < deadline, "{:?}", gw.log_lines());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // Refused, and tried again: the daemon goes on.
+    while served.load(std::sync::atomic::Ordering::SeqCst) < 3 {
+        assert!(std::time::Instant::now() < deadline, "no retry");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(
+        gw.status("VmRSS:") < 200 * 1024,
+        "RSS {} kB",
+        gw.status("VmRSS:")
+    );
+    let _ = gw.client().await;
+}

@@ -1,0 +1,281 @@
+//! `[[uplink]]`, validated into [`crate::uplink::UplinkConfig`]s: names
+//! unique and safe, every cap in its range, TLS on unless turned off by
+//! name, SQL identifiers from a strict alphabet (they are put into
+//! statements; values never are).
+
+use std::time::Duration;
+
+use super::ConfigError;
+use super::raw::RawUplink;
+use super::validate::Validator;
+use crate::uplink::postgres::{PgConfig, Schema, SyncCommit};
+use crate::uplink::{MAX_UPLINKS, Target, TlsClient, UplinkConfig};
+
+/// Whether `s` may name a table: `[a-z_][a-z0-9_]*`, at most 48 bytes (a
+/// partition's name adds a suffix within PostgreSQL's 63).
+fn is_identifier(s: &str) -> bool {
+    let b = s.as_bytes();
+    !b.is_empty()
+        && b.len() <= 48
+        && (b[0].is_ascii_lowercase() || b[0] == b'_')
+        && b.iter()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'_')
+}
+
+impl Validator<'_> {
+    pub(super) fn uplinks(&self, raw: &[RawUplink]) -> Result<Vec<UplinkConfig>, ConfigError> {
+        if raw.len() > MAX_UPLINKS {
+            return Err(self.invalid("uplink.name", &format!("more than {MAX_UPLINKS} uplinks")));
+        }
+        let mut names = std::collections::BTreeSet::new();
+        let mut out = Vec::with_capacity(raw.len());
+        for (i, r) in raw.iter().enumerate() {
+            let u = self.uplink(r).map_err(|e| self.in_section(e, i))?;
+            if !names.insert(u.name.clone()) {
+                return Err(self.in_section(
+                    self.invalid("uplink.name", &format!("\"{}\" is used twice", u.name)),
+                    i,
+                ));
+            }
+            out.push(u);
+        }
+        Ok(out)
+    }
+
+    fn uplink(&self, r: &RawUplink) -> Result<UplinkConfig, ConfigError> {
+        let name = match &r.name {
+            Some(n) if crate::sources::config::is_name(n, 64) && !n.contains('/') => n.clone(),
+            Some(_) => {
+                return Err(self.invalid(
+                    "uplink.name",
+                    "must be 1 to 64 of A-Z a-z 0-9 . _ : - (no slash)",
+                ));
+            }
+            None => return Err(self.invalid("uplink.name", "is required")),
+        };
+        let target = match r.kind.as_deref() {
+            Some("postgres") => Target::Postgres(self.postgres(r)?),
+            Some(_) => return Err(self.invalid("uplink.kind", "must be \"postgres\"")),
+            None => return Err(self.invalid("uplink.kind", "is required (\"postgres\")")),
+        };
+        let backoff_min = self.millis(
+            "uplink.backoff_min_ms",
+            r.backoff_min_ms,
+            Duration::from_millis(500),
+            10,
+            600_000,
+        )?;
+        let backoff_max = self.millis(
+            "uplink.backoff_max_ms",
+            r.backoff_max_ms,
+            Duration::from_secs(30),
+            10,
+            3_600_000,
+        )?;
+        if backoff_max < backoff_min {
+            return Err(self.invalid("uplink.backoff_max_ms", "is below backoff_min_ms"));
+        }
+        Ok(UplinkConfig {
+            name,
+            target,
+            batch_readings: self.size(
+                "uplink.batch_readings",
+                r.batch_readings,
+                5000,
+                1,
+                100_000,
+            )?,
+            max_backlog_rows: self.range(
+                "uplink.max_backlog_rows",
+                r.max_backlog_rows,
+                10_000_000,
+                1,
+                10_000_000_000,
+            )?,
+            max_rows_per_sec: self.range(
+                "uplink.max_rows_per_sec",
+                r.max_rows_per_sec,
+                50_000,
+                1,
+                100_000_000,
+            )?,
+            backoff_min,
+            backoff_max,
+            timeout: self.millis(
+                "uplink.timeout_ms",
+                r.timeout_ms,
+                Duration::from_secs(30),
+                100,
+                600_000,
+            )?,
+        })
+    }
+
+    fn postgres(&self, r: &RawUplink) -> Result<PgConfig, ConfigError> {
+        let host = match &r.host {
+            Some(h)
+                if !h.is_empty()
+                    && h.len() <= 253
+                    && h.bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b".-:_".contains(&b)) =>
+            {
+                h.clone()
+            }
+            Some(_) => return Err(self.invalid("uplink.host", "must be a host name or address")),
+            None => return Err(self.invalid("uplink.host", "is required")),
+        };
+        let port = self.range("uplink.port", r.port, 5432, 1, 65_535)?;
+        let role = |key: &'static str, v: &Option<String>| match v {
+            Some(s) if !s.is_empty() && s.len() <= 63 && !s.chars().any(char::is_control) => {
+                Ok(Some(s.clone()))
+            }
+            Some(_) => Err(self.invalid(key, "must be 1 to 63 printable characters")),
+            None => Ok(None),
+        };
+        let user = role("uplink.user", &r.user)?
+            .ok_or_else(|| self.invalid("uplink.user", "is required"))?;
+        let dbname = role("uplink.dbname", &r.dbname)?.unwrap_or_else(|| user.clone());
+        let tls = if r.tls.unwrap_or(true) {
+            let Some(ca_file) = r.ca_file.clone() else {
+                return Err(self.invalid(
+                    "uplink.ca_file",
+                    "is required with TLS (the default): the CA the server's certificate \
+                     chains to; or tls = false for plain TCP",
+                ));
+            };
+            let client_cert = match (&r.client_cert, &r.client_key) {
+                (Some(c), Some(k)) => Some((c.clone(), k.clone())),
+                (None, None) => None,
+                (Some(_), None) => {
+                    return Err(self.invalid("uplink.client_key", "is required with client_cert"));
+                }
+                (None, Some(_)) => {
+                    return Err(self.invalid("uplink.client_cert", "is required with client_key"));
+                }
+            };
+            Some(TlsClient {
+                ca_file,
+                client_cert,
+            })
+        } else {
+            None
+        };
+        let table = match &r.table {
+            Some(t) if is_identifier(t) => t.clone(),
+            Some(_) => {
+                return Err(self.invalid(
+                    "uplink.table",
+                    "must be 1 to 48 of a-z 0-9 _, not starting with a digit",
+                ));
+            }
+            None => "sensegate_readings".to_owned(),
+        };
+        let schema = match r.schema.as_deref() {
+            None | Some("create") => Schema::Create,
+            Some("check") => Schema::Check,
+            Some(_) => return Err(self.invalid("uplink.schema", "must be \"create\" or \"check\"")),
+        };
+        let partitions = match r.partitions.as_deref() {
+            None | Some("month") => true,
+            Some("none") => false,
+            Some(_) => {
+                return Err(self.invalid("uplink.partitions", "must be \"month\" or \"none\""));
+            }
+        };
+        let synchronous_commit = match r.synchronous_commit.as_deref() {
+            None => SyncCommit::On,
+            Some(s) => SyncCommit::parse(s).ok_or_else(|| {
+                self.invalid(
+                    "uplink.synchronous_commit",
+                    "must be on, remote_apply, remote_write, local or off",
+                )
+            })?,
+        };
+        let max_message_bytes = self.range(
+            "uplink.max_message_bytes",
+            r.max_message_bytes,
+            1 << 20,
+            4096,
+            64 << 20,
+        )?;
+        Ok(PgConfig {
+            host,
+            port: u16::try_from(port).unwrap_or(5432),
+            user,
+            dbname,
+            password_file: r.password_file.clone(),
+            tls,
+            table,
+            schema,
+            partitions,
+            synchronous_commit,
+            max_message_bytes: u32::try_from(max_message_bytes).unwrap_or(1 << 20),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use crate::config::Config;
+
+    fn parse(text: &str) -> Result<Config, String> {
+        Config::parse(text, Path::new("t.toml")).map_err(|e| e.to_string())
+    }
+
+    const PG: &str = "[[uplink]]\nname = \"site\"\nkind = \"postgres\"\nhost = \"db.example\"\nuser = \"gw\"\nca_file = \"ca.pem\"\n";
+
+    #[test]
+    fn a_postgres_uplink_takes_its_defaults() {
+        let c = parse(PG).unwrap();
+        let u = &c.uplinks[0];
+        assert_eq!(u.name, "site");
+        assert_eq!(u.batch_readings, 5000);
+        assert_eq!(u.max_backlog_rows, 10_000_000);
+        let crate::uplink::Target::Postgres(pg) = &u.target;
+        assert_eq!(pg.port, 5432);
+        assert_eq!(pg.dbname, "gw");
+        assert_eq!(pg.table, "sensegate_readings");
+        assert!(pg.partitions);
+        assert!(pg.tls.is_some());
+    }
+
+    #[test]
+    fn bad_uplinks_are_refused_by_key() {
+        for (extra, key) in [
+            ("table = \"x; DROP TABLE y\"\n", "uplink.table"),
+            ("table = \"Readings\"\n", "uplink.table"),
+            (
+                "synchronous_commit = \"maybe\"\n",
+                "uplink.synchronous_commit",
+            ),
+            ("batch_readings = 0\n", "uplink.batch_readings"),
+            ("batch_readings = 100001\n", "uplink.batch_readings"),
+            ("max_backlog_rows = 0\n", "uplink.max_backlog_rows"),
+            ("max_message_bytes = 100\n", "uplink.max_message_bytes"),
+            (
+                "backoff_min_ms = 5000\nbackoff_max_ms = 1000\n",
+                "uplink.backoff_max_ms",
+            ),
+            ("client_cert = \"c.pem\"\n", "uplink.client_key"),
+            ("schema = \"drop\"\n", "uplink.schema"),
+        ] {
+            let e = parse(&format!("{PG}{extra}")).unwrap_err();
+            assert!(e.contains(key), "{extra}: {e}");
+        }
+        let e = parse(&PG.replace("ca_file = \"ca.pem\"\n", "")).unwrap_err();
+        assert!(e.contains("uplink.ca_file"), "{e}");
+        assert!(parse(&PG.replace("ca_file = \"ca.pem\"\n", "tls = false\n")).is_ok());
+        let e = parse(&format!("{PG}{PG}")).unwrap_err();
+        assert!(e.contains("used twice"), "{e}");
+        let e = parse(&PG.replace("postgres", "kafka")).unwrap_err();
+        assert!(e.contains("uplink.kind"), "{e}");
+        let e = parse(&PG.replace("\"site\"", "\"a/b\"")).unwrap_err();
+        assert!(e.contains("uplink.name"), "{e}");
+        let many: String = (0..9)
+            .map(|i| PG.replace("\"site\"", &format!("\"u{i}\"")))
+            .collect();
+        assert!(parse(&many).unwrap_err().contains("more than 8"));
+    }
+}

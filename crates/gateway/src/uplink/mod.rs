@@ -1,0 +1,140 @@
+//! Uplinks: the gateway's history sent on to the site's central systems
+//! (issue 16, decision 37).
+//!
+//! The local history is the outbox ([`crate::store::sqlite::outbox`]):
+//! each uplink reads the chunks after its cursor, sends them, and moves the
+//! cursor only once the remote side has confirmed them. This module owns
+//! the uplinks' settings ([`UplinkConfig`]), their figures for `/metrics`
+//! ([`UplinkStats`]), and the loop that drives one ([`run`]): reconnecting
+//! with a jittered backoff, pacing replay, enforcing the backlog cap. What
+//! each kind of remote side needs is in its own module: [`postgres`].
+//! [`guard`] caps what a server may make the daemon buffer.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering::Relaxed};
+use std::time::Duration;
+
+pub mod backoff;
+pub mod guard;
+pub mod postgres;
+mod run;
+
+pub use run::{CONFIRMS_EARLY, run};
+
+use sensegate_core::service::{UplinkFigures, UplinkReport};
+
+/// Most uplinks configured.
+pub const MAX_UPLINKS: usize = 8;
+
+/// One configured uplink, validated.
+#[derive(Debug, Clone, PartialEq)]
+pub struct UplinkConfig {
+    /// Its name: the key of its cursor in the local history.
+    pub name: String,
+    /// Where it sends.
+    pub target: Target,
+    /// Readings in one batch, at most (whole chunks: up to 4,096 more).
+    pub batch_readings: usize,
+    /// Readings not yet confirmed kept, at most; past it the oldest are
+    /// dropped and counted.
+    pub max_backlog_rows: u64,
+    /// Rows sent a second, at most (replay after an outage).
+    pub max_rows_per_sec: u64,
+    /// The first wait after a failure.
+    pub backoff_min: Duration,
+    /// The longest wait after failures in a row.
+    pub backoff_max: Duration,
+    /// Longest a connection attempt or one batch may take.
+    pub timeout: Duration,
+}
+
+/// Where an uplink sends.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Target {
+    /// A PostgreSQL server.
+    Postgres(postgres::PgConfig),
+}
+
+impl Target {
+    /// The kind's name, for metrics.
+    #[must_use]
+    pub const fn kind(&self) -> &'static str {
+        match self {
+            Self::Postgres(_) => "postgres",
+        }
+    }
+}
+
+/// TLS to the remote side.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsClient {
+    /// The CA certificates the server's certificate must chain to.
+    pub ca_file: PathBuf,
+    /// A client certificate and key, when the server asks for one.
+    pub client_cert: Option<(PathBuf, PathBuf)>,
+}
+
+/// One uplink's figures, updated by its task.
+#[derive(Debug)]
+pub struct UplinkStats {
+    /// Its name.
+    pub name: String,
+    /// Its kind.
+    pub kind: &'static str,
+    connected: AtomicBool,
+    delivered: AtomicI64,
+    backlog_rows: AtomicU64,
+    /// The age of the oldest reading not yet confirmed, in ms.
+    backlog_ms: AtomicU64,
+    batches: AtomicU64,
+    rows: AtomicU64,
+    retries: AtomicU64,
+    dropped: AtomicU64,
+}
+
+impl UplinkStats {
+    /// Figures at zero.
+    #[must_use]
+    pub fn new(name: &str, kind: &'static str) -> Self {
+        Self {
+            name: name.to_owned(),
+            kind,
+            connected: AtomicBool::new(false),
+            delivered: AtomicI64::new(0),
+            backlog_rows: AtomicU64::new(0),
+            backlog_ms: AtomicU64::new(0),
+            batches: AtomicU64::new(0),
+            rows: AtomicU64::new(0),
+            retries: AtomicU64::new(0),
+            dropped: AtomicU64::new(0),
+        }
+    }
+
+    /// The figures now.
+    #[must_use]
+    pub fn figures(&self) -> UplinkFigures {
+        UplinkFigures {
+            name: self.name.clone(),
+            kind: self.kind,
+            connected: self.connected.load(Relaxed),
+            delivered_seq: self.delivered.load(Relaxed),
+            backlog_rows: self.backlog_rows.load(Relaxed),
+            backlog_seconds: Duration::from_millis(self.backlog_ms.load(Relaxed)).as_secs_f64(),
+            batches: self.batches.load(Relaxed),
+            rows: self.rows.load(Relaxed),
+            retries: self.retries.load(Relaxed),
+            dropped: self.dropped.load(Relaxed),
+        }
+    }
+}
+
+/// Every uplink's figures, for the service's metrics.
+#[derive(Debug, Default)]
+pub struct Uplinks(pub Vec<Arc<UplinkStats>>);
+
+impl UplinkReport for Uplinks {
+    fn figures(&self) -> Vec<UplinkFigures> {
+        self.0.iter().map(|s| s.figures()).collect()
+    }
+}
