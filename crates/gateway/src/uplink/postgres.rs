@@ -251,6 +251,42 @@ fn tls_connector(t: &TlsClient, host: &str, max: u32) -> Result<PgTls, PgError> 
     })
 }
 
+/// Connects and logs in as `c` says (TLS verified, password from its
+/// file, every server message under the cap): the client, and the task
+/// that drives its connection (abort it to close).
+///
+/// # Errors
+/// [`PgError`].
+pub async fn connect_client(
+    c: &PgConfig,
+    application_name: &str,
+) -> Result<(Client, tokio::task::JoinHandle<()>), PgError> {
+    let mut pg = tokio_postgres::Config::new();
+    pg.user(&c.user)
+        .dbname(&c.dbname)
+        .application_name(application_name);
+    if let Some(file) = &c.password_file {
+        let text = crate::file::read_capped(file, MAX_PASSWORD_BYTES).map_err(|e| {
+            PgError::Io(std::io::Error::other(format!("{}: {e:?}", file.display())))
+        })?;
+        pg.password(text.trim_end_matches(['\n', '\r']));
+    }
+    let tcp = TcpStream::connect((c.host.as_str(), c.port)).await?;
+    tcp.set_nodelay(true)?;
+    Ok(if let Some(t) = &c.tls {
+        pg.ssl_mode(tokio_postgres::config::SslMode::Require);
+        let tls = tls_connector(t, &c.host, c.max_message_bytes)?;
+        let (client, conn) = pg.connect_raw(tcp, tls).await?;
+        (client, tokio::spawn(drive(conn)))
+    } else {
+        pg.ssl_mode(tokio_postgres::config::SslMode::Disable);
+        let (client, conn) = pg
+            .connect_raw(Capped::new(tcp, c.max_message_bytes), NoTls)
+            .await?;
+        (client, tokio::spawn(drive(conn)))
+    })
+}
+
 /// Largest password file read.
 const MAX_PASSWORD_BYTES: u64 = 1024;
 
@@ -261,30 +297,7 @@ impl PgLink {
     /// # Errors
     /// [`PgError`].
     pub async fn connect(c: &PgConfig, gateway: &Gateway, uplink: &str) -> Result<Self, PgError> {
-        let mut pg = tokio_postgres::Config::new();
-        pg.user(&c.user)
-            .dbname(&c.dbname)
-            .application_name(format!("sensegate uplink {uplink}"));
-        if let Some(file) = &c.password_file {
-            let text = crate::file::read_capped(file, MAX_PASSWORD_BYTES).map_err(|e| {
-                PgError::Io(std::io::Error::other(format!("{}: {e:?}", file.display())))
-            })?;
-            pg.password(text.trim_end_matches(['\n', '\r']));
-        }
-        let tcp = TcpStream::connect((c.host.as_str(), c.port)).await?;
-        tcp.set_nodelay(true)?;
-        let (client, driver) = if let Some(t) = &c.tls {
-            pg.ssl_mode(tokio_postgres::config::SslMode::Require);
-            let tls = tls_connector(t, &c.host, c.max_message_bytes)?;
-            let (client, conn) = pg.connect_raw(tcp, tls).await?;
-            (client, tokio::spawn(drive(conn)))
-        } else {
-            pg.ssl_mode(tokio_postgres::config::SslMode::Disable);
-            let (client, conn) = pg
-                .connect_raw(Capped::new(tcp, c.max_message_bytes), NoTls)
-                .await?;
-            (client, tokio::spawn(drive(conn)))
-        };
+        let (client, driver) = connect_client(c, &format!("sensegate uplink {uplink}")).await?;
         let mut link = Self {
             client,
             driver,

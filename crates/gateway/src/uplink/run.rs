@@ -124,7 +124,44 @@ async fn backlog(
     Ok(cursor.delivered)
 }
 
+/// A confirmation on its way to the history database.
+struct Confirming {
+    seq: i64,
+    rows: usize,
+    task: tokio::task::JoinHandle<Result<(), crate::store::HistoryError>>,
+}
+
+impl Confirming {
+    /// Waits for it; then the figures count the batch.
+    async fn finish(self, stats: &UplinkStats) -> Result<(), Stop> {
+        match self.task.await {
+            Ok(r) => r.map_err(|e| Stop::Store(e.to_string()))?,
+            Err(e) => return Err(Stop::Store(e.to_string())),
+        }
+        stats.delivered.store(self.seq, Relaxed);
+        stats.batches.fetch_add(1, Relaxed);
+        stats.rows.fetch_add(self.rows as u64, Relaxed);
+        stats
+            .backlog_rows
+            .fetch_update(Relaxed, Relaxed, |b| {
+                Some(b.saturating_sub(self.rows as u64))
+            })
+            .ok();
+        Ok(())
+    }
+}
+
+type Prefetch = (
+    i64,
+    tokio::task::JoinHandle<Result<Vec<Outgoing>, crate::store::HistoryError>>,
+);
+
 /// Sends batches until an error (or `stop`: `Ok`).
+///
+/// While one batch is on its way, the next is read from the history and
+/// the previous one's confirmation is written (in order: a confirmation
+/// starts only after the one before it finished), so the server, the
+/// history and the network work at once.
 async fn pump(
     config: &UplinkConfig,
     store: &Arc<SqliteStore>,
@@ -134,22 +171,43 @@ async fn pump(
     stop: &CancellationToken,
 ) -> Result<(), Stop> {
     let name = config.name.clone();
+    let max = config.batch_readings;
     let mut pace = Pace::new(config.max_rows_per_sec);
     let mut counted: Option<Instant> = None;
     let mut delivered = 0i64;
+    let mut prefetch: Option<Prefetch> = None;
+    let mut confirming: Option<Confirming> = None;
     loop {
         if stop.is_cancelled() {
+            if let Some(c) = confirming.take() {
+                c.finish(stats).await?;
+            }
             return Ok(());
         }
         // The cursor moves only here: by this loop's confirmations, and
-        // by the backlog cap (counted every few seconds).
+        // by the backlog cap (counted every few seconds, once the last
+        // confirmation is written).
         if counted.is_none_or(|t| t.elapsed() >= BACKLOG_EVERY) {
+            if let Some(c) = confirming.take() {
+                c.finish(stats).await?;
+            }
             delivered = backlog(config, store, stats).await?;
             counted = Some(Instant::now());
         }
-        let (s, max) = (store.clone(), config.batch_readings);
-        let batch: Vec<Outgoing> = blocking(move || s.outbox(delivered, max)).await?;
+        let batch: Vec<Outgoing> = match prefetch.take() {
+            Some((after, task)) if after == delivered => match task.await {
+                Ok(r) => r.map_err(|e| Stop::Store(e.to_string()))?,
+                Err(e) => return Err(Stop::Store(e.to_string())),
+            },
+            _ => {
+                let s = store.clone();
+                blocking(move || s.outbox(delivered, max)).await?
+            }
+        };
         let Some(last) = batch.last().map(|c| c.seq) else {
+            if let Some(c) = confirming.take() {
+                c.finish(stats).await?;
+            }
             stats.backlog_ms.store(0, Relaxed);
             stats.backlog_rows.store(0, Relaxed);
             if link.is_closed() {
@@ -160,6 +218,11 @@ async fn pump(
                 () = tokio::time::sleep(POLL) => continue,
             }
         };
+        let s = store.clone();
+        prefetch = Some((
+            last,
+            tokio::task::spawn_blocking(move || s.outbox(last, max)),
+        ));
         let oldest = batch
             .iter()
             .filter_map(|c| c.rows.first().map(|r| r.timestamp_us))
@@ -176,21 +239,22 @@ async fn pump(
             Ok(r) => r?,
             Err(_) => return Err(Stop::Timeout(config.timeout)),
         }
-        let (s, n) = (store.clone(), name.clone());
-        blocking(move || s.confirm(&n, last)).await?;
         backoff.reset();
+        if let Some(c) = confirming.take() {
+            c.finish(stats).await?;
+        }
+        let (s, n) = (store.clone(), name.clone());
+        confirming = Some(Confirming {
+            seq: last,
+            rows,
+            task: tokio::task::spawn_blocking(move || s.confirm(&n, last)),
+        });
         delivered = last;
-        stats.delivered.store(last, Relaxed);
-        stats.batches.fetch_add(1, Relaxed);
-        stats.rows.fetch_add(rows as u64, Relaxed);
-        stats
-            .backlog_rows
-            .fetch_update(Relaxed, Relaxed, |b| Some(b.saturating_sub(rows as u64)))
-            .ok();
         let wait = pace.sent(rows, Instant::now());
         if !wait.is_zero() {
+            // A stop ends the wait; the loop's top sees it.
             tokio::select! {
-                () = stop.cancelled() => return Ok(()),
+                () = stop.cancelled() => {}
                 () = tokio::time::sleep(wait) => {}
             }
         }
