@@ -46,9 +46,13 @@ have npm || need_apt+=(npm)
 # The layering check (scripts/check-layers.py).
 have python3 || need_apt+=(python3)
 if [ "$E2E" != 0 ] && ! have chromium; then need_apt+=(chromium); fi
-# PostgreSQL 15 for the uplink tests (each starts its own cluster with
+# PostgreSQL 15 for the PostgreSQL uplink's tests (each starts its own cluster with
 # initdb, as the postgres user when run as root).
 ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1 || need_apt+=(postgresql-15)
+# Mosquitto 2 and its clients for the MQTT uplink's tests (each starts its
+# own broker; mosquitto_sub is the site's reader).
+have mosquitto || need_apt+=(mosquitto)
+have mosquitto_sub || need_apt+=(mosquitto-clients)
 if [ ${#need_apt[@]} -gt 0 ]; then
   if have apt-get; then apt-get update -qq && apt-get install -y -qq "${need_apt[@]}"; else
     echo "missing: ${need_apt[*]}" >&2; exit 1; fi

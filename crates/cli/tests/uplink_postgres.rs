@@ -16,83 +16,12 @@
 mod common;
 
 use std::collections::BTreeSet;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use common::Gateway;
+use common::devices::{Devices, base, device_secret};
 use common::pg::{Postgres, Proxy};
-use sensegate_client::wire as v1;
-use sensegate_client::{Client, ConnectOptions, Secret};
-
-type Acked = Arc<Mutex<BTreeSet<(String, i64)>>>;
-
-/// Devices pushing batches of 100 readings, recording what was
-/// acknowledged, until `batches` each or a failure.
-struct Devices {
-    acked: Acked,
-    tasks: Vec<tokio::task::JoinHandle<()>>,
-}
-
-const BATCH: i64 = 100;
-
-async fn device_secret(gw: &Gateway) -> Secret {
-    let mut admin = gw.client().await;
-    let created = admin
-        .create_token("devices", v1::Role::Device, "dev/*")
-        .await
-        .unwrap();
-    Secret::new(created.secret)
-}
-
-impl Devices {
-    fn start(addr: &str, secret: &Secret, devices: usize, batches: i64, base: i64) -> Self {
-        let acked: Acked = Arc::default();
-        let tasks = (0..devices)
-            .map(|d| {
-                let mut o = ConnectOptions::plain(addr.to_owned(), secret.clone());
-                o.timeout = Duration::from_secs(5);
-                let acked = acked.clone();
-                tokio::spawn(async move {
-                    let Ok(mut c) = Client::connect(&o).await else {
-                        return;
-                    };
-                    let sensor = format!("dev/d{d}");
-                    for n in 0..batches {
-                        let readings: Vec<v1::Reading> = (0..BATCH)
-                            .map(|i| v1::Reading {
-                                sensor: sensor.clone(),
-                                timestamp_us: base + n * BATCH + i,
-                                value: f64::from(u32::try_from(i).unwrap()),
-                                quality: v1::Quality::Good.into(),
-                            })
-                            .collect();
-                        if c.push(readings).await.is_err() {
-                            return;
-                        }
-                        acked
-                            .lock()
-                            .unwrap()
-                            .extend((0..BATCH).map(|i| (sensor.clone(), base + n * BATCH + i)));
-                        tokio::time::sleep(Duration::from_millis(10)).await;
-                    }
-                })
-            })
-            .collect();
-        Self { acked, tasks }
-    }
-
-    async fn finish(self) -> BTreeSet<(String, i64)> {
-        for t in self.tasks {
-            t.await.unwrap();
-        }
-        self.acked.lock().unwrap().clone()
-    }
-}
-
-/// Recent readings (retention must not touch them).
-fn base() -> i64 {
-    sensegate_gateway::reading::now_us() - 600_000_000
-}
 
 /// What of `acked` is not stored centrally.
 fn missing(acked: &BTreeSet<(String, i64)>, central: &[(String, String, i64)]) -> usize {
@@ -103,32 +32,12 @@ fn missing(acked: &BTreeSet<(String, i64)>, central: &[(String, String, i64)]) -
         .count()
 }
 
-/// Waits until the uplink has nothing left to send.
-fn settle(gw: &Gateway) {
-    let deadline = std::time::Instant::now() + Duration::from_secs(60);
-    let series = "sensegate_uplink_backlog_rows{uplink=\"site\"";
-    let connected = "sensegate_uplink_connected{uplink=\"site\"";
-    let mut quiet = 0;
-    while quiet < 3 {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the uplink did not settle"
-        );
-        if gw.metric(series) == Some(0.0) && gw.metric(connected) == Some(1.0) {
-            quiet += 1;
-        } else {
-            quiet = 0;
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    }
-}
-
 /// Every acknowledged reading arrives centrally, or (under the negative
 /// control build) some do not.
 fn check_delivered(pg: &Postgres, gw: &Gateway, acked: &BTreeSet<(String, i64)>) {
     assert!(!acked.is_empty(), "no push was acknowledged");
     if sensegate_gateway::uplink::CONFIRMS_EARLY {
-        settle(gw);
+        gw.settle("site");
         let lost = missing(acked, &pg.readings());
         assert!(
             lost > 0,
@@ -195,7 +104,7 @@ async fn readings_arrive_centrally_with_the_gateways_id_and_metrics() {
         )
         .unwrap();
     assert_ne!(parts, vec!["0".to_owned()]);
-    settle(&gw);
+    gw.settle("site");
     let rows_total = gw
         .metric("sensegate_uplink_rows_total{uplink=\"site\",kind=\"postgres\"}")
         .unwrap();
@@ -296,7 +205,7 @@ async fn a_backlog_past_its_cap_drops_the_oldest_counted_and_delivers_the_rest()
         "no warning"
     );
     proxy.restore();
-    settle(&gw);
+    gw.settle("site");
     let central = pg.readings();
     // Dropped and delivered add up to what was pushed, within the cap,
     // and what arrived is the newest.

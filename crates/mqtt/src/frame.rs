@@ -136,7 +136,7 @@ impl<L: Borrow<Limits>> Decoder<L> {
 
 /// Where the body starts and the packet's total size, once the remaining
 /// length is complete (`None` before).
-fn header(buf: &[u8]) -> Result<Option<(usize, usize)>, DecodeError> {
+pub(crate) fn header(buf: &[u8]) -> Result<Option<(usize, usize)>, DecodeError> {
     let mut remaining = 0usize;
     for i in 0..4 {
         let Some(&b) = buf.get(1 + i) else {

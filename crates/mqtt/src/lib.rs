@@ -18,9 +18,13 @@
 //! - [`pubsub`]: PUBLISH (QoS 0 and 1), PUBACK, SUBSCRIBE, UNSUBSCRIBE, and
 //!   the broker's PUBLISH, PUBACK, SUBACK and UNSUBACK.
 //!
+//! - [`client`]: the publisher's side (MQTT 5): its CONNECT, and the few
+//!   packets a broker may send a publisher, as bounded as a client's are.
+//!
 //! QoS 2 (PUBREC, PUBREL, PUBCOMP) and AUTH are refused, never misparsed.
 #![forbid(unsafe_code)]
 
+pub mod client;
 pub mod error;
 pub mod frame;
 pub mod limits;

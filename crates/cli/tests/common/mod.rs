@@ -12,6 +12,9 @@ use std::time::{Duration, Instant};
 
 use sensegate_client::{Client, ConnectOptions, Secret};
 
+pub mod broker;
+pub mod certs;
+pub mod devices;
 pub mod pg;
 
 /// A `sensegate serve` child with its log lines collected.
@@ -49,10 +52,38 @@ impl Gateway {
         ip: &str,
         sources: &str,
     ) -> Self {
+        Self::start_full(dir, token_file, ip, "", sources)
+    }
+
+    /// A daemon in a new directory named `name` (`server.name`).
+    pub fn start_named(name: &str, sources: &str) -> Self {
+        Self::start_named_in(tempfile::tempdir().unwrap(), name, sources)
+    }
+
+    /// As [`Gateway::start_named`], over the data left in `dir`.
+    pub fn start_named_in(dir: tempfile::TempDir, name: &str, sources: &str) -> Self {
+        let token_file = dir.path().join("data/admin.token");
+        Self::start_full(
+            dir,
+            &token_file,
+            "127.0.0.1",
+            &format!("name = \"{name}\"\n"),
+            sources,
+        )
+    }
+
+    /// The general case: `server` lines go into `[server]`.
+    pub fn start_full(
+        dir: tempfile::TempDir,
+        token_file: &std::path::Path,
+        ip: &str,
+        server: &str,
+        sources: &str,
+    ) -> Self {
         let data = dir.path().join("data");
         let config = dir.path().join("sensegate.toml");
         let text = format!(
-            "[server]\ndata_dir = \"{}\"\nadmin_token_file = \"{}\"\n[native]\nlisten = \"{ip}:0\"\n[http]\nlisten = \"{ip}:0\"\n{sources}",
+            "[server]\ndata_dir = \"{}\"\nadmin_token_file = \"{}\"\n{server}[native]\nlisten = \"{ip}:0\"\n[http]\nlisten = \"{ip}:0\"\n{sources}",
             data.display(),
             token_file.display()
         );
@@ -145,6 +176,24 @@ impl Gateway {
             .lines()
             .find(|l| l.starts_with(series))
             .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+    }
+
+    /// Waits until uplink `name` is connected with nothing left to send
+    /// (three looks in a row, 200 ms apart).
+    pub fn settle(&self, name: &str) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let backlog = format!("sensegate_uplink_backlog_rows{{uplink=\"{name}\"");
+        let connected = format!("sensegate_uplink_connected{{uplink=\"{name}\"");
+        let mut quiet = 0;
+        while quiet < 3 {
+            assert!(Instant::now() < deadline, "the uplink did not settle");
+            if self.metric(&backlog) == Some(0.0) && self.metric(&connected) == Some(1.0) {
+                quiet += 1;
+            } else {
+                quiet = 0;
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
     }
 
     /// Lines the daemon logged so far.

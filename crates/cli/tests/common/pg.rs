@@ -125,7 +125,9 @@ impl Postgres {
             ],
         );
         // TLS: a CA, and the server's certificate signed by it.
-        let (ca_pem, cert_pem, key_pem) = certificates();
+        let ca = super::certs::TestCa::new();
+        let (cert_pem, key_pem) = ca.server();
+        let ca_pem = ca.pem();
         std::fs::write(pg.ca_file(), ca_pem).unwrap();
         std::fs::write(data.join("server.crt"), cert_pem).unwrap();
         std::fs::write(data.join("server.key"), key_pem).unwrap();
@@ -337,29 +339,6 @@ impl Drop for Postgres {
             None => Command::new(&exe).args(args).output(),
         };
     }
-}
-
-/// A CA, and a certificate for `localhost` and 127.0.0.1 it signed, with
-/// its key: (ca, cert, key) in PEM.
-fn certificates() -> (String, String, String) {
-    let ca_key = rcgen::KeyPair::generate().unwrap();
-    let mut ca = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
-    ca.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-    ca.distinguished_name
-        .push(rcgen::DnType::CommonName, "sensegate test CA");
-    ca.key_usages = vec![
-        rcgen::KeyUsagePurpose::KeyCertSign,
-        rcgen::KeyUsagePurpose::CrlSign,
-    ];
-    let ca = rcgen::CertifiedIssuer::self_signed(ca, ca_key).unwrap();
-    let key = rcgen::KeyPair::generate().unwrap();
-    let mut leaf =
-        rcgen::CertificateParams::new(vec!["localhost".to_owned(), "127.0.0.1".to_owned()])
-            .unwrap();
-    leaf.distinguished_name
-        .push(rcgen::DnType::CommonName, "localhost");
-    let cert = leaf.signed_by(&key, &ca).unwrap();
-    (ca.pem(), cert.pem(), key.serialize_pem())
 }
 
 /// A TCP proxy the test owns: forwards to `target` until cut.

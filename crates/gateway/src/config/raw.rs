@@ -56,7 +56,7 @@ pub struct RawConfig {
 pub struct RawUplink {
     /// Its name (the key of its cursor).
     pub name: Option<String>,
-    /// `postgres`.
+    /// `postgres` or `mqtt`.
     pub kind: Option<String>,
     /// The server's host name or address.
     pub host: Option<String>,
@@ -98,6 +98,18 @@ pub struct RawUplink {
     pub backoff_max_ms: Option<u64>,
     /// Longest a connection attempt or one batch may take.
     pub timeout_ms: Option<u64>,
+    /// The client identifier (MQTT).
+    pub client_id: Option<String>,
+    /// A user name (MQTT).
+    pub username: Option<String>,
+    /// The topic template (MQTT).
+    pub topic: Option<String>,
+    /// `json` or `plain` (MQTT).
+    pub payload: Option<String>,
+    /// Publishes unacknowledged at once (MQTT).
+    pub max_inflight: Option<u64>,
+    /// Keep-alive in seconds (MQTT).
+    pub keep_alive_secs: Option<u64>,
 }
 
 /// `[ingest]`: the HTTP write routes (InfluxDB line protocol, SenML). See

@@ -8,6 +8,7 @@ use std::time::Duration;
 use super::ConfigError;
 use super::raw::RawUplink;
 use super::validate::Validator;
+use crate::uplink::mqtt::{MqttUplinkConfig, TopicTemplate};
 use crate::uplink::postgres::{PgConfig, Schema, SyncCommit};
 use crate::uplink::{MAX_UPLINKS, Target, TlsClient, UplinkConfig};
 
@@ -23,14 +24,20 @@ fn is_identifier(s: &str) -> bool {
 }
 
 impl Validator<'_> {
-    pub(super) fn uplinks(&self, raw: &[RawUplink]) -> Result<Vec<UplinkConfig>, ConfigError> {
+    pub(super) fn uplinks(
+        &self,
+        raw: &[RawUplink],
+        server_name: &str,
+    ) -> Result<Vec<UplinkConfig>, ConfigError> {
         if raw.len() > MAX_UPLINKS {
             return Err(self.invalid("uplink.name", &format!("more than {MAX_UPLINKS} uplinks")));
         }
         let mut names = std::collections::BTreeSet::new();
         let mut out = Vec::with_capacity(raw.len());
         for (i, r) in raw.iter().enumerate() {
-            let u = self.uplink(r).map_err(|e| self.in_section(e, i))?;
+            let u = self
+                .uplink(r, server_name)
+                .map_err(|e| self.in_section(e, i))?;
             if !names.insert(u.name.clone()) {
                 return Err(self.in_section(
                     self.invalid("uplink.name", &format!("\"{}\" is used twice", u.name)),
@@ -42,7 +49,7 @@ impl Validator<'_> {
         Ok(out)
     }
 
-    fn uplink(&self, r: &RawUplink) -> Result<UplinkConfig, ConfigError> {
+    fn uplink(&self, r: &RawUplink, server_name: &str) -> Result<UplinkConfig, ConfigError> {
         let name = match &r.name {
             Some(n) if crate::sources::config::is_name(n, 64) && !n.contains('/') => n.clone(),
             Some(_) => {
@@ -55,8 +62,13 @@ impl Validator<'_> {
         };
         let target = match r.kind.as_deref() {
             Some("postgres") => Target::Postgres(self.postgres(r)?),
-            Some(_) => return Err(self.invalid("uplink.kind", "must be \"postgres\"")),
-            None => return Err(self.invalid("uplink.kind", "is required (\"postgres\")")),
+            Some("mqtt") => Target::Mqtt(self.mqtt_uplink(r, server_name)?),
+            Some(_) => {
+                return Err(self.invalid("uplink.kind", "must be \"postgres\" or \"mqtt\""));
+            }
+            None => {
+                return Err(self.invalid("uplink.kind", "is required (\"postgres\" or \"mqtt\")"));
+            }
         };
         let backoff_min = self.millis(
             "uplink.backoff_min_ms",
@@ -111,19 +123,116 @@ impl Validator<'_> {
         })
     }
 
-    fn postgres(&self, r: &RawUplink) -> Result<PgConfig, ConfigError> {
-        let host = match &r.host {
+    fn host(&self, r: &RawUplink) -> Result<String, ConfigError> {
+        match &r.host {
             Some(h)
                 if !h.is_empty()
                     && h.len() <= 253
                     && h.bytes()
                         .all(|b| b.is_ascii_alphanumeric() || b".-:_".contains(&b)) =>
             {
-                h.clone()
+                Ok(h.clone())
             }
-            Some(_) => return Err(self.invalid("uplink.host", "must be a host name or address")),
-            None => return Err(self.invalid("uplink.host", "is required")),
+            Some(_) => Err(self.invalid("uplink.host", "must be a host name or address")),
+            None => Err(self.invalid("uplink.host", "is required")),
+        }
+    }
+
+    /// TLS unless `tls = false`: the CA file is then required.
+    fn tls_client(&self, r: &RawUplink) -> Result<Option<TlsClient>, ConfigError> {
+        if !r.tls.unwrap_or(true) {
+            return Ok(None);
+        }
+        let Some(ca_file) = r.ca_file.clone() else {
+            return Err(self.invalid(
+                "uplink.ca_file",
+                "is required with TLS (the default): the CA the server's certificate \
+                 chains to; or tls = false for plain TCP",
+            ));
         };
+        let client_cert = match (&r.client_cert, &r.client_key) {
+            (Some(c), Some(k)) => Some((c.clone(), k.clone())),
+            (None, None) => None,
+            (Some(_), None) => {
+                return Err(self.invalid("uplink.client_key", "is required with client_cert"));
+            }
+            (None, Some(_)) => {
+                return Err(self.invalid("uplink.client_cert", "is required with client_key"));
+            }
+        };
+        Ok(Some(TlsClient {
+            ca_file,
+            client_cert,
+        }))
+    }
+
+    fn mqtt_uplink(
+        &self,
+        r: &RawUplink,
+        server_name: &str,
+    ) -> Result<MqttUplinkConfig, ConfigError> {
+        let host = self.host(r)?;
+        let port = self.range("uplink.port", r.port, 8883, 1, 65_535)?;
+        let text = |key: &'static str, v: &Option<String>, max: usize| match v {
+            Some(s) if !s.is_empty() && s.len() <= max && !s.chars().any(char::is_control) => {
+                Ok(Some(s.clone()))
+            }
+            Some(_) => Err(self.invalid(key, &format!("must be 1 to {max} printable characters"))),
+            None => Ok(None),
+        };
+        let topic =
+            TopicTemplate::parse(r.topic.as_deref().unwrap_or("sensegate/{gateway}/{sensor}"))
+                .map_err(|e| self.invalid("uplink.topic", &e))?;
+        if topic.uses_gateway_name()
+            && (server_name.is_empty() || server_name.contains(['+', '#', '/', '\0']))
+        {
+            return Err(self.invalid(
+                "uplink.topic",
+                "uses {gateway}, but server.name holds + # or /: set another server.name, or use {gateway_id}",
+            ));
+        }
+        let payload = match r.payload.as_deref() {
+            None | Some("json") => crate::mqtt::PayloadFormat::Json,
+            Some("plain") => crate::mqtt::PayloadFormat::Plain,
+            Some(_) => return Err(self.invalid("uplink.payload", "must be \"json\" or \"plain\"")),
+        };
+        let max_packet = self.range(
+            "uplink.max_message_bytes",
+            r.max_message_bytes,
+            64 << 10,
+            4096,
+            16 << 20,
+        )?;
+        Ok(MqttUplinkConfig {
+            host,
+            port: u16::try_from(port).unwrap_or(8883),
+            tls: self.tls_client(r)?,
+            client_id: text("uplink.client_id", &r.client_id, 128)?,
+            username: text("uplink.username", &r.username, 128)?,
+            password_file: r.password_file.clone(),
+            topic,
+            payload,
+            max_inflight: u16::try_from(self.range(
+                "uplink.max_inflight",
+                r.max_inflight,
+                64,
+                1,
+                1024,
+            )?)
+            .unwrap_or(64),
+            keep_alive: Duration::from_secs(self.range(
+                "uplink.keep_alive_secs",
+                r.keep_alive_secs,
+                30,
+                5,
+                3600,
+            )?),
+            max_packet_bytes: u32::try_from(max_packet).unwrap_or(64 << 10),
+        })
+    }
+
+    fn postgres(&self, r: &RawUplink) -> Result<PgConfig, ConfigError> {
+        let host = self.host(r)?;
         let port = self.range("uplink.port", r.port, 5432, 1, 65_535)?;
         let role = |key: &'static str, v: &Option<String>| match v {
             Some(s) if !s.is_empty() && s.len() <= 63 && !s.chars().any(char::is_control) => {
@@ -135,31 +244,7 @@ impl Validator<'_> {
         let user = role("uplink.user", &r.user)?
             .ok_or_else(|| self.invalid("uplink.user", "is required"))?;
         let dbname = role("uplink.dbname", &r.dbname)?.unwrap_or_else(|| user.clone());
-        let tls = if r.tls.unwrap_or(true) {
-            let Some(ca_file) = r.ca_file.clone() else {
-                return Err(self.invalid(
-                    "uplink.ca_file",
-                    "is required with TLS (the default): the CA the server's certificate \
-                     chains to; or tls = false for plain TCP",
-                ));
-            };
-            let client_cert = match (&r.client_cert, &r.client_key) {
-                (Some(c), Some(k)) => Some((c.clone(), k.clone())),
-                (None, None) => None,
-                (Some(_), None) => {
-                    return Err(self.invalid("uplink.client_key", "is required with client_cert"));
-                }
-                (None, Some(_)) => {
-                    return Err(self.invalid("uplink.client_cert", "is required with client_key"));
-                }
-            };
-            Some(TlsClient {
-                ca_file,
-                client_cert,
-            })
-        } else {
-            None
-        };
+        let tls = self.tls_client(r)?;
         let table = match &r.table {
             Some(t) if is_identifier(t) => t.clone(),
             Some(_) => {
@@ -233,7 +318,9 @@ mod tests {
         assert_eq!(u.name, "site");
         assert_eq!(u.batch_readings, 5000);
         assert_eq!(u.max_backlog_rows, 10_000_000);
-        let crate::uplink::Target::Postgres(pg) = &u.target;
+        let crate::uplink::Target::Postgres(pg) = &u.target else {
+            panic!("not postgres")
+        };
         assert_eq!(pg.port, 5432);
         assert_eq!(pg.dbname, "gw");
         assert_eq!(pg.table, "sensegate_readings");
@@ -269,6 +356,26 @@ mod tests {
         assert!(parse(&PG.replace("ca_file = \"ca.pem\"\n", "tls = false\n")).is_ok());
         let e = parse(&format!("{PG}{PG}")).unwrap_err();
         assert!(e.contains("used twice"), "{e}");
+        let mq = "[[uplink]]\nname = \"bus\"\nkind = \"mqtt\"\nhost = \"broker\"\nca_file = \"ca.pem\"\n";
+        let c = parse(mq).unwrap();
+        let crate::uplink::Target::Mqtt(m) = &c.uplinks[0].target else {
+            panic!("not mqtt")
+        };
+        assert_eq!((m.port, m.max_inflight), (8883, 64));
+        for (extra, key) in [
+            ("topic = \"a/+/{sensor}\"\n", "uplink.topic"),
+            ("topic = \"a/{gateway}\"\n", "uplink.topic"),
+            ("payload = \"xml\"\n", "uplink.payload"),
+            ("max_inflight = 0\n", "uplink.max_inflight"),
+            ("max_inflight = 1025\n", "uplink.max_inflight"),
+            ("keep_alive_secs = 1\n", "uplink.keep_alive_secs"),
+        ] {
+            let e = parse(&format!("{mq}{extra}")).unwrap_err();
+            assert!(e.contains(key), "{extra}: {e}");
+        }
+        // {gateway} needs a server name that is one topic level.
+        let e = parse(&format!("[server]\nname = \"a/b\"\n{mq}")).unwrap_err();
+        assert!(e.contains("server.name"), "{e}");
         let e = parse(&PG.replace("postgres", "kafka")).unwrap_err();
         assert!(e.contains("uplink.kind"), "{e}");
         let e = parse(&PG.replace("\"site\"", "\"a/b\"")).unwrap_err();

@@ -83,7 +83,7 @@ impl Validator<'_> {
         // A SenML name is a sensor name: the same cap.
         http.limits.ingest.senml.max_name_bytes = limits.message.max_name_bytes;
         let store = self.store(&raw.store, &limits, http.limits.ingest.max_readings)?;
-        let uplinks = self.uplinks(&raw.uplink)?;
+        let uplinks = self.uplinks(&raw.uplink, &server_name)?;
         if !store.enabled && !uplinks.is_empty() {
             return Err(self.invalid(
                 "store.enabled",

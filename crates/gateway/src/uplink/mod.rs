@@ -7,7 +7,8 @@
 //! the uplinks' settings ([`UplinkConfig`]), their figures for `/metrics`
 //! ([`UplinkStats`]), and the loop that drives one ([`run`]): reconnecting
 //! with a jittered backoff, pacing replay, enforcing the backlog cap. What
-//! each kind of remote side needs is in its own module: [`postgres`].
+//! each kind of remote side needs is in its own module: [`postgres`],
+//! [`mqtt`].
 //! [`guard`] caps what a server may make the daemon buffer.
 
 use std::path::PathBuf;
@@ -17,6 +18,7 @@ use std::time::Duration;
 
 pub mod backoff;
 pub mod guard;
+pub mod mqtt;
 pub mod postgres;
 mod run;
 
@@ -54,6 +56,8 @@ pub struct UplinkConfig {
 pub enum Target {
     /// A PostgreSQL server.
     Postgres(postgres::PgConfig),
+    /// An MQTT broker (or cluster behind one address).
+    Mqtt(mqtt::MqttUplinkConfig),
 }
 
 impl Target {
@@ -62,6 +66,7 @@ impl Target {
     pub const fn kind(&self) -> &'static str {
         match self {
             Self::Postgres(_) => "postgres",
+            Self::Mqtt(_) => "mqtt",
         }
     }
 }
@@ -73,6 +78,39 @@ pub struct TlsClient {
     pub ca_file: PathBuf,
     /// A client certificate and key, when the server asks for one.
     pub client_cert: Option<(PathBuf, PathBuf)>,
+}
+
+/// A rustls client configuration from `t`: the server's certificate must
+/// chain to its CA file; the client certificate, when set, is offered.
+///
+/// # Errors
+/// What is wrong with which file.
+pub fn client_tls(t: &TlsClient) -> Result<rustls::ClientConfig, String> {
+    use rustls::pki_types::PrivateKeyDer;
+    use rustls::pki_types::pem::PemObject as _;
+    let fail = |e: &dyn std::fmt::Display| e.to_string();
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in crate::tls::load_certs(&t.ca_file).map_err(|e| fail(&e))? {
+        roots.add(cert).map_err(|e| fail(&e))?;
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let builder = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| fail(&e))?
+        .with_root_certificates(roots);
+    match &t.client_cert {
+        None => Ok(builder.with_no_client_auth()),
+        Some((cert, key)) => {
+            let chain = crate::tls::load_certs(cert).map_err(|e| fail(&e))?;
+            let pem = crate::file::read_capped_bytes(key, crate::tls::MAX_PEM_BYTES)
+                .map_err(|e| format!("{}: {e:?}", key.display()))?;
+            let key = PrivateKeyDer::from_pem_slice(&pem)
+                .map_err(|_| format!("{}: no private key found", key.display()))?;
+            builder
+                .with_client_auth_cert(chain, key)
+                .map_err(|e| fail(&e))
+        }
+    }
 }
 
 /// One uplink's figures, updated by its task.

@@ -17,8 +17,7 @@ use std::path::PathBuf;
 use std::pin::Pin;
 use std::sync::Arc;
 
-use rustls::pki_types::pem::PemObject as _;
-use rustls::pki_types::{PrivateKeyDer, ServerName};
+use rustls::pki_types::ServerName;
 use tokio::net::TcpStream;
 use tokio_postgres::binary_copy::BinaryCopyInWriter;
 use tokio_postgres::types::{ToSql, Type};
@@ -220,30 +219,8 @@ impl tokio_postgres::tls::TlsConnect<TcpStream> for PgTls {
 }
 
 fn tls_connector(t: &TlsClient, host: &str, max: u32) -> Result<PgTls, PgError> {
-    let fail = |e: &dyn std::fmt::Display| PgError::Tls(e.to_string());
-    let mut roots = rustls::RootCertStore::empty();
-    for cert in crate::tls::load_certs(&t.ca_file).map_err(|e| fail(&e))? {
-        roots.add(cert).map_err(|e| fail(&e))?;
-    }
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let builder = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(|e| fail(&e))?
-        .with_root_certificates(roots);
-    let config = match &t.client_cert {
-        None => builder.with_no_client_auth(),
-        Some((cert, key)) => {
-            let chain = crate::tls::load_certs(cert).map_err(|e| fail(&e))?;
-            let pem = crate::file::read_capped_bytes(key, crate::tls::MAX_PEM_BYTES)
-                .map_err(|e| fail(&format!("{}: {e:?}", key.display())))?;
-            let key = PrivateKeyDer::from_pem_slice(&pem)
-                .map_err(|_| fail(&format!("{}: no private key found", key.display())))?;
-            builder
-                .with_client_auth_cert(chain, key)
-                .map_err(|e| fail(&e))?
-        }
-    };
-    let name = ServerName::try_from(host.to_owned()).map_err(|e| fail(&e))?;
+    let config = super::client_tls(t).map_err(PgError::Tls)?;
+    let name = ServerName::try_from(host.to_owned()).map_err(|e| PgError::Tls(e.to_string()))?;
     Ok(PgTls {
         connector: tokio_rustls::TlsConnector::from(Arc::new(config)),
         name,

@@ -12,6 +12,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::backoff::{Backoff, Pace};
+use super::mqtt::{MqttError, MqttLink};
 use super::postgres::{Gateway, PgError, PgLink};
 use super::{Target, UplinkConfig, UplinkStats};
 use crate::store::sqlite::Outgoing;
@@ -32,11 +33,49 @@ const BACKLOG_EVERY: Duration = Duration::from_secs(2);
 #[derive(Debug, thiserror::Error)]
 enum Stop {
     #[error("{0}")]
-    Remote(#[from] PgError),
+    Postgres(#[from] PgError),
+    #[error("{0}")]
+    Mqtt(#[from] MqttError),
     #[error("history: {0}")]
     Store(String),
     #[error("no confirmation within {0:?}")]
     Timeout(Duration),
+    #[error("the server closed the connection")]
+    Closed,
+}
+
+/// A connection of either kind.
+enum Link {
+    Postgres(Box<PgLink>),
+    Mqtt(Box<MqttLink>),
+}
+
+impl Link {
+    async fn connect(config: &UplinkConfig, gateway: &Gateway) -> Result<Self, Stop> {
+        Ok(match &config.target {
+            Target::Postgres(pg) => {
+                Self::Postgres(Box::new(PgLink::connect(pg, gateway, &config.name).await?))
+            }
+            Target::Mqtt(m) => Self::Mqtt(Box::new(MqttLink::connect(m, gateway).await?)),
+        })
+    }
+
+    async fn send(&mut self, batch: &[Outgoing]) -> Result<(), Stop> {
+        match self {
+            Self::Postgres(l) => l.send(batch).await?,
+            Self::Mqtt(l) => l.send(batch).await?,
+        }
+        Ok(())
+    }
+
+    /// Nothing to send: notices a server that went away (an MQTT ping).
+    async fn idle(&mut self) -> Result<(), Stop> {
+        match self {
+            Self::Postgres(l) if l.is_closed() => Err(Stop::Closed),
+            Self::Postgres(_) => Ok(()),
+            Self::Mqtt(l) => Ok(l.idle().await?),
+        }
+    }
 }
 
 /// Runs the uplink until `stop`.
@@ -59,9 +98,7 @@ pub async fn run(
         if let Err(e) = backlog(&config, &store, &stats).await {
             tracing::warn!(uplink = %config.name, error = %e, "uplink backlog not counted");
         }
-        let Target::Postgres(pg) = &config.target;
-        let attempt =
-            tokio::time::timeout(config.timeout, PgLink::connect(pg, &gateway, &config.name));
+        let attempt = tokio::time::timeout(config.timeout, Link::connect(&config, &gateway));
         let failure = tokio::select! {
             () = stop.cancelled() => return,
             r = attempt => match r {
@@ -166,7 +203,7 @@ async fn pump(
     config: &UplinkConfig,
     store: &Arc<SqliteStore>,
     stats: &UplinkStats,
-    link: &mut PgLink,
+    link: &mut Link,
     backoff: &mut Backoff,
     stop: &CancellationToken,
 ) -> Result<(), Stop> {
@@ -210,8 +247,9 @@ async fn pump(
             }
             stats.backlog_ms.store(0, Relaxed);
             stats.backlog_rows.store(0, Relaxed);
-            if link.is_closed() {
-                return Err(Stop::Store("the server closed the connection".to_owned()));
+            match tokio::time::timeout(config.timeout, link.idle()).await {
+                Ok(r) => r?,
+                Err(_) => return Err(Stop::Timeout(config.timeout)),
             }
             tokio::select! {
                 () = stop.cancelled() => return Ok(()),
