@@ -1,5 +1,6 @@
 // The admin page: tokens (a new token's secret is shown once, here, and
-// never again) and open connections, native and HTTP. Only offered to an
+// never again), open connections, native and HTTP, and the uplinks to the
+// site's central systems (connected or not, backlog, what they sent). Only offered to an
 // admin token; the server refuses these calls to anyone else whatever this
 // page does.
 
@@ -9,6 +10,7 @@ import { el, clear, fmtTime } from './dom.js';
 export function mountAdmin(root, ctx) {
   const tokens = el('tbody');
   const conns = el('tbody');
+  const uplinks = el('tbody', { id: 'uplinks' });
   const secretBox = el('div', { class: 'secret', id: 'new-secret', hidden: true });
   const message = el('p', { class: 'muted', id: 'admin-message' });
   const name = el('input', { name: 'name', required: true, maxlength: 128, placeholder: 'name', 'aria-label': 'Token name' });
@@ -49,6 +51,8 @@ export function mountAdmin(root, ctx) {
       table(['id', 'name', 'role', 'scope', 'created', ''], tokens),
       el('h2', { text: 'Connections' }),
       table(['id', 'who', 'role', 'peer', 'front end', 'since', 'subs', 'bytes in', 'bytes out', ''], conns),
+      el('h2', { text: 'Uplinks' }),
+      table(['name', 'kind', 'state', 'confirmed seq', 'backlog rows', 'backlog age', 'batches', 'rows', 'retries', 'dropped'], uplinks),
     ),
   );
 
@@ -65,7 +69,7 @@ export function mountAdmin(root, ctx) {
 
   async function load() {
     try {
-      const [t, c] = await Promise.all([get('/api/v1/tokens'), get('/api/v1/connections')]);
+      const [t, c, u] = await Promise.all([get('/api/v1/tokens'), get('/api/v1/connections'), get('/api/v1/uplinks')]);
       clear(tokens).append(
         ...t.map((x) =>
           el(
@@ -103,6 +107,26 @@ export function mountAdmin(root, ctx) {
             el('td', {}, el('button', { type: 'button', class: 'danger', text: 'Disconnect', onclick: () => act(`Disconnected ${x.id}.`, () => api('DELETE', `/api/v1/connections/${x.id}`)) })),
           ),
         ),
+      );
+      clear(uplinks).append(
+        ...(u.length === 0
+          ? [el('tr', {}, el('td', { colspan: 10, class: 'muted', text: 'No uplink configured.' }))]
+          : u.map((x) =>
+              el(
+                'tr',
+                { class: x.connected ? '' : 'revoked' },
+                el('td', { text: x.name }),
+                el('td', { text: x.kind }),
+                el('td', { text: x.connected ? 'connected' : 'disconnected' }),
+                el('td', { text: String(x.delivered_seq) }),
+                el('td', { text: String(x.backlog_rows) }),
+                el('td', { text: `${x.backlog_seconds.toFixed(1)} s` }),
+                el('td', { text: String(x.batches) }),
+                el('td', { text: String(x.rows) }),
+                el('td', { text: String(x.retries) }),
+                el('td', { text: String(x.dropped) }),
+              ),
+            )),
       );
     } catch (e) {
       message.textContent = `Could not load: ${e.message}`;

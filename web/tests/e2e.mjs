@@ -188,6 +188,8 @@ try {
   assert.match(secret, /^sgt_[0-9a-f]{16}_/);
   await page.waitForFunction(() => [...document.querySelectorAll('#admin td')].some((td) => td.textContent === 'e2e-reader'));
   await page.waitForFunction(() => [...document.querySelectorAll('#admin td')].some((td) => td.textContent === 'http'));
+  // The demo runs no uplink: its table says so.
+  await page.waitForFunction(() => document.querySelector('#uplinks')?.textContent === 'No uplink configured.');
   await page.screenshot({ path: join(out, 'admin.png'), fullPage: true });
 
   step('a reader gets no admin page and a 403 from the admin API');

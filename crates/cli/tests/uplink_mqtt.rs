@@ -140,9 +140,20 @@ async fn the_broker_killed_and_restarted_mid_stream() {
     );
     let secret = device_secret(&gw).await;
     let devices = Devices::start(&gw.addr, &secret, 2, 60, base());
-    tokio::time::sleep(Duration::from_millis(400)).await;
+    // Mid-stream: publishes are acknowledged, and devices go on pushing.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while gw
+        .metric("sensegate_uplink_rows_total{uplink=\"bus\"")
+        .unwrap_or(0.0)
+        < 1.0
+    {
+        assert!(Instant::now() < deadline, "the upload never started");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     proxy.cut();
     broker.kill();
+    // What the broker wrote to the reader before it died is read out.
+    tokio::time::sleep(Duration::from_millis(300)).await;
     let before = received(&sub, "gw-a");
     drop(sub);
     tokio::time::sleep(Duration::from_millis(300)).await;

@@ -14,8 +14,15 @@
 //!   commits every 10 ms) while the uplink runs; for each commit, the time
 //!   until the uplink had it confirmed.
 //!
+//! - **mqtt** (`UPLINK_BENCH=mqtt`, from `bench/compare-uplink-mqtt.sh`):
+//!   the MQTT uplink from its cursor to the last of `ROWS` readings
+//!   committed beforehand, against a broker (TLS, a client certificate);
+//!   its baseline, a bare rumqttc loop, is `bench/mqtt-baseline`.
+//!
 //! ```text
 //! PGPORT=.. PGUSER=.. PGPASSWORD_FILE=.. PGCA=.. \
+//!   cargo run --release -p sensegate-gateway --example uplink_bench
+//! UPLINK_BENCH=mqtt MQTT_PORT=.. MQTT_CA=.. MQTT_CERT=.. MQTT_KEY=.. \
 //!   cargo run --release -p sensegate-gateway --example uplink_bench
 //! ```
 //! Environment: `ROWS` (default 1,000,000), `BATCH` (5,000), `RATE`
@@ -36,6 +43,7 @@ use std::time::{Duration, Instant};
 use sensegate_gateway::reading::{Quality, Reading, now_us};
 use sensegate_gateway::store::HistoryStore as _;
 use sensegate_gateway::store::sqlite::{Durability, SqliteStore};
+use sensegate_gateway::uplink::mqtt::{MqttUplinkConfig, TopicTemplate};
 use sensegate_gateway::uplink::postgres::{Gateway, PgConfig, Schema, SyncCommit, connect_client};
 use sensegate_gateway::uplink::{Target, TlsClient, UplinkConfig, UplinkStats};
 use tokio_postgres::binary_copy::BinaryCopyInWriter;
@@ -154,9 +162,13 @@ async fn bare(rows: usize, batch: usize, base: i64) -> f64 {
 }
 
 fn uplink_config(table: &str, batch: usize) -> UplinkConfig {
+    settings(Target::Postgres(pg_config(table)), batch)
+}
+
+fn settings(target: Target, batch: usize) -> UplinkConfig {
     UplinkConfig {
         name: "bench".to_owned(),
-        target: Target::Postgres(pg_config(table)),
+        target,
         batch_readings: batch,
         max_backlog_rows: 100_000_000,
         max_rows_per_sec: 100_000_000,
@@ -175,11 +187,43 @@ fn max_seq(path: &std::path::Path) -> i64 {
 
 /// The uplink from its cursor to the last of `rows` readings: rows/s.
 async fn uplink(rows: usize, batch: usize, base: i64) -> f64 {
+    drain(uplink_config("uplink_readings", batch), rows, batch, base).await
+}
+
+/// The MQTT uplink's settings for the broker the environment names.
+fn mqtt_config(batch: usize) -> UplinkConfig {
+    settings(
+        Target::Mqtt(MqttUplinkConfig {
+            host: "127.0.0.1".to_owned(),
+            port: std::env::var("MQTT_PORT").unwrap().parse().unwrap(),
+            tls: Some(TlsClient {
+                ca_file: PathBuf::from(std::env::var("MQTT_CA").unwrap()),
+                client_cert: Some((
+                    PathBuf::from(std::env::var("MQTT_CERT").unwrap()),
+                    PathBuf::from(std::env::var("MQTT_KEY").unwrap()),
+                )),
+            }),
+            client_id: Some("bench-uplink".to_owned()),
+            username: None,
+            password_file: None,
+            topic: TopicTemplate::parse("sensegate/{gateway}/{sensor}").unwrap(),
+            payload: sensegate_gateway::mqtt::PayloadFormat::Json,
+            max_inflight: u16::try_from(env("INFLIGHT", 64)).unwrap(),
+            keep_alive: Duration::from_secs(30),
+            max_packet_bytes: 64 << 10,
+        }),
+        batch,
+    )
+}
+
+/// `config`'s uplink from its cursor to the last of `rows` readings
+/// committed beforehand: rows/s.
+async fn drain(config: UplinkConfig, rows: usize, batch: usize, base: i64) -> f64 {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("h.db");
     // The daemon's default: each confirmation is fsync'd.
     let store = Arc::new(SqliteStore::open(&path, Durability::Full).unwrap());
-    let names = names("uplink");
+    let names = names("bench");
     let per_sensor = batch / SENSORS;
     for b in 0..rows / batch {
         let c = commit(&names, base + (b * per_sensor) as i64, per_sensor);
@@ -195,7 +239,7 @@ async fn uplink(rows: usize, batch: usize, base: i64) -> f64 {
     };
     let started = Instant::now();
     let task = tokio::spawn(sensegate_gateway::uplink::run(
-        uplink_config("uplink_readings", batch),
+        config,
         store.clone(),
         stats.clone(),
         gateway,
@@ -272,6 +316,11 @@ async fn main() {
     let rows = env("ROWS", 1_000_000);
     let batch = env("BATCH", 5000);
     let base = now_us() - 3_600_000_000;
+    if std::env::var("UPLINK_BENCH").as_deref() == Ok("mqtt") {
+        let rate = drain(mqtt_config(batch), rows, batch, base).await;
+        println!("mqtt uplink: {rows} readings, {rate:.0} acknowledged/s");
+        return;
+    }
     let baseline = bare(rows, batch, base).await;
     let measured = uplink(rows, batch, base).await;
     println!(

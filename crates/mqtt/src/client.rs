@@ -118,6 +118,8 @@ pub struct ServerConnAck {
     pub maximum_qos: u8,
     /// Its reason, when it gave one.
     pub reason_string: Option<String>,
+    /// The keep-alive the broker asks the client to use, if it said.
+    pub server_keep_alive: Option<u16>,
 }
 
 /// A packet from the broker.
@@ -267,6 +269,7 @@ impl ClientDecoder {
             maximum_packet_size: None,
             maximum_qos: 2,
             reason_string: None,
+            server_keep_alive: None,
         };
         let max = self.limits.max_property_bytes;
         let mut users = 0usize;
@@ -294,8 +297,9 @@ impl ClientDecoder {
                 0x11 => {
                     p.u32("session_expiry")?;
                 }
-                0x13 | 0x22 => {
-                    p.u16("u16_property")?;
+                0x13 => ack.server_keep_alive = Some(p.u16("server_keep_alive")?),
+                0x22 => {
+                    p.u16("topic_alias_maximum")?;
                 }
                 0x25 | 0x28 | 0x29 | 0x2A => {
                     p.u8("flag_property")?;

@@ -43,7 +43,9 @@ fn have(tool: &str) -> bool {
 
 impl Broker {
     /// A broker with the ACL above; client certificates for `clients` (by
-    /// common name) are made beside it. `None` when Mosquitto is not
+    /// common name) are made beside it. No in-flight cap towards the reader
+    /// (`max_inflight_messages 0`): what the broker acknowledges it writes on
+    /// at once, so a kill loses nothing it held back. `None` when Mosquitto is not
     /// installed and this is not CI.
     pub fn start(clients: &[&str]) -> Option<Self> {
         if !have("mosquitto") || !have("mosquitto_sub") {
@@ -89,7 +91,7 @@ impl Broker {
                 "per_listener_settings false\nallow_anonymous false\npersistence false\n\
                  acl_file {d}/acl\nlistener {port} 127.0.0.1\ncafile {d}/ca.pem\n\
                  certfile {d}/broker.crt\nkeyfile {d}/broker.key\nrequire_certificate true\n\
-                 use_identity_as_username true\nmax_inflight_messages 20\n\
+                 use_identity_as_username true\nmax_inflight_messages 0\n\
                  log_dest stderr\nlog_type error\nlog_type warning\n"
             ),
         );

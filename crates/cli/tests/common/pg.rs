@@ -283,23 +283,34 @@ impl Postgres {
             .collect())
     }
 
-    /// Every reading stored centrally: (gateway, sensor, µs).
+    /// Every reading stored centrally: (gateway, sensor, µs). Asked again
+    /// while the server is not answering (it may be starting); no table at
+    /// all is no readings (a crash can lose the schema too).
     pub fn readings(&self) -> Vec<(String, String, i64)> {
-        self.query(
-            "SELECT r.gateway, s.name, (extract(epoch FROM r.time) * 1000000)::bigint \
-             FROM sensegate_readings r JOIN sensegate_readings_sensors s ON s.id = r.sensor",
-        )
-        .unwrap_or_default()
-        .into_iter()
-        .map(|l| {
-            let mut f = l.split('|');
-            (
-                f.next().unwrap().to_owned(),
-                f.next().unwrap().to_owned(),
-                f.next().unwrap().parse().unwrap(),
-            )
-        })
-        .collect()
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let rows = loop {
+            match self.query(
+                "SELECT r.gateway, s.name, (extract(epoch FROM r.time) * 1000000)::bigint \
+                 FROM sensegate_readings r JOIN sensegate_readings_sensors s ON s.id = r.sensor",
+            ) {
+                Ok(rows) => break rows,
+                Err(e) if e.contains("does not exist") => break Vec::new(),
+                Err(e) => {
+                    assert!(Instant::now() < deadline, "psql: {e}");
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+            }
+        };
+        rows.into_iter()
+            .map(|l| {
+                let mut f = l.split('|');
+                (
+                    f.next().unwrap().to_owned(),
+                    f.next().unwrap().to_owned(),
+                    f.next().unwrap().parse().unwrap(),
+                )
+            })
+            .collect()
     }
 
     /// Waits until `f` holds of the readings stored centrally.

@@ -121,6 +121,20 @@ pub struct SensorValue {
 }
 
 impl Service {
+    /// The uplinks' figures, for a caller allowed to read metrics (they
+    /// are in `/metrics` too; the dashboard's admin page shows them).
+    ///
+    /// # Errors
+    /// [`ServiceError::Forbidden`] for a role that may not read metrics.
+    pub fn uplinks(&self, caller: Caller<'_>) -> Result<Vec<UplinkFigures>, ServiceError> {
+        Self::allow(caller.principal, Action::ReadMetrics)?;
+        Ok(self
+            .uplinks
+            .as_ref()
+            .map(|u| u.figures())
+            .unwrap_or_default())
+    }
+
     /// The metrics for a caller allowed to read them (`None`: the endpoint
     /// is configured public, and per-sensor values are left out).
     ///

@@ -246,6 +246,12 @@ impl Validator<'_> {
         let dbname = role("uplink.dbname", &r.dbname)?.unwrap_or_else(|| user.clone());
         let tls = self.tls_client(r)?;
         let table = match &r.table {
+            Some(t) if t == "sensegate_staging" => {
+                return Err(self.invalid(
+                    "uplink.table",
+                    "is the uplink's own staging table's name: choose another",
+                ));
+            }
             Some(t) if is_identifier(t) => t.clone(),
             Some(_) => {
                 return Err(self.invalid(
@@ -333,6 +339,7 @@ mod tests {
         for (extra, key) in [
             ("table = \"x; DROP TABLE y\"\n", "uplink.table"),
             ("table = \"Readings\"\n", "uplink.table"),
+            ("table = \"sensegate_staging\"\n", "uplink.table"),
             (
                 "synchronous_commit = \"maybe\"\n",
                 "uplink.synchronous_commit",

@@ -280,7 +280,8 @@ impl PgLink {
             driver,
             gateway: gateway.clone(),
             table: c.table.clone(),
-            partitions: c.partitions,
+            // A DBA's schema (`check`) brings its own partitions.
+            partitions: c.partitions && c.schema == Schema::Create,
             sensors: HashMap::new(),
             months: BTreeSet::new(),
         };
@@ -306,7 +307,7 @@ impl PgLink {
         link.client
             .execute(
                 &format!(
-                    "INSERT INTO {t}_gateways (id, name, seen) VALUES ($1::text::uuid, $2, now()) \
+                    "INSERT INTO \"{t}_gateways\" (id, name, seen) VALUES ($1::text::uuid, $2, now()) \
                      ON CONFLICT (id) DO UPDATE SET name = EXCLUDED.name, seen = EXCLUDED.seen"
                 ),
                 &[&link.gateway.id, &link.gateway.name],
@@ -323,7 +324,7 @@ impl PgLink {
             ""
         };
         let default = if self.partitions {
-            format!("CREATE TABLE IF NOT EXISTS {t}_default PARTITION OF {t} DEFAULT;")
+            format!("CREATE TABLE IF NOT EXISTS \"{t}_default\" PARTITION OF \"{t}\" DEFAULT;")
         } else {
             String::new()
         };
@@ -332,12 +333,12 @@ impl PgLink {
         let tx = self.client.transaction().await?;
         tx.batch_execute(&format!(
             "SELECT pg_advisory_xact_lock(hashtext('sensegate schema {t}'));
-             CREATE TABLE IF NOT EXISTS {t}_gateways (
+             CREATE TABLE IF NOT EXISTS \"{t}_gateways\" (
                  id uuid PRIMARY KEY, name text NOT NULL, seen timestamptz NOT NULL);
-             CREATE TABLE IF NOT EXISTS {t}_sensors (
+             CREATE TABLE IF NOT EXISTS \"{t}_sensors\" (
                  id integer GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
                  gateway uuid NOT NULL, name text NOT NULL, UNIQUE (gateway, name));
-             CREATE TABLE IF NOT EXISTS {t} (
+             CREATE TABLE IF NOT EXISTS \"{t}\" (
                  time timestamptz NOT NULL, gateway uuid NOT NULL, sensor integer NOT NULL,
                  value double precision NOT NULL, quality smallint NOT NULL,
                  PRIMARY KEY (gateway, sensor, time)){partitioned};
@@ -375,17 +376,16 @@ impl PgLink {
         ];
         for (suffix, columns) in want {
             let table = format!("{}{suffix}", self.table);
-            let rows = self
-                .client
-                .query(
-                    "SELECT column_name::text, data_type::text FROM information_schema.columns \
-                     WHERE table_schema = current_schema() AND table_name = $1",
-                    &[&table],
-                )
-                .await?;
+            let rows = query_capped(
+                &self.client,
+                "SELECT column_name::text, data_type::text FROM information_schema.columns \
+                 WHERE table_schema = current_schema() AND table_name = $1",
+                &[&table],
+                64,
+            )
+            .await?;
             let found: HashMap<String, String> = rows
                 .iter()
-                .take(64)
                 .filter_map(|r| Some((r.try_get(0).ok()?, r.try_get(1).ok()?)))
                 .collect();
             for (name, ty) in columns {
@@ -402,6 +402,32 @@ impl PgLink {
                         )));
                     }
                 }
+            }
+        }
+        // The keys replays and names depend on: without them a replay
+        // would store rows twice, and one sensor would get many ids.
+        for (suffix, key) in [
+            ("", "gateway,sensor,time"),
+            ("_sensors", "gateway,name"),
+            ("_gateways", "id"),
+        ] {
+            let table = format!("{}{suffix}", self.table);
+            let found = query_capped(
+                &self.client,
+                "SELECT 1 FROM pg_index i JOIN pg_class c ON c.oid = i.indrelid \
+                 JOIN pg_namespace n ON n.oid = c.relnamespace \
+                 WHERE n.nspname = current_schema() AND c.relname = $1 AND i.indisunique \
+                   AND (SELECT string_agg(a.attname::text, ',' ORDER BY a.attname) \
+                        FROM pg_attribute a \
+                        WHERE a.attrelid = c.oid AND a.attnum = ANY(i.indkey)) = $2",
+                &[&table, &key],
+                1,
+            )
+            .await?;
+            if found.is_empty() {
+                return Err(PgError::Schema(format!(
+                    "{table} has no unique key on ({key}); see docs/site.md"
+                )));
             }
         }
         Ok(())
@@ -440,7 +466,7 @@ impl PgLink {
         writer.as_mut().finish().await?;
         tx.execute(
             &format!(
-                "INSERT INTO {t} (time, gateway, sensor, value, quality) \
+                "INSERT INTO \"{t}\" (time, gateway, sensor, value, quality) \
                  SELECT timestamptz 'epoch' + us * interval '1 microsecond', $1::text::uuid, \
                         sensor, value, quality FROM sensegate_staging \
                  ON CONFLICT DO NOTHING"
@@ -454,40 +480,44 @@ impl PgLink {
 
     /// Learns the ids of the batch's sensors, adding the new ones.
     async fn sensor_ids(&mut self, batch: &[Outgoing]) -> Result<(), PgError> {
-        let missing: Vec<&str> = batch
-            .iter()
-            .map(|c| c.sensor.as_str())
-            .filter(|s| !self.sensors.contains_key(*s))
-            .collect::<BTreeSet<_>>()
-            .into_iter()
-            .collect();
+        let mut needed: BTreeSet<&str> = batch.iter().map(|c| c.sensor.as_str()).collect();
+        if self.sensors.len() + needed.len() > MAX_CACHED_SENSORS {
+            // Forgotten before `missing` is worked out: the whole batch is
+            // asked for again.
+            self.sensors.clear();
+        }
+        needed.retain(|s| !self.sensors.contains_key(*s));
+        let missing: Vec<&str> = needed.into_iter().collect();
         if missing.is_empty() {
             return Ok(());
         }
-        if self.sensors.len() + missing.len() > MAX_CACHED_SENSORS {
-            self.sensors.clear();
-        }
         let t = &self.table;
+        // Only names not there yet are inserted: a conflicting insert
+        // would still use up an identity value, and reconnecting gateways
+        // would run the site out of ids.
         self.client
             .execute(
                 &format!(
-                    "INSERT INTO {t}_sensors (gateway, name) \
-                     SELECT $1::text::uuid, unnest($2::text[]) ON CONFLICT DO NOTHING"
+                    "INSERT INTO \"{t}_sensors\" (gateway, name) \
+                     SELECT $1::text::uuid, n FROM unnest($2::text[]) AS n \
+                     WHERE NOT EXISTS (SELECT 1 FROM \"{t}_sensors\" s \
+                                       WHERE s.gateway = $1::text::uuid AND s.name = n) \
+                     ON CONFLICT DO NOTHING"
                 ),
                 &[&self.gateway.id, &missing],
             )
             .await?;
-        let rows = self
-            .client
-            .query(
-                &format!(
-                    "SELECT name, id FROM {t}_sensors \
-                     WHERE gateway = $1::text::uuid AND name = ANY($2::text[])"
-                ),
-                &[&self.gateway.id, &missing],
-            )
-            .await?;
-        for r in rows.iter().take(missing.len()) {
+        let rows = query_capped(
+            &self.client,
+            &format!(
+                "SELECT name, id FROM \"{t}_sensors\" \
+                 WHERE gateway = $1::text::uuid AND name = ANY($2::text[])"
+            ),
+            &[&self.gateway.id, &missing],
+            missing.len(),
+        )
+        .await?;
+        for r in &rows {
             let name: String = r.try_get(0)?;
             let id: i32 = r.try_get(1)?;
             if missing.contains(&name.as_str()) {
@@ -520,20 +550,26 @@ impl PgLink {
             let made = tx
                 .batch_execute(&format!(
                     "SELECT pg_advisory_xact_lock(hashtext('sensegate schema {t}'));
-                     CREATE TABLE IF NOT EXISTS {t}_p{y:04}{m:02} PARTITION OF {t}
+                     CREATE TABLE IF NOT EXISTS \"{t}_p{y:04}{m:02}\" PARTITION OF \"{t}\"
                      FOR VALUES FROM ('{y:04}-{m:02}-01 00:00:00+00')
                      TO ('{ny:04}-{nm:02}-01 00:00:00+00')"
                 ))
                 .await;
             match made {
                 Ok(()) => tx.commit().await?,
-                // Rows of that month already in the default partition: the
-                // month stays there (the DBA can move them, docs/site.md).
-                Err(e) if e.code() == Some(&tokio_postgres::error::SqlState::CHECK_VIOLATION) => {
+                // Rows of that month already in the default partition, or
+                // no right to make tables: the month's rows go to the
+                // default partition (the DBA can move them, docs/site.md).
+                Err(e)
+                    if e.code() == Some(&tokio_postgres::error::SqlState::CHECK_VIOLATION)
+                        || e.code()
+                            == Some(&tokio_postgres::error::SqlState::INSUFFICIENT_PRIVILEGE) =>
+                {
                     tracing::warn!(
                         table = %t,
                         month = format!("{y:04}-{m:02}"),
-                        "a month's partition cannot be made (its rows are in the default partition)"
+                        error = ?describe(&e),
+                        "a month's partition cannot be made: its rows go to the default partition"
                     );
                 }
                 Err(e) => return Err(e.into()),
@@ -548,6 +584,28 @@ impl PgLink {
     pub fn is_closed(&self) -> bool {
         self.client.is_closed()
     }
+}
+
+/// At most `max` rows of a query: the server may send more, and they are
+/// left unread (the statement is dropped, and the rest discarded as it
+/// arrives, one capped message at a time).
+async fn query_capped(
+    client: &Client,
+    sql: &str,
+    params: &[&(dyn ToSql + Sync)],
+    max: usize,
+) -> Result<Vec<tokio_postgres::Row>, PgError> {
+    use futures_util::StreamExt as _;
+    let stream = client.query_raw(sql, params.iter().copied()).await?;
+    let mut stream = std::pin::pin!(stream);
+    let mut rows = Vec::new();
+    while rows.len() < max {
+        match stream.next().await {
+            Some(r) => rows.push(r?),
+            None => break,
+        }
+    }
+    Ok(rows)
 }
 
 async fn drive<S, T>(conn: tokio_postgres::Connection<S, T>)

@@ -26,6 +26,8 @@ pub const CONFIRMS_EARLY: bool = option_env!("SENSEGATE_FAULT_CONFIRM_EARLY").is
 
 /// How often an idle uplink looks for new commits.
 const POLL: Duration = Duration::from_millis(50);
+/// Longest step of a paced wait.
+const PACE_STEP: Duration = Duration::from_secs(2);
 /// How often the backlog is counted against its cap.
 const BACKLOG_EVERY: Duration = Duration::from_secs(2);
 
@@ -56,7 +58,9 @@ impl Link {
             Target::Postgres(pg) => {
                 Self::Postgres(Box::new(PgLink::connect(pg, gateway, &config.name).await?))
             }
-            Target::Mqtt(m) => Self::Mqtt(Box::new(MqttLink::connect(m, gateway).await?)),
+            Target::Mqtt(m) => {
+                Self::Mqtt(Box::new(MqttLink::connect(m, gateway, &config.name).await?))
+            }
         })
     }
 
@@ -273,9 +277,21 @@ async fn pump(
             let (s, n) = (store.clone(), name.clone());
             blocking(move || s.confirm(&n, last)).await?;
         }
-        match tokio::time::timeout(config.timeout, link.send(&batch)).await {
-            Ok(r) => r?,
-            Err(_) => return Err(Stop::Timeout(config.timeout)),
+        // A stop abandons the batch (it is sent again at the next start);
+        // a failure first lets the last confirmation land, so it is
+        // counted and its batch not sent again.
+        let sent = tokio::select! {
+            () = stop.cancelled() => Ok(()),
+            r = tokio::time::timeout(config.timeout, link.send(&batch)) => match r {
+                Ok(r) => r,
+                Err(_) => Err(Stop::Timeout(config.timeout)),
+            },
+        };
+        if stop.is_cancelled() || sent.is_err() {
+            if let Some(c) = confirming.take() {
+                c.finish(stats).await?;
+            }
+            return sent;
         }
         backoff.reset();
         if let Some(c) = confirming.take() {
@@ -288,13 +304,28 @@ async fn pump(
             task: tokio::task::spawn_blocking(move || s.confirm(&n, last)),
         });
         delivered = last;
-        let wait = pace.sent(rows, Instant::now());
-        if !wait.is_zero() {
-            // A stop ends the wait; the loop's top sees it.
-            tokio::select! {
-                () = stop.cancelled() => {}
-                () = tokio::time::sleep(wait) => {}
-            }
+        let until = Instant::now() + pace.sent(rows, Instant::now());
+        paced(link, until, config.timeout, stop).await?;
+    }
+}
+
+/// Waits until `until` (or `stop`) in steps, keeping the link alive
+/// between them (an MQTT broker expects a packet within its keep-alive).
+async fn paced(
+    link: &mut Link,
+    until: Instant,
+    timeout: Duration,
+    stop: &CancellationToken,
+) -> Result<(), Stop> {
+    while Instant::now() < until && !stop.is_cancelled() {
+        tokio::select! {
+            () = stop.cancelled() => {}
+            () = tokio::time::sleep_until(until.min(Instant::now() + PACE_STEP)) => {}
+        }
+        match tokio::time::timeout(timeout, link.idle()).await {
+            Ok(r) => r?,
+            Err(_) => return Err(Stop::Timeout(timeout)),
         }
     }
+    Ok(())
 }

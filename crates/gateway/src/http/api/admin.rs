@@ -152,3 +152,45 @@ pub(super) async fn kick(
     service.kick(auth.caller(), id)?;
     Ok(StatusCode::NO_CONTENT)
 }
+
+/// One uplink, as `GET /api/v1/uplinks` lists it (the `/metrics` series).
+#[derive(Serialize, utoipa::ToSchema)]
+pub(super) struct UplinkJson {
+    name: String,
+    kind: &'static str,
+    connected: bool,
+    /// The last commit sequence number the remote side confirmed.
+    delivered_seq: i64,
+    backlog_rows: u64,
+    /// Age of the oldest reading not yet confirmed.
+    backlog_seconds: f64,
+    batches: u64,
+    rows: u64,
+    retries: u64,
+    /// Readings dropped past the backlog cap, ever.
+    dropped: u64,
+}
+
+#[utoipa::path(get, path = "/api/v1/uplinks", security(("bearer" = [])), responses((status = 200, description = "each configured uplink: connected or not, last confirmed sequence number, backlog, what it sent, retries, drops", body = [UplinkJson]), (status = 401, description = "no valid token", body = ErrorBody), (status = 403, description = "not allowed for this token", body = ErrorBody)))]
+pub(super) async fn list_uplinks(
+    State(service): State<Arc<Service>>,
+    auth: Auth,
+) -> Result<Json<Vec<UplinkJson>>, ApiError> {
+    let list = service.uplinks(auth.caller())?;
+    Ok(Json(
+        list.into_iter()
+            .map(|u| UplinkJson {
+                name: u.name,
+                kind: u.kind,
+                connected: u.connected,
+                delivered_seq: u.delivered_seq,
+                backlog_rows: u.backlog_rows,
+                backlog_seconds: u.backlog_seconds,
+                batches: u.batches,
+                rows: u.rows,
+                retries: u.retries,
+                dropped: u.dropped,
+            })
+            .collect(),
+    ))
+}

@@ -60,7 +60,7 @@ pub use super::auth::{Auth, RequestConnection};
 use super::credentials;
 use super::ingest::{self, Ingest, IngestLimits};
 use crate::stats::Limit;
-use admin::{create_token, kick, list_connections, list_tokens, revoke_token};
+use admin::{create_token, kick, list_connections, list_tokens, list_uplinks, revoke_token};
 use readings::{history, latest, sensors, stream};
 
 /// Caps and deadlines of the HTTP front end.
@@ -98,7 +98,7 @@ impl Default for HttpLimits {
 #[derive(utoipa::OpenApi)]
 #[openapi(
     info(title = "sensegate", description = "Sensor gateway HTTP API, version 1"),
-    paths(whoami, readings::sensors, readings::latest, readings::history, readings::stream, admin::list_tokens, admin::create_token, admin::revoke_token, admin::list_connections, admin::kick, metrics, ingest::write_v2, ingest::write_v1, ingest::readings, ingest::ping),
+    paths(whoami, readings::sensors, readings::latest, readings::history, readings::stream, admin::list_tokens, admin::create_token, admin::revoke_token, admin::list_connections, admin::kick, admin::list_uplinks, metrics, ingest::write_v2, ingest::write_v1, ingest::readings, ingest::ping),
     modifiers(&BearerAuth)
 )]
 pub struct ApiDoc;
@@ -148,6 +148,7 @@ pub fn router(
         .route("/api/v1/tokens/{id}", delete(revoke_token))
         .route("/api/v1/connections", get(list_connections))
         .route("/api/v1/connections/{id}", delete(kick))
+        .route("/api/v1/uplinks", get(list_uplinks))
         .route(
             "/metrics",
             get({

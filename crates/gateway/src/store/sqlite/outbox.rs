@@ -125,8 +125,11 @@ impl SqliteStore {
     /// `max_readings` (so at most one chunk, 4,096 readings, more; at least
     /// one chunk when there is one).
     ///
+    /// A chunk whose blob does not decode comes back with no rows (and a
+    /// warning), so the cursor can pass it.
+    ///
     /// # Errors
-    /// [`HistoryError`], also for a damaged chunk.
+    /// [`HistoryError`].
     pub fn outbox(&self, after: i64, max_readings: usize) -> Result<Vec<Outgoing>, HistoryError> {
         let conn = self.reader()?;
         let result = (|| {
@@ -144,8 +147,18 @@ impl SqliteStore {
                 let Some(c) = super::stored(r, i64::MIN)? else {
                     continue;
                 };
-                let rows = Cursor::new(c.seq, c.first_ts, c.last_ts, c.count, &c.data)
-                    .collect::<Result<Vec<Row>, _>>()?;
+                // A chunk that does not decode is sent as no readings (and
+                // logged), as pruning skips it: one damaged row must not
+                // stop the uplink behind it.
+                let rows = match Cursor::new(c.seq, c.first_ts, c.last_ts, c.count, &c.data)
+                    .collect::<Result<Vec<Row>, _>>()
+                {
+                    Ok(rows) => rows,
+                    Err(e) => {
+                        tracing::warn!(seq = c.seq, error = %e, "a damaged history chunk is skipped by the uplinks");
+                        Vec::new()
+                    }
+                };
                 readings += rows.len();
                 out.push(Outgoing {
                     seq: c.seq,
@@ -409,6 +422,38 @@ mod tests {
         let rest = store.outbox(c[0].delivered, usize::MAX).unwrap();
         assert_eq!(rest.len(), 3);
         assert_eq!(rest[0].sensor, "b");
+    }
+
+    #[test]
+    fn a_damaged_chunk_is_passed_over_not_a_stop_for_the_uplink() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("h.db");
+        let store = SqliteStore::open(&path, Durability::Normal).unwrap();
+        store.attach_uplinks(&["pg"]).unwrap();
+        store.write(&[&batch("a", 0, 10)]).unwrap();
+        store.write(&[&batch("b", 0, 10)]).unwrap();
+        // The first chunk's blob keeps its length (its claims hold) but
+        // does not decode.
+        let raw = rusqlite::Connection::open(&path).unwrap();
+        let len: i64 = raw
+            .query_row(
+                "SELECT length(data) FROM chunks ORDER BY seq LIMIT 1",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        raw.execute(
+            "UPDATE chunks SET data = ?1 WHERE seq = (SELECT MIN(seq) FROM chunks)",
+            [vec![0xFFu8; usize::try_from(len).unwrap()]],
+        )
+        .unwrap();
+        let out = store.outbox(0, usize::MAX).unwrap();
+        assert_eq!(
+            out.iter()
+                .map(|o| (o.sensor.as_str(), o.rows.len()))
+                .collect::<Vec<_>>(),
+            [("a", 0), ("b", 10)]
+        );
     }
 
     #[test]
