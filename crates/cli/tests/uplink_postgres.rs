@@ -400,3 +400,96 @@ async fn a_checked_schema_without_its_key_is_refused_until_the_dba_adds_it() {
         .unwrap();
     assert_eq!(tables, vec!["3".to_owned()]);
 }
+
+/// A silent network (the proxy keeps the connection open and forwards
+/// nothing) mid-upload: the batch in flight is not confirmed within
+/// `timeout_ms`, the uplink gives up on the connection and reconnects
+/// once the network is back; every acknowledged reading arrives, once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silent_network_times_out_and_nothing_is_lost() {
+    let Some(pg) = Postgres::start() else { return };
+    let proxy = Proxy::start(pg.port).await;
+    let config = pg
+        .uplink(proxy.port, "batch_readings = 200\n")
+        .replace("timeout_ms = 5000", "timeout_ms = 1000");
+    let gw = Gateway::start(&config);
+    let secret = device_secret(&gw).await;
+    let devices = Devices::start(&gw.addr, &secret, 2, 60, base());
+    uploading(&gw).await;
+    proxy.stall();
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while !gw
+        .log_lines()
+        .iter()
+        .any(|l| l.contains("uplink failed") && l.contains("within"))
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no timeout: {:?}",
+            gw.log_lines()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    proxy.restore();
+    let acked = devices.finish().await;
+    check_delivered(&pg, &gw, &acked);
+}
+
+/// Three gateways, one site database: each has its own id (made with its
+/// history), its name, and its readings under them; the same sensor name
+/// on two gateways is two sensors, never mixed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_gateways_share_one_site_database_without_mixing() {
+    let Some(pg) = Postgres::start() else { return };
+    let names = ["hall-1", "hall-2", "hall-3"];
+    let gateways: Vec<Gateway> = names
+        .iter()
+        .map(|n| Gateway::start_named(n, &pg.uplink(pg.port, "")))
+        .collect();
+    let mut acked = Vec::new();
+    for gw in &gateways {
+        let secret = device_secret(gw).await;
+        // The same sensor names (dev/d0, dev/d1) on every gateway.
+        acked.push(
+            Devices::start(&gw.addr, &secret, 2, 5, base())
+                .finish()
+                .await,
+        );
+    }
+    let ids: Vec<String> = gateways
+        .iter()
+        .map(|gw| {
+            rusqlite::Connection::open(gw.dir.path().join("data/history.db"))
+                .unwrap()
+                .query_row("SELECT value FROM meta WHERE key = 'gateway_id'", [], |r| {
+                    r.get(0)
+                })
+                .unwrap()
+        })
+        .collect();
+    let distinct: BTreeSet<&String> = ids.iter().collect();
+    assert_eq!(distinct.len(), 3, "{ids:?}");
+    let central = pg.wait_for(
+        Duration::from_secs(60),
+        "every gateway's readings",
+        |rows| rows.len() >= 3000,
+    );
+    for ((gw_id, acked), gw) in ids.iter().zip(&acked).zip(&gateways) {
+        let mine: BTreeSet<(String, i64)> = central
+            .iter()
+            .filter(|(g, _, _)| g == gw_id)
+            .map(|(_, s, t)| (s.clone(), *t))
+            .collect();
+        assert_eq!(&mine, acked, "gateway {gw_id}");
+        gw.settle("site");
+    }
+    assert_eq!(central.len(), 3000);
+    let listed = pg
+        .query("SELECT name FROM sensegate_readings_gateways ORDER BY name")
+        .unwrap();
+    assert_eq!(listed, names.map(str::to_owned));
+    let sensors = pg
+        .query("SELECT count(*), count(DISTINCT name) FROM sensegate_readings_sensors")
+        .unwrap();
+    assert_eq!(sensors, vec!["6|2".to_owned()]);
+}

@@ -113,6 +113,13 @@ async fn tokens_and_policy_are_the_native_protocols() {
             "{method} {path}"
         );
     }
+    // The uplinks' figures go to whoever may read metrics (a reader: none
+    // here), not to a device.
+    let r = request(addr, "GET", "/api/v1/uplinks", Some(&reader), "").await;
+    assert_eq!((r.status, r.body.as_str()), (200, "[]"));
+    let (_, device) = d.token(v1::Role::Device, "lab/*").await;
+    let r = request(addr, "GET", "/api/v1/uplinks", Some(device.expose()), "").await;
+    assert_eq!((r.status, r.code().as_str()), (403, "FORBIDDEN"));
     // A sensor out of the reader's scope, with a reading: refused by the
     // policy, not merely missing.
     let service = d.daemon.service().clone();
@@ -595,6 +602,7 @@ async fn the_openapi_document_describes_every_route() {
         ("/api/v1/tokens/{id}", "delete"),
         ("/api/v1/connections", "get"),
         ("/api/v1/connections/{id}", "delete"),
+        ("/api/v1/uplinks", "get"),
         ("/metrics", "get"),
         ("/api/v2/write", "post"),
         ("/write", "post"),
@@ -625,7 +633,7 @@ async fn the_openapi_document_describes_every_route() {
     assert!(doc["paths"]["/ping"]["get"]["responses"]["204"].is_object());
     assert_eq!(
         doc["paths"].as_object().unwrap().len(),
-        14,
+        15,
         "undocumented or stale paths"
     );
     assert_eq!(

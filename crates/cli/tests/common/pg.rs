@@ -352,11 +352,38 @@ impl Drop for Postgres {
     }
 }
 
-/// A TCP proxy the test owns: forwards to `target` until cut.
+/// A TCP proxy the test owns: forwards to `target` until cut (every
+/// connection closed, new ones refused) or stalled (connections kept open,
+/// nothing forwarded: a silent network).
 pub struct Proxy {
     pub port: u16,
     cut: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    stalled: std::sync::Arc<std::sync::atomic::AtomicBool>,
     conns: std::sync::Arc<std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>>,
+}
+
+/// Copies one direction, holding the bytes while `stalled` is set.
+async fn forward(
+    mut from: tokio::net::tcp::OwnedReadHalf,
+    mut to: tokio::net::tcp::OwnedWriteHalf,
+    stalled: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let mut buf = vec![0u8; 16 * 1024];
+    loop {
+        let Ok(n) = from.read(&mut buf).await else {
+            return;
+        };
+        if n == 0 {
+            return;
+        }
+        while stalled.load(std::sync::atomic::Ordering::SeqCst) {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        if to.write_all(&buf[..n]).await.is_err() {
+            return;
+        }
+    }
 }
 
 impl Proxy {
@@ -365,42 +392,61 @@ impl Proxy {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = listener.local_addr().unwrap().port();
         let cut = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let stalled = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
         let conns: std::sync::Arc<std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>> =
             std::sync::Arc::default();
-        let (c, k) = (cut.clone(), conns.clone());
+        let (c, k, st) = (cut.clone(), conns.clone(), stalled.clone());
         tokio::spawn(async move {
             loop {
-                let Ok((mut inbound, _)) = listener.accept().await else {
+                let Ok((inbound, _)) = listener.accept().await else {
                     return;
                 };
+                // Checked under the lock `cut` drains with: a connection
+                // is either refused here or aborted there.
+                let mut list = k.lock().unwrap();
                 if c.load(std::sync::atomic::Ordering::SeqCst) {
                     drop(inbound);
                     continue;
                 }
-                let task = tokio::spawn(async move {
-                    let Ok(mut outbound) =
-                        tokio::net::TcpStream::connect(("127.0.0.1", target)).await
+                let st = st.clone();
+                list.push(tokio::spawn(async move {
+                    let Ok(outbound) = tokio::net::TcpStream::connect(("127.0.0.1", target)).await
                     else {
                         return;
                     };
-                    let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
-                });
-                k.lock().unwrap().push(task);
+                    let (ir, iw) = inbound.into_split();
+                    let (or, ow) = outbound.into_split();
+                    tokio::join!(forward(ir, ow, st.clone()), forward(or, iw, st));
+                }));
             }
         });
-        Self { port, cut, conns }
+        Self {
+            port,
+            cut,
+            stalled,
+            conns,
+        }
     }
 
     /// Cuts every connection and refuses new ones.
     pub fn cut(&self) {
+        let mut list = self.conns.lock().unwrap();
         self.cut.store(true, std::sync::atomic::Ordering::SeqCst);
-        for t in self.conns.lock().unwrap().drain(..) {
+        for t in list.drain(..) {
             t.abort();
         }
     }
 
+    /// Keeps every connection open and forwards nothing.
+    pub fn stall(&self) {
+        self.stalled
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+
     /// Lets connections through again.
     pub fn restore(&self) {
+        self.stalled
+            .store(false, std::sync::atomic::Ordering::SeqCst);
         self.cut.store(false, std::sync::atomic::Ordering::SeqCst);
     }
 }

@@ -268,12 +268,18 @@ pub async fn connect_client(
 const MAX_PASSWORD_BYTES: u64 = 1024;
 
 impl PgLink {
-    /// Connects, logs in, sets the session up and makes (or checks) the
-    /// schema.
+    /// Connects, logs in, sets the session up (`timeout` also bounds each
+    /// statement and each idle moment in a transaction, server side) and
+    /// makes (or checks) the schema.
     ///
     /// # Errors
     /// [`PgError`].
-    pub async fn connect(c: &PgConfig, gateway: &Gateway, uplink: &str) -> Result<Self, PgError> {
+    pub async fn connect(
+        c: &PgConfig,
+        gateway: &Gateway,
+        uplink: &str,
+        timeout: std::time::Duration,
+    ) -> Result<Self, PgError> {
         let (client, driver) = connect_client(c, &format!("sensegate uplink {uplink}")).await?;
         let mut link = Self {
             client,
@@ -285,9 +291,14 @@ impl PgLink {
             sensors: HashMap::new(),
             months: BTreeSet::new(),
         };
+        // The server ends this session by itself if it stalls: a batch cut
+        // off mid-transaction by a silent network would otherwise hold its
+        // rows' locks, and the batch sent again would wait on them.
+        let ms = timeout.as_millis();
         link.client
             .batch_execute(&format!(
-                "SET synchronous_commit = {}",
+                "SET synchronous_commit = {}; SET statement_timeout = {ms}; \
+                 SET idle_in_transaction_session_timeout = {ms}",
                 c.synchronous_commit.name()
             ))
             .await?;

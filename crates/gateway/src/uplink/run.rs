@@ -55,9 +55,9 @@ enum Link {
 impl Link {
     async fn connect(config: &UplinkConfig, gateway: &Gateway) -> Result<Self, Stop> {
         Ok(match &config.target {
-            Target::Postgres(pg) => {
-                Self::Postgres(Box::new(PgLink::connect(pg, gateway, &config.name).await?))
-            }
+            Target::Postgres(pg) => Self::Postgres(Box::new(
+                PgLink::connect(pg, gateway, &config.name, config.timeout).await?,
+            )),
             Target::Mqtt(m) => {
                 Self::Mqtt(Box::new(MqttLink::connect(m, gateway, &config.name).await?))
             }
