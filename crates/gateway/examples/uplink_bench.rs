@@ -178,6 +178,13 @@ fn settings(target: Target, batch: usize) -> UplinkConfig {
     }
 }
 
+fn gateway_of(store: &SqliteStore) -> Gateway {
+    Gateway {
+        id: store.gateway_id().to_owned(),
+        name: "bench".to_owned(),
+    }
+}
+
 fn max_seq(path: &std::path::Path) -> i64 {
     rusqlite::Connection::open(path)
         .unwrap()
@@ -233,10 +240,7 @@ async fn drain(config: UplinkConfig, rows: usize, batch: usize, base: i64) -> f6
     store.attach_uplinks(&["bench"]).unwrap();
     let stats = Arc::new(UplinkStats::new("bench", "postgres"));
     let stop = CancellationToken::new();
-    let gateway = Gateway {
-        id: store.gateway_id().to_owned(),
-        name: "bench".to_owned(),
-    };
+    let gateway = gateway_of(&store);
     let started = Instant::now();
     let task = tokio::spawn(sensegate_gateway::uplink::run(
         config,
@@ -263,10 +267,7 @@ async fn lag(rate: usize, secs: usize) -> Vec<Duration> {
     store.attach_uplinks(&["bench"]).unwrap();
     let stats = Arc::new(UplinkStats::new("bench", "postgres"));
     let stop = CancellationToken::new();
-    let gateway = Gateway {
-        id: store.gateway_id().to_owned(),
-        name: "bench".to_owned(),
-    };
+    let gateway = gateway_of(&store);
     let task = tokio::spawn(sensegate_gateway::uplink::run(
         uplink_config("lag_readings", 5000),
         store.clone(),

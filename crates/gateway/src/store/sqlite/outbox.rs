@@ -206,7 +206,7 @@ impl SqliteStore {
         self.give_back(conn);
         match counted.map_err(|e| err(&e))? {
             None => return Err(HistoryError::new(format!("no uplink named {uplink:?}"))),
-            Some(rows) if rows <= max_rows => {
+            Some((_, rows)) if rows <= max_rows => {
                 return Ok(Backlog {
                     rows,
                     dropped_now: 0,
@@ -228,8 +228,11 @@ impl SqliteStore {
     }
 }
 
-/// Readings after `uplink`'s cursor (`None`: no such uplink).
-fn backlog_rows(conn: &rusqlite::Connection, uplink: &str) -> Result<Option<u64>, rusqlite::Error> {
+/// `uplink`'s cursor and the readings after it (`None`: no such uplink).
+fn backlog_rows(
+    conn: &rusqlite::Connection,
+    uplink: &str,
+) -> Result<Option<(i64, u64)>, rusqlite::Error> {
     let Some(delivered) = conn
         .query_row(
             "SELECT delivered FROM uplinks WHERE name = ?1",
@@ -245,7 +248,7 @@ fn backlog_rows(conn: &rusqlite::Connection, uplink: &str) -> Result<Option<u64>
         [delivered],
         |r| r.get(0),
     )?;
-    Ok(Some(u64::try_from(rows).unwrap_or(0)))
+    Ok(Some((delivered, u64::try_from(rows).unwrap_or(0))))
 }
 
 fn skip_past_cap(
@@ -254,22 +257,9 @@ fn skip_past_cap(
     max_rows: u64,
 ) -> Result<Option<Backlog>, rusqlite::Error> {
     let tx = w.conn.unchecked_transaction()?;
-    let Some(delivered) = tx
-        .query_row(
-            "SELECT delivered FROM uplinks WHERE name = ?1",
-            [uplink],
-            |r| r.get::<_, i64>(0),
-        )
-        .optional()?
-    else {
+    let Some((delivered, rows)) = backlog_rows(&tx, uplink)? else {
         return Ok(None);
     };
-    let rows: i64 = tx.query_row(
-        "SELECT COALESCE(SUM(count), 0) FROM chunks WHERE seq > ?1",
-        [delivered],
-        |r| r.get(0),
-    )?;
-    let rows = u64::try_from(rows).unwrap_or(0);
     if rows <= max_rows {
         return Ok(Some(Backlog {
             rows,
