@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use common::Gateway;
 use common::broker::{Broker, Subscriber};
-use common::devices::{Devices, base, device_secret};
+use common::devices::{Devices, base, device_secret, fault_delay};
 use common::pg::Proxy;
 
 /// The (sensor, µs) of every message the reader got, from its topic
@@ -158,6 +158,11 @@ async fn the_broker_killed_and_restarted_mid_stream() {
         assert!(Instant::now() < deadline, "the upload never started");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+    tokio::time::sleep(fault_delay(
+        "the_broker_killed_and_restarted_mid_stream",
+        300,
+    ))
+    .await;
     proxy.cut();
     broker.kill();
     // What the broker wrote to the reader before it died is read out.

@@ -20,7 +20,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::Gateway;
-use common::devices::{Devices, base, device_secret};
+use common::devices::{Devices, base, device_secret, fault_delay};
 use common::pg::{Postgres, Proxy};
 
 /// Waits until the uplink has had a first batch confirmed (the upload is
@@ -163,6 +163,7 @@ async fn postgres_crashed_mid_stream() {
     let devices = Devices::start(&gw.addr, &secret, 2, 60, base());
     // Mid-stream: batches are going in, and devices go on pushing.
     uploading(&gw).await;
+    tokio::time::sleep(fault_delay("postgres_crashed_mid_stream", 300)).await;
     pg.crash();
     tokio::time::sleep(Duration::from_millis(500)).await;
     pg.server_start();
@@ -180,7 +181,7 @@ async fn gateway_killed_mid_upload() {
     let devices = Devices::start(&gw.addr, &secret, 2, 1000, base());
     // Mid-upload: batches are going in, and devices go on pushing.
     uploading(&gw).await;
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    tokio::time::sleep(fault_delay("gateway_killed_mid_upload", 400)).await;
     let dir = gw.kill();
     // The devices see their connections fail and stop.
     let acked = devices.finish().await;
@@ -199,7 +200,8 @@ async fn network_cut_and_restored() {
     let gw = Gateway::start(&pg.uplink(proxy.port, "batch_readings = 200\n"));
     let secret = device_secret(&gw).await;
     let devices = Devices::start(&gw.addr, &secret, 2, 60, base());
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    uploading(&gw).await;
+    tokio::time::sleep(fault_delay("network_cut_and_restored", 300)).await;
     proxy.cut();
     tokio::time::sleep(Duration::from_millis(800)).await;
     proxy.restore();
@@ -416,6 +418,7 @@ async fn a_silent_network_times_out_and_nothing_is_lost() {
     let secret = device_secret(&gw).await;
     let devices = Devices::start(&gw.addr, &secret, 2, 60, base());
     uploading(&gw).await;
+    tokio::time::sleep(fault_delay("a_silent_network_times_out", 300)).await;
     proxy.stall();
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
     while !gw

@@ -84,3 +84,28 @@ impl Devices {
 pub fn base() -> i64 {
     sensegate_gateway::reading::now_us() - 600_000_000
 }
+
+/// How long after the upload is under way a fault lands: up to `max_ms`,
+/// from a seed (`SENSEGATE_FAULT_SEED`, or a fresh one) printed with the
+/// test's name, so a failing run can be replayed with the same timing.
+pub fn fault_delay(test: &str, max_ms: u64) -> Duration {
+    let seed: u64 = std::env::var("SENSEGATE_FAULT_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(1, |d| u64::from(d.subsec_nanos()) ^ d.as_secs())
+        });
+    // splitmix64 over the seed and the test's name.
+    let mut z = test
+        .bytes()
+        .fold(seed, |h, b| h.rotate_left(5) ^ u64::from(b))
+        .wrapping_add(0x9e37_79b9_7f4a_7c15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^= z >> 31;
+    let ms = z % (max_ms + 1);
+    eprintln!("{test}: SENSEGATE_FAULT_SEED={seed} puts the fault {ms} ms in");
+    Duration::from_millis(ms)
+}
