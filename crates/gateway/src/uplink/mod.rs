@@ -80,6 +80,20 @@ pub struct TlsClient {
     pub client_cert: Option<(PathBuf, PathBuf)>,
 }
 
+/// Largest password file read.
+pub const MAX_PASSWORD_BYTES: u64 = 1024;
+
+/// An uplink's password, from its file (read at each connection, so it can
+/// be rotated): at most [`MAX_PASSWORD_BYTES`], trailing newline dropped.
+///
+/// # Errors
+/// The file cannot be read, or is over the cap.
+pub fn read_password(file: &std::path::Path) -> std::io::Result<String> {
+    let text = crate::file::read_capped(file, MAX_PASSWORD_BYTES)
+        .map_err(|e| std::io::Error::other(format!("{}: {e:?}", file.display())))?;
+    Ok(text.trim_end_matches(['\n', '\r']).to_owned())
+}
+
 /// A rustls client configuration from `t`: the server's certificate must
 /// chain to its CA file; the client certificate, when set, is offered.
 ///
@@ -174,5 +188,21 @@ pub struct Uplinks(pub Vec<Arc<UplinkStats>>);
 impl UplinkReport for Uplinks {
     fn figures(&self) -> Vec<UplinkFigures> {
         self.0.iter().map(|s| s.figures()).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_password_file_is_read_under_its_cap_without_its_newline() {
+        let dir = tempfile::tempdir().unwrap();
+        let ok = dir.path().join("ok");
+        std::fs::write(&ok, "s3cret\r\n").unwrap();
+        assert_eq!(read_password(&ok).unwrap(), "s3cret");
+        let big = dir.path().join("big");
+        std::fs::write(&big, vec![b'x'; 2048]).unwrap();
+        assert!(read_password(&big).is_err());
     }
 }

@@ -30,8 +30,6 @@ use crate::store::sqlite::Outgoing;
 
 /// Publishes written to the socket before it is flushed.
 const FLUSH_BYTES: usize = 64 << 10;
-/// Largest password file read.
-const MAX_PASSWORD_BYTES: u64 = 1024;
 
 /// One piece of a topic template.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -224,15 +222,11 @@ impl MqttLink {
         gateway: &Gateway,
         uplink: &str,
     ) -> Result<Self, MqttError> {
-        let password = match &c.password_file {
-            Some(f) => Some(
-                crate::file::read_capped(f, MAX_PASSWORD_BYTES)
-                    .map_err(|e| std::io::Error::other(format!("{}: {e:?}", f.display())))?
-                    .trim_end_matches(['\n', '\r'])
-                    .to_owned(),
-            ),
-            None => None,
-        };
+        let password = c
+            .password_file
+            .as_deref()
+            .map(super::read_password)
+            .transpose()?;
         let tcp = TcpStream::connect((c.host.as_str(), c.port)).await?;
         tcp.set_nodelay(true)?;
         let stream: Pin<Box<dyn Stream>> = match &c.tls {

@@ -243,10 +243,7 @@ pub async fn connect_client(
         .dbname(&c.dbname)
         .application_name(application_name);
     if let Some(file) = &c.password_file {
-        let text = crate::file::read_capped(file, MAX_PASSWORD_BYTES).map_err(|e| {
-            PgError::Io(std::io::Error::other(format!("{}: {e:?}", file.display())))
-        })?;
-        pg.password(text.trim_end_matches(['\n', '\r']));
+        pg.password(super::read_password(file)?);
     }
     let tcp = TcpStream::connect((c.host.as_str(), c.port)).await?;
     tcp.set_nodelay(true)?;
@@ -263,9 +260,6 @@ pub async fn connect_client(
         (client, tokio::spawn(drive(conn)))
     })
 }
-
-/// Largest password file read.
-const MAX_PASSWORD_BYTES: u64 = 1024;
 
 impl PgLink {
     /// Connects, logs in, sets the session up (`timeout` also bounds each
