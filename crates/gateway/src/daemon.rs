@@ -166,7 +166,7 @@ impl Daemon {
             }
         }
         let service = Service::new(config.server_name.clone(), config.limits, tokens, audit);
-        let (service, sqlite, uplinks) = with_history(config, service)?;
+        let (service, sqlite, uplinks, site) = with_history(config, service)?;
         let service = Arc::new(service);
         let (listener, native_addr) = bind(config.native_listen).await?;
         let http = if config.http.enabled {
@@ -213,6 +213,14 @@ impl Daemon {
         }
         spawn_sources(config, host.as_ref(), &service, &tracker, &shutdown);
         spawn_uplinks(config, sqlite.as_ref(), uplinks, &tracker, &shutdown);
+        if let (Some(c), Some(index)) = (&config.site, site) {
+            tracker.spawn(crate::site::follow::run(
+                service.source_sink("site"),
+                c.clone(),
+                index,
+                shutdown.clone(),
+            ));
+        }
         tracing::info!(addr = %native_addr, tls = fingerprint.is_some(), "native listener up");
         Ok(Self {
             service,
@@ -474,15 +482,41 @@ async fn bind(addr: SocketAddr) -> Result<(TcpListener, SocketAddr), StartError>
     Ok((listener, local))
 }
 
-/// Opens the history store when it is on.
 /// What [`with_history`] hands back: the service, the SQLite store, the
-/// uplinks.
-type WithHistory = (Service, Option<Arc<SqliteStore>>, Vec<Attached>);
+/// uplinks, and a site view's index of the site's sensors.
+type WithHistory = (
+    Service,
+    Option<Arc<SqliteStore>>,
+    Vec<Attached>,
+    Option<Arc<crate::site::SiteIndex>>,
+);
 /// An uplink and its figures.
 type Attached = (crate::uplink::UplinkConfig, Arc<crate::uplink::UplinkStats>);
 
-/// Opens the history (when on) for `service`, and attaches the uplinks.
+/// Opens the history (when on) for `service`, and attaches the uplinks;
+/// or, on a site view, the site's history (read-only).
 fn with_history(config: &Config, mut service: Service) -> Result<WithHistory, StartError> {
+    if let Some(site) = &config.site {
+        let index = Arc::new(crate::site::SiteIndex::default());
+        let store = crate::site::history::PgHistory::new(
+            site.clone(),
+            index.clone(),
+            tokio::runtime::Handle::current(),
+            config.store.queries.total,
+        );
+        let handle = StoreHandle::read_only(Arc::new(store), config.store.queries);
+        tracing::info!(
+            host = %site.pg.host,
+            table = %site.pg.table,
+            "site view: history is the site's database, read-only"
+        );
+        return Ok((
+            service.with_site_store(handle),
+            None,
+            Vec::new(),
+            Some(index),
+        ));
+    }
     let mut sqlite = None;
     if let Some((handle, store)) = open_store(config, &service.shutdown_token())? {
         service = service.with_store(handle);
@@ -493,7 +527,7 @@ fn with_history(config: &Config, mut service: Service) -> Result<WithHistory, St
         let stats = uplinks.iter().map(|(_, s)| s.clone()).collect();
         service = service.with_uplinks(Arc::new(crate::uplink::Uplinks(stats)));
     }
-    Ok((service, sqlite, uplinks))
+    Ok((service, sqlite, uplinks, None))
 }
 
 /// Gives each configured uplink its cursor (dropping the cursors of

@@ -35,6 +35,7 @@ pub mod mqtt;
 pub mod native;
 pub mod parking;
 pub mod sim;
+pub mod site;
 pub mod sources;
 pub mod store;
 pub mod tls;

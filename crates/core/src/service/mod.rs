@@ -108,6 +108,10 @@ pub enum ServiceError {
     /// (`store.max_queries_per_token`): nothing ran.
     #[error("too many history queries from this token at once; try again")]
     TokenQueriesBusy,
+    /// This server is a read-only site view (`history.backend =
+    /// "postgres"`): it takes no pushes; devices push to a gateway.
+    #[error("this server is a read-only site view: push to a gateway")]
+    ReadOnly,
     /// Something failed on the server side (store write).
     #[error("internal error")]
     Internal,
@@ -119,7 +123,7 @@ impl ServiceError {
     #[must_use]
     pub const fn refusal(self) -> IngestRefusal {
         match self {
-            Self::Forbidden | Self::Unauthenticated => IngestRefusal::Forbidden,
+            Self::Forbidden | Self::Unauthenticated | Self::ReadOnly => IngestRefusal::Forbidden,
             Self::PushRate | Self::PushBatch => IngestRefusal::Rate,
             Self::SensorsFull | Self::StorageFull | Self::StoreBusy => IngestRefusal::Full,
             Self::Invalid => IngestRefusal::BadPayload,
@@ -133,7 +137,7 @@ impl ServiceError {
         match self {
             Self::Unauthenticated => ErrorCode::Unauthenticated,
             Self::AuthThrottled | Self::PushRate => ErrorCode::RateLimited,
-            Self::Forbidden => ErrorCode::Forbidden,
+            Self::Forbidden | Self::ReadOnly => ErrorCode::Forbidden,
             Self::NotFound => ErrorCode::NotFound,
             Self::PushBatch
             | Self::Subscriptions
@@ -206,6 +210,9 @@ pub struct Service {
     ingested: std::sync::atomic::AtomicU64,
     /// History, when on.
     store: Option<Arc<StoreHandle>>,
+    /// The history is the site's, read-only: pushes are refused and the
+    /// readings taken in (from the site's database) are not written back.
+    read_only: bool,
     /// The uplinks' figures, when the daemon runs any.
     uplinks: Option<Arc<dyn UplinkReport>>,
     /// Counters for `/metrics`.
@@ -269,6 +276,7 @@ impl Service {
             push_rate: PushRate::new(limits.push_rate_per_sec),
             ingested: std::sync::atomic::AtomicU64::new(0),
             store: None,
+            read_only: false,
             uplinks: None,
             counters: Counters::default(),
             bootstrap: Mutex::new(None),
@@ -299,6 +307,22 @@ impl Service {
     pub fn with_store(mut self, store: Arc<StoreHandle>) -> Self {
         self.store = Some(store);
         self
+    }
+
+    /// Serves the site's history from `store`, read-only: pushes are
+    /// refused ([`ServiceError::ReadOnly`]) and what sources take in (the
+    /// site's newest readings, for live views) is published, not stored.
+    #[must_use]
+    pub fn with_site_store(mut self, store: Arc<StoreHandle>) -> Self {
+        self.store = Some(store);
+        self.read_only = true;
+        self
+    }
+
+    /// Whether this is a read-only site view.
+    #[must_use]
+    pub const fn is_read_only(&self) -> bool {
+        self.read_only
     }
 
     /// Reports the uplinks' figures in [`Service::metrics`].

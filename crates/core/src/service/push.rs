@@ -24,7 +24,8 @@ impl Service {
     /// catalog, the part of it not reserved for configured sources, or the
     /// token's `limits.max_sensors_per_token`),
     /// [`ServiceError::Invalid`] for a timestamp more than
-    /// [`MAX_FUTURE_US`] ahead of the daemon's clock.
+    /// [`MAX_FUTURE_US`] ahead of the daemon's clock,
+    /// [`ServiceError::ReadOnly`] on a site view.
     pub fn push(
         &self,
         caller: Caller<'_>,
@@ -47,6 +48,9 @@ impl Service {
         now: Instant,
         max_batch: usize,
     ) -> Result<Vec<Reading>, ServiceError> {
+        if self.read_only {
+            return Err(ServiceError::ReadOnly);
+        }
         if readings.len() > max_batch {
             self.counters.limits.hit(Limit::PushBatch);
             return Err(ServiceError::PushBatch);
@@ -127,8 +131,12 @@ impl Service {
     /// checked one by one by the push.
     ///
     /// # Errors
-    /// [`ServiceError::Forbidden`] for a role that may not push.
+    /// [`ServiceError::Forbidden`] for a role that may not push,
+    /// [`ServiceError::ReadOnly`] on a site view.
     pub fn may_push(&self, caller: Caller<'_>) -> Result<(), ServiceError> {
+        if self.read_only {
+            return Err(ServiceError::ReadOnly);
+        }
         match crate::policy::decide(caller.principal, Action::Push("")) {
             crate::policy::Decision::Deny(crate::policy::Deny::Role) => {
                 Err(ServiceError::Forbidden)
@@ -151,6 +159,9 @@ impl Service {
         caller: Caller<'_>,
         units: &[(&str, &str)],
     ) -> Result<(), ServiceError> {
+        if self.read_only {
+            return Err(ServiceError::ReadOnly);
+        }
         for (sensor, unit) in units {
             Self::allow(caller.principal, Action::Push(sensor))?;
             if unit.len() > MAX_UNIT_BYTES
@@ -221,9 +232,10 @@ impl Service {
     }
 
     /// A source's readings: into history (without waiting; see
-    /// [`StoreHandle::offer`]), the catalog and the hub.
+    /// [`StoreHandle::offer`]; not on a read-only site view, whose
+    /// readings come from its history), the catalog and the hub.
     pub(crate) fn ingest(&self, readings: &[Reading]) {
-        if let Some(store) = &self.store {
+        if let Some(store) = self.store.as_ref().filter(|_| !self.read_only) {
             store.offer(readings);
         }
         self.publish(readings);

@@ -90,3 +90,96 @@ async fn a_push_rate_refills_as_the_paused_clock_advances() {
         ServiceError::PushRate
     );
 }
+
+/// A store that counts writes (a read-only site view must make none).
+#[derive(Default)]
+struct CountingStore(std::sync::atomic::AtomicUsize);
+
+impl crate::store::HistoryStore for CountingStore {
+    fn write(&self, _: &[&[Reading]]) -> Result<(), crate::store::HistoryError> {
+        self.0.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Ok(())
+    }
+    fn history(&self, _: &HistoryQuery) -> Result<History, crate::store::HistoryError> {
+        Ok(History::default())
+    }
+    fn prune(
+        &self,
+        _: &dyn Fn(&str) -> i64,
+        _: usize,
+    ) -> Result<crate::store::PruneStep, crate::store::HistoryError> {
+        Ok(crate::store::PruneStep {
+            deleted: 0,
+            more: false,
+        })
+    }
+}
+
+#[tokio::test]
+async fn a_site_view_refuses_every_push_and_writes_nothing_it_takes_in() {
+    let (svc, _) = service(Limits::default());
+    let store = Arc::new(CountingStore::default());
+    let handle = StoreHandle::read_only(store.clone(), crate::store::writer::QuerySlots::default());
+    let svc = Arc::new(svc.with_site_store(handle.clone()));
+    assert!(svc.is_read_only());
+    let device = svc.bootstrap_token("dev", Role::Device, "*").unwrap();
+    let peer: SocketAddr = "192.0.2.9:1".parse().unwrap();
+    let principal = svc
+        .authenticate(device.1.expose(), peer, Instant::now())
+        .unwrap();
+    let caller = Caller {
+        principal: &principal,
+        peer,
+    };
+    let pushed = [PushedReading {
+        sensor: "hall-1/t".to_owned(),
+        timestamp_us: 1,
+        value: 1.0,
+        quality: Quality::Good,
+    }];
+    // Every way in: a push (native, MQTT), a bulk write (line protocol,
+    // SenML), its early check, and a SenML pack's units.
+    assert_eq!(
+        svc.push(caller, &pushed, Instant::now()).unwrap_err(),
+        ServiceError::ReadOnly
+    );
+    assert_eq!(
+        svc.push_bulk(caller, &pushed, Instant::now(), 10)
+            .unwrap_err(),
+        ServiceError::ReadOnly
+    );
+    assert_eq!(svc.may_push(caller).unwrap_err(), ServiceError::ReadOnly);
+    assert_eq!(
+        svc.check_units(caller, &[("hall-1/t", "Cel")]).unwrap_err(),
+        ServiceError::ReadOnly
+    );
+    assert_eq!(ServiceError::ReadOnly.code(), ErrorCode::Forbidden);
+    assert_eq!(svc.sensor_count(), 0, "nothing entered the catalog");
+    // What the site's source takes in is published, not written back.
+    let sink = svc.source_sink("site");
+    let name = sink.register("hall-1/t", "").unwrap();
+    sink.ingest(&[Reading {
+        sensor: name,
+        timestamp_us: 5,
+        value: 2.0,
+        quality: Quality::Good,
+    }]);
+    let admin = svc
+        .authenticate(
+            svc.bootstrap_token("a", Role::Admin, "*")
+                .unwrap()
+                .1
+                .expose(),
+            peer,
+            Instant::now(),
+        )
+        .unwrap();
+    let admin = Caller {
+        principal: &admin,
+        peer,
+    };
+    assert_eq!(svc.latest(admin, "hall-1/t").unwrap().timestamp_us, 5);
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert_eq!(store.0.load(std::sync::atomic::Ordering::Relaxed), 0);
+    assert_eq!(handle.dropped(), 0, "not even offered to the store");
+}

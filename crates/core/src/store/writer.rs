@@ -199,6 +199,28 @@ impl StoreHandle {
         })
     }
 
+    /// A store that is only read (a site's history, kept by others): no
+    /// writer thread and no pruning; queries run in `slots`, and a commit
+    /// is refused.
+    #[must_use]
+    pub fn read_only(store: Arc<dyn HistoryStore>, slots: QuerySlots) -> Arc<Self> {
+        // No writer: the receiver is dropped, so a commit finds the writer
+        // gone and nothing is ever queued.
+        let (tx, _) = mpsc::channel(1);
+        Arc::new(Self {
+            store,
+            tx,
+            room: Arc::new(Semaphore::new(0)),
+            max_queued: 0,
+            queries: Arc::new(Semaphore::new(slots.total)),
+            per_owner: slots.per_token,
+            owners: Arc::default(),
+            dropped: AtomicU64::new(0),
+            last_drop_log: std::sync::Mutex::new(None),
+            commit_latency: Arc::new(Histogram::default()),
+        })
+    }
+
     /// Queues a source's readings for history without waiting. When the
     /// queue is full they are left out of history and counted.
     pub fn offer(&self, readings: &[Reading]) {

@@ -36,6 +36,7 @@ mod limits;
 mod lines;
 mod mqtt;
 pub mod raw;
+mod site;
 mod sources;
 mod uplink;
 mod validate;
@@ -82,6 +83,9 @@ pub struct Config {
     pub mqtt: MqttConfig,
     /// Uplinks to the site's central systems.
     pub uplinks: Vec<UplinkConfig>,
+    /// `history.backend = "postgres"`: a read-only site view of the site's
+    /// database instead of this box's own history.
+    pub site: Option<crate::site::SiteConfig>,
 }
 
 /// A configuration that cannot be used.
@@ -181,6 +185,7 @@ impl Config {
             },
             mqtt: MqttConfig::DEFAULT,
             uplinks: Vec::new(),
+            site: None,
         }
     }
 }

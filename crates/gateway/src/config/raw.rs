@@ -48,6 +48,49 @@ pub struct RawConfig {
     /// `[[uplink]]`
     #[serde(default)]
     pub uplink: Vec<RawUplink>,
+    /// `[history]`
+    #[serde(default)]
+    pub history: RawHistory,
+}
+
+/// `[history]`: where history is kept. `backend = "sqlite"` (the default:
+/// this box's own, set up in `[store]`) or `"postgres"`: a read-only site
+/// view of the site's database the gateways' uplinks fill. See
+/// `docs/site.md`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawHistory {
+    /// `sqlite` or `postgres`.
+    pub backend: Option<String>,
+    /// The server's host name or address.
+    pub host: Option<String>,
+    /// Its port.
+    pub port: Option<u64>,
+    /// The role to log in as (one that may only read).
+    pub user: Option<String>,
+    /// The database (default: the user's name).
+    pub dbname: Option<String>,
+    /// A file holding the password.
+    pub password_file: Option<PathBuf>,
+    /// TLS (default true).
+    pub tls: Option<bool>,
+    /// The CA certificates the server's must chain to.
+    pub ca_file: Option<PathBuf>,
+    /// A client certificate, with `client_key`.
+    pub client_cert: Option<PathBuf>,
+    /// The client certificate's key.
+    pub client_key: Option<PathBuf>,
+    /// The readings table the uplinks write.
+    pub table: Option<String>,
+    /// Largest message the server may send.
+    pub max_message_bytes: Option<u64>,
+    /// Longest a query may run, and a connection attempt may take.
+    pub timeout_ms: Option<u64>,
+    /// How often the newest readings are read (for latest values and live
+    /// views).
+    pub poll_ms: Option<u64>,
+    /// Rows read by one poll, at most.
+    pub max_rows_per_poll: Option<u64>,
 }
 
 /// `[[uplink]]`: history sent on to a central system. See `docs/site.md`.

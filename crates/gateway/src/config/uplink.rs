@@ -123,8 +123,8 @@ impl Validator<'_> {
         })
     }
 
-    fn host(&self, r: &RawUplink) -> Result<String, ConfigError> {
-        match &r.host {
+    fn host(&self, host: Option<&String>, key: &'static str) -> Result<String, ConfigError> {
+        match host {
             Some(h)
                 if !h.is_empty()
                     && h.len() <= 253
@@ -133,31 +133,31 @@ impl Validator<'_> {
             {
                 Ok(h.clone())
             }
-            Some(_) => Err(self.invalid("uplink.host", "must be a host name or address")),
-            None => Err(self.invalid("uplink.host", "is required")),
+            Some(_) => Err(self.invalid(key, "must be a host name or address")),
+            None => Err(self.invalid(key, "is required")),
         }
     }
 
     /// TLS unless `tls = false`: the CA file is then required.
-    fn tls_client(&self, r: &RawUplink) -> Result<Option<TlsClient>, ConfigError> {
-        if !r.tls.unwrap_or(true) {
+    fn tls_client(&self, f: &PgFields<'_>, k: &PgKeys) -> Result<Option<TlsClient>, ConfigError> {
+        if !f.tls.unwrap_or(true) {
             return Ok(None);
         }
-        let Some(ca_file) = r.ca_file.clone() else {
+        let Some(ca_file) = f.ca_file.cloned() else {
             return Err(self.invalid(
-                "uplink.ca_file",
+                k.ca_file,
                 "is required with TLS (the default): the CA the server's certificate \
                  chains to; or tls = false for plain TCP",
             ));
         };
-        let client_cert = match (&r.client_cert, &r.client_key) {
+        let client_cert = match (f.client_cert, f.client_key) {
             (Some(c), Some(k)) => Some((c.clone(), k.clone())),
             (None, None) => None,
             (Some(_), None) => {
-                return Err(self.invalid("uplink.client_key", "is required with client_cert"));
+                return Err(self.invalid(k.client_key, "is required with client_cert"));
             }
             (None, Some(_)) => {
-                return Err(self.invalid("uplink.client_cert", "is required with client_key"));
+                return Err(self.invalid(k.client_cert, "is required with client_key"));
             }
         };
         Ok(Some(TlsClient {
@@ -171,7 +171,7 @@ impl Validator<'_> {
         r: &RawUplink,
         server_name: &str,
     ) -> Result<MqttUplinkConfig, ConfigError> {
-        let host = self.host(r)?;
+        let host = self.host(r.host.as_ref(), "uplink.host")?;
         let port = self.range("uplink.port", r.port, 8883, 1, 65_535)?;
         let text = |key: &'static str, v: &Option<String>, max: usize| match v {
             Some(s) if !s.is_empty() && s.len() <= max && !s.chars().any(char::is_control) => {
@@ -206,7 +206,7 @@ impl Validator<'_> {
         Ok(MqttUplinkConfig {
             host,
             port: u16::try_from(port).unwrap_or(8883),
-            tls: self.tls_client(r)?,
+            tls: self.tls_client(&PgFields::of_uplink(r), &UPLINK_KEYS)?,
             client_id: text("uplink.client_id", &r.client_id, 128)?,
             username: text("uplink.username", &r.username, 128)?,
             password_file: r.password_file.clone(),
@@ -232,48 +232,20 @@ impl Validator<'_> {
     }
 
     fn postgres(&self, r: &RawUplink) -> Result<PgConfig, ConfigError> {
-        let host = self.host(r)?;
-        let port = self.range("uplink.port", r.port, 5432, 1, 65_535)?;
-        let role = |key: &'static str, v: &Option<String>| match v {
-            Some(s) if !s.is_empty() && s.len() <= 63 && !s.chars().any(char::is_control) => {
-                Ok(Some(s.clone()))
-            }
-            Some(_) => Err(self.invalid(key, "must be 1 to 63 printable characters")),
-            None => Ok(None),
-        };
-        let user = role("uplink.user", &r.user)?
-            .ok_or_else(|| self.invalid("uplink.user", "is required"))?;
-        let dbname = role("uplink.dbname", &r.dbname)?.unwrap_or_else(|| user.clone());
-        let tls = self.tls_client(r)?;
-        let table = match &r.table {
-            Some(t) if t == "sensegate_staging" => {
-                return Err(self.invalid(
-                    "uplink.table",
-                    "is the uplink's own staging table's name: choose another",
-                ));
-            }
-            Some(t) if is_identifier(t) => t.clone(),
-            Some(_) => {
-                return Err(self.invalid(
-                    "uplink.table",
-                    "must be 1 to 48 of a-z 0-9 _, not starting with a digit",
-                ));
-            }
-            None => "sensegate_readings".to_owned(),
-        };
-        let schema = match r.schema.as_deref() {
+        let mut c = self.pg_connection(&PgFields::of_uplink(r), &UPLINK_KEYS)?;
+        c.schema = match r.schema.as_deref() {
             None | Some("create") => Schema::Create,
             Some("check") => Schema::Check,
             Some(_) => return Err(self.invalid("uplink.schema", "must be \"create\" or \"check\"")),
         };
-        let partitions = match r.partitions.as_deref() {
+        c.partitions = match r.partitions.as_deref() {
             None | Some("month") => true,
             Some("none") => false,
             Some(_) => {
                 return Err(self.invalid("uplink.partitions", "must be \"month\" or \"none\""));
             }
         };
-        let synchronous_commit = match r.synchronous_commit.as_deref() {
+        c.synchronous_commit = match r.synchronous_commit.as_deref() {
             None => SyncCommit::On,
             Some(s) => SyncCommit::parse(s).ok_or_else(|| {
                 self.invalid(
@@ -282,9 +254,47 @@ impl Validator<'_> {
                 )
             })?,
         };
+        Ok(c)
+    }
+
+    /// A PostgreSQL connection and table (an uplink's or the site view's),
+    /// with the uplink's defaults for what only an uplink sets.
+    pub(super) fn pg_connection(
+        &self,
+        f: &PgFields<'_>,
+        k: &PgKeys,
+    ) -> Result<PgConfig, ConfigError> {
+        let host = self.host(f.host, k.host)?;
+        let port = self.range(k.port, f.port, 5432, 1, 65_535)?;
+        let role = |key: &'static str, v: Option<&String>| match v {
+            Some(s) if !s.is_empty() && s.len() <= 63 && !s.chars().any(char::is_control) => {
+                Ok(Some(s.clone()))
+            }
+            Some(_) => Err(self.invalid(key, "must be 1 to 63 printable characters")),
+            None => Ok(None),
+        };
+        let user = role(k.user, f.user)?.ok_or_else(|| self.invalid(k.user, "is required"))?;
+        let dbname = role(k.dbname, f.dbname)?.unwrap_or_else(|| user.clone());
+        let tls = self.tls_client(f, k)?;
+        let table = match f.table {
+            Some(t) if t == "sensegate_staging" => {
+                return Err(self.invalid(
+                    k.table,
+                    "is the uplink's own staging table's name: choose another",
+                ));
+            }
+            Some(t) if is_identifier(t) => t.clone(),
+            Some(_) => {
+                return Err(self.invalid(
+                    k.table,
+                    "must be 1 to 48 of a-z 0-9 _, not starting with a digit",
+                ));
+            }
+            None => "sensegate_readings".to_owned(),
+        };
         let max_message_bytes = self.range(
-            "uplink.max_message_bytes",
-            r.max_message_bytes,
+            k.max_message_bytes,
+            f.max_message_bytes,
             1 << 20,
             4096,
             64 << 20,
@@ -294,14 +304,85 @@ impl Validator<'_> {
             port: u16::try_from(port).unwrap_or(5432),
             user,
             dbname,
-            password_file: r.password_file.clone(),
+            password_file: f.password_file.cloned(),
             tls,
             table,
-            schema,
-            partitions,
-            synchronous_commit,
+            schema: Schema::Create,
+            partitions: true,
+            synchronous_commit: SyncCommit::On,
             max_message_bytes: u32::try_from(max_message_bytes).unwrap_or(1 << 20),
         })
+    }
+}
+
+/// The keys of a section's PostgreSQL connection, for messages.
+pub(super) struct PgKeys {
+    host: &'static str,
+    port: &'static str,
+    user: &'static str,
+    dbname: &'static str,
+    ca_file: &'static str,
+    client_cert: &'static str,
+    client_key: &'static str,
+    table: &'static str,
+    max_message_bytes: &'static str,
+}
+
+const UPLINK_KEYS: PgKeys = PgKeys {
+    host: "uplink.host",
+    port: "uplink.port",
+    user: "uplink.user",
+    dbname: "uplink.dbname",
+    ca_file: "uplink.ca_file",
+    client_cert: "uplink.client_cert",
+    client_key: "uplink.client_key",
+    table: "uplink.table",
+    max_message_bytes: "uplink.max_message_bytes",
+};
+
+/// `[history]`'s keys.
+pub(super) const HISTORY_KEYS: PgKeys = PgKeys {
+    host: "history.host",
+    port: "history.port",
+    user: "history.user",
+    dbname: "history.dbname",
+    ca_file: "history.ca_file",
+    client_cert: "history.client_cert",
+    client_key: "history.client_key",
+    table: "history.table",
+    max_message_bytes: "history.max_message_bytes",
+};
+
+/// A section's PostgreSQL connection keys, as written.
+pub(super) struct PgFields<'a> {
+    pub(super) host: Option<&'a String>,
+    pub(super) port: Option<u64>,
+    pub(super) user: Option<&'a String>,
+    pub(super) dbname: Option<&'a String>,
+    pub(super) password_file: Option<&'a std::path::PathBuf>,
+    pub(super) tls: Option<bool>,
+    pub(super) ca_file: Option<&'a std::path::PathBuf>,
+    pub(super) client_cert: Option<&'a std::path::PathBuf>,
+    pub(super) client_key: Option<&'a std::path::PathBuf>,
+    pub(super) table: Option<&'a String>,
+    pub(super) max_message_bytes: Option<u64>,
+}
+
+impl<'a> PgFields<'a> {
+    fn of_uplink(r: &'a RawUplink) -> Self {
+        Self {
+            host: r.host.as_ref(),
+            port: r.port,
+            user: r.user.as_ref(),
+            dbname: r.dbname.as_ref(),
+            password_file: r.password_file.as_ref(),
+            tls: r.tls,
+            ca_file: r.ca_file.as_ref(),
+            client_cert: r.client_cert.as_ref(),
+            client_key: r.client_key.as_ref(),
+            table: r.table.as_ref(),
+            max_message_bytes: r.max_message_bytes,
+        }
     }
 }
 

@@ -90,6 +90,7 @@ impl Validator<'_> {
                 "is false, but uplinks send the history: keep it on, or remove [[uplink]]",
             ));
         }
+        let site = self.site_view(&raw.history, &sources, sim.enabled, uplinks.is_empty())?;
         Ok(Config {
             server_name,
             data_dir,
@@ -105,6 +106,7 @@ impl Validator<'_> {
             http,
             mqtt,
             uplinks,
+            site,
         })
     }
 

@@ -83,7 +83,7 @@ impl ApiError {
                 ServiceError::AuthThrottled | ServiceError::PushRate | ServiceError::StoreBusy => {
                     StatusCode::TOO_MANY_REQUESTS
                 }
-                ServiceError::Forbidden => StatusCode::FORBIDDEN,
+                ServiceError::Forbidden | ServiceError::ReadOnly => StatusCode::FORBIDDEN,
                 ServiceError::NotFound => StatusCode::NOT_FOUND,
                 ServiceError::Invalid => StatusCode::BAD_REQUEST,
                 ServiceError::PushBatch

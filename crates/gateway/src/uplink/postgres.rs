@@ -298,7 +298,7 @@ impl PgLink {
             .await?;
         match c.schema {
             Schema::Create => link.create_schema().await?,
-            Schema::Check => link.check_schema().await?,
+            Schema::Check => check_schema(&link.client, &link.table).await?,
         }
         link.client
             .batch_execute(
@@ -351,90 +351,6 @@ impl PgLink {
         ))
         .await?;
         tx.commit().await?;
-        Ok(())
-    }
-
-    async fn check_schema(&mut self) -> Result<(), PgError> {
-        let want: [(&str, &[(&str, &str)]); 3] = [
-            (
-                "",
-                &[
-                    ("time", "timestamp with time zone"),
-                    ("gateway", "uuid"),
-                    ("sensor", "integer"),
-                    ("value", "double precision"),
-                    ("quality", "smallint"),
-                ],
-            ),
-            (
-                "_sensors",
-                &[("id", "integer"), ("gateway", "uuid"), ("name", "text")],
-            ),
-            (
-                "_gateways",
-                &[
-                    ("id", "uuid"),
-                    ("name", "text"),
-                    ("seen", "timestamp with time zone"),
-                ],
-            ),
-        ];
-        for (suffix, columns) in want {
-            let table = format!("{}{suffix}", self.table);
-            let rows = query_capped(
-                &self.client,
-                "SELECT column_name::text, data_type::text FROM information_schema.columns \
-                 WHERE table_schema = current_schema() AND table_name = $1",
-                &[&table],
-                64,
-            )
-            .await?;
-            let found: HashMap<String, String> = rows
-                .iter()
-                .filter_map(|r| Some((r.try_get(0).ok()?, r.try_get(1).ok()?)))
-                .collect();
-            for (name, ty) in columns {
-                match found.get(*name) {
-                    Some(t) if t == ty => {}
-                    Some(t) => {
-                        return Err(PgError::Schema(format!(
-                            "{table}.{name} is {t:?}, the uplink needs {ty}"
-                        )));
-                    }
-                    None => {
-                        return Err(PgError::Schema(format!(
-                            "{table} has no column {name} ({ty}); see docs/site.md"
-                        )));
-                    }
-                }
-            }
-        }
-        // The keys replays and names depend on: without them a replay
-        // would store rows twice, and one sensor would get many ids.
-        for (suffix, key) in [
-            ("", "gateway,sensor,time"),
-            ("_sensors", "gateway,name"),
-            ("_gateways", "id"),
-        ] {
-            let table = format!("{}{suffix}", self.table);
-            let found = query_capped(
-                &self.client,
-                "SELECT 1 FROM pg_index i JOIN pg_class c ON c.oid = i.indrelid \
-                 JOIN pg_namespace n ON n.oid = c.relnamespace \
-                 WHERE n.nspname = current_schema() AND c.relname = $1 AND i.indisunique \
-                   AND (SELECT string_agg(a.attname::text, ',' ORDER BY a.attname) \
-                        FROM pg_attribute a \
-                        WHERE a.attrelid = c.oid AND a.attnum = ANY(i.indkey)) = $2",
-                &[&table, &key],
-                1,
-            )
-            .await?;
-            if found.is_empty() {
-                return Err(PgError::Schema(format!(
-                    "{table} has no unique key on ({key}); see docs/site.md"
-                )));
-            }
-        }
         Ok(())
     }
 
@@ -591,10 +507,103 @@ impl PgLink {
     }
 }
 
+/// Checks that `table` and its side tables have the documented columns
+/// and keys (`docs/site.md`).
+///
+/// # Errors
+/// [`PgError::Schema`] naming what is missing or different, or the
+/// server's error.
+pub async fn check_schema(client: &Client, table: &str) -> Result<(), PgError> {
+    let want: [(&str, &[(&str, &str)]); 3] = [
+        (
+            "",
+            &[
+                ("time", "timestamp with time zone"),
+                ("gateway", "uuid"),
+                ("sensor", "integer"),
+                ("value", "double precision"),
+                ("quality", "smallint"),
+            ],
+        ),
+        (
+            "_sensors",
+            &[("id", "integer"), ("gateway", "uuid"), ("name", "text")],
+        ),
+        (
+            "_gateways",
+            &[
+                ("id", "uuid"),
+                ("name", "text"),
+                ("seen", "timestamp with time zone"),
+            ],
+        ),
+    ];
+    for (suffix, columns) in want {
+        let table = format!("{table}{suffix}");
+        let rows = query_capped(
+            client,
+            "SELECT column_name::text, data_type::text FROM information_schema.columns \
+             WHERE table_schema = current_schema() AND table_name = $1",
+            &[&table],
+            64,
+        )
+        .await?;
+        let found: HashMap<String, String> = rows
+            .iter()
+            .filter_map(|r| Some((r.try_get(0).ok()?, r.try_get(1).ok()?)))
+            .collect();
+        for (name, ty) in columns {
+            match found.get(*name) {
+                Some(t) if t == ty => {}
+                Some(t) => {
+                    return Err(PgError::Schema(format!(
+                        "{table}.{name} is {t:?}, the uplink needs {ty}"
+                    )));
+                }
+                None => {
+                    return Err(PgError::Schema(format!(
+                        "{table} has no column {name} ({ty}); see docs/site.md"
+                    )));
+                }
+            }
+        }
+    }
+    // The keys replays and names depend on: without them a replay
+    // would store rows twice, and one sensor would get many ids.
+    for (suffix, key) in [
+        ("", "gateway,sensor,time"),
+        ("_sensors", "gateway,name"),
+        ("_gateways", "id"),
+    ] {
+        let table = format!("{table}{suffix}");
+        let found = query_capped(
+            client,
+            "SELECT 1 FROM pg_index i JOIN pg_class c ON c.oid = i.indrelid \
+             JOIN pg_namespace n ON n.oid = c.relnamespace \
+             WHERE n.nspname = current_schema() AND c.relname = $1 AND i.indisunique \
+               AND (SELECT string_agg(a.attname::text, ',' ORDER BY a.attname) \
+                    FROM pg_attribute a \
+                    WHERE a.attrelid = c.oid AND a.attnum = ANY(i.indkey)) = $2",
+            &[&table, &key],
+            1,
+        )
+        .await?;
+        if found.is_empty() {
+            return Err(PgError::Schema(format!(
+                "{table} has no unique key on ({key}); see docs/site.md"
+            )));
+        }
+    }
+    Ok(())
+}
+
 /// At most `max` rows of a query: the server may send more, and they are
 /// left unread (the statement is dropped, and the rest discarded as it
 /// arrives, one capped message at a time).
-async fn query_capped(
+///
+/// # Errors
+/// [`PgError`] from the server or the connection.
+pub async fn query_capped(
     client: &Client,
     sql: &str,
     params: &[&(dyn ToSql + Sync)],
