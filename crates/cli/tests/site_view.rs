@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 
 use common::Gateway;
 use common::devices::{BATCH, Devices, base, device_secret};
-use common::pg::{PASSWORD, Postgres};
+use common::pg::{PASSWORD, Postgres, Proxy, USER};
 use sensegate_client::wire as v1;
 use sensegate_client::{Client, ClientError, ConnectOptions, Secret};
 
@@ -89,12 +89,11 @@ fn wait_until(what: &str, mut f: impl FnMut() -> bool) {
     }
 }
 
-fn site_config(pg: &Postgres, password_file: &Path) -> String {
+fn site_config(pg: &Postgres, port: u16, user: &str, password_file: &Path) -> String {
     format!(
-        "[history]\nbackend = \"postgres\"\nhost = \"127.0.0.1\"\nport = {}\nuser = \"{VIEWER}\"\n\
+        "[history]\nbackend = \"postgres\"\nhost = \"127.0.0.1\"\nport = {port}\nuser = \"{user}\"\n\
          dbname = \"sensegate\"\npassword_file = \"{}\"\nca_file = \"{}\"\npoll_ms = 200\n\
-         timeout_ms = 5000\n",
-        pg.port,
+         timeout_ms = 5000\nmax_rows_per_poll = 100\n",
         password_file.display(),
         pg.ca_file().display()
     )
@@ -190,7 +189,7 @@ async fn three_gateways_and_one_site_view() {
     let dir = tempfile::tempdir().unwrap();
     let pw = dir.path().join("viewer.pw");
     std::fs::write(&pw, format!("{PASSWORD}\n")).unwrap();
-    let site = Gateway::start_named_in(dir, "site", &site_config(&pg, &pw));
+    let site = Gateway::start_named_in(dir, "site", &site_config(&pg, pg.port, VIEWER, &pw));
     let addr = site.http_addr();
     let want: BTreeSet<String> = acked.keys().cloned().collect();
     wait_until("the site's sensors", || listed(&addr, &site.token) == want);
@@ -283,33 +282,59 @@ async fn three_gateways_and_one_site_view() {
     c.subscribe(&["hall-2/*"]).await.unwrap();
     // A reading pushed to hall-2 now reaches the site view's subscriber
     // through the uplink and the database.
+    // Readings pushed to hall-2 now reach the site view's subscriber
+    // through the uplink and the database: all of them, though more than
+    // one poll may read (`history.max_rows_per_poll = 100`).
     let now = sensegate_gateway::reading::now_us();
     let secret = device_secret(&gateways[1]).await;
     let mut o = ConnectOptions::plain(gateways[1].addr.clone(), secret);
     o.timeout = Duration::from_secs(20);
     let mut device = Client::connect(&o).await.unwrap();
-    device
-        .push(vec![v1::Reading {
-            sensor: "dev/d1".to_owned(),
-            timestamp_us: now,
-            value: 42.5,
-            quality: v1::Quality::Uncertain.into(),
-        }])
-        .await
-        .unwrap();
-    let live = tokio::time::timeout(Duration::from_secs(30), async {
-        loop {
+    let fresh: BTreeSet<i64> = (0..300).map(|i| now - 300 + i).collect();
+    for part in fresh.iter().copied().collect::<Vec<_>>().chunks(100) {
+        device
+            .push(
+                part.iter()
+                    .map(|&t| v1::Reading {
+                        sensor: "dev/d1".to_owned(),
+                        timestamp_us: t,
+                        value: 42.5,
+                        quality: v1::Quality::Uncertain.into(),
+                    })
+                    .collect(),
+            )
+            .await
+            .unwrap();
+    }
+    let mut live = BTreeSet::new();
+    tokio::time::timeout(Duration::from_secs(30), async {
+        while live.len() < fresh.len() {
             let batch = c.next_batch().await.unwrap();
-            if let Some(r) = batch.readings.into_iter().find(|r| r.timestamp_us == now) {
-                return r;
+            for r in batch
+                .readings
+                .into_iter()
+                .filter(|r| r.timestamp_us >= now - 300)
+            {
+                assert_eq!(r.sensor, "hall-2/dev/d1");
+                assert!((r.value - 42.5).abs() < f64::EPSILON);
+                assert_eq!(r.quality, i32::from(v1::Quality::Uncertain));
+                live.insert(r.timestamp_us);
             }
         }
     })
     .await
-    .expect("the new reading did not reach the site view's subscriber");
-    assert_eq!(live.sensor, "hall-2/dev/d1");
-    assert!((live.value - 42.5).abs() < f64::EPSILON);
-    assert_eq!(live.quality, i32::from(v1::Quality::Uncertain));
+    .unwrap_or_else(|_| panic!("{} of 300 new readings reached the subscriber", live.len()));
+    assert_eq!(live, fresh);
+    let metric = |name: &str| site.metric(name).unwrap();
+    let most = metric("sensegate_site_poll_rows_max");
+    assert!(most <= 100.0 && most > 0.0, "a poll read {most} rows");
+    assert!(metric("sensegate_site_polls_total") > 3.0);
+    assert_eq!(site.metric("sensegate_site_connected"), Some(1.0));
+    assert_eq!(site.metric("sensegate_site_sensors"), Some(6.0));
+    assert!(
+        metric("sensegate_site_refused_total") >= 1.0,
+        "the bad name"
+    );
 
     // Pushes are refused, with the reason, on every front end.
     let admin_device = token(&site, "dev", v1::Role::Device, "*").await;
@@ -371,4 +396,56 @@ async fn three_gateways_and_one_site_view() {
         "hall-3/dev/d0",
         acked["hall-3/dev/d0"].len(),
     );
+}
+
+/// The site's database goes silent (the proxy keeps connections open and
+/// forwards nothing): a history query fails within `history.timeout_ms`
+/// instead of holding its slot, the follower gives the connection up, and
+/// both come back once the network does.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silent_site_database_times_out_and_the_view_comes_back() {
+    let Some(pg) = Postgres::start() else { return };
+    let gw = Gateway::start_named("hall-1", &pg.uplink(pg.port, ""));
+    let secret = device_secret(&gw).await;
+    let acked = Devices::start(&gw.addr, &secret, 1, 2, base())
+        .finish()
+        .await;
+    gw.settle("site");
+    let proxy = Proxy::start(pg.port).await;
+    let config = site_config(&pg, proxy.port, USER, &pg.password_file())
+        .replace("timeout_ms = 5000", "timeout_ms = 1000");
+    let site = Gateway::start_named("site", &config);
+    let addr = site.http_addr();
+    wait_until("the site's sensor", || {
+        listed(&addr, &site.token).len() == 1
+    });
+    let first = acked.first().unwrap().1;
+    let path = format!(
+        "/api/v1/sensors/hall-1%2Fdev%2Fd0/history?from={first}&to={}",
+        first + 3_600_000_000
+    );
+    let count = |body: &str| json(body)["readings"].as_array().unwrap().len();
+    let (status, body) = http(&addr, "GET", &path, &site.token, "");
+    assert_eq!((status, count(&body)), (200, acked.len()));
+
+    proxy.stall();
+    let stalled_at = Instant::now();
+    let (status, _) = http(&addr, "GET", &path, &site.token, "");
+    assert_eq!(status, 500, "a query of a silent database");
+    assert!(
+        stalled_at.elapsed() < Duration::from_secs(5),
+        "the query took {:?}, over history.timeout_ms",
+        stalled_at.elapsed()
+    );
+    wait_until("the follower to give up", || {
+        site.metric("sensegate_site_connected") == Some(0.0)
+    });
+    assert!(site.metric("sensegate_site_failures_total").unwrap() >= 1.0);
+
+    proxy.restore();
+    wait_until("the follower to come back", || {
+        site.metric("sensegate_site_connected") == Some(1.0)
+    });
+    let (status, body) = http(&addr, "GET", &path, &site.token, "");
+    assert_eq!((status, count(&body)), (200, acked.len()));
 }

@@ -213,14 +213,7 @@ impl Daemon {
         }
         spawn_sources(config, host.as_ref(), &service, &tracker, &shutdown);
         spawn_uplinks(config, sqlite.as_ref(), uplinks, &tracker, &shutdown);
-        if let (Some(c), Some(index)) = (&config.site, site) {
-            tracker.spawn(crate::site::follow::run(
-                service.source_sink("site"),
-                c.clone(),
-                index,
-                shutdown.clone(),
-            ));
-        }
+        spawn_site(config, site, &service, &tracker, &shutdown);
         tracing::info!(addr = %native_addr, tls = fingerprint.is_some(), "native listener up");
         Ok(Self {
             service,
@@ -488,7 +481,7 @@ type WithHistory = (
     Service,
     Option<Arc<SqliteStore>>,
     Vec<Attached>,
-    Option<Arc<crate::site::SiteIndex>>,
+    Option<(Arc<crate::site::SiteIndex>, Arc<crate::site::SiteStats>)>,
 );
 /// An uplink and its figures.
 type Attached = (crate::uplink::UplinkConfig, Arc<crate::uplink::UplinkStats>);
@@ -510,12 +503,9 @@ fn with_history(config: &Config, mut service: Service) -> Result<WithHistory, St
             table = %site.pg.table,
             "site view: history is the site's database, read-only"
         );
-        return Ok((
-            service.with_site_store(handle),
-            None,
-            Vec::new(),
-            Some(index),
-        ));
+        let stats = Arc::new(crate::site::SiteStats::default());
+        let service = service.with_site_store(handle, stats.clone());
+        return Ok((service, None, Vec::new(), Some((index, stats))));
     }
     let mut sqlite = None;
     if let Some((handle, store)) = open_store(config, &service.shutdown_token())? {
@@ -554,6 +544,25 @@ fn attach_uplinks(
             (u.clone(), stats)
         })
         .collect())
+}
+
+/// Starts a site view's follower of the site's database.
+fn spawn_site(
+    config: &Config,
+    site: Option<(Arc<crate::site::SiteIndex>, Arc<crate::site::SiteStats>)>,
+    service: &Arc<Service>,
+    tracker: &TaskTracker,
+    shutdown: &CancellationToken,
+) {
+    if let (Some(c), Some((index, stats))) = (&config.site, site) {
+        tracker.spawn(crate::site::follow::run(
+            service.source_sink("site"),
+            c.clone(),
+            index,
+            stats,
+            shutdown.clone(),
+        ));
+    }
 }
 
 /// Starts one task per uplink.

@@ -40,6 +40,8 @@ pub struct MetricsSnapshot {
     pub store: Option<StoreFigures>,
     /// Each uplink's figures (daemon-wide, as the store's are).
     pub uplinks: Vec<UplinkFigures>,
+    /// A site view's, when this is one.
+    pub site: Option<SiteFigures>,
     /// Failed authentications: a wrong token.
     pub auth_bad_token: u64,
     /// Failed authentications: throttled.
@@ -101,6 +103,32 @@ pub struct UplinkFigures {
     pub retries: u64,
     /// Readings dropped past the backlog cap, ever.
     pub dropped: u64,
+}
+
+/// A site view's figures (see the gateway's `site` module): how it
+/// follows the site's database.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct SiteFigures {
+    /// Following the database now.
+    pub connected: bool,
+    /// Sensors followed.
+    pub sensors: u64,
+    /// Polls through.
+    pub polls: u64,
+    /// Readings taken in.
+    pub readings: u64,
+    /// Rows left out: not valid readings or names.
+    pub refused: u64,
+    /// Connections lost or refused.
+    pub failures: u64,
+    /// The most rows one poll read.
+    pub poll_rows_max: u64,
+}
+
+/// Where the service reads a site view's figures.
+pub trait SiteReport: Send + Sync + std::fmt::Debug {
+    /// The figures now.
+    fn figures(&self) -> SiteFigures;
 }
 
 /// Where the service reads the uplinks' figures.
@@ -199,6 +227,7 @@ impl Service {
                 .as_ref()
                 .map(|u| u.figures())
                 .unwrap_or_default(),
+            site: self.site.as_ref().map(|s| s.figures()),
             auth_bad_token: c.auth_bad_token.load(Relaxed),
             auth_throttled: c.auth_throttled.load(Relaxed),
             driver_restarts: restarts,

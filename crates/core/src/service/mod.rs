@@ -54,7 +54,8 @@ pub struct Internals<'a> {
 }
 
 pub use metrics::{
-    HubFigures, MetricsSnapshot, SensorValue, StoreFigures, UplinkFigures, UplinkReport,
+    HubFigures, MetricsSnapshot, SensorValue, SiteFigures, SiteReport, StoreFigures, UplinkFigures,
+    UplinkReport,
 };
 
 /// Why an operation was refused. Messages are fixed text: never input, never
@@ -213,6 +214,8 @@ pub struct Service {
     /// The history is the site's, read-only: pushes are refused and the
     /// readings taken in (from the site's database) are not written back.
     read_only: bool,
+    /// A site view's figures.
+    site: Option<Arc<dyn SiteReport>>,
     /// The uplinks' figures, when the daemon runs any.
     uplinks: Option<Arc<dyn UplinkReport>>,
     /// Counters for `/metrics`.
@@ -277,6 +280,7 @@ impl Service {
             ingested: std::sync::atomic::AtomicU64::new(0),
             store: None,
             read_only: false,
+            site: None,
             uplinks: None,
             counters: Counters::default(),
             bootstrap: Mutex::new(None),
@@ -311,11 +315,13 @@ impl Service {
 
     /// Serves the site's history from `store`, read-only: pushes are
     /// refused ([`ServiceError::ReadOnly`]) and what sources take in (the
-    /// site's newest readings, for live views) is published, not stored.
+    /// site's newest readings, for live views) is published, not stored;
+    /// `report` gives `/metrics` how the site's database is followed.
     #[must_use]
-    pub fn with_site_store(mut self, store: Arc<StoreHandle>) -> Self {
+    pub fn with_site_store(mut self, store: Arc<StoreHandle>, report: Arc<dyn SiteReport>) -> Self {
         self.store = Some(store);
         self.read_only = true;
+        self.site = Some(report);
         self
     }
 

@@ -91,6 +91,15 @@ async fn a_push_rate_refills_as_the_paused_clock_advances() {
     );
 }
 
+#[derive(Debug)]
+struct NoFigures;
+
+impl SiteReport for NoFigures {
+    fn figures(&self) -> SiteFigures {
+        SiteFigures::default()
+    }
+}
+
 /// A store that counts writes (a read-only site view must make none).
 #[derive(Default)]
 struct CountingStore(std::sync::atomic::AtomicUsize);
@@ -120,7 +129,7 @@ async fn a_site_view_refuses_every_push_and_writes_nothing_it_takes_in() {
     let (svc, _) = service(Limits::default());
     let store = Arc::new(CountingStore::default());
     let handle = StoreHandle::read_only(store.clone(), crate::store::writer::QuerySlots::default());
-    let svc = Arc::new(svc.with_site_store(handle.clone()));
+    let svc = Arc::new(svc.with_site_store(handle.clone(), Arc::new(NoFigures)));
     assert!(svc.is_read_only());
     let device = svc.bootstrap_token("dev", Role::Device, "*").unwrap();
     let peer: SocketAddr = "192.0.2.9:1".parse().unwrap();

@@ -92,6 +92,9 @@ fn daemon_series(out: &mut String, m: &MetricsSnapshot) {
         }
     }
     uplink_series(out, &m.uplinks);
+    if let Some(site) = &m.site {
+        site_series(out, site);
+    }
     header(
         out,
         "sensegate_auth_failures_total",
@@ -198,6 +201,58 @@ fn uplink_series(out: &mut String, uplinks: &[crate::service::UplinkFigures]) {
                 value(u)
             );
         }
+    }
+}
+
+/// A site view's follower of the site's database.
+fn site_series(out: &mut String, s: &crate::service::SiteFigures) {
+    let series: [(&str, &str, &str, u64); 7] = [
+        (
+            "sensegate_site_connected",
+            "gauge",
+            "1 while the site view follows the site's database.",
+            u64::from(s.connected),
+        ),
+        (
+            "sensegate_site_sensors",
+            "gauge",
+            "Sensors of the site followed.",
+            s.sensors,
+        ),
+        (
+            "sensegate_site_polls_total",
+            "counter",
+            "Polls of the site's database for new readings.",
+            s.polls,
+        ),
+        (
+            "sensegate_site_readings_total",
+            "counter",
+            "Readings taken in from the site's database (for latest values and live views).",
+            s.readings,
+        ),
+        (
+            "sensegate_site_refused_total",
+            "counter",
+            "Rows of the site's database left out: not valid readings or sensor names.",
+            s.refused,
+        ),
+        (
+            "sensegate_site_failures_total",
+            "counter",
+            "Connections to the site's database lost or refused.",
+            s.failures,
+        ),
+        (
+            "sensegate_site_poll_rows_max",
+            "gauge",
+            "The most rows one poll read (at most history.max_rows_per_poll).",
+            s.poll_rows_max,
+        ),
+    ];
+    for (name, kind, help, value) in series {
+        header(out, name, kind, help);
+        let _ = writeln!(out, "{name} {value}");
     }
 }
 

@@ -21,7 +21,9 @@ use sensegate_core::service::SourceSink;
 use tokio_postgres::Client;
 use tokio_util::sync::CancellationToken;
 
-use super::{Place, SiteConfig, SiteIndex, micros, quality, session};
+use std::sync::atomic::Ordering::Relaxed;
+
+use super::{Place, SiteConfig, SiteIndex, SiteStats, micros, quality, session};
 use crate::reading::Reading;
 use crate::uplink::backoff::Backoff;
 use crate::uplink::postgres::{PgError, check_schema, query_capped};
@@ -64,6 +66,10 @@ struct Follower {
     refused_logged: Option<(std::time::Instant, u64)>,
     /// Polls through since the last connection.
     polls: u64,
+    /// Where in `sensors` the next poll starts.
+    resume_at: usize,
+    /// What `/metrics` shows.
+    stats: Arc<SiteStats>,
 }
 
 /// Follows the site's database until `stop`.
@@ -71,6 +77,7 @@ pub async fn run(
     sink: SourceSink,
     config: SiteConfig,
     index: Arc<SiteIndex>,
+    stats: Arc<SiteStats>,
     stop: CancellationToken,
 ) {
     let mut backoff = Backoff::new(
@@ -91,6 +98,8 @@ pub async fn run(
         refused: 0,
         refused_logged: None,
         polls: 0,
+        resume_at: 0,
+        stats,
     };
     loop {
         f.polls = 0;
@@ -98,6 +107,8 @@ pub async fn run(
             () = stop.cancelled() => return,
             e = f.connected() => e,
         };
+        f.stats.connected.store(false, Relaxed);
+        f.stats.failures.fetch_add(1, Relaxed);
         // Up once a poll went through: the backoff starts again then.
         if f.polls > 0 {
             backoff.reset();
@@ -132,6 +143,7 @@ impl Follower {
             Err(_) => return timed_out(),
         }
         tracing::info!(table = %self.config.pg.table, "site database: following");
+        self.stats.connected.store(true, Relaxed);
         let mut tick = tokio::time::interval(self.config.poll);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -150,21 +162,47 @@ impl Follower {
             self.discover(c).await?;
         }
         let mut readings = Vec::new();
+        // Every row of the poll counts against `history.max_rows_per_poll`:
+        // first sights (one row each at most) first, then a share of what
+        // is left for each sensor followed.
+        let mut budget = self.config.max_rows_per_poll;
         let first: Vec<usize> = (0..self.sensors.len())
             .filter(|&i| self.sensors[i].after_us.is_none())
+            .take(budget)
             .collect();
+        budget -= first.len();
+        let mut seen_first = vec![false; self.sensors.len()];
+        for &i in &first {
+            seen_first[i] = true;
+        }
         for part in first.chunks(SENSORS_PER_STATEMENT) {
             self.latest(c, part, &mut readings).await?;
         }
-        let known: Vec<usize> = (0..self.sensors.len())
-            .filter(|&i| self.sensors[i].after_us.is_some())
+        // From where the last poll that ran out of rows stopped, so every
+        // sensor has its turn when the budget cannot cover them all.
+        let n = self.sensors.len();
+        let start = self.resume_at.min(n);
+        let known: Vec<usize> = (start..n)
+            .chain(0..start)
+            .filter(|&i| self.sensors[i].after_us.is_some() && !seen_first[i])
             .collect();
-        for part in known.chunks(SENSORS_PER_STATEMENT) {
-            self.newer(c, part, &mut readings).await?;
+        self.resume_at = 0;
+        if budget > 0 && !known.is_empty() {
+            let each = (budget / known.len()).max(1);
+            for part in known.chunks(SENSORS_PER_STATEMENT) {
+                let taken = self.newer(c, part, each, budget, &mut readings).await?;
+                budget -= taken;
+                if budget == 0 {
+                    break;
+                }
+            }
         }
+        let rows = u64::try_from(self.config.max_rows_per_poll - budget).unwrap_or(u64::MAX);
+        self.stats.polled(rows, readings.len(), self.sensors.len());
         if !readings.is_empty() {
             self.sink.ingest(&readings);
         }
+        self.stats.refused.store(self.refused, Relaxed);
         self.log_refused();
         Ok(())
     }
@@ -361,16 +399,17 @@ impl Follower {
         &mut self,
         c: &Client,
         part: &[usize],
+        each: usize,
+        budget: usize,
         out: &mut Vec<Reading>,
-    ) -> Result<(), PgError> {
+    ) -> Result<usize, PgError> {
         let t = &self.config.pg.table;
         let ids: Vec<i32> = part.iter().map(|&i| self.sensors[i].id).collect();
         let after: Vec<std::time::SystemTime> = part
             .iter()
             .map(|&i| super::instant(self.sensors[i].after_us.unwrap_or(0)))
             .collect();
-        let cap = self.config.max_rows_per_poll;
-        let each = i64::try_from((cap / self.sensors.len().max(1)).max(1)).unwrap_or(1);
+        let each = i64::try_from(each).unwrap_or(i64::MAX);
         let rows = query_capped(
             c,
             &format!(
@@ -384,11 +423,18 @@ impl Follower {
                  ORDER BY c.n, r.time"
             ),
             &[&ids, &after, &each],
-            cap,
+            budget,
         )
         .await?;
+        if rows.len() >= budget {
+            // Cut short: the next poll starts at the sensor it stopped in.
+            let last = rows.last().and_then(|r| r.try_get::<_, i32>(0).ok());
+            self.resume_at = last
+                .and_then(|id| self.by_id.get(&id).copied())
+                .unwrap_or(0);
+        }
         self.take(&rows, out);
-        Ok(())
+        Ok(rows.len())
     }
 
     /// Turns rows (sensor id, time, value, quality) into readings, moving

@@ -20,6 +20,8 @@ pub mod follow;
 pub mod history;
 
 use std::collections::HashMap;
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::atomic::{AtomicBool, AtomicU64};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, SystemTime};
 
@@ -88,6 +90,50 @@ impl SiteIndex {
     #[must_use]
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+}
+
+/// What the site view's follower did, for `/metrics`.
+#[derive(Debug, Default)]
+pub struct SiteStats {
+    /// Following the database now.
+    pub connected: AtomicBool,
+    /// Sensors followed.
+    pub sensors: AtomicU64,
+    /// Polls through.
+    pub polls: AtomicU64,
+    /// Readings taken in.
+    pub readings: AtomicU64,
+    /// Rows left out (not valid readings or names).
+    pub refused: AtomicU64,
+    /// Connections lost or refused.
+    pub failures: AtomicU64,
+    /// The most rows one poll read (at most `history.max_rows_per_poll`).
+    pub poll_rows_max: AtomicU64,
+}
+
+impl SiteStats {
+    fn polled(&self, rows: u64, readings: usize, sensors: usize) {
+        self.polls.fetch_add(1, Relaxed);
+        self.readings
+            .fetch_add(u64::try_from(readings).unwrap_or(u64::MAX), Relaxed);
+        self.sensors
+            .store(u64::try_from(sensors).unwrap_or(u64::MAX), Relaxed);
+        self.poll_rows_max.fetch_max(rows, Relaxed);
+    }
+}
+
+impl sensegate_core::service::SiteReport for SiteStats {
+    fn figures(&self) -> sensegate_core::service::SiteFigures {
+        sensegate_core::service::SiteFigures {
+            connected: self.connected.load(Relaxed),
+            sensors: self.sensors.load(Relaxed),
+            polls: self.polls.load(Relaxed),
+            readings: self.readings.load(Relaxed),
+            refused: self.refused.load(Relaxed),
+            failures: self.failures.load(Relaxed),
+            poll_rows_max: self.poll_rows_max.load(Relaxed),
+        }
     }
 }
 
