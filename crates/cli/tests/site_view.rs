@@ -147,10 +147,7 @@ fn dashboard(site: &Gateway, token: &str, sensors: &[String], history: &str, rea
 async fn three_gateways_and_one_site_view() {
     let Some(pg) = Postgres::start() else { return };
     let names = ["hall-1", "hall-2", "hall-3"];
-    let gateways: Vec<Gateway> = names
-        .iter()
-        .map(|n| Gateway::start_named(n, &pg.uplink(pg.port, "")))
-        .collect();
+    let gateways = pg.gateways(&names);
     let mut acked: BTreeMap<String, BTreeSet<i64>> = BTreeMap::new();
     for (gw, name) in gateways.iter().zip(names) {
         let secret = device_secret(gw).await;

@@ -445,10 +445,7 @@ async fn a_silent_network_times_out_and_nothing_is_lost() {
 async fn three_gateways_share_one_site_database_without_mixing() {
     let Some(pg) = Postgres::start() else { return };
     let names = ["hall-1", "hall-2", "hall-3"];
-    let gateways: Vec<Gateway> = names
-        .iter()
-        .map(|n| Gateway::start_named(n, &pg.uplink(pg.port, "")))
-        .collect();
+    let gateways = pg.gateways(&names);
     let mut acked = Vec::new();
     for gw in &gateways {
         let secret = device_secret(gw).await;

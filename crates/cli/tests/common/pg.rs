@@ -255,6 +255,14 @@ impl Postgres {
         )
     }
 
+    /// Gateways named `names`, each uploading here with the default uplink.
+    pub fn gateways(&self, names: &[&str]) -> Vec<super::Gateway> {
+        names
+            .iter()
+            .map(|n| super::Gateway::start_named(n, &self.uplink(self.port, "")))
+            .collect()
+    }
+
     /// Runs `sql` with psql (TLS, the CA verified); its rows, `|`-separated.
     pub fn query(&self, sql: &str) -> Result<Vec<String>, String> {
         self.query_in(USER, sql)

@@ -10,6 +10,13 @@ use crate::auth::Role;
 use crate::registry::Frontend;
 use crate::throttle::FAILURE_WINDOW;
 
+/// A signed-in principal of a new token with `role` and `scope`.
+fn principal(svc: &Service, role: Role, scope: &str, peer: SocketAddr) -> Arc<Principal> {
+    let (_, secret) = svc.bootstrap_token("p", role, scope).unwrap();
+    svc.authenticate(secret.expose(), peer, Instant::now())
+        .unwrap()
+}
+
 fn service(limits: Limits) -> (Service, String) {
     let tokens = TokenStore::in_memory(8, limits.message);
     let svc = Service::new("t".into(), limits, tokens, Audit::disabled());
@@ -56,11 +63,8 @@ async fn a_push_rate_refills_as_the_paused_clock_advances() {
         push_rate_per_sec: 10,
         ..Limits::default()
     });
-    let device = svc.bootstrap_token("dev", Role::Device, "lab/*").unwrap();
     let peer: SocketAddr = "192.0.2.8:1".parse().unwrap();
-    let principal = svc
-        .authenticate(device.1.expose(), peer, Instant::now())
-        .unwrap();
+    let principal = principal(&svc, Role::Device, "lab/*", peer);
     let caller = Caller {
         principal: &principal,
         peer,
@@ -131,11 +135,8 @@ async fn a_site_view_refuses_every_push_and_writes_nothing_it_takes_in() {
     let handle = StoreHandle::read_only(store.clone(), crate::store::writer::QuerySlots::default());
     let svc = Arc::new(svc.with_site_store(handle.clone(), Arc::new(NoFigures)));
     assert!(svc.is_read_only());
-    let device = svc.bootstrap_token("dev", Role::Device, "*").unwrap();
     let peer: SocketAddr = "192.0.2.9:1".parse().unwrap();
-    let principal = svc
-        .authenticate(device.1.expose(), peer, Instant::now())
-        .unwrap();
+    let principal = principal(&svc, Role::Device, "*", peer);
     let caller = Caller {
         principal: &principal,
         peer,

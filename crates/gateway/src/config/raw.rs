@@ -53,7 +53,9 @@ pub struct RawConfig {
     pub history: RawHistory,
 }
 
-/// `[history]`: where history is kept. `backend = "sqlite"` (the default:
+/// `[history]`: where history is kept. Its PostgreSQL keys are
+/// `[[uplink]]`'s, written out again: serde's `flatten` would share them,
+/// but cannot be combined with `deny_unknown_fields`. `backend = "sqlite"` (the default:
 /// this box's own, set up in `[store]`) or `"postgres"`: a read-only site
 /// view of the site's database the gateways' uplinks fill. See
 /// `docs/site.md`.

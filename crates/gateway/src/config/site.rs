@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use super::ConfigError;
 use super::raw::RawHistory;
-use super::uplink::{HISTORY_KEYS, PgFields};
+use super::uplink::{HISTORY_KEYS, pg_fields};
 use super::validate::Validator;
 use crate::site::SiteConfig;
 use crate::sources::config::Sources;
@@ -68,19 +68,7 @@ impl Validator<'_> {
                 return Err(self.invalid("history.backend", "must be \"sqlite\" or \"postgres\""));
             }
         }
-        let fields = PgFields {
-            host: r.host.as_ref(),
-            port: r.port,
-            user: r.user.as_ref(),
-            dbname: r.dbname.as_ref(),
-            password_file: r.password_file.as_ref(),
-            tls: r.tls,
-            ca_file: r.ca_file.as_ref(),
-            client_cert: r.client_cert.as_ref(),
-            client_key: r.client_key.as_ref(),
-            table: r.table.as_ref(),
-            max_message_bytes: r.max_message_bytes,
-        };
+        let fields = pg_fields!(r);
         let mut pg = self.pg_connection(&fields, &HISTORY_KEYS)?;
         // Read, never written: the tables must be there as documented.
         pg.schema = Schema::Check;

@@ -206,7 +206,7 @@ impl Validator<'_> {
         Ok(MqttUplinkConfig {
             host,
             port: u16::try_from(port).unwrap_or(8883),
-            tls: self.tls_client(&PgFields::of_uplink(r), &UPLINK_KEYS)?,
+            tls: self.tls_client(&pg_fields!(r), &UPLINK_KEYS)?,
             client_id: text("uplink.client_id", &r.client_id, 128)?,
             username: text("uplink.username", &r.username, 128)?,
             password_file: r.password_file.clone(),
@@ -232,7 +232,7 @@ impl Validator<'_> {
     }
 
     fn postgres(&self, r: &RawUplink) -> Result<PgConfig, ConfigError> {
-        let mut c = self.pg_connection(&PgFields::of_uplink(r), &UPLINK_KEYS)?;
+        let mut c = self.pg_connection(&pg_fields!(r), &UPLINK_KEYS)?;
         c.schema = match r.schema.as_deref() {
             None | Some("create") => Schema::Create,
             Some("check") => Schema::Check,
@@ -368,23 +368,26 @@ pub(super) struct PgFields<'a> {
     pub(super) max_message_bytes: Option<u64>,
 }
 
-impl<'a> PgFields<'a> {
-    fn of_uplink(r: &'a RawUplink) -> Self {
-        Self {
-            host: r.host.as_ref(),
-            port: r.port,
-            user: r.user.as_ref(),
-            dbname: r.dbname.as_ref(),
-            password_file: r.password_file.as_ref(),
-            tls: r.tls,
-            ca_file: r.ca_file.as_ref(),
-            client_cert: r.client_cert.as_ref(),
-            client_key: r.client_key.as_ref(),
-            table: r.table.as_ref(),
-            max_message_bytes: r.max_message_bytes,
+/// The [`PgFields`] of a raw section that has the PostgreSQL connection
+/// keys (`[[uplink]]`, `[history]`).
+macro_rules! pg_fields {
+    ($r:expr) => {
+        $crate::config::uplink::PgFields {
+            host: $r.host.as_ref(),
+            port: $r.port,
+            user: $r.user.as_ref(),
+            dbname: $r.dbname.as_ref(),
+            password_file: $r.password_file.as_ref(),
+            tls: $r.tls,
+            ca_file: $r.ca_file.as_ref(),
+            client_cert: $r.client_cert.as_ref(),
+            client_key: $r.client_key.as_ref(),
+            table: $r.table.as_ref(),
+            max_message_bytes: $r.max_message_bytes,
         }
-    }
+    };
 }
+pub(super) use pg_fields;
 
 #[cfg(test)]
 mod tests {
