@@ -23,6 +23,10 @@ use common::pg::{PASSWORD, Postgres, Proxy, USER};
 use sensegate_client::wire as v1;
 use sensegate_client::{Client, ClientError, ConnectOptions, Secret};
 
+/// A gateway the test writes into the database itself, with a name too
+/// long to be sent.
+const ODD: &str = "00000000-0000-4000-8000-000000000001";
+
 /// The read-only role the site view logs in as.
 const VIEWER: &str = "site_viewer";
 
@@ -172,23 +176,30 @@ async fn three_gateways_and_one_site_view() {
          sensegate_readings_gateways TO {VIEWER}"
     ))
     .unwrap();
-    // Rows that are not valid here: a name the name rule refuses, and a
-    // value that is not a number.
-    pg.query(
+    // Rows that are not valid here: a name the name rule refuses, a
+    // gateway's name longer than a message from the server may be (the
+    // view must neither take it nor stall on it: that gateway goes by its
+    // id), and a value that is not a number.
+    pg.query(&format!(
         "INSERT INTO sensegate_readings_sensors (gateway, name) \
          SELECT id, 'bad name' FROM sensegate_readings_gateways WHERE name = 'hall-1'; \
+         INSERT INTO sensegate_readings_gateways (id, name, seen) \
+         VALUES ('{ODD}', repeat('x', 2000000), now()); \
+         INSERT INTO sensegate_readings_sensors (gateway, name) VALUES ('{ODD}', 'dev/d0'); \
          INSERT INTO sensegate_readings (time, gateway, sensor, value, quality) \
          SELECT now() + interval '1 minute', s.gateway, s.id, 'NaN', 0 \
          FROM sensegate_readings_sensors s JOIN sensegate_readings_gateways g \
-         ON g.id = s.gateway WHERE g.name = 'hall-3' AND s.name = 'dev/d1'",
-    )
+         ON g.id = s.gateway WHERE g.name = 'hall-3' AND s.name = 'dev/d1'"
+    ))
     .unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let pw = dir.path().join("viewer.pw");
+    let pw_dir = tempfile::tempdir().unwrap();
+    let pw = pw_dir.path().join("viewer.pw");
     std::fs::write(&pw, format!("{PASSWORD}\n")).unwrap();
     let site = Gateway::start_named_in(dir, "site", &site_config(&pg, pg.port, VIEWER, &pw));
     let addr = site.http_addr();
-    let want: BTreeSet<String> = acked.keys().cloned().collect();
+    let mut want: BTreeSet<String> = acked.keys().cloned().collect();
+    want.insert(format!("{ODD}/dev/d0"));
     wait_until("the site's sensors", || listed(&addr, &site.token) == want);
 
     // Every acknowledged reading of every gateway, through the HTTP API.
@@ -323,11 +334,19 @@ async fn three_gateways_and_one_site_view() {
     .unwrap_or_else(|_| panic!("{} of 300 new readings reached the subscriber", live.len()));
     assert_eq!(live, fresh);
     let metric = |name: &str| site.metric(name).unwrap();
+    // At most the cap, and more than one sensor's share of it: what the
+    // others left went to the one with more.
     let most = metric("sensegate_site_poll_rows_max");
-    assert!(most <= 100.0 && most > 0.0, "a poll read {most} rows");
+    assert!(most <= 100.0 && most > 20.0, "a poll read {most} rows");
+    // A sensor added after the bad rows is learned: discovery went on.
+    device_push(&gateways[0], "dev/d9", now).await;
+    wait_until("a new sensor past the bad rows", || {
+        listed(&addr, &site.token).contains("hall-1/dev/d9")
+    });
     assert!(metric("sensegate_site_polls_total") > 3.0);
     assert_eq!(site.metric("sensegate_site_connected"), Some(1.0));
-    assert_eq!(site.metric("sensegate_site_sensors"), Some(6.0));
+    // Three gateways' six, the gateway with the long name's, and dev/d9.
+    assert_eq!(site.metric("sensegate_site_sensors"), Some(8.0));
     assert!(
         metric("sensegate_site_refused_total") >= 1.0,
         "the bad name"
@@ -384,8 +403,7 @@ async fn three_gateways_and_one_site_view() {
 
     // The dashboard, as a reader of the whole site.
     let everyone = token(&site, "site-reader", v1::Role::Reader, "*").await;
-    let mut sensors: Vec<String> = want.into_iter().collect();
-    sensors.sort();
+    let sensors: Vec<String> = acked.keys().cloned().collect();
     dashboard(
         &site,
         &everyone,
@@ -393,6 +411,51 @@ async fn three_gateways_and_one_site_view() {
         "hall-3/dev/d0",
         acked["hall-3/dev/d0"].len(),
     );
+
+    // Gateways renamed in the database (hall-2's role can, without
+    // row-level security): hall-2 takes hall-1's name. A restarted view
+    // keeps the names it pinned, so hall-1/* is still hall-1's readings.
+    pg.query(
+        "UPDATE sensegate_readings_gateways SET name = 'hall-x' WHERE name = 'hall-1'; \
+         UPDATE sensegate_readings_gateways SET name = 'hall-1' WHERE name = 'hall-2'",
+    )
+    .unwrap();
+    let dir = site.kill();
+    let site = Gateway::start_named_in(dir, "site", &site_config(&pg, pg.port, VIEWER, &pw));
+    let addr = site.http_addr();
+    let mut again = want.clone();
+    again.insert("hall-1/dev/d9".to_owned());
+    wait_until("the same names after a restart", || {
+        listed(&addr, &site.token) == again
+    });
+    let h = get(
+        &addr,
+        &format!("/api/v1/sensors/hall-1%2Fdev%2Fd0/history?from={from}&to={to}"),
+        &site.token,
+    );
+    let got: BTreeSet<i64> = h["readings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["timestamp_us"].as_i64().unwrap())
+        .collect();
+    assert_eq!(got, acked["hall-1/dev/d0"]);
+}
+
+/// One reading pushed to `gw` as its device.
+async fn device_push(gw: &Gateway, sensor: &str, at: i64) {
+    let mut o = ConnectOptions::plain(gw.addr.clone(), device_secret(gw).await);
+    o.timeout = Duration::from_secs(20);
+    let mut device = Client::connect(&o).await.unwrap();
+    device
+        .push(vec![v1::Reading {
+            sensor: sensor.to_owned(),
+            timestamp_us: at,
+            value: 1.0,
+            quality: v1::Quality::Good.into(),
+        }])
+        .await
+        .unwrap();
 }
 
 /// The site's database goes silent (the proxy keeps connections open and

@@ -491,9 +491,11 @@ type Attached = (crate::uplink::UplinkConfig, Arc<crate::uplink::UplinkStats>);
 fn with_history(config: &Config, mut service: Service) -> Result<WithHistory, StartError> {
     if let Some(site) = &config.site {
         let index = Arc::new(crate::site::SiteIndex::default());
+        let stats = Arc::new(crate::site::SiteStats::default());
         let store = crate::site::history::PgHistory::new(
             site.clone(),
             index.clone(),
+            stats.clone(),
             tokio::runtime::Handle::current(),
             config.store.queries.total,
         );
@@ -503,7 +505,6 @@ fn with_history(config: &Config, mut service: Service) -> Result<WithHistory, St
             table = %site.pg.table,
             "site view: history is the site's database, read-only"
         );
-        let stats = Arc::new(crate::site::SiteStats::default());
         let service = service.with_site_store(handle, stats.clone());
         return Ok((service, None, Vec::new(), Some((index, stats))));
     }
@@ -560,6 +561,7 @@ fn spawn_site(
             c.clone(),
             index,
             stats,
+            Some(config.data_dir.join("site-gateways.txt")),
             shutdown.clone(),
         ));
     }

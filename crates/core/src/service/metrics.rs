@@ -123,6 +123,8 @@ pub struct SiteFigures {
     pub failures: u64,
     /// The most rows one poll read.
     pub poll_rows_max: u64,
+    /// Sensors with more readings waiting after the last poll.
+    pub behind: u64,
 }
 
 /// Where the service reads a site view's figures.

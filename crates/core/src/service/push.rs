@@ -200,6 +200,11 @@ impl Service {
     /// [`ServiceError::Internal`] when the store could not commit them;
     /// nothing is published then.
     pub async fn commit_push(&self, readings: Vec<Reading>) -> Result<usize, ServiceError> {
+        // Unreachable through `push`, which refuses first; kept so no
+        // caller can store on a site view.
+        if self.read_only {
+            return Err(ServiceError::ReadOnly);
+        }
         let n = readings.len();
         match &self.store {
             Some(store) => {

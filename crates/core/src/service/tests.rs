@@ -163,6 +163,17 @@ async fn a_site_view_refuses_every_push_and_writes_nothing_it_takes_in() {
         svc.check_units(caller, &[("hall-1/t", "Cel")]).unwrap_err(),
         ServiceError::ReadOnly
     );
+    let checked = vec![Reading {
+        sensor: Arc::from("hall-1/t"),
+        timestamp_us: 1,
+        value: 1.0,
+        quality: Quality::Good,
+    }];
+    assert_eq!(
+        svc.commit_push(checked).await.unwrap_err(),
+        ServiceError::ReadOnly,
+        "a commit that skipped the checks"
+    );
     assert_eq!(ServiceError::ReadOnly.code(), ErrorCode::Forbidden);
     assert_eq!(svc.sensor_count(), 0, "nothing entered the catalog");
     // What the site's source takes in is published, not written back.

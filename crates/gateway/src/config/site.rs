@@ -53,7 +53,20 @@ impl Validator<'_> {
     pub(super) fn history(&self, r: &RawHistory) -> Result<Option<SiteConfig>, ConfigError> {
         match r.backend.as_deref() {
             None | Some("sqlite") => {
-                let set = r.host.is_some() || r.user.is_some() || r.poll_ms.is_some();
+                let set = r.host.is_some()
+                    || r.port.is_some()
+                    || r.user.is_some()
+                    || r.dbname.is_some()
+                    || r.password_file.is_some()
+                    || r.tls.is_some()
+                    || r.ca_file.is_some()
+                    || r.client_cert.is_some()
+                    || r.client_key.is_some()
+                    || r.table.is_some()
+                    || r.max_message_bytes.is_some()
+                    || r.timeout_ms.is_some()
+                    || r.poll_ms.is_some()
+                    || r.max_rows_per_poll.is_some();
                 if set {
                     return Err(self.invalid(
                         "history.backend",
@@ -156,8 +169,15 @@ mod tests {
         assert!(e.contains("history.ca_file"), "{e}");
         let e = parse("[history]\nbackend = \"mysql\"\n").unwrap_err();
         assert!(e.contains("history.backend"), "{e}");
-        let e = parse("[history]\nhost = \"db\"\n").unwrap_err();
-        assert!(e.contains("set backend = \"postgres\""), "{e}");
+        for key in [
+            "host = \"db\"",
+            "timeout_ms = 1000",
+            "max_rows_per_poll = 100",
+            "tls = false",
+        ] {
+            let e = parse(&format!("[history]\n{key}\n")).unwrap_err();
+            assert!(e.contains("set backend = \"postgres\""), "{key}: {e}");
+        }
     }
 
     #[test]

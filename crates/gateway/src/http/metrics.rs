@@ -206,7 +206,7 @@ fn uplink_series(out: &mut String, uplinks: &[crate::service::UplinkFigures]) {
 
 /// A site view's follower of the site's database.
 fn site_series(out: &mut String, s: &crate::service::SiteFigures) {
-    let series: [(&str, &str, &str, u64); 7] = [
+    let series: [(&str, &str, &str, u64); 8] = [
         (
             "sensegate_site_connected",
             "gauge",
@@ -248,6 +248,12 @@ fn site_series(out: &mut String, s: &crate::service::SiteFigures) {
             "gauge",
             "The most rows one poll read (at most history.max_rows_per_poll).",
             s.poll_rows_max,
+        ),
+        (
+            "sensegate_site_behind_sensors",
+            "gauge",
+            "Sensors with more readings waiting after the last poll: the live view is behind them.",
+            s.behind,
         ),
     ];
     for (name, kind, help, value) in series {

@@ -4,21 +4,32 @@
 //! as a gateway's sources feed them.
 //!
 //! Sensors are named `<gateway>/<sensor>`: the gateway's name (its
-//! `server.name`) when that is a valid name segment that no other gateway
-//! of the site took first (in the order the site's sensors were added),
-//! else its id. The newest readings of each sensor come with one index
-//! descent per sensor (a lateral join on the table's key), after a cursor
-//! per sensor: readings that reach the database late, behind the cursor
-//! (a gateway's backlog replayed after an outage), are in history but not
-//! replayed live; readings dated ahead of the database server's clock are
-//! shown live once their time has come.
+//! `server.name`) when that is a valid name segment, does not look like a
+//! gateway id, and no other gateway of the site took it first, else its
+//! id. A gateway's prefix is pinned at first sight in the data directory
+//! (`site-gateways.txt`), so a gateway that renames itself in the database
+//! (or another's row, where the site has no row-level security) cannot
+//! move its readings under another's name, and so scopes.
+//!
+//! The newest readings of each sensor come with one index descent per
+//! sensor (a lateral join on the table's key), after a cursor per sensor,
+//! at most `history.max_rows_per_poll` rows a poll: a share each, what is
+//! left over to the sensors that had more, a poll cut short resumes there.
+//! Readings that reach the database behind a sensor's cursor (pushed out
+//! of order) are in history but not live; readings dated ahead of the
+//! database server's clock are shown once their time has come. Every
+//! statement has its own deadline, and what one statement read is taken in
+//! before the next runs, so a failed poll loses nothing it moved past.
 
 use std::collections::{HashMap, HashSet};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use sensegate_core::RegisterError;
 use sensegate_core::service::SourceSink;
 use tokio_postgres::Client;
+use tokio_postgres::types::ToSql;
 use tokio_util::sync::CancellationToken;
 
 use std::sync::atomic::Ordering::Relaxed;
@@ -27,14 +38,19 @@ use super::{Place, SiteConfig, SiteIndex, SiteStats, micros, quality, session};
 use crate::reading::Reading;
 use crate::uplink::backoff::Backoff;
 use crate::uplink::postgres::{PgError, check_schema, query_capped};
-use sensegate_core::RegisterError;
 
 /// Sensors asked for in one statement, at most.
 const SENSORS_PER_STATEMENT: usize = 5_000;
 /// New sensors learned in one poll, at most (the rest next poll).
 const NEW_SENSORS_PER_POLL: usize = 10_000;
+/// Sensors read by one discovery statement.
+const DISCOVER_ROWS: usize = 1_000;
 /// Longest gateway name taken as a prefix (as `server.name`).
 const MAX_GATEWAY_NAME: usize = 64;
+/// Passes of a poll over the sensors that had more than their share.
+const SHARE_PASSES: usize = 3;
+/// Largest pinned-prefix file read.
+const MAX_PINS_BYTES: u64 = 4 << 20;
 
 /// A sensor followed.
 struct Followed {
@@ -55,13 +71,17 @@ struct Follower {
     by_id: HashMap<i32, usize>,
     /// The highest sensor id looked at.
     after_id: i32,
-    /// Each gateway's prefix, by id.
+    /// Each gateway's prefix, by id (at most `limits.max_sensors`).
     prefixes: HashMap<String, Arc<str>>,
     taken: HashSet<Arc<str>>,
+    /// Where prefixes are pinned, if anywhere.
+    pins: Option<PathBuf>,
     /// The catalog is full: no more sensors are learned (warned once).
     full: bool,
     /// Rows refused (a bad value, quality or name), for the log.
     refused: u64,
+    /// How much of `refused` is in the figures.
+    refused_reported: u64,
     /// When `refused` was last logged.
     refused_logged: Option<(std::time::Instant, u64)>,
     /// Polls through since the last connection.
@@ -72,12 +92,14 @@ struct Follower {
     stats: Arc<SiteStats>,
 }
 
-/// Follows the site's database until `stop`.
+/// Follows the site's database until `stop`; `pins` is the file where
+/// gateways' prefixes are pinned.
 pub async fn run(
     sink: SourceSink,
     config: SiteConfig,
     index: Arc<SiteIndex>,
     stats: Arc<SiteStats>,
+    pins: Option<PathBuf>,
     stop: CancellationToken,
 ) {
     let mut backoff = Backoff::new(
@@ -94,13 +116,16 @@ pub async fn run(
         after_id: 0,
         prefixes: HashMap::new(),
         taken: HashSet::new(),
+        pins,
         full: false,
         refused: 0,
+        refused_reported: 0,
         refused_logged: None,
         polls: 0,
         resume_at: 0,
         stats,
     };
+    f.load_pins();
     loop {
         f.polls = 0;
         let error = tokio::select! {
@@ -124,14 +149,79 @@ pub async fn run(
     }
 }
 
+/// Whether `s` has the shape of a gateway id (a UUID as text): such a name
+/// is never a prefix, so no gateway can take another's id as its name.
+fn looks_like_id(s: &str) -> bool {
+    s.len() == 36
+        && s.bytes().enumerate().all(|(i, b)| {
+            if matches!(i, 8 | 13 | 18 | 23) {
+                b == b'-'
+            } else {
+                b.is_ascii_hexdigit()
+            }
+        })
+}
+
 impl Follower {
+    /// Reads the pinned prefixes (`<gateway id> <prefix>` a line); lines
+    /// that are not both valid are left out.
+    fn load_pins(&mut self) {
+        let Some(path) = &self.pins else { return };
+        let text = match crate::file::read_capped(path, MAX_PINS_BYTES) {
+            Ok(t) => t,
+            Err(crate::file::CappedReadError::Io(e))
+                if e.kind() == std::io::ErrorKind::NotFound =>
+            {
+                return;
+            }
+            Err(e) => {
+                tracing::warn!(path = %path.display(), error = ?e, "site view: pinned gateway names not read");
+                return;
+            }
+        };
+        let max = self.sink.limits().max_sensors;
+        for line in text.lines() {
+            let Some((id, prefix)) = line.split_once(' ') else {
+                continue;
+            };
+            let valid = looks_like_id(id)
+                && (prefix == id
+                    || (crate::sources::config::is_name(prefix, MAX_GATEWAY_NAME)
+                        && !prefix.contains('/')
+                        && !looks_like_id(prefix)));
+            if !valid || self.taken.contains(prefix) || self.prefixes.len() >= max {
+                continue;
+            }
+            let prefix: Arc<str> = Arc::from(prefix);
+            self.taken.insert(prefix.clone());
+            self.prefixes.insert(id.to_owned(), prefix);
+        }
+    }
+
+    /// Writes the pinned prefixes out (a gateway was seen for the first
+    /// time).
+    fn save_pins(&self) {
+        let Some(path) = &self.pins else { return };
+        let mut text = String::new();
+        let mut pins: Vec<_> = self.prefixes.iter().collect();
+        pins.sort();
+        for (id, prefix) in pins {
+            text.push_str(id);
+            text.push(' ');
+            text.push_str(prefix);
+            text.push('\n');
+        }
+        if let Err(e) = crate::file::write_private(path, text.as_bytes()) {
+            tracing::warn!(path = %path.display(), error = %e, "site view: pinned gateway names not saved");
+        }
+    }
+
     /// Connects, checks the schema, and polls until something fails.
     async fn connected(&mut self) -> PgError {
-        let (client, driver) = match session(&self.config, "follower").await {
+        let (client, _driver) = match session(&self.config, "follower").await {
             Ok(s) => s,
             Err(e) => return e,
         };
-        let _driver = AbortOnDrop(driver);
         let checked = tokio::time::timeout(
             self.config.timeout,
             check_schema(&client, &self.config.pg.table),
@@ -148,61 +238,81 @@ impl Follower {
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tick.tick().await;
-            match tokio::time::timeout(self.config.timeout, self.poll(&client)).await {
-                Ok(Ok(())) => self.polls += 1,
-                Ok(Err(e)) => return e,
-                Err(_) => return timed_out(),
+            match self.poll(&client).await {
+                Ok(()) => self.polls += 1,
+                Err(e) => return e,
             }
         }
     }
 
-    /// One poll: new sensors, then the newest readings of every sensor.
+    /// One statement, under `history.timeout_ms` (and the session's
+    /// `statement_timeout`), at most `max` rows.
+    async fn q(
+        &self,
+        c: &Client,
+        sql: &str,
+        params: &[&(dyn ToSql + Sync)],
+        max: usize,
+    ) -> Result<Vec<tokio_postgres::Row>, PgError> {
+        tokio::time::timeout(self.config.timeout, query_capped(c, sql, params, max))
+            .await
+            .unwrap_or_else(|_| Err(timed_out()))
+    }
+
+    /// One poll: new sensors, then the newest readings of every sensor,
+    /// all within `history.max_rows_per_poll` rows.
     async fn poll(&mut self, c: &Client) -> Result<(), PgError> {
         if !self.full {
             self.discover(c).await?;
         }
-        let mut readings = Vec::new();
-        // Every row of the poll counts against `history.max_rows_per_poll`:
-        // first sights (one row each at most) first, then a share of what
-        // is left for each sensor followed.
         let mut budget = self.config.max_rows_per_poll;
+        // First sights (one row each at most) first.
         let first: Vec<usize> = (0..self.sensors.len())
             .filter(|&i| self.sensors[i].after_us.is_none())
             .take(budget)
             .collect();
         budget -= first.len();
-        let mut seen_first = vec![false; self.sensors.len()];
-        for &i in &first {
-            seen_first[i] = true;
-        }
         for part in first.chunks(SENSORS_PER_STATEMENT) {
-            self.latest(c, part, &mut readings).await?;
+            self.latest(c, part).await?;
         }
-        // From where the last poll that ran out of rows stopped, so every
-        // sensor has its turn when the budget cannot cover them all.
-        let n = self.sensors.len();
-        let start = self.resume_at.min(n);
-        let known: Vec<usize> = (start..n)
-            .chain(0..start)
-            .filter(|&i| self.sensors[i].after_us.is_some() && !seen_first[i])
-            .collect();
-        self.resume_at = 0;
-        if budget > 0 && !known.is_empty() {
-            let each = (budget / known.len()).max(1);
-            for part in known.chunks(SENSORS_PER_STATEMENT) {
-                let taken = self.newer(c, part, each, budget, &mut readings).await?;
-                budget -= taken;
-                if budget == 0 {
+        let mut behind = 0;
+        if budget > 0 {
+            // From where the last poll that ran out of rows stopped, so
+            // every sensor has its turn when the budget cannot cover them
+            // all; the first sights just read are left for the next poll.
+            let mut fresh = vec![false; self.sensors.len()];
+            for &i in &first {
+                fresh[i] = true;
+            }
+            let n = self.sensors.len();
+            let start = std::mem::take(&mut self.resume_at).min(n);
+            let mut pending: Vec<usize> =
+                (start..n).chain(0..start).filter(|&i| !fresh[i]).collect();
+            // A share each; what is left, to those that had more.
+            for _ in 0..SHARE_PASSES {
+                if budget == 0 || pending.is_empty() {
                     break;
                 }
+                let each = (budget / pending.len()).max(1);
+                let mut more = Vec::new();
+                for part in pending.chunks(SENSORS_PER_STATEMENT) {
+                    let (taken, full) = self.newer(c, part, each, budget).await?;
+                    budget -= taken;
+                    more.extend(full);
+                    if budget == 0 {
+                        break;
+                    }
+                }
+                pending = more;
             }
+            behind = pending.len();
         }
         let rows = u64::try_from(self.config.max_rows_per_poll - budget).unwrap_or(u64::MAX);
-        self.stats.polled(rows, readings.len(), self.sensors.len());
-        if !readings.is_empty() {
-            self.sink.ingest(&readings);
-        }
-        self.stats.refused.store(self.refused, Relaxed);
+        self.stats.polled(rows, self.sensors.len(), behind);
+        self.stats
+            .refused
+            .fetch_add(self.refused - self.refused_reported, Relaxed);
+        self.refused_reported = self.refused;
         self.log_refused();
         Ok(())
     }
@@ -225,29 +335,36 @@ impl Follower {
         );
     }
 
-    /// Learns sensors added since the last poll.
+    /// Learns sensors added since the last poll. Names longer than a name
+    /// may be are not sent by the server at all (they come as NULL).
     async fn discover(&mut self, c: &Client) -> Result<(), PgError> {
         let t = self.config.pg.table.clone();
+        let max_name = i32::try_from(self.sink.limits().message.max_name_bytes).unwrap_or(i32::MAX);
+        let limit = i64::try_from(DISCOVER_ROWS).unwrap_or(i64::MAX);
         let mut learned = 0;
+        let mut new_gateways = false;
         while learned < NEW_SENSORS_PER_POLL && !self.full {
-            let rows = query_capped(
-                c,
-                &format!(
-                    "SELECT id, gateway::text, name FROM \"{t}_sensors\" \
-                     WHERE id > $1 ORDER BY id LIMIT 1000"
-                ),
-                &[&self.after_id],
-                1000,
-            )
-            .await?;
-            let found: Vec<(i32, String, String)> = rows
-                .iter()
-                .filter_map(|r| Some((r.try_get(0).ok()?, r.try_get(1).ok()?, r.try_get(2).ok()?)))
-                .collect();
-            if found.len() != rows.len() {
-                return Err(PgError::Schema(
-                    "a row of the sensors table does not have the documented types".to_owned(),
-                ));
+            let rows = self
+                .q(
+                    c,
+                    &format!(
+                        "SELECT id, gateway::text, \
+                           CASE WHEN octet_length(name) <= $2 THEN name END \
+                         FROM \"{t}_sensors\" WHERE id > $1 ORDER BY id LIMIT $3"
+                    ),
+                    &[&self.after_id, &max_name, &limit],
+                    DISCOVER_ROWS,
+                )
+                .await?;
+            let mut found: Vec<(i32, String, Option<String>)> = Vec::with_capacity(rows.len());
+            for r in &rows {
+                let (Ok(id), Ok(gateway), Ok(name)) = (r.try_get(0), r.try_get(1), r.try_get(2))
+                else {
+                    return Err(PgError::Schema(
+                        "a row of the sensors table does not have the documented types".to_owned(),
+                    ));
+                };
+                found.push((id, gateway, name));
             }
             let unknown: Vec<&str> = found
                 .iter()
@@ -260,21 +377,29 @@ impl Follower {
             for (id, gateway, name) in &found {
                 // In the order sensors were added: a name taken here stays
                 // its gateway's.
-                let prefix = self.prefix(gateway, names.get(gateway.as_str()));
-                if !self.learn(*id, gateway, &prefix, name) {
+                let Some(prefix) =
+                    self.prefix(gateway, names.get(gateway.as_str()), &mut new_gateways)
+                else {
+                    break;
+                };
+                if !self.learn(*id, gateway, &prefix, name.as_deref()) {
                     break;
                 }
                 self.after_id = (*id).max(self.after_id);
                 learned += 1;
             }
-            if rows.len() < 1000 {
+            if rows.len() < DISCOVER_ROWS {
                 break;
             }
+        }
+        if new_gateways {
+            self.save_pins();
         }
         Ok(())
     }
 
-    /// The names of `gateways` (ids), from the gateways table.
+    /// The names of `gateways` (ids), from the gateways table; a name
+    /// longer than a prefix may be comes as none.
     async fn gateway_names(
         &self,
         c: &Client,
@@ -285,45 +410,66 @@ impl Follower {
         }
         let t = &self.config.pg.table;
         let ids: Vec<&str> = gateways.to_vec();
-        let rows = query_capped(
-            c,
-            &format!(
-                "SELECT id::text, name FROM \"{t}_gateways\" WHERE id = ANY($1::text[]::uuid[])"
-            ),
-            &[&ids],
-            ids.len(),
-        )
-        .await?;
+        let max = i32::try_from(MAX_GATEWAY_NAME).unwrap_or(i32::MAX);
+        let rows = self
+            .q(
+                c,
+                &format!(
+                    "SELECT id::text, CASE WHEN octet_length(name) <= $2 THEN name END \
+                     FROM \"{t}_gateways\" WHERE id = ANY($1::text[]::uuid[])"
+                ),
+                &[&ids, &max],
+                ids.len(),
+            )
+            .await?;
         Ok(rows
             .iter()
-            .filter_map(|r| Some((r.try_get(0).ok()?, r.try_get(1).ok()?)))
+            .filter_map(|r| Some((r.try_get(0).ok()?, r.try_get::<_, Option<String>>(1).ok()??)))
             .collect())
     }
 
     /// The prefix of `gateway` (an id), named `name` in the gateways
-    /// table: the name when it is a valid name segment not taken by another
-    /// gateway, else the id.
-    fn prefix(&mut self, gateway: &str, name: Option<&String>) -> Arc<str> {
+    /// table: the pinned one, else the name when it is a valid name
+    /// segment, not shaped like an id and not taken, else the id. `None`
+    /// when there are as many gateways as sensors may be (then nothing
+    /// more is learned).
+    fn prefix(&mut self, gateway: &str, name: Option<&String>, new: &mut bool) -> Option<Arc<str>> {
         if let Some(p) = self.prefixes.get(gateway) {
-            return p.clone();
+            return Some(p.clone());
+        }
+        if !looks_like_id(gateway) || self.prefixes.len() >= self.sink.limits().max_sensors {
+            self.refused += 1;
+            return None;
         }
         let usable = name.filter(|n| {
             crate::sources::config::is_name(n, MAX_GATEWAY_NAME)
                 && !n.contains('/')
+                && !looks_like_id(n)
                 && !self.taken.contains(n.as_str())
         });
         let prefix: Arc<str> = Arc::from(usable.map_or(gateway, String::as_str));
         self.taken.insert(prefix.clone());
         self.prefixes.insert(gateway.to_owned(), prefix.clone());
-        prefix
+        *new = true;
+        Some(prefix)
     }
 
     /// Registers one sensor; `false` when the catalog is full (the
-    /// follower then learns no more sensors).
-    fn learn(&mut self, id: i32, gateway: &str, prefix: &str, name: &str) -> bool {
-        let full_name = format!("{prefix}/{name}");
+    /// follower then learns no more sensors). A name that is not valid
+    /// (or was too long to be sent) is left out and counted.
+    fn learn(&mut self, id: i32, gateway: &str, prefix: &str, name: Option<&str>) -> bool {
+        if self.by_id.contains_key(&id) {
+            return true;
+        }
         let max = self.sink.limits().message.max_name_bytes;
-        if !sensegate_proto::envelope::is_name(&full_name, max) {
+        let full_name = name.map(|n| format!("{prefix}/{n}"));
+        let Some(full_name) = full_name.filter(|n| sensegate_proto::envelope::is_name(n, max))
+        else {
+            self.refused += 1;
+            return true;
+        };
+        if self.index.get(&full_name).is_some() {
+            // Two of the database's sensors would share a name here.
             self.refused += 1;
             return true;
         }
@@ -353,79 +499,85 @@ impl Follower {
                 );
                 false
             }
-            Err(RegisterError::Taken { .. }) => true,
+            Err(RegisterError::Taken { .. }) => {
+                self.refused += 1;
+                true
+            }
         }
     }
 
     /// The newest valid reading of each of `part` (first sight), up to
-    /// the server's now.
-    async fn latest(
-        &mut self,
-        c: &Client,
-        part: &[usize],
-        out: &mut Vec<Reading>,
-    ) -> Result<(), PgError> {
+    /// the server's now; taken in at once.
+    async fn latest(&mut self, c: &Client, part: &[usize]) -> Result<(), PgError> {
         let t = &self.config.pg.table;
         let ids: Vec<i32> = part.iter().map(|&i| self.sensors[i].id).collect();
-        let rows = query_capped(
-            c,
-            &format!(
-                "SELECT c.id, r.time, r.value, r.quality FROM unnest($1::int4[]) AS c(id) \
-                 JOIN \"{t}_sensors\" s ON s.id = c.id \
-                 CROSS JOIN LATERAL (SELECT x.time, x.value, x.quality FROM \"{t}\" x \
-                   WHERE x.gateway = s.gateway AND x.sensor = s.id AND x.time <= now() \
-                     AND x.value <> 'NaN' AND x.value <> 'Infinity' \
-                     AND x.value <> '-Infinity' AND x.quality BETWEEN 0 AND 2 \
-                   ORDER BY x.time DESC LIMIT 1) r"
-            ),
-            &[&ids],
-            ids.len(),
-        )
-        .await?;
+        let rows = self
+            .q(
+                c,
+                &format!(
+                    "SELECT c.id, r.time, r.value, r.quality FROM unnest($1::int4[]) AS c(id) \
+                     JOIN \"{t}_sensors\" s ON s.id = c.id \
+                     CROSS JOIN LATERAL (SELECT x.time, x.value, x.quality FROM \"{t}\" x \
+                       WHERE x.gateway = s.gateway AND x.sensor = s.id AND x.time <= now() \
+                         AND x.value <> 'NaN' AND x.value <> 'Infinity' \
+                         AND x.value <> '-Infinity' AND x.quality BETWEEN 0 AND 2 \
+                       ORDER BY x.time DESC LIMIT 1) r"
+                ),
+                &[&ids],
+                ids.len(),
+            )
+            .await?;
         // Sensors without readings follow from the epoch on.
         for &i in part {
             self.sensors[i].after_us = Some(0);
         }
-        self.take(&rows, out);
+        self.take(&rows);
         Ok(())
     }
 
     /// Readings of `part` newer than each one's cursor and not in the
-    /// server's future, at most a share of `history.max_rows_per_poll`
-    /// each. A row dated ahead (a gateway's clock runs fast) waits for its
-    /// time: taken now, it would move the cursor past the readings that
-    /// arrive meanwhile.
+    /// server's future, at most `each` a sensor and `budget` in all; taken
+    /// in at once. Returns the rows read and the sensors that had `each`
+    /// (they may have more). A row dated ahead (a gateway's clock runs
+    /// fast) waits for its time: taken now, it would move the cursor past
+    /// the readings that arrive meanwhile.
     async fn newer(
         &mut self,
         c: &Client,
         part: &[usize],
         each: usize,
         budget: usize,
-        out: &mut Vec<Reading>,
-    ) -> Result<usize, PgError> {
+    ) -> Result<(usize, Vec<usize>), PgError> {
         let t = &self.config.pg.table;
         let ids: Vec<i32> = part.iter().map(|&i| self.sensors[i].id).collect();
         let after: Vec<std::time::SystemTime> = part
             .iter()
             .map(|&i| super::instant(self.sensors[i].after_us.unwrap_or(0)))
             .collect();
-        let each = i64::try_from(each).unwrap_or(i64::MAX);
-        let rows = query_capped(
-            c,
-            &format!(
-                "SELECT c.id, r.time, r.value, r.quality \
-                 FROM unnest($1::int4[], $2::timestamptz[]) WITH ORDINALITY AS c(id, after, n) \
-                 JOIN \"{t}_sensors\" s ON s.id = c.id \
-                 CROSS JOIN LATERAL (SELECT x.time, x.value, x.quality FROM \"{t}\" x \
-                   WHERE x.gateway = s.gateway AND x.sensor = s.id AND x.time > c.after \
-                     AND x.time <= now() \
-                   ORDER BY x.time LIMIT $3) r \
-                 ORDER BY c.n, r.time"
-            ),
-            &[&ids, &after, &each],
-            budget,
-        )
-        .await?;
+        let share = i64::try_from(each).unwrap_or(i64::MAX);
+        let rows = self
+            .q(
+                c,
+                &format!(
+                    "SELECT c.id, r.time, r.value, r.quality \
+                     FROM unnest($1::int4[], $2::timestamptz[]) WITH ORDINALITY AS c(id, after, n) \
+                     JOIN \"{t}_sensors\" s ON s.id = c.id \
+                     CROSS JOIN LATERAL (SELECT x.time, x.value, x.quality FROM \"{t}\" x \
+                       WHERE x.gateway = s.gateway AND x.sensor = s.id AND x.time > c.after \
+                         AND x.time <= now() \
+                       ORDER BY x.time LIMIT $3) r \
+                     ORDER BY c.n, r.time"
+                ),
+                &[&ids, &after, &share],
+                budget,
+            )
+            .await?;
+        let mut per: HashMap<i32, usize> = HashMap::new();
+        for r in &rows {
+            if let Ok(id) = r.try_get::<_, i32>(0) {
+                *per.entry(id).or_default() += 1;
+            }
+        }
         if rows.len() >= budget {
             // Cut short: the next poll starts at the sensor it stopped in.
             let last = rows.last().and_then(|r| r.try_get::<_, i32>(0).ok());
@@ -433,13 +585,20 @@ impl Follower {
                 .and_then(|id| self.by_id.get(&id).copied())
                 .unwrap_or(0);
         }
-        self.take(&rows, out);
-        Ok(rows.len())
+        let full = part
+            .iter()
+            .copied()
+            .filter(|&i| per.get(&self.sensors[i].id).copied().unwrap_or(0) >= each)
+            .collect();
+        self.take(&rows);
+        Ok((rows.len(), full))
     }
 
     /// Turns rows (sensor id, time, value, quality) into readings, moving
-    /// each sensor's cursor; rows that are not readings are left out.
-    fn take(&mut self, rows: &[tokio_postgres::Row], out: &mut Vec<Reading>) {
+    /// each sensor's cursor, and takes them in; rows that are not readings
+    /// are left out and counted.
+    fn take(&mut self, rows: &[tokio_postgres::Row]) {
+        let mut out = Vec::with_capacity(rows.len());
         for r in rows {
             let (Ok(id), Ok(time), Ok(value), Ok(code)) = (
                 r.try_get::<_, i32>(0),
@@ -451,6 +610,7 @@ impl Follower {
                 continue;
             };
             let Some(&i) = self.by_id.get(&id) else {
+                self.refused += 1;
                 continue;
             };
             let us = micros(time);
@@ -467,6 +627,12 @@ impl Follower {
                 quality,
             });
         }
+        self.stats
+            .readings
+            .fetch_add(u64::try_from(out.len()).unwrap_or(u64::MAX), Relaxed);
+        if !out.is_empty() {
+            self.sink.ingest(&out);
+        }
     }
 }
 
@@ -474,11 +640,16 @@ fn timed_out() -> PgError {
     PgError::Io(std::io::Error::from(std::io::ErrorKind::TimedOut))
 }
 
-/// Aborts the connection's task when the session ends.
-struct AbortOnDrop(tokio::task::JoinHandle<()>);
+#[cfg(test)]
+mod tests {
+    use super::looks_like_id;
 
-impl Drop for AbortOnDrop {
-    fn drop(&mut self) {
-        self.0.abort();
+    #[test]
+    fn only_ids_look_like_ids() {
+        assert!(looks_like_id("0b7c3a52-3f0e-4b8e-9a1d-2c4f5e6a7b8c"));
+        assert!(!looks_like_id("hall-1"));
+        assert!(!looks_like_id("0b7c3a52-3f0e-4b8e-9a1d-2c4f5e6a7b8"));
+        assert!(!looks_like_id("0b7c3a52_3f0e-4b8e-9a1d-2c4f5e6a7b8c"));
+        assert!(!looks_like_id("zb7c3a52-3f0e-4b8e-9a1d-2c4f5e6a7b8c"));
     }
 }

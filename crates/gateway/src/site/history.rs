@@ -12,26 +12,26 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use tokio_postgres::Client;
 
-use super::{Place, SiteConfig, SiteIndex, instant, micros, quality, session};
+use std::sync::atomic::Ordering::Relaxed;
+
+use super::{
+    AbortOnDrop, Place, SiteConfig, SiteIndex, SiteStats, instant, micros, quality, session,
+};
 use crate::store::{Bucket, History, HistoryError, HistoryQuery, HistoryStore, PruneStep, Row};
 use crate::uplink::postgres::{PgError, query_capped};
 
-/// A session kept for the next query.
+/// A session kept for the next query (its task aborted when dropped).
 struct Pooled {
     client: Client,
-    driver: tokio::task::JoinHandle<()>,
-}
-
-impl Drop for Pooled {
-    fn drop(&mut self) {
-        self.driver.abort();
-    }
+    _driver: AbortOnDrop,
 }
 
 /// The site's history, read-only.
 pub struct PgHistory {
     config: SiteConfig,
     index: Arc<SiteIndex>,
+    /// Rows left out are counted here.
+    stats: Arc<SiteStats>,
     runtime: tokio::runtime::Handle,
     /// Idle sessions, at most `max_idle`.
     idle: Mutex<Vec<Pooled>>,
@@ -54,12 +54,14 @@ impl PgHistory {
     pub fn new(
         config: SiteConfig,
         index: Arc<SiteIndex>,
+        stats: Arc<SiteStats>,
         runtime: tokio::runtime::Handle,
         max_idle: usize,
     ) -> Self {
         Self {
             config,
             index,
+            stats,
             runtime,
             idle: Mutex::new(Vec::new()),
             max_idle,
@@ -73,22 +75,44 @@ impl PgHistory {
             .unwrap_or_else(PoisonError::into_inner)
             .pop()
             .filter(|p| !p.client.is_closed());
+        let was_pooled = pooled.is_some();
         let pooled = if let Some(p) = pooled {
             p
         } else {
-            let (client, driver) = session(&self.config, "queries").await?;
-            Pooled { client, driver }
+            Self::fresh(&self.config).await?
         };
-        let out = if q.bucket_us == 0 {
-            self.rows(&pooled.client, place, q).await?
-        } else {
-            self.buckets(&pooled.client, place, q).await?
+        let (pooled, out) = match self.ask(&pooled.client, place, q).await {
+            Ok(out) => (pooled, out),
+            // A kept session the server or the network closed meanwhile:
+            // once more, on a new one.
+            Err(_) if was_pooled && pooled.client.is_closed() => {
+                let fresh = Self::fresh(&self.config).await?;
+                let out = self.ask(&fresh.client, place, q).await?;
+                (fresh, out)
+            }
+            Err(e) => return Err(e),
         };
         let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
         if idle.len() < self.max_idle {
             idle.push(pooled);
         }
         Ok(out)
+    }
+
+    async fn fresh(config: &SiteConfig) -> Result<Pooled, PgError> {
+        let (client, driver) = session(config, "queries").await?;
+        Ok(Pooled {
+            client,
+            _driver: driver,
+        })
+    }
+
+    async fn ask(&self, c: &Client, place: &Place, q: &HistoryQuery) -> Result<History, PgError> {
+        if q.bucket_us == 0 {
+            self.rows(c, place, q).await
+        } else {
+            self.buckets(c, place, q).await
+        }
     }
 
     async fn rows(&self, c: &Client, place: &Place, q: &HistoryQuery) -> Result<History, PgError> {
@@ -116,9 +140,11 @@ impl PgHistory {
         for r in &found {
             let (Ok(t), Ok(value), Ok(code)) = (r.try_get(0), r.try_get::<_, f64>(1), r.try_get(2))
             else {
+                self.stats.refused.fetch_add(1, Relaxed);
                 continue;
             };
             let Some(quality) = quality(code).filter(|_| value.is_finite()) else {
+                self.stats.refused.fetch_add(1, Relaxed);
                 continue;
             };
             out.rows.push(Row {
@@ -146,7 +172,8 @@ impl PgHistory {
             c,
             &format!(
                 "SELECT b, min(value), max(value), avg(value), count(*) FROM ( \
-                   SELECT (extract(epoch FROM (time - $3)) * 1000000)::int8 / $5 AS b, value \
+                   SELECT floor((extract(epoch FROM time) * 1000000 - $7::text::numeric) / $5::int8)::int8 \
+                     AS b, value \
                    FROM \"{t}\" WHERE gateway = $1::text::uuid AND sensor = $2 \
                      AND time >= $3 AND time < $4 \
                      AND value <> 'NaN' AND value <> 'Infinity' AND value <> '-Infinity' \
@@ -160,6 +187,9 @@ impl PgHistory {
                 &instant(q.to_us),
                 &q.bucket_us,
                 &limit,
+                // Buckets count from `from` itself, however far before the
+                // earliest time the server holds it lies.
+                &q.from_us.to_string(),
             ],
             more,
         )
@@ -173,9 +203,11 @@ impl PgHistory {
                 r.try_get::<_, f64>(3),
                 r.try_get::<_, i64>(4),
             ) else {
+                self.stats.refused.fetch_add(1, Relaxed);
                 continue;
             };
             if !(min.is_finite() && max.is_finite() && mean.is_finite()) || b < 0 {
+                self.stats.refused.fetch_add(1, Relaxed);
                 continue;
             }
             out.buckets.push(Bucket {

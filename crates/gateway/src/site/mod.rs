@@ -110,16 +110,29 @@ pub struct SiteStats {
     pub failures: AtomicU64,
     /// The most rows one poll read (at most `history.max_rows_per_poll`).
     pub poll_rows_max: AtomicU64,
+    /// Sensors with more readings waiting after the last poll (the live
+    /// view is behind them).
+    pub behind: AtomicU64,
 }
 
 impl SiteStats {
-    fn polled(&self, rows: u64, readings: usize, sensors: usize) {
+    fn polled(&self, rows: u64, sensors: usize, behind: usize) {
         self.polls.fetch_add(1, Relaxed);
-        self.readings
-            .fetch_add(u64::try_from(readings).unwrap_or(u64::MAX), Relaxed);
         self.sensors
             .store(u64::try_from(sensors).unwrap_or(u64::MAX), Relaxed);
+        self.behind
+            .store(u64::try_from(behind).unwrap_or(u64::MAX), Relaxed);
         self.poll_rows_max.fetch_max(rows, Relaxed);
+    }
+}
+
+/// Aborts a connection's task when dropped: a session given up (a
+/// deadline passed, an error) closes its socket.
+pub(crate) struct AbortOnDrop(pub(crate) tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
 
@@ -133,6 +146,7 @@ impl sensegate_core::service::SiteReport for SiteStats {
             refused: self.refused.load(Relaxed),
             failures: self.failures.load(Relaxed),
             poll_rows_max: self.poll_rows_max.load(Relaxed),
+            behind: self.behind.load(Relaxed),
         }
     }
 }
@@ -143,27 +157,23 @@ impl sensegate_core::service::SiteReport for SiteStats {
 /// # Errors
 /// [`PgError`]; the connection attempt as a whole is bounded by
 /// `c.timeout` too.
-pub async fn session(
+pub(crate) async fn session(
     c: &SiteConfig,
     purpose: &str,
-) -> Result<(Client, tokio::task::JoinHandle<()>), PgError> {
+) -> Result<(Client, AbortOnDrop), PgError> {
     let connect = async {
         let (client, driver) =
             connect_client(&c.pg, &format!("sensegate site view {purpose}")).await?;
+        // Dropped with this future if the deadline passes mid-setup.
+        let driver = AbortOnDrop(driver);
         let ms = c.timeout.as_millis();
-        let set = client
+        client
             .batch_execute(&format!(
                 "SET default_transaction_read_only = on; SET statement_timeout = {ms}; \
                  SET idle_in_transaction_session_timeout = {ms}"
             ))
-            .await;
-        match set {
-            Ok(()) => Ok((client, driver)),
-            Err(e) => {
-                driver.abort();
-                Err(PgError::from(e))
-            }
-        }
+            .await?;
+        Ok((client, driver))
     };
     tokio::time::timeout(c.timeout, connect)
         .await

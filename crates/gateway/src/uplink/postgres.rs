@@ -137,13 +137,15 @@ pub enum PgError {
 
 /// The server's own words for an error (its message and SQLSTATE), or the
 /// chain of causes for one of the network or TLS.
+/// The server's words are its input: shown escaped (no line breaks or
+/// control characters reach a log) and cut at [`MAX_SERVER_TEXT`].
 fn describe(e: &tokio_postgres::Error) -> String {
     if let Some(db) = e.as_db_error() {
         return format!(
             "{}: {} (SQLSTATE {})",
-            db.severity(),
-            db.message(),
-            db.code().code()
+            server_text(db.severity()),
+            server_text(db.message()),
+            server_text(db.code().code())
         );
     }
     let mut text = e.to_string();
@@ -154,6 +156,22 @@ fn describe(e: &tokio_postgres::Error) -> String {
         cause = c.source();
     }
     text
+}
+
+/// Characters of a server's message shown, at most.
+const MAX_SERVER_TEXT: usize = 200;
+
+/// A server's text, escaped and cut for a log line.
+fn server_text(s: &str) -> String {
+    let mut out: String = s
+        .chars()
+        .take(MAX_SERVER_TEXT)
+        .flat_map(char::escape_debug)
+        .collect();
+    if s.chars().nth(MAX_SERVER_TEXT).is_some() {
+        out.push_str("...");
+    }
+    out
 }
 
 /// The gateway as the site knows it.
