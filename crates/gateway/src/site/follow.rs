@@ -49,8 +49,9 @@ const DISCOVER_ROWS: usize = 1_000;
 const MAX_GATEWAY_NAME: usize = 64;
 /// Passes of a poll over the sensors that had more than their share.
 const SHARE_PASSES: usize = 3;
-/// Largest pinned-prefix file read.
-const MAX_PINS_BYTES: u64 = 4 << 20;
+/// Longest line of the pinned-prefix file (an id, a space, a prefix, a
+/// newline): the file is read up to `limits.max_sensors` of them.
+const MAX_PIN_LINE: usize = 36 + 1 + MAX_GATEWAY_NAME + 1;
 
 /// A sensor followed.
 struct Followed {
@@ -167,7 +168,10 @@ impl Follower {
     /// that are not both valid are left out.
     fn load_pins(&mut self) {
         let Some(path) = &self.pins else { return };
-        let text = match crate::file::read_capped(path, MAX_PINS_BYTES) {
+        // A line is an id, a space, a prefix and a newline.
+        let max = self.sink.limits().max_sensors;
+        let cap = u64::try_from(max.saturating_mul(MAX_PIN_LINE)).unwrap_or(u64::MAX);
+        let text = match crate::file::read_capped(path, cap) {
             Ok(t) => t,
             Err(crate::file::CappedReadError::Io(e))
                 if e.kind() == std::io::ErrorKind::NotFound =>
@@ -175,11 +179,16 @@ impl Follower {
                 return;
             }
             Err(e) => {
-                tracing::warn!(path = %path.display(), error = ?e, "site view: pinned gateway names not read");
+                // Not overwritten: the operator's pins stay as they are.
+                tracing::warn!(
+                    path = %path.display(),
+                    error = ?e,
+                    "site view: pinned gateway names not read; new ones are not pinned"
+                );
+                self.pins = None;
                 return;
             }
         };
-        let max = self.sink.limits().max_sensors;
         for line in text.lines() {
             let Some((id, prefix)) = line.split_once(' ') else {
                 continue;
@@ -189,7 +198,11 @@ impl Follower {
                     || (crate::sources::config::is_name(prefix, MAX_GATEWAY_NAME)
                         && !prefix.contains('/')
                         && !looks_like_id(prefix)));
-            if !valid || self.taken.contains(prefix) || self.prefixes.len() >= max {
+            if !valid
+                || self.taken.contains(prefix)
+                || self.prefixes.contains_key(id)
+                || self.prefixes.len() >= max
+            {
                 continue;
             }
             let prefix: Arc<str> = Arc::from(prefix);
@@ -285,7 +298,9 @@ impl Follower {
                 fresh[i] = true;
             }
             let n = self.sensors.len();
-            let start = std::mem::take(&mut self.resume_at).min(n);
+            // Kept until a statement is cut short (which moves it), so a
+            // poll that fails starts there again.
+            let start = self.resume_at.min(n);
             let mut pending: Vec<usize> =
                 (start..n).chain(0..start).filter(|&i| !fresh[i]).collect();
             // A share each; what is left, to those that had more.
@@ -295,15 +310,22 @@ impl Follower {
                 }
                 let each = (budget / pending.len()).max(1);
                 let mut more = Vec::new();
+                let mut asked = 0;
                 for part in pending.chunks(SENSORS_PER_STATEMENT) {
                     let (taken, full) = self.newer(c, part, each, budget).await?;
                     budget -= taken;
+                    asked += part.len();
                     more.extend(full);
                     if budget == 0 {
+                        // Those not asked this pass may have more too.
+                        more.extend_from_slice(&pending[asked..]);
                         break;
                     }
                 }
                 pending = more;
+            }
+            if budget > 0 {
+                self.resume_at = 0;
             }
             behind = pending.len();
         }
@@ -356,7 +378,8 @@ impl Follower {
                     DISCOVER_ROWS,
                 )
                 .await?;
-            let mut found: Vec<(i32, String, Option<String>)> = Vec::with_capacity(rows.len());
+            let mut found: Vec<(i32, Option<String>, Option<String>)> =
+                Vec::with_capacity(rows.len());
             for r in &rows {
                 let (Ok(id), Ok(gateway), Ok(name)) = (r.try_get(0), r.try_get(1), r.try_get(2))
                 else {
@@ -368,7 +391,7 @@ impl Follower {
             }
             let unknown: Vec<&str> = found
                 .iter()
-                .map(|(_, g, _)| g.as_str())
+                .filter_map(|(_, g, _)| g.as_deref())
                 .filter(|g| !self.prefixes.contains_key(*g))
                 .collect::<HashSet<_>>()
                 .into_iter()
@@ -376,24 +399,33 @@ impl Follower {
             let names = self.gateway_names(c, &unknown).await?;
             for (id, gateway, name) in &found {
                 // In the order sensors were added: a name taken here stays
-                // its gateway's.
+                // its gateway's. A row this view cannot use is passed over
+                // (counted), never asked for again.
+                self.after_id = (*id).max(self.after_id);
+                let Some(gateway) = gateway else {
+                    self.refused += 1;
+                    continue;
+                };
                 let Some(prefix) =
                     self.prefix(gateway, names.get(gateway.as_str()), &mut new_gateways)
                 else {
-                    break;
+                    continue;
                 };
                 if !self.learn(*id, gateway, &prefix, name.as_deref()) {
+                    // The catalog is full: this one is asked for again
+                    // once there is room (after a restart).
+                    self.after_id = id.saturating_sub(1);
                     break;
                 }
-                self.after_id = (*id).max(self.after_id);
                 learned += 1;
+            }
+            // Pinned before anything else can fail.
+            if std::mem::take(&mut new_gateways) {
+                self.save_pins();
             }
             if rows.len() < DISCOVER_ROWS {
                 break;
             }
-        }
-        if new_gateways {
-            self.save_pins();
         }
         Ok(())
     }
@@ -600,11 +632,9 @@ impl Follower {
     fn take(&mut self, rows: &[tokio_postgres::Row]) {
         let mut out = Vec::with_capacity(rows.len());
         for r in rows {
-            let (Ok(id), Ok(time), Ok(value), Ok(code)) = (
+            let (Ok(id), Ok(time)) = (
                 r.try_get::<_, i32>(0),
                 r.try_get::<_, std::time::SystemTime>(1),
-                r.try_get::<_, f64>(2),
-                r.try_get::<_, i16>(3),
             ) else {
                 self.refused += 1;
                 continue;
@@ -613,9 +643,18 @@ impl Follower {
                 self.refused += 1;
                 continue;
             };
+            // The cursor moves past a row that is not a reading too: it is
+            // not read again.
             let us = micros(time);
             let s = &mut self.sensors[i];
             s.after_us = Some(s.after_us.map_or(us, |a| a.max(us)));
+            let (Ok(Some(value)), Ok(Some(code))) = (
+                r.try_get::<_, Option<f64>>(2),
+                r.try_get::<_, Option<i16>>(3),
+            ) else {
+                self.refused += 1;
+                continue;
+            };
             let Some(quality) = quality(code).filter(|_| value.is_finite()) else {
                 self.refused += 1;
                 continue;
