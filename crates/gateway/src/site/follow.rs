@@ -34,7 +34,7 @@ use tokio_util::sync::CancellationToken;
 
 use std::sync::atomic::Ordering::Relaxed;
 
-use super::{Place, SiteConfig, SiteIndex, SiteStats, micros, quality, session};
+use super::{Place, SiteConfig, SiteIndex, SiteStats, micros, quality, session, timed_out};
 use crate::reading::Reading;
 use crate::uplink::backoff::Backoff;
 use crate::uplink::postgres::{PgError, check_schema, query_capped};
@@ -79,11 +79,8 @@ struct Follower {
     pins: Option<PathBuf>,
     /// The catalog is full: no more sensors are learned (warned once).
     full: bool,
-    /// Rows refused (a bad value, quality or name), for the log.
-    refused: u64,
-    /// How much of `refused` is in the figures.
-    refused_reported: u64,
-    /// When `refused` was last logged.
+    /// When the rows refused (`stats.refused`) were last logged, and how
+    /// many there were then.
     refused_logged: Option<(std::time::Instant, u64)>,
     /// Polls through since the last connection.
     polls: u64,
@@ -119,8 +116,6 @@ pub async fn run(
         taken: HashSet::new(),
         pins,
         full: false,
-        refused: 0,
-        refused_reported: 0,
         refused_logged: None,
         polls: 0,
         resume_at: 0,
@@ -163,6 +158,35 @@ fn looks_like_id(s: &str) -> bool {
         })
 }
 
+/// The pins of a pinned-prefix file (`<gateway id> <prefix>` a line), at
+/// most `max`: a line whose id is not an id, whose prefix is not one a
+/// gateway could have, or whose id or prefix an earlier line took, is
+/// left out.
+fn parse_pins(text: &str, max: usize) -> Vec<(String, Arc<str>)> {
+    let mut ids = HashSet::new();
+    let mut taken = HashSet::new();
+    let mut out = Vec::new();
+    for line in text.lines() {
+        if out.len() >= max {
+            break;
+        }
+        let Some((id, prefix)) = line.split_once(' ') else {
+            continue;
+        };
+        let valid = looks_like_id(id)
+            && (prefix == id
+                || (crate::sources::config::is_name(prefix, MAX_GATEWAY_NAME)
+                    && !prefix.contains('/')
+                    && !looks_like_id(prefix)));
+        if valid && !ids.contains(id) && !taken.contains(prefix) {
+            ids.insert(id);
+            taken.insert(prefix);
+            out.push((id.to_owned(), Arc::from(prefix)));
+        }
+    }
+    out
+}
+
 impl Follower {
     /// Reads the pinned prefixes (`<gateway id> <prefix>` a line); lines
     /// that are not both valid are left out.
@@ -189,25 +213,9 @@ impl Follower {
                 return;
             }
         };
-        for line in text.lines() {
-            let Some((id, prefix)) = line.split_once(' ') else {
-                continue;
-            };
-            let valid = looks_like_id(id)
-                && (prefix == id
-                    || (crate::sources::config::is_name(prefix, MAX_GATEWAY_NAME)
-                        && !prefix.contains('/')
-                        && !looks_like_id(prefix)));
-            if !valid
-                || self.taken.contains(prefix)
-                || self.prefixes.contains_key(id)
-                || self.prefixes.len() >= max
-            {
-                continue;
-            }
-            let prefix: Arc<str> = Arc::from(prefix);
+        for (id, prefix) in parse_pins(&text, max) {
             self.taken.insert(prefix.clone());
-            self.prefixes.insert(id.to_owned(), prefix);
+            self.prefixes.insert(id, prefix);
         }
     }
 
@@ -331,27 +339,29 @@ impl Follower {
         }
         let rows = u64::try_from(self.config.max_rows_per_poll - budget).unwrap_or(u64::MAX);
         self.stats.polled(rows, self.sensors.len(), behind);
-        self.stats
-            .refused
-            .fetch_add(self.refused - self.refused_reported, Relaxed);
-        self.refused_reported = self.refused;
         self.log_refused();
         Ok(())
     }
 
+    /// Counts a row left out: not a valid reading, sensor or gateway.
+    fn refuse(&self) {
+        self.stats.refused.fetch_add(1, Relaxed);
+    }
+
     /// Says how many rows were left out, at most once a minute.
     fn log_refused(&mut self) {
+        let refused = self.stats.refused.load(Relaxed);
         let logged = self.refused_logged.map_or(0, |(_, n)| n);
-        if self.refused == logged
+        if refused == logged
             || self
                 .refused_logged
                 .is_some_and(|(at, _)| at.elapsed() < Duration::from_secs(60))
         {
             return;
         }
-        self.refused_logged = Some((std::time::Instant::now(), self.refused));
+        self.refused_logged = Some((std::time::Instant::now(), refused));
         tracing::warn!(
-            refused_total = self.refused,
+            refused_total = refused,
             "site database: rows that are not valid readings or sensors (an invalid name, \
              value or quality) were left out"
         );
@@ -403,7 +413,7 @@ impl Follower {
                 // (counted), never asked for again.
                 self.after_id = (*id).max(self.after_id);
                 let Some(gateway) = gateway else {
-                    self.refused += 1;
+                    self.refuse();
                     continue;
                 };
                 let Some(prefix) =
@@ -470,7 +480,7 @@ impl Follower {
             return Some(p.clone());
         }
         if !looks_like_id(gateway) || self.prefixes.len() >= self.sink.limits().max_sensors {
-            self.refused += 1;
+            self.refuse();
             return None;
         }
         let usable = name.filter(|n| {
@@ -497,12 +507,12 @@ impl Follower {
         let full_name = name.map(|n| format!("{prefix}/{n}"));
         let Some(full_name) = full_name.filter(|n| sensegate_proto::envelope::is_name(n, max))
         else {
-            self.refused += 1;
+            self.refuse();
             return true;
         };
         if self.index.get(&full_name).is_some() {
             // Two of the database's sensors would share a name here.
-            self.refused += 1;
+            self.refuse();
             return true;
         }
         match self.sink.register(&full_name, "") {
@@ -532,7 +542,7 @@ impl Follower {
                 false
             }
             Err(RegisterError::Taken { .. }) => {
-                self.refused += 1;
+                self.refuse();
                 true
             }
         }
@@ -636,11 +646,11 @@ impl Follower {
                 r.try_get::<_, i32>(0),
                 r.try_get::<_, std::time::SystemTime>(1),
             ) else {
-                self.refused += 1;
+                self.refuse();
                 continue;
             };
             let Some(&i) = self.by_id.get(&id) else {
-                self.refused += 1;
+                self.refuse();
                 continue;
             };
             // The cursor moves past a row that is not a reading too: it is
@@ -652,11 +662,11 @@ impl Follower {
                 r.try_get::<_, Option<f64>>(2),
                 r.try_get::<_, Option<i16>>(3),
             ) else {
-                self.refused += 1;
+                self.refuse();
                 continue;
             };
             let Some(quality) = quality(code).filter(|_| value.is_finite()) else {
-                self.refused += 1;
+                self.refuse();
                 continue;
             };
             out.push(Reading {
@@ -675,13 +685,34 @@ impl Follower {
     }
 }
 
-fn timed_out() -> PgError {
-    PgError::Io(std::io::Error::from(std::io::ErrorKind::TimedOut))
-}
-
 #[cfg(test)]
 mod tests {
-    use super::looks_like_id;
+    use super::{looks_like_id, parse_pins};
+
+    const A: &str = "0b7c3a52-3f0e-4b8e-9a1d-2c4f5e6a7b8c";
+    const B: &str = "1b7c3a52-3f0e-4b8e-9a1d-2c4f5e6a7b8c";
+    const C: &str = "2b7c3a52-3f0e-4b8e-9a1d-2c4f5e6a7b8c";
+
+    #[test]
+    fn pins_are_parsed_as_hostile_text_and_capped() {
+        let text = format!(
+            "{A} hall-1\n{A} hall-9\n{B} hall-1\n{B} {A}\nnot-an-id hall-2\n\
+             {B} bad/name\n{B} {}\n{B}\n{B} hall-2\n{C} {C}\n",
+            "x".repeat(65)
+        );
+        let pins: Vec<(String, String)> = parse_pins(&text, 100)
+            .into_iter()
+            .map(|(id, p)| (id, p.to_string()))
+            .collect();
+        // The first line for an id and for a prefix wins; an id as its own
+        // prefix is kept, another gateway's id is not a prefix.
+        assert_eq!(
+            pins,
+            [(A, "hall-1"), (B, "hall-2"), (C, C)].map(|(i, p)| (i.to_owned(), p.to_owned()))
+        );
+        // Past the cap, the rest is left out.
+        assert_eq!(parse_pins(&text, 2).len(), 2);
+    }
 
     #[test]
     fn only_ids_look_like_ids() {

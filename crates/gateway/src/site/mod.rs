@@ -76,21 +76,6 @@ impl SiteIndex {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .insert(name, place);
     }
-
-    /// Sensors known.
-    #[must_use]
-    pub fn len(&self) -> usize {
-        self.places
-            .read()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .len()
-    }
-
-    /// Whether none is known yet.
-    #[must_use]
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
 }
 
 /// What the site view's follower did, for `/metrics`.
@@ -177,7 +162,12 @@ pub(crate) async fn session(
     };
     tokio::time::timeout(c.timeout, connect)
         .await
-        .map_err(|_| PgError::Io(std::io::Error::from(std::io::ErrorKind::TimedOut)))?
+        .map_err(|_| timed_out())?
+}
+
+/// A deadline of ours passed.
+pub(crate) fn timed_out() -> PgError {
+    PgError::Io(std::io::Error::from(std::io::ErrorKind::TimedOut))
 }
 
 /// The earliest and latest instants PostgreSQL's `timestamptz` holds
